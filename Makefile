@@ -1,0 +1,48 @@
+# The two commands: `make demo` and `make test`. Both create the virtual environment on first
+# use (torch pinned to the local CPU wheel, everything else from requirements-dev.txt), build
+# the C++ extension incrementally, and then run.
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+TORCH_SPEC ?= torch==2.13.0
+STAMP := $(VENV)/.sublocal-deps
+BUILD := build
+export MAX_JOBS ?= 2
+export TORCHINDUCTOR_CACHE_DIR ?= $(CURDIR)/$(BUILD)/inductor-cache
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: demo test build cuda-check bench env clean
+
+env: $(STAMP)
+
+$(STAMP): requirements-dev.txt pyproject.toml setup.py
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install --quiet "$(TORCH_SPEC)"
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	$(PY) -m pip install --quiet --no-build-isolation --no-deps -e .
+	touch $(STAMP)
+
+# Incremental rebuild of sublocal_kernels/_C*.so (ninja recompiles only what changed).
+build: $(STAMP)
+	$(PY) setup.py --quiet build_ext --inplace
+
+# nvcc compile check of every csrc/cuda/*.cu for sm_90 (no GPU needed). Set
+# SUBLOCAL_SKIP_CUDA_CHECK=1 on a machine without nvcc.
+cuda-check: $(STAMP)
+	@if [ "$$SUBLOCAL_SKIP_CUDA_CHECK" = "1" ]; then echo "cuda-check: skipped (SUBLOCAL_SKIP_CUDA_CHECK=1)"; exit 0; fi; \
+	command -v nvcc >/dev/null || { echo "cuda-check: nvcc not found (set SUBLOCAL_SKIP_CUDA_CHECK=1 to skip)"; exit 1; }; \
+	cmake -S . -B $(BUILD)/cuda-check -G Ninja -DPython3_EXECUTABLE=$(abspath $(PY)) -DCMAKE_BUILD_TYPE=Release >/dev/null && \
+	cmake --build $(BUILD)/cuda-check --target sublocal_cuda_check && echo "cuda-check: all CUDA sources compile for sm_90"
+
+test: build cuda-check
+	$(PY) -m pytest -q --benchmark-disable
+
+bench: build
+	$(PY) -m benchmarks.run
+
+demo: build
+	$(PY) -m benchmarks.run
+
+clean:
+	rm -rf $(BUILD) sublocal_kernels/*.so *.egg-info .pytest_cache .benchmarks .hypothesis

@@ -1,0 +1,49 @@
+// Every schema of the `sublocal` library, in one place.
+//
+// Kernels live beside this file: csrc/cpu/<op>.cpp registers the CPU kernels,
+// csrc/cuda/<op>_*.cu the CUDA C++ kernels; Python (sublocal_kernels/ops/<op>/register.py)
+// adds the fake (meta) kernels, the autograd formulas and the Triton CUDA kernels.
+//
+// Ops named `_<op>_*_cuda` are the CUDA C++ backends of an op whose CUDA default is a Triton
+// kernel: the CUDA kernel registered from Python for `<op>_*` calls one or the other
+// (SUBLOCAL_<OP>_BACKEND=triton|cuda), so the dispatcher still picks the device and Python
+// only picks between two GPU implementations of the same contract.
+
+#include <Python.h>
+#include <torch/library.h>
+
+extern "C" {
+// `import sublocal_kernels._C` runs the static registrations below; the module itself is empty.
+// Only the limited Python API is used, so one abi3 binary serves every Python >= 3.9.
+PyObject* PyInit__C(void) {
+  static struct PyModuleDef module_def = {
+      PyModuleDef_HEAD_INIT,
+      "_C",  // name
+      "sublocal-kernels C++/CUDA operator library (registered with torch.ops.sublocal)",
+      -1,       // size of per-interpreter state
+      nullptr,  // methods
+  };
+  return PyModule_Create(&module_def);
+}
+}
+
+TORCH_LIBRARY(sublocal, m) {
+  // ---- fo-pool (QRNN): c_t = f_t * c_{t-1} + (1 - f_t) * z_t ; h_t = o_t * c_t -------------
+  // checkpoints: (B, T // chunk + 1, D) float32, the state before processing step k * chunk
+  // (in processing order), saved for the backward, which recomputes c chunk by chunk.
+  m.def(
+      "fo_pool_fwd(Tensor forget, Tensor z, Tensor? output, Tensor? lengths, Tensor? initial, "
+      "bool reverse, int chunk) -> (Tensor h, Tensor c_last, Tensor checkpoints)");
+  // grad_output is an empty tensor when output is None.
+  m.def(
+      "fo_pool_bwd(Tensor grad_h, Tensor grad_c_last, Tensor forget, Tensor z, Tensor? output, "
+      "Tensor? lengths, Tensor checkpoints, bool reverse, int chunk) -> "
+      "(Tensor grad_forget, Tensor grad_z, Tensor grad_output, Tensor grad_initial)");
+  m.def(
+      "_fo_pool_fwd_cuda(Tensor forget, Tensor z, Tensor? output, Tensor? lengths, Tensor? initial, "
+      "bool reverse, int chunk) -> (Tensor h, Tensor c_last, Tensor checkpoints)");
+  m.def(
+      "_fo_pool_bwd_cuda(Tensor grad_h, Tensor grad_c_last, Tensor forget, Tensor z, Tensor? output, "
+      "Tensor? lengths, Tensor checkpoints, bool reverse, int chunk) -> "
+      "(Tensor grad_forget, Tensor grad_z, Tensor grad_output, Tensor grad_initial)");
+}

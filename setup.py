@@ -1,0 +1,81 @@
+"""Build sublocal_kernels._C: the C++ CPU kernels always, the CUDA kernels when torch has CUDA.
+
+Build without build isolation, after torch is installed:
+
+    pip install torch==2.13.0            # CPU machines
+    pip install --no-build-isolation -e .
+    python setup.py build_ext --inplace  # incremental rebuild
+
+Set SUBLOCAL_NO_CUDA=1 to skip the CUDA sources on a CUDA machine, MAX_JOBS to bound
+parallel compiles, SUBLOCAL_DEBUG=1 for -O0 -g.
+"""
+
+import glob
+import os
+import sys
+
+from setuptools import find_packages, setup
+
+try:
+    import torch
+    from torch.utils import cpp_extension
+except ImportError:  # pragma: no cover - a message, not a code path
+    sys.exit(
+        "sublocal-kernels builds against the torch already installed: install torch first "
+        "(pip install torch==2.13.0 on CPU machines), then build with "
+        "`pip install --no-build-isolation -e .`"
+    )
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+DEBUG = os.environ.get("SUBLOCAL_DEBUG", "0") == "1"
+
+
+def sources(pattern):
+    return sorted(os.path.relpath(p, HERE) for p in glob.glob(os.path.join(HERE, pattern)))
+
+
+def want_cuda():
+    if os.environ.get("SUBLOCAL_NO_CUDA", "0") == "1":
+        return False
+    # A CPU wheel has torch.version.cuda None and CUDA_HOME None whatever the environment says.
+    return torch.version.cuda is not None and cpp_extension.CUDA_HOME is not None
+
+
+cxx_flags = ["-O0", "-g"] if DEBUG else ["-O3"]
+# py_limited_api=True below: one abi3 binary for every Python >= 3.9 (torch's BuildExtension
+# defines Py_LIMITED_API itself; the module's init uses only the limited API).
+define_macros = []
+ext_sources = sources("csrc/*.cpp") + sources("csrc/cpu/*.cpp")
+
+if want_cuda():
+    ext_sources += sources("csrc/cuda/*.cu")
+    define_macros.append(("SUBLOCAL_WITH_CUDA", "1"))
+    nvcc_flags = ["-O3", "--expt-relaxed-constexpr", "-lineinfo"]
+    arch_list = os.environ.get("TORCH_CUDA_ARCH_LIST")
+    if not arch_list:
+        # Build for the GPU in this machine (H100/H200: 9.0) and embed PTX for newer ones.
+        major, minor = torch.cuda.get_device_capability() if torch.cuda.is_available() else (9, 0)
+        os.environ["TORCH_CUDA_ARCH_LIST"] = f"{major}.{minor}+PTX"
+    extension = cpp_extension.CUDAExtension
+    extra_compile_args = {"cxx": cxx_flags, "nvcc": nvcc_flags}
+else:
+    extension = cpp_extension.CppExtension
+    extra_compile_args = {"cxx": cxx_flags}
+
+ext_modules = [
+    extension(
+        "sublocal_kernels._C",
+        ext_sources,
+        include_dirs=[os.path.join(HERE, "csrc")],
+        define_macros=define_macros,
+        extra_compile_args=extra_compile_args,
+        py_limited_api=True,
+    )
+]
+
+setup(
+    packages=find_packages(include=["sublocal_kernels", "sublocal_kernels.*"]),
+    ext_modules=ext_modules,
+    cmdclass={"build_ext": cpp_extension.BuildExtension.with_options(use_ninja=True)},
+    options={"bdist_wheel": {"py_limited_api": "cp39"}},
+)
