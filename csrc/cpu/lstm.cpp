@@ -1,0 +1,537 @@
+// Packed variable-length LSTM on the CPU: forward and fused backward.
+//
+// The batch is sorted by length (descending) once per call, so the sequences still running
+// at step s are always a prefix of the sorted order (PackedSequence's layout). Every buffer is
+// packed time-major over that order: step s of the sequence ranked i is row offsets[s] + i.
+// That makes each step's work a contiguous block of rows:
+//   forward   gates[block] (already x W_ih^T + b, one GEMM for all steps) += h_{s-1}[block] W_hh^T
+//             (one ATen GEMM on the active rows only), then the cell update, vectorised;
+//   backward  the cell's gradient for the block, then dh_{s-1}[block] = dgates[block] W_hh;
+//             afterwards the weight gradients and dx are single GEMMs over all valid steps.
+// Work items are (direction, tile of the sorted batch); each walks its own time loop with no
+// synchronisation between steps, so with 2 threads the two directions run side by side, each
+// issuing single-threaded GEMMs of the whole active batch (MKL runs sequentially inside an
+// OpenMP parallel region). Tiles split the sorted batch into runs of equal total length when
+// there are more threads than directions.
+#include <ATen/Dispatch.h>
+#include <ATen/OpMathType.h>
+#include <ATen/Parallel.h>
+#include <ATen/TensorOperators.h>
+#include <ATen/ops/addmm.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/mm.h>
+#include <ATen/ops/zeros.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <numeric>
+#include <vector>
+
+#include "lstm.h"
+
+// The float cell loops below are branch-free so that they vectorise; GCC only if-converts the
+// clamps and selects when it may assume comparisons do not trap (torch itself is built with
+// -fno-trapping-math). Placed after the includes so it applies to this file's functions only.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("no-trapping-math")
+#endif
+
+// One clone of each float cell loop per x86-64 vector width, chosen at load time (AVX-512 on
+// the 2-core Sapphire Rapids CI machine; the baseline build alone only has SSE2).
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+#define SUBLOCAL_VECTOR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define SUBLOCAL_VECTOR_CLONES
+#endif
+
+namespace sublocal {
+namespace {
+
+// ---- elementwise math -----------------------------------------------------------------------
+
+// exp for float32 without a library call (so the loops vectorise): Cephes' expf polynomial
+// after rounding x log2(e) to the nearest integer n; 2^n is built in the exponent bits.
+// Relative error about 2e-7; inputs are clamped to [-87, 88] (results stay finite and normal).
+inline float exp_f32(float x) {
+  x = x < -87.0f ? -87.0f : x;
+  x = x > 88.0f ? 88.0f : x;
+  const float magic = 12582912.0f;  // 1.5 * 2^23: adding it leaves round(x) in the low mantissa bits
+  const float t = x * 1.44269504088896341f + magic;
+  int32_t tb;
+  std::memcpy(&tb, &t, sizeof(tb));
+  const float n = t - magic;
+  const float r = x - n * 0.693359375f + n * 2.12194440e-4f;
+  float y = 1.9875691500e-4f;
+  y = y * r + 1.3981999507e-3f;
+  y = y * r + 8.3334519073e-3f;
+  y = y * r + 4.1665795894e-2f;
+  y = y * r + 1.6666665459e-1f;
+  y = y * r + 5.0000001201e-1f;
+  y = y * r * r + r + 1.0f;
+  const int32_t bits = (tb - 0x4B400000 + 127) << 23;
+  float scale;
+  std::memcpy(&scale, &bits, sizeof(scale));
+  return y * scale;
+}
+
+inline float sigmoid_f32(float x) { return 1.0f / (1.0f + exp_f32(-x)); }
+
+// tanh: Cephes' odd polynomial below |x| = 0.625 (full relative accuracy near 0), else
+// 1 - 2 / (exp(2|x|) + 1) with the sign restored.
+inline float tanh_f32(float x) {
+  const float ax = x < 0.0f ? -x : x;
+  const float z = x * x;
+  const float small =
+      ((((-5.70498872745e-3f * z + 2.06390887954e-2f) * z - 5.37397155531e-2f) * z + 1.33314422036e-1f) * z -
+       3.33332819422e-1f) * z * x + x;
+  const float big = 1.0f - 2.0f / (exp_f32(2.0f * ax) + 1.0f);
+  const float big_signed = x < 0.0f ? -big : big;
+  return ax < 0.625f ? small : big_signed;
+}
+
+inline double sigmoid_f64(double x) { return 1.0 / (1.0 + std::exp(-x)); }
+
+// ---- the cell, forward and backward, over a block of n rows ----------------------------------
+// gates: (n, 4H) pre-activations in, activations i, f, g, o out. cprev: row r at cprev + r * cps.
+// state: (n, 2H) rows [c | h] out.
+
+// One row of the cell. Every pointer is a distinct row or row segment; the __restrict
+// parameters (kept through always_inline into each vector clone) let GCC vectorise the loop
+// without alias checks, which it otherwise gives up on ("complicated access pattern").
+template <typename T, typename Sigmoid, typename Tanh>
+__attribute__((always_inline)) inline void cell_fwd_row(int64_t H, T* __restrict gi, T* __restrict gf,
+                                                        T* __restrict gg, T* __restrict go, const T* __restrict cp,
+                                                        T* __restrict c, T* __restrict h, Sigmoid sigmoid_fn,
+                                                        Tanh tanh_fn) {
+  for (int64_t j = 0; j < H; ++j) {
+    const T i = sigmoid_fn(gi[j]), f = sigmoid_fn(gf[j]), g = tanh_fn(gg[j]), o = sigmoid_fn(go[j]);
+    const T cj = f * cp[j] + i * g;
+    gi[j] = i;
+    gf[j] = f;
+    gg[j] = g;
+    go[j] = o;
+    c[j] = cj;
+    h[j] = o * tanh_fn(cj);
+  }
+}
+
+SUBLOCAL_VECTOR_CLONES
+void cell_fwd(int64_t n, int64_t H, float* gates, const float* cprev, int64_t cps, float* state) {
+  for (int64_t r = 0; r < n; ++r) {
+    float* g = gates + r * 4 * H;
+    float* c = state + r * 2 * H;
+    cell_fwd_row(H, g, g + H, g + 2 * H, g + 3 * H, cprev + r * cps, c, c + H,
+                 [](float v) { return sigmoid_f32(v); }, [](float v) { return tanh_f32(v); });
+  }
+}
+
+void cell_fwd(int64_t n, int64_t H, double* gates, const double* cprev, int64_t cps, double* state) {
+  for (int64_t r = 0; r < n; ++r) {
+    double* g = gates + r * 4 * H;
+    double* c = state + r * 2 * H;
+    cell_fwd_row(H, g, g + H, g + 2 * H, g + 3 * H, cprev + r * cps, c, c + H,
+                 [](double v) { return sigmoid_f64(v); }, [](double v) { return std::tanh(v); });
+  }
+}
+
+// dh: (n, H) the full gradient reaching h_s. dc: (n, H) in: gradient reaching c_s from later
+// steps; out: the gradient reaching c_{s-1}. dgates: (n, 4H) gradients of the pre-activations.
+//   dc_s = dc + dh o (1 - tanh^2 c_s);  di = dc_s g;  df = dc_s c_{s-1};  dg = dc_s i;
+//   do = dh tanh c_s;  through the activations: i(1-i), f(1-f), 1-g^2, o(1-o);  dc <- dc_s f.
+template <typename T, typename Tanh>
+__attribute__((always_inline)) inline void cell_bwd_row(int64_t H, const T* __restrict ai, const T* __restrict af,
+                                                        const T* __restrict ag, const T* __restrict ao,
+                                                        const T* __restrict c, const T* __restrict cp,
+                                                        const T* __restrict dh, T* __restrict dc, T* __restrict di,
+                                                        T* __restrict df, T* __restrict dg, T* __restrict dout,
+                                                        Tanh tanh_fn) {
+  for (int64_t j = 0; j < H; ++j) {
+    const T i = ai[j], f = af[j], g = ag[j], o = ao[j];
+    const T tc = tanh_fn(c[j]);
+    const T dcs = dc[j] + dh[j] * o * (T(1) - tc * tc);
+    di[j] = dcs * g * i * (T(1) - i);
+    df[j] = dcs * cp[j] * f * (T(1) - f);
+    dg[j] = dcs * i * (T(1) - g * g);
+    dout[j] = dh[j] * tc * o * (T(1) - o);
+    dc[j] = dcs * f;
+  }
+}
+
+template <typename T, typename Tanh>
+__attribute__((always_inline)) inline void cell_bwd_rows(int64_t n, int64_t H, const T* act, const T* state,
+                                                         const T* cprev, int64_t cps, const T* dh, T* dc, T* dgates,
+                                                         Tanh tanh_fn) {
+  for (int64_t r = 0; r < n; ++r) {
+    const T* a = act + r * 4 * H;
+    T* d = dgates + r * 4 * H;
+    cell_bwd_row(H, a, a + H, a + 2 * H, a + 3 * H, state + r * 2 * H, cprev + r * cps, dh + r * H, dc + r * H, d,
+                 d + H, d + 2 * H, d + 3 * H, tanh_fn);
+  }
+}
+
+SUBLOCAL_VECTOR_CLONES
+void cell_bwd(int64_t n, int64_t H, const float* act, const float* state, const float* cprev, int64_t cps,
+              const float* dh, float* dc, float* dgates) {
+  cell_bwd_rows(n, H, act, state, cprev, cps, dh, dc, dgates, [](float v) { return tanh_f32(v); });
+}
+
+void cell_bwd(int64_t n, int64_t H, const double* act, const double* state, const double* cprev, int64_t cps,
+              const double* dh, double* dc, double* dgates) {
+  cell_bwd_rows(n, H, act, state, cprev, cps, dh, dc, dgates, [](double v) { return std::tanh(v); });
+}
+
+// ---- the packed schedule ---------------------------------------------------------------------
+
+struct Plan {
+  std::vector<int64_t> order;      // rank -> batch index, longest first (stable)
+  std::vector<int64_t> len;        // rank -> length
+  std::vector<int64_t> active;     // active[s]: sequences still running at step s (a prefix of ranks)
+  std::vector<int64_t> offsets;    // offsets[s]: first packed row of step s; offsets[max_len] = total
+  std::vector<int64_t> tile_start; // tiles of ranks, tile k = [tile_start[k], tile_start[k + 1])
+  int64_t max_len = 0, total = 0;
+};
+
+Plan make_plan(const at::Tensor& lengths, int64_t batch, int64_t time, int64_t dirs, const char* op) {
+  Plan p;
+  const at::Tensor l = lengths.to(at::kCPU, at::kLong).contiguous();
+  const int64_t* lp = l.data_ptr<int64_t>();
+  for (int64_t b = 0; b < batch; ++b) {
+    TORCH_CHECK(lp[b] >= 1 && lp[b] <= time, op, ": `lengths[", b, "]` = ", lp[b],
+                " is out of range; each length must be in [1, T] = [1, ", time, "]");
+  }
+  p.order.resize(batch);
+  std::iota(p.order.begin(), p.order.end(), int64_t(0));
+  std::stable_sort(p.order.begin(), p.order.end(), [&](int64_t a, int64_t b) { return lp[a] > lp[b]; });
+  p.len.resize(batch);
+  for (int64_t i = 0; i < batch; ++i) p.len[i] = lp[p.order[i]];
+  p.max_len = batch ? p.len[0] : 0;
+  p.active.assign(p.max_len, 0);
+  for (int64_t i = 0; i < batch; ++i)
+    for (int64_t s = 0; s < p.len[i]; ++s) p.active[s] = i + 1;  // sorted: the last rank still running
+  p.offsets.assign(p.max_len + 1, 0);
+  for (int64_t s = 0; s < p.max_len; ++s) p.offsets[s + 1] = p.offsets[s] + p.active[s];
+  p.total = p.offsets[p.max_len];
+  // Tiles: one per direction while there are no more threads than directions (the 2-core
+  // machine: each direction keeps whole-batch GEMMs); otherwise split each direction's batch
+  // into runs of equal total length so every thread gets a time loop.
+  const int64_t tiles = std::max<int64_t>(1, std::min<int64_t>(batch, at::get_num_threads() / dirs));
+  p.tile_start.push_back(0);
+  int64_t acc = 0;
+  for (int64_t i = 0; i < batch; ++i) {
+    acc += p.len[i];
+    const int64_t k = static_cast<int64_t>(p.tile_start.size());
+    if (k < tiles && acc * tiles >= k * p.total && i + 1 < batch) p.tile_start.push_back(i + 1);
+  }
+  p.tile_start.push_back(batch);
+  return p;
+}
+
+// Time index of step s for the sequence of length L in direction d.
+inline int64_t time_of(int64_t d, int64_t s, int64_t L) { return d == 0 ? s : L - 1 - s; }
+
+// The input of direction d packed: row offsets[s] + i = x[order[i], time_of(d, s, len[i])] in the
+// compute dtype; with `ones`, one more column of ones (for the bias gradient's GEMM).
+template <typename scalar_t, typename acc_t>
+at::Tensor pack_input(const at::Tensor& x, const Plan& p, int64_t d, bool ones) {
+  const int64_t T = x.size(1), C = x.size(2), W = C + (ones ? 1 : 0);
+  at::Tensor packed = at::empty({p.total, W}, x.options().dtype(c10::CppTypeToScalarType<acc_t>::value));
+  const scalar_t* X = x.data_ptr<scalar_t>();
+  acc_t* P = packed.data_ptr<acc_t>();
+  at::parallel_for(0, static_cast<int64_t>(p.order.size()), 1, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      const int64_t L = p.len[i];
+      for (int64_t s = 0; s < L; ++s) {
+        const scalar_t* src = X + (p.order[i] * T + time_of(d, s, L)) * C;
+        acc_t* dst = P + (p.offsets[s] + i) * W;
+        for (int64_t k = 0; k < C; ++k) dst[k] = static_cast<acc_t>(src[k]);
+        if (ones) dst[C] = acc_t(1);
+      }
+    }
+  });
+  return packed;
+}
+
+// h0 / c0 of direction d in rank order, in the compute dtype (zeros when absent).
+template <typename scalar_t, typename acc_t>
+at::Tensor sorted_state(const at::Tensor& s0, const Plan& p, int64_t d, int64_t H, const at::TensorOptions& opts) {
+  const int64_t B = static_cast<int64_t>(p.order.size());
+  if (!s0.defined()) return at::zeros({B, H}, opts);
+  auto out = at::empty({B, H}, opts);
+  const scalar_t* src = s0.data_ptr<scalar_t>() + d * B * H;
+  acc_t* dst = out.data_ptr<acc_t>();
+  for (int64_t i = 0; i < B; ++i)
+    for (int64_t j = 0; j < H; ++j) dst[i * H + j] = static_cast<acc_t>(src[p.order[i] * H + j]);
+  return out;
+}
+
+at::Tensor acc_tensor(const at::Tensor& t, at::ScalarType acc) { return t.scalar_type() == acc ? t : t.to(acc); }
+
+// ---- forward ---------------------------------------------------------------------------------
+
+template <typename scalar_t>
+void lstm_fwd_impl(const LstmArgs& a, const Plan& p, at::Tensor& out, at::Tensor& h_n, at::Tensor& c_n,
+                   at::Tensor& gates, at::Tensor& states) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const auto& sh = a.shape;
+  const int64_t B = sh.batch, T = sh.time, H = sh.hidden, D = sh.dirs, N = p.total;
+  const auto acc = gates.scalar_type();
+  const auto aopts = gates.options();
+  at::Tensor whh_t[2], h0s[2], c0s[2];
+  for (int64_t d = 0; d < D; ++d) {
+    // The input projection of every valid step at once: gates = x W_ih^T + (b_ih + b_hh).
+    const at::Tensor xp = pack_input<scalar_t, acc_t>(a.x, p, d, false);
+    at::Tensor g = gates[d].narrow(0, 0, N);
+    const at::Tensor wih_t = acc_tensor(a.w[d].w_ih, acc).t();
+    if (sh.has_bias) {
+      at::addmm_out(g, acc_tensor(a.w[d].b_ih, acc) + acc_tensor(a.w[d].b_hh, acc), xp, wih_t);
+    } else {
+      at::mm_out(g, xp, wih_t);
+    }
+    whh_t[d] = acc_tensor(a.w[d].w_hh, acc).t();
+    h0s[d] = sorted_state<scalar_t, acc_t>(a.h0, p, d, H, aopts);
+    c0s[d] = sorted_state<scalar_t, acc_t>(a.c0, p, d, H, aopts);
+  }
+  const int64_t ntiles = static_cast<int64_t>(p.tile_start.size()) - 1;
+  scalar_t* O = out.data_ptr<scalar_t>();
+  at::parallel_for(0, D * ntiles, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t item = begin; item < end; ++item) {
+      const int64_t d = item / ntiles, i0 = p.tile_start[item % ntiles], i1 = p.tile_start[item % ntiles + 1];
+      at::Tensor G = gates[d], S = states[d];
+      acc_t* Gp = G.data_ptr<acc_t>();
+      acc_t* Sp = S.data_ptr<acc_t>();
+      for (int64_t s = 0; s < p.max_len; ++s) {
+        const int64_t n = std::min(p.active[s], i1) - i0;
+        if (n <= 0) break;
+        const int64_t row = p.offsets[s] + i0;
+        at::Tensor g = G.narrow(0, row, n);
+        const acc_t* cprev;
+        int64_t cps;
+        if (s == 0) {
+          g.addmm_(h0s[d].narrow(0, i0, n), whh_t[d]);
+          cprev = c0s[d].data_ptr<acc_t>() + i0 * H;
+          cps = H;
+        } else {
+          const int64_t prow = p.offsets[s - 1] + i0;
+          g.addmm_(S.narrow(0, prow, n).narrow(1, H, H), whh_t[d]);
+          cprev = Sp + prow * 2 * H;
+          cps = 2 * H;
+        }
+        cell_fwd(n, H, Gp + row * 4 * H, cprev, cps, Sp + row * 2 * H);
+        for (int64_t r = 0; r < n; ++r) {
+          const int64_t i = i0 + r;
+          const acc_t* h = Sp + (row + r) * 2 * H + H;
+          scalar_t* o = O + (p.order[i] * T + time_of(d, s, p.len[i])) * D * H + d * H;
+          for (int64_t j = 0; j < H; ++j) o[j] = static_cast<scalar_t>(h[j]);
+        }
+      }
+      scalar_t* hn = h_n.data_ptr<scalar_t>() + d * B * H;
+      scalar_t* cn = c_n.data_ptr<scalar_t>() + d * B * H;
+      for (int64_t i = i0; i < i1; ++i) {
+        const acc_t* st = Sp + (p.offsets[p.len[i] - 1] + i) * 2 * H;
+        for (int64_t j = 0; j < H; ++j) {
+          cn[p.order[i] * H + j] = static_cast<scalar_t>(st[j]);
+          hn[p.order[i] * H + j] = static_cast<scalar_t>(st[H + j]);
+        }
+      }
+    }
+  });
+  // Padded positions of the output are zero.
+  at::parallel_for(0, B, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      scalar_t* o = O + (p.order[i] * T + p.len[i]) * D * H;
+      std::fill_n(o, (T - p.len[i]) * D * H, scalar_t(0));
+    }
+  });
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> lstm_fwd_cpu(
+    const at::Tensor& x, const at::Tensor& lengths, at::TensorList weights, const std::optional<at::Tensor>& h0,
+    const std::optional<at::Tensor>& c0, bool bidirectional) {
+  const char* op = "sublocal::lstm_fwd";
+  const LstmArgs a = lstm_prepare(x, lengths, weights, h0, c0, bidirectional, op);
+  const auto& sh = a.shape;
+  const int64_t B = sh.batch, T = sh.time, H = sh.hidden, D = sh.dirs;
+  const Plan p = make_plan(lengths, B, T, D, op);
+  auto opts = a.x.options();
+  auto aopts = opts.dtype(state_dtype(a.x.scalar_type()));
+  auto out = at::empty({B, T, D * H}, opts);
+  auto h_n = at::empty({D, B, H}, opts);
+  auto c_n = at::empty({D, B, H}, opts);
+  // Only the first sum(lengths) rows of the workspace are used (untouched pages of a large
+  // allocation are never committed); the shape stays data-independent for the fake kernel.
+  auto gates = at::empty({D, B * T, 4 * H}, aopts);
+  auto states = at::empty({D, B * T, 2 * H}, aopts);
+  if (B == 0) return {out, h_n, c_n, gates, states};
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, a.x.scalar_type(), "lstm_fwd_cpu", [&] {
+    lstm_fwd_impl<scalar_t>(a, p, out, h_n, c_n, gates, states);
+  });
+  return {out, h_n, c_n, gates, states};
+}
+
+// ---- backward --------------------------------------------------------------------------------
+
+template <typename scalar_t>
+void lstm_bwd_impl(const LstmArgs& a, const Plan& p, const at::Tensor& grad_out, const at::Tensor& grad_h_n,
+                   const at::Tensor& grad_c_n, const at::Tensor& gates, const at::Tensor& states,
+                   at::Tensor& grad_x, std::vector<at::Tensor>& grad_w, at::Tensor& grad_h0, at::Tensor& grad_c0) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const auto& sh = a.shape;
+  const int64_t B = sh.batch, T = sh.time, C = sh.input, H = sh.hidden, D = sh.dirs, N = p.total;
+  const auto acc = gates.scalar_type();
+  const auto aopts = gates.options();
+  auto dgates = at::empty({D, N, 4 * H}, aopts);
+  auto dh = at::empty({D, B, H}, aopts);  // gradient reaching h_s, rank order
+  auto dc = at::empty({D, B, H}, aopts);  // gradient reaching c_s, rank order
+  at::Tensor whh[2], c0s[2];
+  for (int64_t d = 0; d < D; ++d) {
+    whh[d] = acc_tensor(a.w[d].w_hh, acc);
+    c0s[d] = sorted_state<scalar_t, acc_t>(a.c0, p, d, H, aopts);
+  }
+  const int64_t ntiles = static_cast<int64_t>(p.tile_start.size()) - 1;
+  const scalar_t* dO = grad_out.data_ptr<scalar_t>();
+  const scalar_t* dHn = grad_h_n.data_ptr<scalar_t>();
+  const scalar_t* dCn = grad_c_n.data_ptr<scalar_t>();
+  at::parallel_for(0, D * ntiles, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t item = begin; item < end; ++item) {
+      const int64_t d = item / ntiles, i0 = p.tile_start[item % ntiles], i1 = p.tile_start[item % ntiles + 1];
+      const acc_t* Gp = gates[d].data_ptr<acc_t>();
+      const acc_t* Sp = states[d].data_ptr<acc_t>();
+      at::Tensor dG = dgates[d], dhd = dh[d];
+      acc_t* dGp = dG.data_ptr<acc_t>();
+      acc_t* dhp = dhd.data_ptr<acc_t>();
+      acc_t* dcp = dc[d].data_ptr<acc_t>();
+      int64_t prev_n = 0;
+      const int64_t smax = p.len[i0];
+      for (int64_t s = smax - 1; s >= 0; --s) {
+        const int64_t n = std::min(p.active[s], i1) - i0;
+        // Sequences whose last step is s start here, from the gradients of h_n and c_n.
+        for (int64_t r = prev_n; r < n; ++r) {
+          const int64_t b = p.order[i0 + r];
+          for (int64_t j = 0; j < H; ++j) {
+            dhp[(i0 + r) * H + j] = static_cast<acc_t>(dHn[(d * B + b) * H + j]);
+            dcp[(i0 + r) * H + j] = static_cast<acc_t>(dCn[(d * B + b) * H + j]);
+          }
+        }
+        prev_n = n;
+        for (int64_t r = 0; r < n; ++r) {
+          const int64_t i = i0 + r;
+          const scalar_t* g = dO + (p.order[i] * T + time_of(d, s, p.len[i])) * D * H + d * H;
+          acc_t* dst = dhp + i * H;
+          for (int64_t j = 0; j < H; ++j) dst[j] += static_cast<acc_t>(g[j]);
+        }
+        const int64_t row = p.offsets[s] + i0;
+        const acc_t* cprev = s == 0 ? c0s[d].data_ptr<acc_t>() + i0 * H : Sp + (p.offsets[s - 1] + i0) * 2 * H;
+        const int64_t cps = s == 0 ? H : 2 * H;
+        cell_bwd(n, H, Gp + row * 4 * H, Sp + row * 2 * H, cprev, cps, dhp + i0 * H, dcp + i0 * H,
+                 dGp + row * 4 * H);
+        at::Tensor dh_rows = dhd.narrow(0, i0, n);
+        at::mm_out(dh_rows, dG.narrow(0, row, n), whh[d]);
+      }
+    }
+  });
+  // Everything else is one GEMM per direction over all valid steps.
+  std::vector<at::Tensor> dxp(D);
+  const int64_t per = sh.has_bias ? 4 : 2;
+  for (int64_t d = 0; d < D; ++d) {
+    const at::Tensor dG = dgates[d];
+    // [dW_ih | db] = dgates^T [x | 1]
+    const at::Tensor xp = pack_input<scalar_t, acc_t>(a.x, p, d, sh.has_bias);
+    const at::Tensor m = at::mm(dG.t(), xp);
+    grad_w[d * per] = m.narrow(1, 0, C).to(a.x.scalar_type()).contiguous();
+    if (sh.has_bias) {
+      grad_w[d * per + 2] = m.select(1, C).to(a.x.scalar_type()).contiguous();
+      grad_w[d * per + 3] = grad_w[d * per + 2].clone();
+    }
+    // dW_hh = dgates^T h_{s-1}: gather the previous step's h (h0 at step 0) row by row.
+    const at::Tensor h0s = sorted_state<scalar_t, acc_t>(a.h0, p, d, H, aopts);
+    auto hprev = at::empty({N, H}, aopts);
+    {
+      const acc_t* Sp = states[d].data_ptr<acc_t>();
+      const acc_t* H0 = h0s.data_ptr<acc_t>();
+      acc_t* hp = hprev.data_ptr<acc_t>();
+      at::parallel_for(0, p.max_len, 16, [&](int64_t begin, int64_t end) {
+        for (int64_t s = begin; s < end; ++s) {
+          for (int64_t i = 0; i < p.active[s]; ++i) {
+            const acc_t* src = s == 0 ? H0 + i * H : Sp + (p.offsets[s - 1] + i) * 2 * H + H;
+            std::copy(src, src + H, hp + (p.offsets[s] + i) * H);
+          }
+        }
+      });
+    }
+    grad_w[d * per + 1] = at::mm(dG.t(), hprev).to(a.x.scalar_type());
+    dxp[d] = at::mm(dG, acc_tensor(a.w[d].w_ih, acc));
+    const acc_t* dhd = dh[d].data_ptr<acc_t>();
+    const acc_t* dcd = dc[d].data_ptr<acc_t>();
+    scalar_t* gh0 = grad_h0.data_ptr<scalar_t>() + d * B * H;
+    scalar_t* gc0 = grad_c0.data_ptr<scalar_t>() + d * B * H;
+    for (int64_t i = 0; i < B; ++i) {
+      for (int64_t j = 0; j < H; ++j) {
+        gh0[p.order[i] * H + j] = static_cast<scalar_t>(dhd[i * H + j]);
+        gc0[p.order[i] * H + j] = static_cast<scalar_t>(dcd[i * H + j]);
+      }
+    }
+  }
+  // dx: the packed rows of both directions scattered back to (B, T, C); zero at padding.
+  scalar_t* dX = grad_x.data_ptr<scalar_t>();
+  const acc_t* dxf = dxp[0].data_ptr<acc_t>();
+  const acc_t* dxr = D == 2 ? dxp[1].data_ptr<acc_t>() : nullptr;
+  at::parallel_for(0, B, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      const int64_t L = p.len[i];
+      scalar_t* dst = dX + p.order[i] * T * C;
+      for (int64_t t = 0; t < L; ++t) {
+        const acc_t* f = dxf + (p.offsets[t] + i) * C;
+        if (dxr) {
+          const acc_t* r = dxr + (p.offsets[L - 1 - t] + i) * C;
+          for (int64_t k = 0; k < C; ++k) dst[t * C + k] = static_cast<scalar_t>(f[k] + r[k]);
+        } else {
+          for (int64_t k = 0; k < C; ++k) dst[t * C + k] = static_cast<scalar_t>(f[k]);
+        }
+      }
+      std::fill_n(dst + L * C, (T - L) * C, scalar_t(0));
+    }
+  });
+}
+
+std::tuple<at::Tensor, std::vector<at::Tensor>, at::Tensor, at::Tensor> lstm_bwd_cpu(
+    const at::Tensor& grad_out, const at::Tensor& grad_h_n, const at::Tensor& grad_c_n, const at::Tensor& x,
+    const at::Tensor& lengths, at::TensorList weights, const std::optional<at::Tensor>& h0,
+    const std::optional<at::Tensor>& c0, const at::Tensor& gates, const at::Tensor& states, bool bidirectional) {
+  const char* op = "sublocal::lstm_bwd";
+  const LstmArgs a = lstm_prepare(x, lengths, weights, h0, c0, bidirectional, op);
+  const auto& sh = a.shape;
+  const int64_t B = sh.batch, T = sh.time, H = sh.hidden, D = sh.dirs;
+  check_like(grad_out, x, op, "grad_out", "x");
+  check_shape(grad_out, {B, T, D * H}, op, "grad_out");
+  check_like(grad_h_n, x, op, "grad_h_n", "x");
+  check_shape(grad_h_n, {D, B, H}, op, "grad_h_n");
+  check_like(grad_c_n, x, op, "grad_c_n", "x");
+  check_shape(grad_c_n, {D, B, H}, op, "grad_c_n");
+  lstm_check_workspace(gates, states, sh, x, op);
+  const Plan p = make_plan(lengths, B, T, D, op);
+  auto opts = a.x.options();
+  auto grad_x = at::empty({B, T, sh.input}, opts);
+  std::vector<at::Tensor> grad_w(weights.size());
+  for (size_t k = 0; k < weights.size(); ++k) grad_w[k] = at::zeros(weights[k].sizes(), opts);
+  auto grad_h0 = at::empty({D, B, H}, opts);
+  auto grad_c0 = at::empty({D, B, H}, opts);
+  if (B == 0) return {grad_x, grad_w, grad_h0, grad_c0};
+  const at::Tensor go = grad_out.contiguous(), ghn = grad_h_n.contiguous(), gcn = grad_c_n.contiguous();
+  const at::Tensor gw = gates.contiguous(), st = states.contiguous();
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, a.x.scalar_type(), "lstm_bwd_cpu", [&] {
+    lstm_bwd_impl<scalar_t>(a, p, go, ghn, gcn, gw, st, grad_x, grad_w, grad_h0, grad_c0);
+  });
+  return {grad_x, grad_w, grad_h0, grad_c0};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(sublocal, CPU, m) {
+  m.impl("lstm_fwd", &lstm_fwd_cpu);
+  m.impl("lstm_bwd", &lstm_bwd_cpu);
+}
+
+}  // namespace sublocal
