@@ -18,6 +18,7 @@
 #include <ATen/Parallel.h>
 #include <ATen/TensorOperators.h>
 #include <ATen/ops/addmm.h>
+#include <ATen/ops/cat.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/mm.h>
 #include <ATen/ops/zeros.h>
@@ -27,6 +28,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <cstdlib>
 #include <numeric>
 #include <vector>
 
@@ -272,7 +274,7 @@ at::Tensor acc_tensor(const at::Tensor& t, at::ScalarType acc) { return t.scalar
 // ---- forward ---------------------------------------------------------------------------------
 
 template <typename scalar_t>
-void lstm_fwd_impl(const LstmArgs& a, const Plan& p, at::Tensor& out, at::Tensor& h_n, at::Tensor& c_n,
+void lstm_fwd_impl_v1(const LstmArgs& a, const Plan& p, at::Tensor& out, at::Tensor& h_n, at::Tensor& c_n,
                    at::Tensor& gates, at::Tensor& states) {
   using acc_t = at::opmath_type<scalar_t>;
   const auto& sh = a.shape;
@@ -347,6 +349,201 @@ void lstm_fwd_impl(const LstmArgs& a, const Plan& p, at::Tensor& out, at::Tensor
   });
 }
 
+// [W_ih | b_ih + b_hh | W_hh]: (4H, C + has_bias + H) in the compute dtype. One GEMM per step
+// with the row [x_t | 1 | h_{t-1}] gives the gates' pre-activations, projection included.
+at::Tensor fused_weight(const LstmDirWeights& w, bool has_bias, at::ScalarType acc) {
+  std::vector<at::Tensor> parts{acc_tensor(w.w_ih, acc)};
+  if (has_bias) parts.push_back((acc_tensor(w.b_ih, acc) + acc_tensor(w.b_hh, acc)).unsqueeze(1));
+  parts.push_back(acc_tensor(w.w_hh, acc));
+  return at::cat(parts, 1);
+}
+
+template <typename scalar_t>
+void lstm_fwd_impl(const LstmArgs& a, const Plan& p, at::Tensor& out, at::Tensor& h_n, at::Tensor& c_n,
+                   at::Tensor& gates, at::Tensor& states) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const auto& sh = a.shape;
+  const int64_t B = sh.batch, T = sh.time, C = sh.input, H = sh.hidden, D = sh.dirs;
+  const int64_t hb = sh.has_bias ? 1 : 0, K = C + hb + H, ho = C + hb;
+  const auto acc = gates.scalar_type();
+  const auto aopts = gates.options();
+  at::Tensor wt[2], h0s[2], c0s[2];
+  for (int64_t d = 0; d < D; ++d) {
+    wt[d] = fused_weight(a.w[d], sh.has_bias, acc).t();
+    h0s[d] = sorted_state<scalar_t, acc_t>(a.h0, p, d, H, aopts);
+    c0s[d] = sorted_state<scalar_t, acc_t>(a.c0, p, d, H, aopts);
+  }
+  const int64_t ntiles = static_cast<int64_t>(p.tile_start.size()) - 1;
+  const scalar_t* X = a.x.data_ptr<scalar_t>();
+  scalar_t* O = out.data_ptr<scalar_t>();
+  at::parallel_for(0, D * ntiles, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t item = begin; item < end; ++item) {
+      const int64_t d = item / ntiles, i0 = p.tile_start[item % ntiles], i1 = p.tile_start[item % ntiles + 1];
+      at::Tensor G = gates[d];
+      acc_t* Gp = G.data_ptr<acc_t>();
+      acc_t* Sp = states[d].data_ptr<acc_t>();
+      // z: this tile's GEMM rows [x_t | 1 | h_{t-1}], rank i0 + r in row r.
+      at::Tensor z = at::empty({i1 - i0, K}, aopts);
+      acc_t* Z = z.data_ptr<acc_t>();
+      for (int64_t r = 0; r < i1 - i0; ++r) {
+        if (hb) Z[r * K + C] = acc_t(1);
+        std::copy_n(h0s[d].data_ptr<acc_t>() + (i0 + r) * H, H, Z + r * K + ho);
+      }
+      for (int64_t s = 0; s < p.max_len; ++s) {
+        const int64_t n = std::min(p.active[s], i1) - i0;
+        if (n <= 0) break;
+        for (int64_t r = 0; r < n; ++r) {
+          const int64_t i = i0 + r;
+          const scalar_t* src = X + (p.order[i] * T + time_of(d, s, p.len[i])) * C;
+          for (int64_t k = 0; k < C; ++k) Z[r * K + k] = static_cast<acc_t>(src[k]);
+        }
+        const int64_t row = p.offsets[s] + i0;
+        at::Tensor g = G.narrow(0, row, n);
+        at::mm_out(g, z.narrow(0, 0, n), wt[d]);
+        const acc_t* cprev = s == 0 ? c0s[d].data_ptr<acc_t>() + i0 * H : Sp + (p.offsets[s - 1] + i0) * 2 * H;
+        cell_fwd(n, H, Gp + row * 4 * H, cprev, s == 0 ? H : 2 * H, Sp + row * 2 * H);
+        for (int64_t r = 0; r < n; ++r) {
+          const int64_t i = i0 + r;
+          const acc_t* h = Sp + (row + r) * 2 * H + H;
+          std::copy_n(h, H, Z + r * K + ho);
+          scalar_t* o = O + (p.order[i] * T + time_of(d, s, p.len[i])) * D * H + d * H;
+          for (int64_t j = 0; j < H; ++j) o[j] = static_cast<scalar_t>(h[j]);
+        }
+      }
+      scalar_t* hn = h_n.data_ptr<scalar_t>() + d * B * H;
+      scalar_t* cn = c_n.data_ptr<scalar_t>() + d * B * H;
+      for (int64_t i = i0; i < i1; ++i) {
+        const acc_t* st = Sp + (p.offsets[p.len[i] - 1] + i) * 2 * H;
+        for (int64_t j = 0; j < H; ++j) {
+          cn[p.order[i] * H + j] = static_cast<scalar_t>(st[j]);
+          hn[p.order[i] * H + j] = static_cast<scalar_t>(st[H + j]);
+        }
+      }
+    }
+  });
+  // Padded positions of the output are zero.
+  at::parallel_for(0, B, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      scalar_t* o = O + (p.order[i] * T + p.len[i]) * D * H;
+      std::fill_n(o, (T - p.len[i]) * D * H, scalar_t(0));
+    }
+  });
+}
+
+// Rows of (step, sequence) pairs gathered before the weight-gradient GEMM runs: 1024 rows of
+// dgates are 4 MB at H=256, so each GEMM reads data the step loop has just written.
+constexpr int64_t kChunkRows = 1024;
+
+template <typename scalar_t>
+void lstm_bwd_impl(const LstmArgs& a, const Plan& p, const at::Tensor& grad_out, const at::Tensor& grad_h_n,
+                   const at::Tensor& grad_c_n, const at::Tensor& gates, const at::Tensor& states,
+                   at::Tensor& grad_x, std::vector<at::Tensor>& grad_w, at::Tensor& grad_h0, at::Tensor& grad_c0) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const auto& sh = a.shape;
+  const int64_t B = sh.batch, T = sh.time, C = sh.input, H = sh.hidden, D = sh.dirs;
+  const int64_t hb = sh.has_bias ? 1 : 0, K = C + hb + H, ho = C + hb;
+  const auto acc = gates.scalar_type();
+  const auto aopts = gates.options();
+  const int64_t ntiles = static_cast<int64_t>(p.tile_start.size()) - 1;
+  auto dh = at::empty({D, B, H}, aopts);  // gradient reaching h_s, rank order
+  auto dc = at::empty({D, B, H}, aopts);  // gradient reaching c_s, rank order
+  auto dw = at::zeros({D * ntiles, 4 * H, K}, aopts);  // [dW_ih | db | dW_hh] per item
+  auto dx = at::zeros({D, B, T, C}, aopts);
+  at::Tensor whh[2], wih[2], h0s[2], c0s[2];
+  for (int64_t d = 0; d < D; ++d) {
+    whh[d] = acc_tensor(a.w[d].w_hh, acc);
+    wih[d] = acc_tensor(a.w[d].w_ih, acc);
+    h0s[d] = sorted_state<scalar_t, acc_t>(a.h0, p, d, H, aopts);
+    c0s[d] = sorted_state<scalar_t, acc_t>(a.c0, p, d, H, aopts);
+  }
+  const scalar_t* X = a.x.data_ptr<scalar_t>();
+  const scalar_t* dO = grad_out.data_ptr<scalar_t>();
+  const scalar_t* dHn = grad_h_n.data_ptr<scalar_t>();
+  const scalar_t* dCn = grad_c_n.data_ptr<scalar_t>();
+  at::parallel_for(0, D * ntiles, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t item = begin; item < end; ++item) {
+      const int64_t d = item / ntiles, i0 = p.tile_start[item % ntiles], i1 = p.tile_start[item % ntiles + 1];
+      const int64_t nt = i1 - i0, cap = kChunkRows + nt;
+      const acc_t* Gp = gates[d].data_ptr<acc_t>();
+      const acc_t* Sp = states[d].data_ptr<acc_t>();
+      at::Tensor dhd = dh[d], dwi = dw[item];
+      acc_t* dhp = dhd.data_ptr<acc_t>();
+      acc_t* dcp = dc[d].data_ptr<acc_t>();
+      acc_t* dxp = dx[d].data_ptr<acc_t>();
+      // A chunk of steps: dgates rows, the matching [x | 1 | h_prev] rows, and where each row's
+      // dx goes (flat (b, t) index).
+      at::Tensor dg = at::empty({cap, 4 * H}, aopts), z = at::empty({cap, K}, aopts), dxc = at::empty({cap, C}, aopts);
+      acc_t* dG = dg.data_ptr<acc_t>();
+      acc_t* Z = z.data_ptr<acc_t>();
+      std::vector<int64_t> where(cap);
+      int64_t rows = 0, prev_n = 0;
+      for (int64_t s = p.len[i0] - 1; s >= 0; --s) {
+        const int64_t n = std::min(p.active[s], i1) - i0;
+        // Sequences whose last step is s start here, from the gradients of h_n and c_n.
+        for (int64_t r = prev_n; r < n; ++r) {
+          const int64_t b = p.order[i0 + r];
+          for (int64_t j = 0; j < H; ++j) {
+            dhp[(i0 + r) * H + j] = static_cast<acc_t>(dHn[(d * B + b) * H + j]);
+            dcp[(i0 + r) * H + j] = static_cast<acc_t>(dCn[(d * B + b) * H + j]);
+          }
+        }
+        prev_n = n;
+        const int64_t row = p.offsets[s] + i0;
+        for (int64_t r = 0; r < n; ++r) {
+          const int64_t i = i0 + r, bt = p.order[i] * T + time_of(d, s, p.len[i]);
+          const scalar_t* g = dO + bt * D * H + d * H;
+          acc_t* dst = dhp + i * H;
+          for (int64_t j = 0; j < H; ++j) dst[j] += static_cast<acc_t>(g[j]);
+          acc_t* zr = Z + (rows + r) * K;
+          const scalar_t* xr = X + bt * C;
+          for (int64_t k = 0; k < C; ++k) zr[k] = static_cast<acc_t>(xr[k]);
+          if (hb) zr[C] = acc_t(1);
+          const acc_t* hp = s == 0 ? h0s[d].data_ptr<acc_t>() + i * H : Sp + (p.offsets[s - 1] + i) * 2 * H + H;
+          std::copy_n(hp, H, zr + ho);
+          where[rows + r] = bt;
+        }
+        const acc_t* cprev = s == 0 ? c0s[d].data_ptr<acc_t>() + i0 * H : Sp + (p.offsets[s - 1] + i0) * 2 * H;
+        cell_bwd(n, H, Gp + row * 4 * H, Sp + row * 2 * H, cprev, s == 0 ? H : 2 * H, dhp + i0 * H, dcp + i0 * H,
+                 dG + rows * 4 * H);
+        at::Tensor dh_rows = dhd.narrow(0, i0, n);
+        at::mm_out(dh_rows, dg.narrow(0, rows, n), whh[d]);
+        rows += n;
+        if (rows >= kChunkRows || s == 0) {
+          const at::Tensor dgc = dg.narrow(0, 0, rows);
+          dwi.addmm_(dgc.t(), z.narrow(0, 0, rows));
+          at::Tensor dxr = dxc.narrow(0, 0, rows);
+          at::mm_out(dxr, dgc, wih[d]);
+          const acc_t* src = dxc.data_ptr<acc_t>();
+          for (int64_t q = 0; q < rows; ++q) std::copy_n(src + q * C, C, dxp + where[q] * C);
+          rows = 0;
+        }
+      }
+    }
+  });
+  const int64_t per = sh.has_bias ? 4 : 2;
+  const auto out_dtype = a.x.scalar_type();
+  for (int64_t d = 0; d < D; ++d) {
+    const at::Tensor m = dw.narrow(0, d * ntiles, ntiles).sum(0);
+    grad_w[d * per] = m.narrow(1, 0, C).to(out_dtype).contiguous();
+    grad_w[d * per + 1] = m.narrow(1, ho, H).to(out_dtype).contiguous();
+    if (sh.has_bias) {
+      grad_w[d * per + 2] = m.select(1, C).to(out_dtype).contiguous();
+      grad_w[d * per + 3] = grad_w[d * per + 2].clone();
+    }
+    const acc_t* dhd = dh[d].data_ptr<acc_t>();
+    const acc_t* dcd = dc[d].data_ptr<acc_t>();
+    scalar_t* gh0 = grad_h0.data_ptr<scalar_t>() + d * B * H;
+    scalar_t* gc0 = grad_c0.data_ptr<scalar_t>() + d * B * H;
+    for (int64_t i = 0; i < B; ++i) {
+      for (int64_t j = 0; j < H; ++j) {
+        gh0[p.order[i] * H + j] = static_cast<scalar_t>(dhd[i * H + j]);
+        gc0[p.order[i] * H + j] = static_cast<scalar_t>(dcd[i * H + j]);
+      }
+    }
+  }
+  grad_x.copy_(D == 2 ? dx[0] + dx[1] : dx[0]);
+}
+
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> lstm_fwd_cpu(
     const at::Tensor& x, const at::Tensor& lengths, at::TensorList weights, const std::optional<at::Tensor>& h0,
     const std::optional<at::Tensor>& c0, bool bidirectional) {
@@ -366,7 +563,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> lstm_fwd_
   auto states = at::empty({D, B * T, 2 * H}, aopts);
   if (B == 0) return {out, h_n, c_n, gates, states};
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, a.x.scalar_type(), "lstm_fwd_cpu", [&] {
-    lstm_fwd_impl<scalar_t>(a, p, out, h_n, c_n, gates, states);
+    if (std::getenv("LSTM_V1")) lstm_fwd_impl_v1<scalar_t>(a, p, out, h_n, c_n, gates, states);
+    else lstm_fwd_impl<scalar_t>(a, p, out, h_n, c_n, gates, states);
   });
   return {out, h_n, c_n, gates, states};
 }
@@ -374,7 +572,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> lstm_fwd_
 // ---- backward --------------------------------------------------------------------------------
 
 template <typename scalar_t>
-void lstm_bwd_impl(const LstmArgs& a, const Plan& p, const at::Tensor& grad_out, const at::Tensor& grad_h_n,
+void lstm_bwd_impl_v1(const LstmArgs& a, const Plan& p, const at::Tensor& grad_out, const at::Tensor& grad_h_n,
                    const at::Tensor& grad_c_n, const at::Tensor& gates, const at::Tensor& states,
                    at::Tensor& grad_x, std::vector<at::Tensor>& grad_w, at::Tensor& grad_h0, at::Tensor& grad_c0) {
   using acc_t = at::opmath_type<scalar_t>;
@@ -522,7 +720,8 @@ std::tuple<at::Tensor, std::vector<at::Tensor>, at::Tensor, at::Tensor> lstm_bwd
   const at::Tensor go = grad_out.contiguous(), ghn = grad_h_n.contiguous(), gcn = grad_c_n.contiguous();
   const at::Tensor gw = gates.contiguous(), st = states.contiguous();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, a.x.scalar_type(), "lstm_bwd_cpu", [&] {
-    lstm_bwd_impl<scalar_t>(a, p, go, ghn, gcn, gw, st, grad_x, grad_w, grad_h0, grad_c0);
+    if (std::getenv("LSTM_V1")) lstm_bwd_impl_v1<scalar_t>(a, p, go, ghn, gcn, gw, st, grad_x, grad_w, grad_h0, grad_c0);
+    else lstm_bwd_impl<scalar_t>(a, p, go, ghn, gcn, gw, st, grad_x, grad_w, grad_h0, grad_c0);
   });
   return {grad_x, grad_w, grad_h0, grad_c0};
 }
