@@ -116,18 +116,26 @@ class QRNN(nn.Module):
             bound = 1 / math.sqrt(fan_in)
             nn.init.uniform_(b, -bound, bound)
 
-    def _gates(self, x_cf: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, reverse: bool):
-        # x_cf: (B, C, T), zero at padded positions. Forward: output t sees t-k+1 .. t;
-        # reverse: t .. t+k-1, which past each sequence's end are the zeros of the padding.
+    def _gates(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, reverse: bool):
+        # x: (B, T, C), zero at padded positions. The width-k convolution as one matrix product
+        # over a (B, T, k*C) window, channels last: three F.linear calls give contiguous z, f, o
+        # directly (a (B, C, T) conv1d plus transposes and gate slices measured 4x slower for
+        # forward+backward at B=4, T=6000, C=5, H=128 here, in copies and conv backward).
+        # Forward: tap j reads x[t - (k-1) + j]; reverse: x[t + (k-1) - j], which past each
+        # sequence's end reads the zeros of the padding.
         k = self.kernel_size
-        padded = F.pad(x_cf, (0, k - 1) if reverse else (k - 1, 0))
-        if reverse:
-            weight = weight.flip(-1)
-        g = F.conv1d(padded, weight, bias).transpose(1, 2)  # (B, T, gates * H)
+        T = x.shape[1]
+        if k == 1:
+            window = x
+        else:
+            padded = F.pad(x, (0, 0, 0, k - 1) if reverse else (0, 0, k - 1, 0))
+            taps = [padded[:, (k - 1 - j if reverse else j):(k - 1 - j if reverse else j) + T] for j in range(k)]
+            window = torch.cat(taps, dim=-1)
+        w = weight.permute(0, 2, 1).reshape(weight.shape[0], -1)  # (gates*H, k*C), tap-major
         H = self.hidden_size
-        z = torch.tanh(g[..., :H])
-        f = torch.sigmoid(g[..., H:2 * H])
-        o = torch.sigmoid(g[..., 2 * H:]) if self.output_gate else None
+        z = torch.tanh(F.linear(window, w[:H], bias[:H]))
+        f = torch.sigmoid(F.linear(window, w[H:2 * H], bias[H:2 * H]))
+        o = torch.sigmoid(F.linear(window, w[2 * H:], bias[2 * H:])) if self.output_gate else None
         return f, z, o
 
     def forward(self, x: torch.Tensor, lengths=None, initial: torch.Tensor | None = None):
@@ -143,18 +151,18 @@ class QRNN(nn.Module):
         if initial is not None:
             chk.like("initial", initial, "x", x, shape=(n_states, B, self.hidden_size),
                      dims="(num_layers * num_directions, B, H)")
-        mask = None
-        if lengths is not None:
-            mask = (torch.arange(T, device=x.device)[None, :] < lengths[:, None]).to(x.dtype)
+        if lengths is not None and self.bidirectional:
+            # Only the reverse direction's window reaches past a sequence's end; later layers read
+            # fo-pool outputs, which are already zero there.
+            mask = torch.arange(T, device=x.device)[None, :] < lengths[:, None]
+            x = x * mask[..., None].to(x.dtype)
         finals = []
         out = x
         for layer in range(self.num_layers):
-            inp = out if mask is None else out * mask[..., None]
-            x_cf = inp.transpose(1, 2)
             outs = []
             for d, suffix in enumerate([""] + (["_reverse"] if self.bidirectional else [])):
                 w, b = getattr(self, f"weight_l{layer}{suffix}"), getattr(self, f"bias_l{layer}{suffix}")
-                f, z, o = self._gates(x_cf, w, b, reverse=d == 1)
+                f, z, o = self._gates(out, w, b, reverse=d == 1)
                 init = initial[layer * self.num_directions + d] if initial is not None else None
                 h, c = fo_pool(f, z, o, lengths, init, reverse=d == 1)
                 outs.append(h)
