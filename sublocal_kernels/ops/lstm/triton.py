@@ -1,0 +1,305 @@
+"""LSTM Triton kernels: the whole recurrence in one launch per direction pair.
+
+Design (kernel-notes.md, "design (1)"): the input projection ``x W_ih^T + b`` of every step and
+both directions is one matrix product before the kernel (cuBLAS), and the weight and input
+gradients are single matrix products after the backward kernel. Only the recurrence walks
+time, inside one persistent launch: program ``(tile, direction)`` owns ``BLOCK_B`` sequences
+of similar length (the batch is sorted by length on the device, without a host sync) and loops
+over its own longest sequence's steps; each step multiplies the tile's ``h_{t-1}`` by
+``W_hh`` (read from L2 every step) with ``tl.dot`` in the input dtype and float32
+accumulation, applies the cell, and writes ``h``, ``c`` and the gate activations. A barrier
+between steps makes the step's ``h`` (written to global memory) visible to every thread of
+the program before the next step reads it. Rows past a sequence's end are masked, so a tile
+does no work for finished sequences beyond the masked lanes and stops at its own longest one.
+
+Workspace layout on CUDA (csrc/lstm.h): row ``b * T + t`` of ``gates (D, B*T, 4H)`` and
+``states (D, B*T, 2H)``, float32 (float64 for float64 inputs).
+
+The launchers take plain tensors (any device), so under ``TRITON_INTERPRET=1`` the same
+kernels run on CPU tensors; the test suite does exactly that.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from ..._checks import compute_dtype
+
+
+@triton.jit
+def _tanh(x):
+    # tanh(x) = 2 sigmoid(2x) - 1: one portable expression (CUDA, the interpreter, float64).
+    return 2.0 * tl.sigmoid(2.0 * x) - 1.0
+
+
+@triton.jit
+def _lstm_fwd_kernel(
+    GATES, STATES, OUT, HN, CN, H0, C0, WHH, ORDER, LEN,
+    B, T, H,
+    NUM_DIRS: tl.constexpr, HAS_H0: tl.constexpr, HAS_C0: tl.constexpr,
+    BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr, PRECISION: tl.constexpr,
+):
+    tile = tl.program_id(0)
+    d = tl.program_id(1)
+    ranks = tile * BLOCK_B + tl.arange(0, BLOCK_B)
+    rmask = ranks < B
+    b = tl.load(ORDER + ranks, mask=rmask, other=0).to(tl.int64)
+    L = tl.load(LEN + b, mask=rmask, other=0).to(tl.int32)
+    L = tl.minimum(tl.maximum(L, 0), T)
+    L = tl.where(rmask, L, 0)
+    n_steps = tl.max(L, axis=0)
+    acc_ty = STATES.dtype.element_ty
+    w_ty = WHH.dtype.element_ty
+    BT = B.to(tl.int64) * T
+    g_base = GATES + d * BT * 4 * H
+    s_base = STATES + d * BT * 2 * H
+    w_base = WHH + d * 4 * H * H
+    for s in range(0, n_steps):
+        active = s < L
+        t = tl.where(d == 0, s, L - 1 - s)
+        tp = tl.where(d == 0, t - 1, t + 1)
+        row = b * T + t
+        prow = b * T + tp
+        first = s == 0
+        last = active & (s == L - 1)
+        for j0 in range(0, H, BLOCK_H):
+            cols = j0 + tl.arange(0, BLOCK_H)
+            cmask = cols < H
+            m2 = active[:, None] & cmask[None, :]
+            gp = g_base + row[:, None] * 4 * H + cols[None, :]
+            acc_i = tl.load(gp, mask=m2, other=0.0)
+            acc_f = tl.load(gp + H, mask=m2, other=0.0)
+            acc_g = tl.load(gp + 2 * H, mask=m2, other=0.0)
+            acc_o = tl.load(gp + 3 * H, mask=m2, other=0.0)
+            for k0 in range(0, H, BLOCK_K):
+                ks = k0 + tl.arange(0, BLOCK_K)
+                kmask = ks < H
+                mk = active[:, None] & kmask[None, :]
+                h_prev = tl.load(s_base + prow[:, None] * 2 * H + H + ks[None, :], mask=mk & (s > 0), other=0.0)
+                if HAS_H0:
+                    h_prev += tl.load(H0 + (d * B + b)[:, None] * H + ks[None, :], mask=mk & first, other=0.0).to(acc_ty)
+                hk = h_prev.to(w_ty)
+                wm = kmask[:, None] & cmask[None, :]
+                wp = w_base + cols[None, :] * H + ks[:, None]
+                acc_i += tl.dot(hk, tl.load(wp, mask=wm, other=0.0), input_precision=PRECISION)
+                acc_f += tl.dot(hk, tl.load(wp + H * H, mask=wm, other=0.0), input_precision=PRECISION)
+                acc_g += tl.dot(hk, tl.load(wp + 2 * H * H, mask=wm, other=0.0), input_precision=PRECISION)
+                acc_o += tl.dot(hk, tl.load(wp + 3 * H * H, mask=wm, other=0.0), input_precision=PRECISION)
+            gi = tl.sigmoid(acc_i)
+            gf = tl.sigmoid(acc_f)
+            gg = _tanh(acc_g)
+            go = tl.sigmoid(acc_o)
+            c_prev = tl.load(s_base + prow[:, None] * 2 * H + cols[None, :], mask=m2 & (s > 0), other=0.0)
+            if HAS_C0:
+                c_prev += tl.load(C0 + (d * B + b)[:, None] * H + cols[None, :], mask=m2 & first, other=0.0).to(acc_ty)
+            c = gf * c_prev + gi * gg
+            h = go * _tanh(c)
+            tl.store(gp, gi.to(acc_ty), mask=m2)
+            tl.store(gp + H, gf.to(acc_ty), mask=m2)
+            tl.store(gp + 2 * H, gg.to(acc_ty), mask=m2)
+            tl.store(gp + 3 * H, go.to(acc_ty), mask=m2)
+            sp = s_base + row[:, None] * 2 * H + cols[None, :]
+            tl.store(sp, c.to(acc_ty), mask=m2)
+            tl.store(sp + H, h.to(acc_ty), mask=m2)
+            tl.store(OUT + (row * NUM_DIRS)[:, None] * H + d * H + cols[None, :], h.to(OUT.dtype.element_ty), mask=m2)
+            ml = last[:, None] & cmask[None, :]
+            tl.store(HN + (d * B + b)[:, None] * H + cols[None, :], h.to(HN.dtype.element_ty), mask=ml)
+            tl.store(CN + (d * B + b)[:, None] * H + cols[None, :], c.to(CN.dtype.element_ty), mask=ml)
+        # This step's h (global memory) must be visible to every thread before the next step.
+        tl.debug_barrier()
+
+
+@triton.jit
+def _lstm_bwd_kernel(
+    DGATES, DH, DC, GATES, STATES, GRAD_OUT, C0, WHH, ORDER, LEN,
+    B, T, H,
+    NUM_DIRS: tl.constexpr, HAS_C0: tl.constexpr,
+    BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr, PRECISION: tl.constexpr,
+):
+    # DH, DC (D, B, H) hold the gradients reaching h_s and c_s: grad_h_n and grad_c_n on entry
+    # (a sequence's rows are untouched until its last step), grad_h0 and grad_c0 on exit.
+    tile = tl.program_id(0)
+    d = tl.program_id(1)
+    ranks = tile * BLOCK_B + tl.arange(0, BLOCK_B)
+    rmask = ranks < B
+    b = tl.load(ORDER + ranks, mask=rmask, other=0).to(tl.int64)
+    L = tl.load(LEN + b, mask=rmask, other=0).to(tl.int32)
+    L = tl.minimum(tl.maximum(L, 0), T)
+    L = tl.where(rmask, L, 0)
+    n_steps = tl.max(L, axis=0)
+    acc_ty = STATES.dtype.element_ty
+    w_ty = WHH.dtype.element_ty
+    BT = B.to(tl.int64) * T
+    g_base = GATES + d * BT * 4 * H
+    dg_base = DGATES + d * BT * 4 * H
+    s_base = STATES + d * BT * 2 * H
+    w_base = WHH + d * 4 * H * H
+    st_base = (d * B + b) * H
+    for i in range(0, n_steps):
+        s = n_steps - 1 - i
+        active = s < L
+        t = tl.where(d == 0, s, L - 1 - s)
+        tp = tl.where(d == 0, t - 1, t + 1)
+        row = b * T + t
+        prow = b * T + tp
+        first = s == 0
+        # The cell's gradient, one block of hidden units at a time.
+        for j0 in range(0, H, BLOCK_H):
+            cols = j0 + tl.arange(0, BLOCK_H)
+            cmask = cols < H
+            m2 = active[:, None] & cmask[None, :]
+            gp = g_base + row[:, None] * 4 * H + cols[None, :]
+            a_i = tl.load(gp, mask=m2, other=0.0)
+            a_f = tl.load(gp + H, mask=m2, other=0.0)
+            a_g = tl.load(gp + 2 * H, mask=m2, other=0.0)
+            a_o = tl.load(gp + 3 * H, mask=m2, other=0.0)
+            c = tl.load(s_base + row[:, None] * 2 * H + cols[None, :], mask=m2, other=0.0)
+            c_prev = tl.load(s_base + prow[:, None] * 2 * H + cols[None, :], mask=m2 & (s > 0), other=0.0)
+            if HAS_C0:
+                c_prev += tl.load(C0 + st_base[:, None] + cols[None, :], mask=m2 & first, other=0.0).to(acc_ty)
+            sp = st_base[:, None] + cols[None, :]
+            dh = tl.load(DH + sp, mask=m2, other=0.0)
+            dh += tl.load(GRAD_OUT + (row * NUM_DIRS)[:, None] * H + d * H + cols[None, :], mask=m2, other=0.0).to(acc_ty)
+            dc = tl.load(DC + sp, mask=m2, other=0.0)
+            tc = _tanh(c)
+            dcs = dc + dh * a_o * (1.0 - tc * tc)
+            dp = dg_base + row[:, None] * 4 * H + cols[None, :]
+            tl.store(dp, (dcs * a_g * a_i * (1.0 - a_i)).to(acc_ty), mask=m2)
+            tl.store(dp + H, (dcs * c_prev * a_f * (1.0 - a_f)).to(acc_ty), mask=m2)
+            tl.store(dp + 2 * H, (dcs * a_i * (1.0 - a_g * a_g)).to(acc_ty), mask=m2)
+            tl.store(dp + 3 * H, (dh * tc * a_o * (1.0 - a_o)).to(acc_ty), mask=m2)
+            tl.store(DC + sp, (dcs * a_f).to(acc_ty), mask=m2)
+        tl.debug_barrier()
+        # dh_{s-1} = dgates_s W_hh for the running rows (finished rows keep grad_h_n until their step).
+        for j0 in range(0, H, BLOCK_H):
+            cols = j0 + tl.arange(0, BLOCK_H)
+            cmask = cols < H
+            m2 = active[:, None] & cmask[None, :]
+            acc = tl.zeros([BLOCK_B, BLOCK_H], dtype=acc_ty)
+            for k0 in range(0, 4 * H, BLOCK_K):
+                ks = k0 + tl.arange(0, BLOCK_K)
+                kmask = ks < 4 * H
+                dg = tl.load(dg_base + row[:, None] * 4 * H + ks[None, :], mask=active[:, None] & kmask[None, :], other=0.0)
+                w = tl.load(w_base + ks[:, None] * H + cols[None, :], mask=kmask[:, None] & cmask[None, :], other=0.0)
+                acc += tl.dot(dg.to(w_ty), w, input_precision=PRECISION)
+            tl.store(DH + st_base[:, None] + cols[None, :], acc.to(acc_ty), mask=m2)
+        tl.debug_barrier()
+
+
+def _blocks(H: int, block_b: int | None, block_h: int | None, block_k: int | None):
+    # tl.dot needs every dimension >= 16. BLOCK_B=16: sorted tiles of 16 similar lengths keep
+    # masked lanes few; BLOCK_H=BLOCK_K=64 keeps four (16, 64) float32 accumulators per program.
+    bh = block_h or max(16, min(64, triton.next_power_of_2(H)))
+    bk = block_k or max(16, min(64, triton.next_power_of_2(H)))
+    return block_b or 16, bh, bk
+
+
+def _precision(dtype: torch.dtype) -> str:
+    # float32 follows torch's matmul TF32 switch (off by default); other dtypes ignore it.
+    if dtype == torch.float32 and torch.backends.cuda.matmul.allow_tf32:
+        return "tf32"
+    return "ieee"
+
+
+def _split(weights, bidirectional: bool):
+    D = 2 if bidirectional else 1
+    per = len(weights) // D
+    return D, per, [weights[d * per:(d + 1) * per] for d in range(D)]
+
+
+def _sorted_order(lengths: torch.Tensor, device) -> tuple[torch.Tensor, torch.Tensor]:
+    lengths = lengths.to(device=device, dtype=torch.int64).contiguous()
+    order = torch.sort(lengths, descending=True, stable=True).indices.contiguous()
+    return lengths, order
+
+
+def lstm_fwd_triton(x, lengths, weights, h0, c0, bidirectional: bool, block_b=None, block_h=None, block_k=None):
+    """Triton forward; same contract as ``torch.ops.sublocal.lstm_fwd`` (CUDA workspace layout)."""
+    x = x.contiguous()
+    B, T, C = x.shape
+    D, per, wd = _split(list(weights), bidirectional)
+    H = weights[1].shape[1]
+    sd = compute_dtype(x.dtype)
+    dev = x.device
+    out = torch.zeros(B, T, D * H, dtype=x.dtype, device=dev)
+    h_n = torch.empty(D, B, H, dtype=x.dtype, device=dev)
+    c_n = torch.empty(D, B, H, dtype=x.dtype, device=dev)
+    gates = torch.empty(D, B * T, 4 * H, dtype=sd, device=dev)
+    # Zeros so that the padded rows read by the backward's weight-gradient products are finite.
+    states = torch.zeros(D, B * T, 2 * H, dtype=sd, device=dev)
+    if B == 0 or T == 0:
+        return out, h_n, c_n, gates, states
+    x2 = x.reshape(B * T, C).to(sd)
+    for d in range(D):
+        w_ih = wd[d][0].to(sd)
+        if per == 4:
+            torch.addmm((wd[d][2].to(sd) + wd[d][3].to(sd)), x2, w_ih.t(), out=gates[d])
+        else:
+            torch.mm(x2, w_ih.t(), out=gates[d])
+    whh = torch.stack([wd[d][1] for d in range(D)]).contiguous()
+    lengths, order = _sorted_order(lengths, dev)
+    bb, bh, bk = _blocks(H, block_b, block_h, block_k)
+    h0c = h0.contiguous() if h0 is not None else gates
+    c0c = c0.contiguous() if c0 is not None else gates
+    _lstm_fwd_kernel[(triton.cdiv(B, bb), D)](
+        gates, states, out, h_n, c_n, h0c, c0c, whh, order, lengths,
+        B, T, H,
+        NUM_DIRS=D, HAS_H0=h0 is not None, HAS_C0=c0 is not None,
+        BLOCK_B=bb, BLOCK_H=bh, BLOCK_K=bk, PRECISION=_precision(x.dtype), num_warps=4,
+    )
+    return out, h_n, c_n, gates, states
+
+
+def lstm_bwd_triton(grad_out, grad_h_n, grad_c_n, x, lengths, weights, h0, c0, gates, states,
+                    bidirectional: bool, block_b=None, block_h=None, block_k=None):
+    """Triton backward; same contract as ``torch.ops.sublocal.lstm_bwd`` (CUDA workspace layout)."""
+    x = x.contiguous()
+    B, T, C = x.shape
+    weights = list(weights)
+    D, per, wd = _split(weights, bidirectional)
+    H = weights[1].shape[1]
+    sd = compute_dtype(x.dtype)
+    dev = x.device
+    dh = grad_h_n.to(sd).contiguous().clone()
+    dc = grad_c_n.to(sd).contiguous().clone()
+    dgates = torch.zeros(D, B * T, 4 * H, dtype=sd, device=dev)
+    if B > 0 and T > 0:
+        lengths, order = _sorted_order(lengths, dev)
+        bb, bh, bk = _blocks(H, block_b, block_h, block_k)
+        whh = torch.stack([wd[d][1] for d in range(D)]).contiguous()
+        c0c = c0.contiguous() if c0 is not None else gates
+        _lstm_bwd_kernel[(triton.cdiv(B, bb), D)](
+            dgates, dh, dc, gates.contiguous(), states.contiguous(), grad_out.contiguous(), c0c, whh, order, lengths,
+            B, T, H,
+            NUM_DIRS=D, HAS_C0=c0 is not None,
+            BLOCK_B=bb, BLOCK_H=bh, BLOCK_K=bk, PRECISION=_precision(x.dtype), num_warps=4,
+        )
+    else:
+        lengths = lengths.to(device=dev, dtype=torch.int64)
+    # Everything else is one batched matrix product over all (b, t) rows; dgates is zero on
+    # padded rows, and x and h_prev are masked there so that no NaN in padding leaks in.
+    steps = torch.arange(T, device=dev)
+    valid = (steps[None, :] < lengths[:, None])  # (B, T)
+    xv = torch.where(valid[:, :, None], x, torch.zeros((), dtype=x.dtype, device=dev)).reshape(B * T, C).to(sd)
+    hs = states.view(D, B, T, 2 * H)[..., H:]
+    h0s = h0.to(sd) if h0 is not None else torch.zeros(D, B, H, dtype=sd, device=dev)
+    prev = [torch.cat([h0s[0][:, None], hs[0][:, :-1]], dim=1)]
+    if D == 2:
+        nxt = torch.cat([hs[1][:, 1:], torch.zeros(B, 1, H, dtype=sd, device=dev)], dim=1)
+        at_last = steps[None, :] == (lengths[:, None] - 1)
+        prev.append(torch.where(at_last[:, :, None], h0s[1][:, None], nxt))
+    h_prev = torch.where(valid[None, :, :, None], torch.stack(prev), torch.zeros((), dtype=sd, device=dev))
+    dg_t = dgates.transpose(1, 2)  # (D, 4H, B*T)
+    grad_w_ih = torch.matmul(dg_t, xv)  # (D, 4H, C)
+    grad_w_hh = torch.bmm(dg_t, h_prev.reshape(D, B * T, H))  # (D, 4H, H)
+    w_ih = torch.stack([wd[d][0] for d in range(D)]).to(sd)
+    grad_x = torch.bmm(dgates, w_ih).sum(0).reshape(B, T, C).to(x.dtype)
+    grads = []
+    for d in range(D):
+        grads += [grad_w_ih[d].to(x.dtype), grad_w_hh[d].to(x.dtype)]
+        if per == 4:
+            db = dgates[d].sum(0).to(x.dtype)
+            grads += [db, db.clone()]
+    return grad_x, grads, dh.to(x.dtype), dc.to(x.dtype)
