@@ -25,6 +25,7 @@ import torch
 import triton
 import triton.language as tl
 
+from ... import _library
 from ..._checks import compute_dtype
 
 
@@ -35,11 +36,23 @@ def _tanh(x):
 
 
 @triton.jit
+def _mm(a, b, UPCAST: tl.constexpr, PRECISION: tl.constexpr):
+    # UPCAST: multiply (bf16-rounded) operands in float32, for the interpreter only: Triton
+    # 3.6's interpreter returns garbage (1e10) for a bf16 tl.dot (numpy has no bf16); bf16
+    # products are exact in float32, so the result equals the GPU's bf16 MMA with float32
+    # accumulation up to summation order.
+    if UPCAST:
+        return tl.dot(a.to(tl.float32), b.to(tl.float32), input_precision="ieee")
+    return tl.dot(a, b, input_precision=PRECISION)
+
+
+@triton.jit
 def _lstm_fwd_kernel(
     GATES, STATES, OUT, HN, CN, H0, C0, WHH, ORDER, LEN,
     B, T, H,
     NUM_DIRS: tl.constexpr, HAS_H0: tl.constexpr, HAS_C0: tl.constexpr,
     BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr, PRECISION: tl.constexpr,
+    UPCAST_DOT: tl.constexpr,
 ):
     tile = tl.program_id(0)
     d = tl.program_id(1)
@@ -83,10 +96,10 @@ def _lstm_fwd_kernel(
                 hk = h_prev.to(w_ty)
                 wm = kmask[:, None] & cmask[None, :]
                 wp = w_base + cols[None, :] * H + ks[:, None]
-                acc_i += tl.dot(hk, tl.load(wp, mask=wm, other=0.0), input_precision=PRECISION)
-                acc_f += tl.dot(hk, tl.load(wp + H * H, mask=wm, other=0.0), input_precision=PRECISION)
-                acc_g += tl.dot(hk, tl.load(wp + 2 * H * H, mask=wm, other=0.0), input_precision=PRECISION)
-                acc_o += tl.dot(hk, tl.load(wp + 3 * H * H, mask=wm, other=0.0), input_precision=PRECISION)
+                acc_i += _mm(hk, tl.load(wp, mask=wm, other=0.0), UPCAST_DOT, PRECISION)
+                acc_f += _mm(hk, tl.load(wp + H * H, mask=wm, other=0.0), UPCAST_DOT, PRECISION)
+                acc_g += _mm(hk, tl.load(wp + 2 * H * H, mask=wm, other=0.0), UPCAST_DOT, PRECISION)
+                acc_o += _mm(hk, tl.load(wp + 3 * H * H, mask=wm, other=0.0), UPCAST_DOT, PRECISION)
             gi = tl.sigmoid(acc_i)
             gf = tl.sigmoid(acc_f)
             gg = _tanh(acc_g)
@@ -117,6 +130,7 @@ def _lstm_bwd_kernel(
     B, T, H,
     NUM_DIRS: tl.constexpr, HAS_C0: tl.constexpr,
     BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr, PRECISION: tl.constexpr,
+    UPCAST_DOT: tl.constexpr,
 ):
     # DH, DC (D, B, H) hold the gradients reaching h_s and c_s: grad_h_n and grad_c_n on entry
     # (a sequence's rows are untouched until its last step), grad_h0 and grad_c0 on exit.
@@ -183,7 +197,7 @@ def _lstm_bwd_kernel(
                 kmask = ks < 4 * H
                 dg = tl.load(dg_base + row[:, None] * 4 * H + ks[None, :], mask=active[:, None] & kmask[None, :], other=0.0)
                 w = tl.load(w_base + ks[:, None] * H + cols[None, :], mask=kmask[:, None] & cmask[None, :], other=0.0)
-                acc += tl.dot(dg.to(w_ty), w, input_precision=PRECISION)
+                acc += _mm(dg.to(w_ty), w, UPCAST_DOT, PRECISION)
             tl.store(DH + st_base[:, None] + cols[None, :], acc.to(acc_ty), mask=m2)
         tl.debug_barrier()
 
@@ -201,6 +215,10 @@ def _precision(dtype: torch.dtype) -> str:
     if dtype == torch.float32 and torch.backends.cuda.matmul.allow_tf32:
         return "tf32"
     return "ieee"
+
+
+def _upcast_dot(dtype: torch.dtype) -> bool:
+    return dtype == torch.bfloat16 and _library.triton_interpreting()
 
 
 def _split(weights, bidirectional: bool):
@@ -247,7 +265,7 @@ def lstm_fwd_triton(x, lengths, weights, h0, c0, bidirectional: bool, block_b=No
         gates, states, out, h_n, c_n, h0c, c0c, whh, order, lengths,
         B, T, H,
         NUM_DIRS=D, HAS_H0=h0 is not None, HAS_C0=c0 is not None,
-        BLOCK_B=bb, BLOCK_H=bh, BLOCK_K=bk, PRECISION=_precision(x.dtype), num_warps=4,
+        BLOCK_B=bb, BLOCK_H=bh, BLOCK_K=bk, PRECISION=_precision(x.dtype), UPCAST_DOT=_upcast_dot(x.dtype), num_warps=4,
     )
     return out, h_n, c_n, gates, states
 
@@ -274,7 +292,7 @@ def lstm_bwd_triton(grad_out, grad_h_n, grad_c_n, x, lengths, weights, h0, c0, g
             dgates, dh, dc, gates.contiguous(), states.contiguous(), grad_out.contiguous(), c0c, whh, order, lengths,
             B, T, H,
             NUM_DIRS=D, HAS_C0=c0 is not None,
-            BLOCK_B=bb, BLOCK_H=bh, BLOCK_K=bk, PRECISION=_precision(x.dtype), num_warps=4,
+            BLOCK_B=bb, BLOCK_H=bh, BLOCK_K=bk, PRECISION=_precision(x.dtype), UPCAST_DOT=_upcast_dot(x.dtype), num_warps=4,
         )
     else:
         lengths = lengths.to(device=dev, dtype=torch.int64)
