@@ -1,5 +1,6 @@
 """The fused ops: one folder each with the public function, its reference and its kernels."""
 
 from .fo_pool import fo_pool, fo_pool_ref
+from .multiwidth_conv1d import multiwidth_conv1d, multiwidth_conv1d_ref
 
-__all__ = ["fo_pool", "fo_pool_ref"]
+__all__ = ["fo_pool", "fo_pool_ref", "multiwidth_conv1d", "multiwidth_conv1d_ref"]
