@@ -40,14 +40,16 @@ def _backward(ctx, grad_y):
     need_x = ctx.needs_input_grad[0]
     # needs_input_grad[1] is a list (one flag per weight) for the Tensor[] argument.
     need_w = any(ctx.needs_input_grad[1]) or bool(ctx.needs_input_grad[2])
+    # The weights' gradient must mirror the Tensor[] argument: a list, of Nones if unused.
+    no_weight_grads = [None] * len(weights)
     if not (need_x or need_w):
-        return None, None, None, None, None, None, None
+        return None, no_weight_grads, None, None, None, None, None
     grad_x, grad_w, grad_b = torch.ops.sublocal.multiwidth_conv1d_bwd(
         grad_y, x, weights, y, lengths, ctx.activation, ctx.causal, ctx.dilation, need_x, need_w
     )
     return (
         grad_x if need_x else None,
-        list(grad_w) if need_w else None,
+        list(grad_w) if need_w else no_weight_grads,
         grad_b if need_w and ctx.has_bias else None,
         None,
         None,

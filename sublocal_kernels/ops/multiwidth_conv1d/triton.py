@@ -34,6 +34,7 @@ import torch
 import triton
 import triton.language as tl
 
+from ... import _library
 from ..._checks import compute_dtype
 from .reference import window
 
@@ -43,7 +44,7 @@ def _multiwidth_conv1d_fwd_kernel(
     X, W, BIAS, LEN, Y,
     T, C, N, KTOT, LEFT, DIL,
     HAS_BIAS: tl.constexpr, HAS_LENGTHS: tl.constexpr, RELU: tl.constexpr, PRECISION: tl.constexpr,
-    BLOCK_T: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+    UPCAST_DOT: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
     pid_t = tl.program_id(0)
     b = tl.program_id(1).to(tl.int64)
@@ -68,6 +69,8 @@ def _multiwidth_conv1d_fwd_kernel(
         xm = (s >= 0) & (s < L) & kmask[None, :]
         a = tl.load(x_base + s.to(tl.int64) * C + c[None, :], mask=xm, other=0.0)
         w = tl.load(W + kk[:, None].to(tl.int64) * N + n[None, :], mask=kmask[:, None] & nmask[None, :], other=0.0)
+        if UPCAST_DOT:
+            a, w = a.to(tl.float32), w.to(tl.float32)
         acc += tl.dot(a, w, input_precision=PRECISION)
     if HAS_BIAS:
         acc += tl.load(BIAS + n, mask=nmask, other=0.0).to(acc.dtype)[None, :]
@@ -82,7 +85,7 @@ def _multiwidth_conv1d_fwd_kernel(
 def _multiwidth_conv1d_dx_kernel(
     DY, Y, WT, KTAP, KCOL, LEN, DX,
     T, C, N, KTOT, LEFT, DIL,
-    HAS_LENGTHS: tl.constexpr, RELU: tl.constexpr, PRECISION: tl.constexpr,
+    HAS_LENGTHS: tl.constexpr, RELU: tl.constexpr, PRECISION: tl.constexpr, UPCAST_DOT: tl.constexpr,
     BLOCK_T: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
     # dx[s, c] = sum_k dy~[s - (KTAP[k] - LEFT) * DIL, KCOL[k]] * WT[k, c] over the used (tap, column) pairs k.
@@ -111,6 +114,8 @@ def _multiwidth_conv1d_dx_kernel(
             yv = tl.load(Y + off, mask=m, other=0.0)
             g = tl.where(yv > 0, g, 0.0)
         w = tl.load(WT + kk[:, None].to(tl.int64) * C + c[None, :], mask=kmask[:, None] & cmask[None, :], other=0.0)
+        if UPCAST_DOT:
+            g, w = g.to(tl.float32), w.to(tl.float32)
         acc += tl.dot(g, w, input_precision=PRECISION)
     acc = tl.where((s < L)[:, None], acc, 0.0)
     tl.store(DX + b * T * C + s[:, None].to(tl.int64) * C + c[None, :], acc.to(DX.dtype.element_ty),
@@ -121,7 +126,7 @@ def _multiwidth_conv1d_dx_kernel(
 def _multiwidth_conv1d_dw_kernel(
     X, DY, Y, LEN, PART_W, PART_B,
     T, C, N, KTOT, LEFT, DIL, NTILES, NITEMS, SPLITS,
-    HAS_LENGTHS: tl.constexpr, RELU: tl.constexpr, PRECISION: tl.constexpr,
+    HAS_LENGTHS: tl.constexpr, RELU: tl.constexpr, PRECISION: tl.constexpr, UPCAST_DOT: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_T: tl.constexpr,
 ):
     # PART_W[split, k, n] = sum over this split's (sequence, tile) items of X_col[t, k] dy~[t, n],
@@ -157,8 +162,10 @@ def _multiwidth_conv1d_dw_kernel(
             if RELU:
                 yv = tl.load(Y + off, mask=gm, other=0.0)
                 g = tl.where(yv > 0, g, 0.0)
-            acc += tl.dot(a, g, input_precision=PRECISION)
             acc_b += tl.sum(g.to(acc_ty), axis=0)
+            if UPCAST_DOT:
+                a, g = a.to(tl.float32), g.to(tl.float32)
+            acc += tl.dot(a, g, input_precision=PRECISION)
     tl.store(PART_W + (split * KTOT + k[:, None]).to(tl.int64) * N + n[None, :], acc,
              mask=kmask[:, None] & nmask[None, :])
     if pid_m == 0:
@@ -210,6 +217,13 @@ def _precision(dtype: torch.dtype) -> str:
     return "ieee" if dtype in (torch.float32, torch.float64) else "tf32"
 
 
+def _upcast_dot(dtype: torch.dtype) -> bool:
+    # Triton 3.6's interpreter multiplies bfloat16 tl.dot operands as their raw uint16 bits
+    # (create_dot on the stored arrays); there, and only there, bfloat16 tiles are widened to
+    # float32 before the product. The GPU runs the bfloat16 tensor-core product.
+    return dtype == torch.bfloat16 and _library.triton_interpreting()
+
+
 def _block(n: int, low: int, high: int) -> int:
     return max(low, min(high, triton.next_power_of_2(max(n, 1))))
 
@@ -236,7 +250,7 @@ def multiwidth_conv1d_fwd_triton(x, weights, bias, lengths, activation: str, cau
         x, w, bias if bias is not None else w, lengths if lengths is not None else w, y,
         T, C, N, span * C, left, dilation,
         HAS_BIAS=bias is not None, HAS_LENGTHS=lengths is not None, RELU=activation == "relu",
-        PRECISION=_precision(x.dtype), BLOCK_T=block_t, BLOCK_N=block_n, BLOCK_K=32, num_warps=4)
+        PRECISION=_precision(x.dtype), UPCAST_DOT=_upcast_dot(x.dtype), BLOCK_T=block_t, BLOCK_N=block_n, BLOCK_K=32, num_warps=4)
     return y
 
 
@@ -274,7 +288,7 @@ def multiwidth_conv1d_bwd_triton(grad_y, x, weights, y, lengths, activation: str
         _multiwidth_conv1d_dx_kernel[grid](
             grad_y, y if relu else dummy, wt, ktap, kcol, lengths if lengths is not None else dummy, grad_x,
             T, C, N, len(taps), left, dilation,
-            HAS_LENGTHS=lengths is not None, RELU=relu, PRECISION=prec,
+            HAS_LENGTHS=lengths is not None, RELU=relu, PRECISION=prec, UPCAST_DOT=_upcast_dot(x.dtype),
             BLOCK_T=block_t, BLOCK_C=block_c, BLOCK_K=32, num_warps=4)
     if need_grad_weights:
         acc_dtype = compute_dtype(x.dtype)
@@ -295,7 +309,7 @@ def multiwidth_conv1d_bwd_triton(grad_y, x, weights, y, lengths, activation: str
             _multiwidth_conv1d_dw_kernel[(m_blocks, n_blocks, splits)](
                 x, grad_y, y if relu else dummy, lengths if lengths is not None else dummy, part_w, part_b,
                 T, C, N, ktot, left, dilation, ntiles, nitems, splits,
-                HAS_LENGTHS=lengths is not None, RELU=relu, PRECISION=prec,
+                HAS_LENGTHS=lengths is not None, RELU=relu, PRECISION=prec, UPCAST_DOT=_upcast_dot(x.dtype),
                 BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_T=block_t, num_warps=4)
         # Partial sums added in split order: deterministic.
         full = part_w.sum(0).reshape(span, C, N)
