@@ -39,6 +39,7 @@ TORCH_LIBRARY(sublocal, m) {
       "fo_pool_bwd(Tensor grad_h, Tensor grad_c_last, Tensor forget, Tensor z, Tensor? output, "
       "Tensor? lengths, Tensor checkpoints, bool reverse, int chunk) -> "
       "(Tensor grad_forget, Tensor grad_z, Tensor grad_output, Tensor grad_initial)");
+  // ---- CUDA C++ backends of fo-pool (see the note at the top) -------------------------------
   m.def(
       "_fo_pool_fwd_cuda(Tensor forget, Tensor z, Tensor? output, Tensor? lengths, Tensor? initial, "
       "bool reverse, int chunk) -> (Tensor h, Tensor c_last, Tensor checkpoints)");
@@ -46,6 +47,7 @@ TORCH_LIBRARY(sublocal, m) {
       "_fo_pool_bwd_cuda(Tensor grad_h, Tensor grad_c_last, Tensor forget, Tensor z, Tensor? output, "
       "Tensor? lengths, Tensor checkpoints, bool reverse, int chunk) -> "
       "(Tensor grad_forget, Tensor grad_z, Tensor grad_output, Tensor grad_initial)");
+<<<<<<< HEAD
 
   // ---- multi-width conv1d: every width of a conv bank in one pass ---------------------------
   // x (B, T, C); weights[i] (F_i, C, k_i); bias (sum F_i,) the widths' biases concatenated;
@@ -61,4 +63,8 @@ TORCH_LIBRARY(sublocal, m) {
       "multiwidth_conv1d_bwd(Tensor grad_y, Tensor x, Tensor[] weights, Tensor? y, Tensor? lengths, "
       "str activation, bool causal, int dilation, bool need_grad_x, bool need_grad_weights) -> "
       "(Tensor grad_x, Tensor[] grad_weights, Tensor grad_bias)");
+=======
+  // The CPU output cache's `_cpu_cache_info() -> int[]` and `_cpu_cache_empty()` take no
+  // tensors, so they are defined with their (catch-all) kernels in csrc/cpu/output_cache.cpp.
+>>>>>>> main
 }

@@ -1,5 +1,6 @@
-"""Layers over the fused ops."""
+"""``torch.nn`` modules over the fused ops."""
 
+from .fo_pool import QRNN, FoPool
 from .multiwidth_conv1d import MultiWidthConv1d
 
-__all__ = ["MultiWidthConv1d"]
+__all__ = ["FoPool", "MultiWidthConv1d", "QRNN"]
