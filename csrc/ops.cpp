@@ -47,24 +47,22 @@ TORCH_LIBRARY(sublocal, m) {
       "_fo_pool_bwd_cuda(Tensor grad_h, Tensor grad_c_last, Tensor forget, Tensor z, Tensor? output, "
       "Tensor? lengths, Tensor checkpoints, bool reverse, int chunk) -> "
       "(Tensor grad_forget, Tensor grad_z, Tensor grad_output, Tensor grad_initial)");
-<<<<<<< HEAD
+  // The CPU output cache's `_cpu_cache_info() -> int[]` and `_cpu_cache_empty()` take no
+  // tensors, so they are defined with their (catch-all) kernels in csrc/cpu/output_cache.cpp.
 
   // ---- multi-width conv1d: every width of a conv bank in one pass ---------------------------
   // x (B, T, C); weights[i] (F_i, C, k_i); bias (sum F_i,) the widths' biases concatenated;
   // y (B, T, sum F_i). activation: "relu" or "none". causal: taps t-(k-1)*d .. t, else
-  // t-(k/2)*d .. t+((k-1)/2)*d. Inputs at or past lengths[b] read as zero; outputs there are 0.
+  // t-(k/2)*d .. t+((k-1)/2)*d; reverse mirrors the window (causal: t .. t+(k-1)*d). Inputs at
+  // or past lengths[b] read as zero; outputs there are 0.
   m.def(
       "multiwidth_conv1d_fwd(Tensor x, Tensor[] weights, Tensor? bias, Tensor? lengths, str activation, "
-      "bool causal, int dilation) -> Tensor");
+      "bool causal, bool reverse, int dilation) -> Tensor");
   // y is the forward output (the ReLU mask is recomputed as y > 0), None without activation.
   // grad_x is an empty tensor unless need_grad_x; grad_weights is empty and grad_bias an empty
   // tensor unless need_grad_weights.
   m.def(
       "multiwidth_conv1d_bwd(Tensor grad_y, Tensor x, Tensor[] weights, Tensor? y, Tensor? lengths, "
-      "str activation, bool causal, int dilation, bool need_grad_x, bool need_grad_weights) -> "
+      "str activation, bool causal, bool reverse, int dilation, bool need_grad_x, bool need_grad_weights) -> "
       "(Tensor grad_x, Tensor[] grad_weights, Tensor grad_bias)");
-=======
-  // The CPU output cache's `_cpu_cache_info() -> int[]` and `_cpu_cache_empty()` take no
-  // tensors, so they are defined with their (catch-all) kernels in csrc/cpu/output_cache.cpp.
->>>>>>> main
 }

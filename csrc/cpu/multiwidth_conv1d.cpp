@@ -240,9 +240,9 @@ void zero_padding(scalar_t* data, const int64_t* lengths, int64_t B, int64_t T, 
 at::Tensor multiwidth_conv1d_fwd_cpu(const at::Tensor& x_in, at::TensorList weights_in,
                                      const std::optional<at::Tensor>& bias_in,
                                      const std::optional<at::Tensor>& lengths_in, c10::string_view activation,
-                                     bool causal, int64_t dilation) {
+                                     bool causal, bool reverse, int64_t dilation) {
   const char* op = "sublocal::multiwidth_conv1d_fwd";
-  const MwcGeometry g = mwc_geometry(x_in, weights_in, bias_in, activation, causal, dilation, op);
+  const MwcGeometry g = mwc_geometry(x_in, weights_in, bias_in, activation, causal, reverse, dilation, op);
   const at::Tensor x = x_in.contiguous();
   const std::vector<at::Tensor> weights = contiguous_all(weights_in);
   const at::Tensor lengths = prepare_lengths(lengths_in, g.batch, x.device(), op);
@@ -300,9 +300,10 @@ int64_t weight_grad_chunks(int64_t n_items, int64_t acc_elems, int64_t elem_byte
 std::tuple<at::Tensor, std::vector<at::Tensor>, at::Tensor> multiwidth_conv1d_bwd_cpu(
     const at::Tensor& grad_y_in, const at::Tensor& x_in, at::TensorList weights_in,
     const std::optional<at::Tensor>& y_in, const std::optional<at::Tensor>& lengths_in,
-    c10::string_view activation, bool causal, int64_t dilation, bool need_grad_x, bool need_grad_weights) {
+    c10::string_view activation, bool causal, bool reverse, int64_t dilation, bool need_grad_x,
+    bool need_grad_weights) {
   const char* op = "sublocal::multiwidth_conv1d_bwd";
-  const MwcGeometry g = mwc_geometry(x_in, weights_in, std::nullopt, activation, causal, dilation, op);
+  const MwcGeometry g = mwc_geometry(x_in, weights_in, std::nullopt, activation, causal, reverse, dilation, op);
   check_like(grad_y_in, x_in, op, "grad_y", "x");
   check_shape(grad_y_in, {g.batch, g.time, g.filters}, op, "grad_y");
   const bool has_y = y_in.has_value() && y_in->defined();

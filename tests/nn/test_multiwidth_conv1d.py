@@ -63,14 +63,23 @@ def test_causal_from_conv1d_idioms():
     assert_close(layer(x), expected)
 
 
-def test_from_conv1d_without_bias_and_even_width_rejected():
+def test_from_conv1d_without_bias():
     convs = [nn.Conv1d(4, 3, k, padding="same", bias=False) for k in (3, 5)]
     layer = MultiWidthConv1d.from_conv1d(convs)
-    assert layer.biases is None
+    assert layer.biases is None and not layer.reverse
     x = torch.randn(2, 10, 4)
     assert_close(layer(x), torch.relu(torch.cat([c(x.transpose(1, 2)) for c in convs], 1)).transpose(1, 2))
-    with pytest.raises(ValueError, match=r"`convs\[1\]` \(kernel_size=4.*an odd width"):
-        MultiWidthConv1d.from_conv1d([nn.Conv1d(4, 3, 3, padding=1), nn.Conv1d(4, 3, 4, padding="same")])
+
+
+def test_from_conv1d_even_widths_same_padding():
+    """nn.Conv1d's "same" puts an even width's extra tap on the right: the layer mirrors its windows."""
+    convs = [nn.Conv1d(4, 3, 3, padding=1), nn.Conv1d(4, 2, 4, padding="same"), nn.Conv1d(4, 5, 2, padding="same")]
+    layer = MultiWidthConv1d.from_conv1d(convs, activation=None)
+    assert layer.reverse and "reverse=True" in repr(layer)
+    x = torch.randn(2, 11, 4)
+    assert_close(layer(x), torch.cat([c(x.transpose(1, 2)) for c in convs], 1).transpose(1, 2))
+    with pytest.raises(ValueError, match=r"`convs\[0\]` \(kernel_size=4, dilation=2.*dilation=1"):
+        MultiWidthConv1d.from_conv1d([nn.Conv1d(4, 3, 4, padding="same", dilation=2)])
 
 
 @pytest.mark.parametrize(

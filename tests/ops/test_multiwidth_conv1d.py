@@ -74,12 +74,47 @@ def check_against_reference(B, T, C, widths, dtype=torch.float64, scale=1.0, fil
 
 # ---- CPU kernel against the reference, float64 ---------------------------------------------
 
+MODES = [
+    pytest.param(False, False, id="same"),
+    pytest.param(True, False, id="causal"),
+    pytest.param(False, True, id="same-reverse"),
+    pytest.param(True, True, id="causal-reverse"),
+]
+
+
 @pytest.mark.parametrize("widths", WIDTHS)
-@pytest.mark.parametrize("causal", [False, True], ids=["same", "causal"])
+@pytest.mark.parametrize("causal,reverse", MODES)
 @pytest.mark.parametrize("dilation", [1, 2, 4], ids=["d1", "d2", "d4"])
 @pytest.mark.parametrize("activation", ["relu", None], ids=["relu", "linear"])
-def test_cpu_matches_reference_float64(widths, causal, dilation, activation, poisoned):
-    check_against_reference(4, 37, 5, widths, causal=causal, dilation=dilation, activation=activation)
+def test_cpu_matches_reference_float64(widths, causal, reverse, dilation, activation, poisoned):
+    check_against_reference(4, 37, 5, widths, causal=causal, reverse=reverse, dilation=dilation,
+                            activation=activation)
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 4, 7])
+def test_windows_are_those_documented(k):
+    """A one-hot input at position 10 shows which outputs see it: t sees t - left .. t + right."""
+    from sublocal_kernels.ops.multiwidth_conv1d import window
+
+    T, d = 25, 2
+    x = torch.zeros(1, T, 1, dtype=torch.float64)
+    x[0, 10, 0] = 1.0
+    w = torch.ones(1, 1, k, dtype=torch.float64)
+    expected_windows = {(False, False): (k // 2, (k - 1) // 2), (True, False): (k - 1, 0),
+                        (False, True): ((k - 1) // 2, k // 2), (True, True): (0, k - 1)}
+    for (causal, reverse), (left, right) in expected_windows.items():
+        assert window(k, causal, reverse) == (left, right)
+        y = sk.multiwidth_conv1d(x, [w], activation=None, causal=causal, reverse=reverse, dilation=d)[0, :, 0]
+        # output t reads 10 when 10 = t + (j - left) * d for some tap j in [0, k)
+        seen = sorted(10 - (j - left) * d for j in range(k))
+        assert torch.nonzero(y).flatten().tolist() == [t for t in seen if 0 <= t < T]
+
+
+def test_reverse_even_width_is_nn_conv1d_same():
+    conv = torch.nn.Conv1d(3, 4, 4, padding="same").double()
+    x = torch.randn(2, 17, 3, dtype=torch.float64)
+    y = sk.multiwidth_conv1d(x, [conv.weight], [conv.bias], activation=None, reverse=True)
+    assert_close(y, conv(x.transpose(1, 2)).transpose(1, 2))
 
 
 @pytest.mark.parametrize("C", [1, 5, 20, 41, 80])
@@ -220,14 +255,15 @@ def test_grad_only_for_weights_or_only_for_x():
 
 # ---- autograd, registration, compile --------------------------------------------------------
 
-@pytest.mark.parametrize("causal,dilation,activation", [(False, 1, "relu"), (True, 2, None), (False, 3, None)])
-def test_gradcheck(causal, dilation, activation):
+@pytest.mark.parametrize("causal,dilation,activation,reverse", [(False, 1, "relu", False), (True, 2, None, False),
+                                                                (False, 3, None, True), (True, 1, "relu", True)])
+def test_gradcheck(causal, dilation, activation, reverse):
     x, ws, bs, _ = make_inputs(3, 11, 3, (1, 2, 5), filters=2, requires_grad=True)
     L = torch.tensor([11, 4, 1])
     n = len(ws)
 
     def fn(x_, *params):
-        return sk.multiwidth_conv1d(x_, list(params[:n]), list(params[n:]), L, activation, causal, dilation)
+        return sk.multiwidth_conv1d(x_, list(params[:n]), list(params[n:]), L, activation, causal, dilation, reverse)
 
     assert torch.autograd.gradcheck(fn, (x, *ws, *bs))
 
@@ -243,18 +279,18 @@ def test_opcheck(requires_grad, variant):
     if variant == "full":
         x, ws, bs, L = make_inputs(3, 13, 5, (1, 4, 3), dtype=torch.float32, requires_grad=requires_grad)
         bias = torch.cat(bs).detach().requires_grad_(requires_grad)
-        args = (x, ws, bias, L, "relu", False, 2)
+        args = (x, ws, bias, L, "relu", False, True, 2)
     else:
         x, ws, _, _ = make_inputs(2, 5, 3, (2,), dtype=torch.float32, bias=False, lengths=None,
                                   requires_grad=requires_grad)
-        args = (x, ws, None, None, "none", True, 1)
+        args = (x, ws, None, None, "none", True, False, 1)
     torch.library.opcheck(OP_FWD, args)
     d = [a.detach() if isinstance(a, torch.Tensor) else a for a in args]
     ws_d = [w.detach() for w in ws]
     y = OP_FWD(d[0], ws_d, *d[2:])
     for need_x, need_w in [(True, True), (True, False), (False, True)]:
         torch.library.opcheck(OP_BWD, (torch.randn_like(y), d[0], ws_d, y if args[4] == "relu" else None, d[3],
-                                       args[4], args[5], args[6], need_x, need_w))
+                                       *args[4:], need_x, need_w))
 
 
 def test_torch_compile_fullgraph():
@@ -280,14 +316,15 @@ def test_torch_compile_fullgraph():
     C=st.integers(1, 9),
     widths=st.lists(st.integers(1, 12), min_size=1, max_size=4),
     causal=st.booleans(),
+    reverse=st.booleans(),
     dilation=st.integers(1, 4),
     relu=st.booleans(),
     data=st.data(),
 )
-def test_property_matches_reference(B, T, C, widths, causal, dilation, relu, data):
+def test_property_matches_reference(B, T, C, widths, causal, reverse, dilation, relu, data):
     lengths = torch.tensor(data.draw(st.lists(st.integers(1, T), min_size=B, max_size=B)))
     x, ws, bs, _ = make_inputs(B, T, C, tuple(widths), filters=2)
-    kw = dict(activation="relu" if relu else None, causal=causal, dilation=dilation)
+    kw = dict(activation="relu" if relu else None, causal=causal, dilation=dilation, reverse=reverse)
     grad_y = torch.randn(B, T, sum(w.shape[0] for w in ws), dtype=torch.float64)
     y, g = run_with_grads(sk.multiwidth_conv1d, x, ws, bs, lengths, grad_y, **kw)
     yr, gr = run_with_grads(multiwidth_conv1d_ref, x, ws, bs, lengths, grad_y, **kw)
@@ -333,13 +370,14 @@ def _ok():
         (lambda a: a.update(activation="tanh"), ValueError, r"`activation` must be \"relu\" or None, got 'tanh'"),
         (lambda a: a.update(activation=torch.relu), TypeError, r"`activation` must be \"relu\" or None"),
         (lambda a: a.update(causal=1), TypeError, r"`causal` must be a bool"),
+        (lambda a: a.update(reverse="yes"), TypeError, r"`reverse` must be a bool"),
         (lambda a: a.update(dilation=0), ValueError, r"`dilation` must be >= 1, got 0"),
         (lambda a: a.update(dilation=2.0), TypeError, r"`dilation` must be an int"),
     ],
     ids=["x-not-tensor", "x-ndim", "x-int", "weights-not-list", "weights-empty", "weight-wrong-C", "weight-ndim",
          "weight-dtype", "weight-device", "weight-k0", "bias-count", "bias-not-list", "bias-shape", "bias-dtype",
          "length-too-long", "length-zero", "lengths-shape", "lengths-float", "activation-name", "activation-type",
-         "causal-type", "dilation-zero", "dilation-float"],
+         "causal-type", "reverse-type", "dilation-zero", "dilation-float"],
 )
 def test_bad_input(change, exc, pattern):
     args = _ok()
@@ -352,52 +390,52 @@ def test_op_level_checks_for_direct_callers():
     x, ws, bs, L = make_inputs(2, 5, 3, (1, 3), dtype=torch.float32)
     b = torch.cat(bs)
     with pytest.raises(RuntimeError, match=r"`lengths\[0\]` = 9 is out of range"):
-        OP_FWD(x, ws, b, torch.tensor([9, 1]), "relu", False, 1)
+        OP_FWD(x, ws, b, torch.tensor([9, 1]), "relu", False, False, 1)
     with pytest.raises(RuntimeError, match=r"`weights\[1\]` must have shape \(F_i, 3, k_i\)"):
-        OP_FWD(x, [ws[0], ws[1][:, :2]], b, L, "relu", False, 1)
+        OP_FWD(x, [ws[0], ws[1][:, :2]], b, L, "relu", False, False, 1)
     with pytest.raises(RuntimeError, match=r"`bias` must have shape \[7\], got \[4\]"):
-        OP_FWD(x, ws, b[:4], L, "relu", False, 1)
+        OP_FWD(x, ws, b[:4], L, "relu", False, False, 1)
     with pytest.raises(RuntimeError, match=r"`activation` must be \"relu\" or \"none\""):
-        OP_FWD(x, ws, b, L, "gelu", False, 1)
+        OP_FWD(x, ws, b, L, "gelu", False, False, 1)
     with pytest.raises(RuntimeError, match=r"`dilation` must be >= 1"):
-        OP_FWD(x, ws, b, L, "relu", False, 0)
+        OP_FWD(x, ws, b, L, "relu", False, False, 0)
     with pytest.raises(RuntimeError, match=r"`weights` must hold at least one"):
-        OP_FWD(x, [], b, L, "relu", False, 1)
-    y = OP_FWD(x, ws, b, L, "relu", False, 1)
+        OP_FWD(x, [], b, L, "relu", False, False, 1)
+    y = OP_FWD(x, ws, b, L, "relu", False, False, 1)
     with pytest.raises(RuntimeError, match=r"`y` \(the forward output\) is required"):
-        OP_BWD(y, x, ws, None, L, "relu", False, 1, True, True)
+        OP_BWD(y, x, ws, None, L, "relu", False, False, 1, True, True)
     with pytest.raises(RuntimeError, match=r"`grad_y` must have shape"):
-        OP_BWD(y[:, :, :3], x, ws, y, L, "relu", False, 1, True, True)
+        OP_BWD(y[:, :, :3], x, ws, y, L, "relu", False, False, 1, True, True)
 
 
 # ---- Triton kernels on CPU tensors (interpreter) ---------------------------------------------
 
 TRITON_CASES = [
-    pytest.param(2, 37, 5, PAPER_WIDTHS, False, 1, "relu", 2, id="B2-T37-C5-paper-relu-split2"),
-    pytest.param(3, 21, 20, (3, 5), True, 2, "relu", 1, id="B3-T21-C20-w3-5-causal-d2"),
-    pytest.param(2, 19, 1, (2,), False, 4, None, 3, id="B2-T19-C1-w2-d4-linear-split3"),
-    pytest.param(2, 33, 41, (4, 7), True, 1, None, 2, id="B2-T33-C41-w4-7-causal-linear"),
+    pytest.param(2, 37, 5, PAPER_WIDTHS, False, False, 1, "relu", 2, id="B2-T37-C5-paper-relu-split2"),
+    pytest.param(3, 21, 20, (3, 5), True, False, 2, "relu", 1, id="B3-T21-C20-w3-5-causal-d2"),
+    pytest.param(2, 19, 1, (2,), False, True, 4, None, 3, id="B2-T19-C1-w2-reverse-d4-linear-split3"),
+    pytest.param(2, 33, 41, (4, 7), True, True, 1, None, 2, id="B2-T33-C41-w4-7-causal-reverse-linear"),
 ]
 
 
 @triton_interpreted
 @pytest.mark.triton
-@pytest.mark.parametrize("B,T,C,widths,causal,dilation,activation,splits", TRITON_CASES)
-def test_triton_matches_reference(B, T, C, widths, causal, dilation, activation, splits, poisoned):
+@pytest.mark.parametrize("B,T,C,widths,causal,reverse,dilation,activation,splits", TRITON_CASES)
+def test_triton_matches_reference(B, T, C, widths, causal, reverse, dilation, activation, splits, poisoned):
     from sublocal_kernels.ops.multiwidth_conv1d.triton import (
         multiwidth_conv1d_bwd_triton,
         multiwidth_conv1d_fwd_triton,
     )
 
     x, ws, bs, L = make_inputs(B, T, C, widths)
-    kw = dict(activation=activation, causal=causal, dilation=dilation)
+    kw = dict(activation=activation, causal=causal, dilation=dilation, reverse=reverse)
     grad_y = torch.randn(B, T, sum(w.shape[0] for w in ws), dtype=torch.float64)
     yr, gr = run_with_grads(multiwidth_conv1d_ref, x, ws, bs, L, grad_y, **kw)
     act = activation or "none"
     # block_t=16: several position tiles per sequence even at these small T
-    y = multiwidth_conv1d_fwd_triton(x, ws, torch.cat(bs), L, act, causal, dilation, block_t=16)
+    y = multiwidth_conv1d_fwd_triton(x, ws, torch.cat(bs), L, act, causal, reverse, dilation, block_t=16)
     assert_close(y, yr, name="y")
-    gx, gw, gb = multiwidth_conv1d_bwd_triton(grad_y, x, ws, y, L, act, causal, dilation, True, True,
+    gx, gw, gb = multiwidth_conv1d_bwd_triton(grad_y, x, ws, y, L, act, causal, reverse, dilation, True, True,
                                               block_t=16, splits=splits)
     n = len(ws)
     assert_close(gx, gr[0], name="grad x")
@@ -422,17 +460,18 @@ def test_triton_low_precision_noncontiguous_and_partial_grads(dtype):
     bias = torch.cat(bs64).to(dtype)
     L = torch.tensor([30, 9])
     grad_y = torch.randn(B, T, 7).to(dtype)
-    y = multiwidth_conv1d_fwd_triton(x, ws, bias, L, "relu", False, 1, block_t=16)
+    y = multiwidth_conv1d_fwd_triton(x, ws, bias, L, "relu", False, False, 1, block_t=16)
     d = lambda t: t.double()  # noqa: E731
     yr, gr = run_with_grads(multiwidth_conv1d_ref, d(x), [d(w) for w in ws], [d(b) for b in torch.split(bias, [3, 4])],
                             L, d(grad_y))
     assert y.dtype == dtype
     assert_close(y, yr, dtype, scale=2.0)
-    gx, gw, gb = multiwidth_conv1d_bwd_triton(grad_y, x, ws, y, L, "relu", False, 1, True, False, block_t=16)
+    gx, gw, gb = multiwidth_conv1d_bwd_triton(grad_y, x, ws, y, L, "relu", False, False, 1, True, False,
+                                              block_t=16)
     assert gw == [] and gb.numel() == 0
     assert_close(gx, gr[0], dtype, scale=4.0, name="grad x")
-    gx2, gw, gb = multiwidth_conv1d_bwd_triton(grad_y, x, ws, y, L, "relu", False, 1, False, True, block_t=16,
-                                               splits=2)
+    gx2, gw, gb = multiwidth_conv1d_bwd_triton(grad_y, x, ws, y, L, "relu", False, False, 1, False, True,
+                                               block_t=16, splits=2)
     assert gx2.numel() == 0
     for a, e in zip(gw, gr[1:3]):
         assert_close(a, e, dtype, scale=4.0 * float(e.abs().max()), name="grad weight")
@@ -441,18 +480,18 @@ def test_triton_low_precision_noncontiguous_and_partial_grads(dtype):
 # ---- CUDA (skipped where no GPU is present) --------------------------------------------------
 
 @pytest.mark.cuda
-@pytest.mark.parametrize("B,T,C,widths,causal,dilation", [
-    pytest.param(4, 151, 20, PAPER_WIDTHS, False, 1, id="B4-T151-C20-paper"),
-    pytest.param(3, 63, 41, (4, 7), True, 2, id="B3-T63-C41-w4-7-causal-d2"),
-    pytest.param(2, 300, 5, (2,), True, 1, id="B2-T300-C5-w2-causal"),
-    pytest.param(128, 1000, 20, PAPER_WIDTHS, False, 1, id="paper"),
+@pytest.mark.parametrize("B,T,C,widths,causal,dilation,reverse", [
+    pytest.param(4, 151, 20, PAPER_WIDTHS, False, 1, False, id="B4-T151-C20-paper"),
+    pytest.param(3, 63, 41, (4, 7), True, 2, False, id="B3-T63-C41-w4-7-causal-d2"),
+    pytest.param(2, 300, 5, (2,), True, 1, True, id="B2-T300-C5-w2-causal-reverse"),
+    pytest.param(128, 1000, 20, PAPER_WIDTHS, False, 1, False, id="paper"),
 ])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16, torch.float64],
                          ids=["f32", "bf16", "f16", "f64"])
-def test_cuda_matches_reference(B, T, C, widths, causal, dilation, dtype, poisoned):
+def test_cuda_matches_reference(B, T, C, widths, causal, dilation, reverse, dtype, poisoned):
     x, ws, bs, L = make_inputs(B, T, C, widths, dtype=dtype, device="cuda")
     grad_y = torch.randn(B, T, sum(w.shape[0] for w in ws), device="cuda").to(dtype)
-    kw = dict(causal=causal, dilation=dilation)
+    kw = dict(causal=causal, dilation=dilation, reverse=reverse)
     y, g = run_with_grads(sk.multiwidth_conv1d, x, ws, bs, L, grad_y, **kw)
     d = lambda t: t.double().cpu()  # noqa: E731
     yr, gr = run_with_grads(multiwidth_conv1d_ref, d(x), [d(w) for w in ws], [d(b) for b in bs], L.cpu(), d(grad_y),

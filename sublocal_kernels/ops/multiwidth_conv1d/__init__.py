@@ -23,6 +23,7 @@ def multiwidth_conv1d(
     activation: str | None = "relu",
     causal: bool = False,
     dilation: int = 1,
+    reverse: bool = False,
 ) -> torch.Tensor:
     """Every width of a bank of 1D convolutions over variable-length sequences, in one pass.
 
@@ -44,6 +45,10 @@ def multiwidth_conv1d(
             otherwise ('same') ``t - (k_i // 2) * dilation ... t + ((k_i - 1) // 2) * dilation``
             (an even width has one more tap on the left than on the right).
         dilation: spacing of the taps, an int ``>= 1``.
+        reverse: mirror every window in time. Causal then sees ``t ... t + (k_i - 1) *
+            dilation`` (the backward direction of a bidirectional QRNN, which reads ahead up to
+            each sequence's end); 'same' puts an even width's extra tap on the right, as
+            ``nn.Conv1d(padding="same")`` does. Odd 'same' widths are unchanged.
 
     Returns:
         ``y``: ``(B, T, sum F_i)`` in the input dtype, the widths' outputs concatenated in
@@ -91,6 +96,8 @@ def multiwidth_conv1d(
         chk.fail(f"`activation` must be \"relu\" or None, got {activation!r}", exc)
     if not isinstance(causal, bool):
         chk.fail(f"`causal` must be a bool, got {type(causal).__name__}", TypeError)
+    if not isinstance(reverse, bool):
+        chk.fail(f"`reverse` must be a bool, got {type(reverse).__name__}", TypeError)
     if isinstance(dilation, bool) or not isinstance(dilation, int):
         chk.fail(f"`dilation` must be an int, got {type(dilation).__name__}", TypeError)
     if dilation < 1:
@@ -98,5 +105,5 @@ def multiwidth_conv1d(
     lengths = chk.lengths(lengths, B, T, x.device, low=1)
     bias_cat = torch.cat(list(bias)) if bias is not None else None
     return torch.ops.sublocal.multiwidth_conv1d_fwd(
-        x, list(weights), bias_cat, lengths, activation or "none", causal, dilation
+        x, list(weights), bias_cat, lengths, activation or "none", causal, reverse, dilation
     )

@@ -10,13 +10,16 @@ import torch.nn.functional as F
 from ..._checks import compute_dtype
 
 
-def window(kernel_size: int, causal: bool) -> tuple[int, int]:
+def window(kernel_size: int, causal: bool, reverse: bool = False) -> tuple[int, int]:
     """Taps before and after the output position for a width: ``(left, right)``, in taps.
 
     'same': ``(k // 2, (k - 1) // 2)``, so an even width leans left; causal: ``(k - 1, 0)``.
-    Multiply by the dilation for positions.
+    ``reverse`` swaps the two (an even 'same' width then leans right, as in
+    ``nn.Conv1d(padding="same")``; a causal window looks ahead). Multiply by the dilation for
+    positions.
     """
-    return (kernel_size - 1, 0) if causal else (kernel_size // 2, (kernel_size - 1) // 2)
+    left, right = (kernel_size - 1, 0) if causal else (kernel_size // 2, (kernel_size - 1) // 2)
+    return (right, left) if reverse else (left, right)
 
 
 def multiwidth_conv1d_ref(
@@ -27,6 +30,7 @@ def multiwidth_conv1d_ref(
     activation: str | None = "relu",
     causal: bool = False,
     dilation: int = 1,
+    reverse: bool = False,
 ) -> torch.Tensor:
     """A bank of 1D convolutions of several widths over variable-length sequences, one
     ``F.conv1d`` per width.
@@ -41,6 +45,9 @@ def multiwidth_conv1d_ref(
         causal: output position ``t`` sees inputs ``t - (k_i - 1) * dilation ... t``;
             otherwise ('same') ``t - (k_i // 2) * dilation ... t + ((k_i - 1) // 2) * dilation``.
         dilation: spacing of the taps, ``>= 1``.
+        reverse: mirror every window in time: causal sees ``t ... t + (k_i - 1) * dilation``
+            (the backward direction of a bidirectional QRNN); 'same' puts an even width's
+            extra tap on the right.
 
     Returns:
         ``(B, T, sum F_i)`` in the input dtype: the widths' outputs concatenated in order, zero
@@ -70,7 +77,7 @@ def multiwidth_conv1d_ref(
     xt = (x.to(cd) * valid[:, :, None]).transpose(1, 2)  # (B, C, T), zero past each length
     outs = []
     for i, w in enumerate(weights):
-        left, right = window(w.shape[2], causal)
+        left, right = window(w.shape[2], causal, reverse)
         padded = F.pad(xt, (left * dilation, right * dilation))
         b = bias[i].to(cd) if bias is not None else None
         outs.append(F.conv1d(padded, w.to(cd), b, dilation=dilation))

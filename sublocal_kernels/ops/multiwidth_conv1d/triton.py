@@ -177,10 +177,10 @@ def _shapes(weights) -> tuple:
 
 
 @functools.lru_cache(maxsize=256)
-def _geometry(shapes: tuple, causal: bool):
+def _geometry(shapes: tuple, causal: bool, reverse: bool):
     """For widths ``shapes = ((F_i, k_i), ...)``: (left, span, first tap of each width, first
     output column of each width, N)."""
-    lefts, rights = zip(*(window(k, causal) for _, k in shapes))
+    lefts, rights = zip(*(window(k, causal, reverse) for _, k in shapes))
     left, right = max(lefts), max(rights)
     firsts = tuple(left - lw for lw in lefts)
     cols, n = [], 0
@@ -190,9 +190,9 @@ def _geometry(shapes: tuple, causal: bool):
     return left, left + right + 1, firsts, tuple(cols), n
 
 
-def _pack(weights, causal: bool, dtype: torch.dtype) -> torch.Tensor:
+def _pack(weights, causal: bool, reverse: bool, dtype: torch.dtype) -> torch.Tensor:
     """Every width's weights in the union window: ``(span, C, N)``, zero where a width has no tap."""
-    left, span, firsts, cols, n = _geometry(_shapes(weights), causal)
+    left, span, firsts, cols, n = _geometry(_shapes(weights), causal, reverse)
     C = weights[0].shape[1]
     packed = weights[0].new_zeros(span, C, n, dtype=dtype)
     for w, first, col in zip(weights, firsts, cols):
@@ -201,9 +201,9 @@ def _pack(weights, causal: bool, dtype: torch.dtype) -> torch.Tensor:
 
 
 @functools.lru_cache(maxsize=64)
-def _used_pairs(shapes: tuple, causal: bool):
+def _used_pairs(shapes: tuple, causal: bool, reverse: bool):
     """The (tap, column) pairs some width uses, tap-major: the dx kernel's reduction index."""
-    left, span, firsts, cols, n = _geometry(shapes, causal)
+    left, span, firsts, cols, n = _geometry(shapes, causal, reverse)
     taps, columns = [], []
     for p in range(span):
         for (f, k), first, col in zip(shapes, firsts, cols):
@@ -232,16 +232,16 @@ def _lengths(lengths, device):
     return lengths.to(device=device, dtype=torch.int64).contiguous() if lengths is not None else None
 
 
-def multiwidth_conv1d_fwd_triton(x, weights, bias, lengths, activation: str, causal: bool, dilation: int,
-                                 block_t: int = 64):
+def multiwidth_conv1d_fwd_triton(x, weights, bias, lengths, activation: str, causal: bool, reverse: bool,
+                                 dilation: int, block_t: int = 64):
     """Triton forward; same contract as ``torch.ops.sublocal.multiwidth_conv1d_fwd``."""
     x = x.contiguous()
     B, T, C = x.shape
-    left, span, _, _, N = _geometry(_shapes(weights), causal)
+    left, span, _, _, N = _geometry(_shapes(weights), causal, reverse)
     y = torch.empty(B, T, N, dtype=x.dtype, device=x.device)
     if y.numel() == 0:
         return y
-    w = _pack(weights, causal, x.dtype).reshape(span * C, N)
+    w = _pack(weights, causal, reverse, x.dtype).reshape(span * C, N)
     bias = bias.contiguous() if bias is not None else None
     lengths = _lengths(lengths, x.device)
     block_n = _block(N, 16, 128)
@@ -259,8 +259,8 @@ def _sm_count(index: int) -> int:
     return torch.cuda.get_device_properties(index).multi_processor_count
 
 
-def multiwidth_conv1d_bwd_triton(grad_y, x, weights, y, lengths, activation: str, causal: bool, dilation: int,
-                                 need_grad_x: bool, need_grad_weights: bool, block_t: int = 64,
+def multiwidth_conv1d_bwd_triton(grad_y, x, weights, y, lengths, activation: str, causal: bool, reverse: bool,
+                                 dilation: int, need_grad_x: bool, need_grad_weights: bool, block_t: int = 64,
                                  splits: int | None = None):
     """Triton backward; same contract as ``torch.ops.sublocal.multiwidth_conv1d_bwd``.
 
@@ -271,15 +271,15 @@ def multiwidth_conv1d_bwd_triton(grad_y, x, weights, y, lengths, activation: str
     relu = activation == "relu"
     y = y.contiguous() if relu else None
     B, T, C = x.shape
-    left, span, firsts, cols, N = _geometry(_shapes(weights), causal)
+    left, span, firsts, cols, N = _geometry(_shapes(weights), causal, reverse)
     lengths = _lengths(lengths, x.device)
     prec = _precision(x.dtype)
     dummy = grad_y
     grad_x = torch.empty_like(x) if need_grad_x else x.new_empty(0)
     grad_w, grad_b = [], x.new_empty(0)
     if need_grad_x and x.numel():
-        packed = _pack(weights, causal, x.dtype)  # (span, C, N)
-        taps, columns = _used_pairs(_shapes(weights), causal)
+        packed = _pack(weights, causal, reverse, x.dtype)  # (span, C, N)
+        taps, columns = _used_pairs(_shapes(weights), causal, reverse)
         ktap = torch.tensor(taps, dtype=torch.int32, device=x.device)
         kcol = torch.tensor(columns, dtype=torch.int32, device=x.device)
         wt = packed[ktap.long(), :, kcol.long()].contiguous()  # (K, C)
