@@ -15,7 +15,8 @@
 // not depend on the thread count).
 //
 // The micro-kernels are compiled for AVX-512, AVX2+FMA and the baseline instruction set and
-// chosen at run time (SUBLOCAL_CPU_ISA=avx512|avx2|baseline forces one; the tests use it).
+// chosen at run time (SUBLOCAL_CPU_ISA=avx512|avx2|baseline forces one, and
+// SUBLOCAL_MWC_DX=normal|transposed one layout of the input gradient; the tests use both).
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
@@ -24,6 +25,7 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <type_traits>
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -52,8 +54,8 @@ struct MwcFwdTile {
   const T* bias;    // (npad,), zeros where there is none
   const int64_t* col_lo;
   const int64_t* col_hi;
-  T* out;  // (rows + pad) x npad
-  int64_t rows, channels, npad, span, dilation;
+  T* out;  // rows x ldo; columns [0, ncols) are written
+  int64_t rows, channels, npad, span, dilation, ldo, ncols;
   bool relu;
 };
 
@@ -63,8 +65,18 @@ struct MwcDxTile {
   const T* weight;  // (span, npad, cpad)
   const int64_t* col_lo;
   const int64_t* col_hi;
-  T* out;  // (rows + pad) x cpad
-  int64_t rows, npad, cpad, span, dilation;
+  T* out;  // rows x ldo; columns [0, ncols) are written
+  int64_t rows, npad, cpad, span, dilation, ldo, ncols;
+};
+
+template <typename T>
+struct MwcDxtTile {
+  const T* dyt;     // npad x ldt: dy transposed, column j = row j of the dy buffer
+  const T* weight;  // the forward's (span, channels, npad), plus pad rows
+  const int64_t* col_lo;
+  const int64_t* col_hi;
+  T* out;  // round_up(channels, rows of a register tile) x ldo, positions along ldo
+  int64_t rows, channels, npad, span, dilation, ldt, ldo;
 };
 
 template <typename T>
@@ -81,6 +93,7 @@ template <typename T>
 struct MwcKernels {
   void (*fwd)(const MwcFwdTile<T>&);
   void (*dx)(const MwcDxTile<T>&);
+  void (*dxt)(const MwcDxtTile<T>&);
   void (*dw)(const MwcDwTile<T>&);
   int64_t lanes, rows;
 };
@@ -188,7 +201,8 @@ void load_rows(const scalar_t* src, int64_t T, int64_t width, int64_t ld, int64_
 // The packed forward weights (span, C, npad): W[tap][c][col_i + f] = weights[i][f][c][tap - first_i].
 template <typename scalar_t, typename acc_t>
 std::vector<acc_t> pack_forward(const MwcGeometry& g, const std::vector<at::Tensor>& w, int64_t npad) {
-  std::vector<acc_t> packed(g.span * g.channels * npad, acc_t(0));
+  // kPadRows extra rows: the transposed input gradient's register tiles read past channel C.
+  std::vector<acc_t> packed((g.span * g.channels + kPadRows) * npad, acc_t(0));
   for (size_t i = 0; i < w.size(); ++i) {
     const scalar_t* src = w[i].data_ptr<scalar_t>();
     const int64_t F = g.width_filters[i], k = g.width_kernel[i];
@@ -265,11 +279,14 @@ at::Tensor multiwidth_conv1d_fwd_cpu(const at::Tensor& x_in, at::TensorList weig
     const scalar_t* X = x.data_ptr<scalar_t>();
     scalar_t* Y = y.data_ptr<scalar_t>();
     zero_padding(Y, L, g.batch, g.time, g.filters);
+    // float32/float64 results go straight into y; float16/bfloat16 through a float buffer.
+    constexpr bool direct = std::is_same_v<scalar_t, acc_t>;
     at::parallel_for(0, static_cast<int64_t>(items.size()), 1, [&](int64_t begin, int64_t end) {
       std::vector<acc_t> xbuf((kTile + halo + kPadRows) * g.channels + kPadRows);
-      std::vector<acc_t> out((kTile + kPadRows) * npad);
+      std::vector<acc_t> out(direct ? 0 : kTile * npad);
       MwcFwdTile<acc_t> p{xbuf.data(), wpack.data(), bpack.data(), g.tap_col_lo.data(), g.tap_col_hi.data(),
-                          out.data(), 0, g.channels, npad, g.span, g.dilation, g.relu};
+                          out.data(), 0, g.channels, npad, g.span, g.dilation, direct ? g.filters : npad,
+                          g.filters, g.relu};
       for (int64_t it = begin; it < end; ++it) {
         const Item& item = items[it];
         const int64_t len = L ? L[item.b] : g.time;
@@ -277,11 +294,14 @@ at::Tensor multiwidth_conv1d_fwd_cpu(const at::Tensor& x_in, at::TensorList weig
         load_rows(X, g.time, g.channels, g.channels, item.b, len, item.t0 - g.left * g.dilation,
                   item.rows + halo + kPadRows, xbuf.data());
         p.rows = item.rows;
+        scalar_t* dst = Y + (item.b * g.time + item.t0) * g.filters;
+        // (reinterpret_cast: the lambda is no template, so the branch not taken still compiles.)
+        if constexpr (direct) p.out = reinterpret_cast<acc_t*>(dst);
         kern.fwd(p);
-        for (int64_t r = 0; r < item.rows; ++r) {
-          scalar_t* dst = Y + (item.b * g.time + item.t0 + r) * g.filters;
-          const acc_t* src = out.data() + r * npad;
-          for (int64_t n = 0; n < g.filters; ++n) dst[n] = static_cast<scalar_t>(src[n]);
+        if constexpr (!direct) {
+          for (int64_t r = 0; r < item.rows; ++r)
+            for (int64_t n = 0; n < g.filters; ++n)
+              dst[r * g.filters + n] = static_cast<scalar_t>(out[r * npad + n]);
         }
       }
     });
@@ -337,8 +357,28 @@ std::tuple<at::Tensor, std::vector<at::Tensor>, at::Tensor> multiwidth_conv1d_bw
     const scalar_t* X = x.data_ptr<scalar_t>();
     const scalar_t* DY = grad_y.data_ptr<scalar_t>();
     const scalar_t* Yv = g.relu ? y.data_ptr<scalar_t>() : nullptr;
-    const std::vector<acc_t> wback = need_grad_x ? pack_backward<scalar_t, acc_t>(g, weights, npad, cpad)
-                                                 : std::vector<acc_t>();
+    // The input gradient with channels as register rows and positions as vectors where C fills
+    // the rows of a register tile better than the lanes of a vector (C=20: 20/24 against 20/32)
+    // by enough to pay for transposing dy: per position the products cost about
+    // N * C * taps / fill and the transpose about 40 * N, fitted to 1-thread timings here
+    // (AVX-512): transposed 1.3x faster at `paper` (C=20, 9 taps per filter on average), tied
+    // at C=41, 1.25x slower at C=5, N=768, width 2 (the QRNN's first layer).
+    int64_t tap_filters = 0;
+    for (size_t i = 0; i < weights.size(); ++i) tap_filters += g.width_kernel[i] * g.width_filters[i];
+    const double taps_per_filter = g.filters ? double(tap_filters) / double(g.filters) : 0.0;
+    const double lane_fill = double(g.channels) / double(round_up(g.channels, kern.lanes));
+    const double row_fill = double(g.channels) / double(round_up(g.channels, kern.rows));
+    const char* forced = std::getenv("SUBLOCAL_MWC_DX");  // "normal" | "transposed": for the tests
+    const bool transposed =
+        need_grad_x && g.channels > 0 &&
+        (forced && forced[0] ? std::string(forced) == "transposed"
+                             : g.channels * taps_per_filter * (1 / lane_fill - 1 / row_fill) > 40.0);
+    const std::vector<acc_t> wback = need_grad_x && !transposed
+                                         ? pack_backward<scalar_t, acc_t>(g, weights, npad, cpad)
+                                         : std::vector<acc_t>();
+    const std::vector<acc_t> wfwd = transposed ? pack_forward<scalar_t, acc_t>(g, weights, npad)
+                                               : std::vector<acc_t>();
+    constexpr bool direct = std::is_same_v<scalar_t, acc_t>;
     scalar_t* DX = need_grad_x ? grad_x.data_ptr<scalar_t>() : nullptr;
     if (need_grad_x) zero_padding(DX, L, g.batch, g.time, g.channels);
 
@@ -352,7 +392,12 @@ std::tuple<at::Tensor, std::vector<at::Tensor>, at::Tensor> multiwidth_conv1d_bw
       const int64_t dy_rows = kTile + (need_grad_x ? halo : 0) + kPadRows;
       std::vector<acc_t> dybuf(dy_rows * npad);
       std::vector<acc_t> xbuf(need_grad_weights ? (kTile + halo + kPadRows) * g.channels + kPadRows : 0);
-      std::vector<acc_t> out(need_grad_x ? (kTile + kPadRows) * cpad : 0);
+      // Transposed: dy^T with positions along rows of ldt (a whole number of register tiles
+      // plus the halo), and the (channels x positions) result.
+      const int64_t ldt = round_up(kTile, 64) + halo + kPadRows;
+      std::vector<acc_t> dyt(transposed ? npad * ldt : 0);
+      std::vector<acc_t> out(transposed ? round_up(g.channels, kPadRows) * round_up(kTile, 64)
+                                        : (need_grad_x && !direct ? kTile * cpad : 0));
       for (int64_t it = begin; it < end; ++it) {
         const Item& item = items[it];
         const int64_t len = L ? L[item.b] : g.time;
@@ -369,14 +414,39 @@ std::tuple<at::Tensor, std::vector<at::Tensor>, at::Tensor> multiwidth_conv1d_bw
             for (int64_t n = 0; n < g.filters; ++n) d[n] = static_cast<acc_t>(yrow[n]) > acc_t(0) ? d[n] : acc_t(0);
           }
         }
-        if (need_grad_x) {
+        scalar_t* dx_tile = need_grad_x ? DX + (item.b * g.time + item.t0) * g.channels : nullptr;
+        if (transposed) {
+          // Blocked transpose (16 x 16: whole cache lines both ways; element by element it cost
+          // more than the product at N=768).
+          const int64_t cols = std::min(count, ldt);
+          for (int64_t r0 = 0; r0 < cols; r0 += 16) {
+            const int64_t r1 = std::min(cols, r0 + 16);
+            for (int64_t n0 = 0; n0 < g.filters; n0 += 16) {
+              const int64_t n1 = std::min(g.filters, n0 + 16);
+              for (int64_t n = n0; n < n1; ++n)
+                for (int64_t r = r0; r < r1; ++r) dyt[n * ldt + r] = dybuf[r * npad + n];
+            }
+          }
+          for (int64_t n = 0; n < g.filters; ++n) std::fill(dyt.data() + n * ldt + cols, dyt.data() + (n + 1) * ldt, acc_t(0));
+          const int64_t ldo = round_up(kTile, 64);
+          MwcDxtTile<acc_t> p{dyt.data(), wfwd.data(), g.tap_col_lo.data(), g.tap_col_hi.data(), out.data(),
+                              item.rows, g.channels, npad, g.span, g.dilation, ldt, ldo};
+          kern.dxt(p);
+          for (int64_t r = 0; r < item.rows; ++r)
+            for (int64_t c = 0; c < g.channels; ++c)
+              dx_tile[r * g.channels + c] = static_cast<scalar_t>(out[c * ldo + r]);
+        } else if (need_grad_x) {
           MwcDxTile<acc_t> p{dybuf.data(), wback.data(), g.tap_col_lo.data(), g.tap_col_hi.data(), out.data(),
-                             item.rows, npad, cpad, g.span, g.dilation};
+                             item.rows, npad, cpad, g.span, g.dilation, cpad, g.channels};
+          if constexpr (direct) {
+            p.out = reinterpret_cast<acc_t*>(dx_tile);
+            p.ldo = g.channels;
+          }
           kern.dx(p);
-          for (int64_t r = 0; r < item.rows; ++r) {
-            scalar_t* dst = DX + (item.b * g.time + item.t0 + r) * g.channels;
-            const acc_t* src = out.data() + r * cpad;
-            for (int64_t c = 0; c < g.channels; ++c) dst[c] = static_cast<scalar_t>(src[c]);
+          if constexpr (!direct) {
+            for (int64_t r = 0; r < item.rows; ++r)
+              for (int64_t c = 0; c < g.channels; ++c)
+                dx_tile[r * g.channels + c] = static_cast<scalar_t>(out[r * cpad + c]);
           }
         }
         if (need_grad_weights) {

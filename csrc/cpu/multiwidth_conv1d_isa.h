@@ -75,7 +75,24 @@ inline void vector_range(int64_t col_lo, int64_t col_hi, int64_t n0, int nv, int
   hi = static_cast<int>(std::min<int64_t>(nv, (std::max<int64_t>(col_hi - n0, 0) + VL - 1) / VL));
 }
 
-// ---- forward: out (rows x Npad) = act(bias + sum_taps xbuf[r + tap*d] @ W[tap]) -------------
+// Columns [n0, n0 + NV*VL) of one output row, cut at ncols (the last vector may be partial).
+template <typename T, int NV>
+__attribute__((always_inline)) inline void store_row(T* dst, const typename VecOf<T>::type (&r)[NV], int64_t n0,
+                                                     int64_t ncols) {
+  using V = typename VecOf<T>::type;
+  constexpr int VL = sizeof(V) / sizeof(T);
+#pragma GCC unroll 8
+  for (int v = 0; v < NV; ++v) {
+    const int64_t col = n0 + v * VL;
+    if (col + VL <= ncols) {
+      __builtin_memcpy(dst + col, &r[v], sizeof(V));
+    } else {
+      for (int64_t i = 0; col + i < ncols; ++i) dst[col + i] = r[v][i];
+    }
+  }
+}
+
+// ---- forward: out rows = act(bias + sum_taps xbuf[r + tap*d] @ W[tap]) ----------------------
 template <typename T, int MR, int NV>
 void fwd_block(const MwcFwdTile<T>& p, int64_t r0, int64_t n0) {
   using V = typename VecOf<T>::type;
@@ -95,15 +112,19 @@ void fwd_block(const MwcFwdTile<T>& p, int64_t r0, int64_t n0) {
     mk_accumulate_range<T, MR, NV>(lo, hi, acc, p.xbuf + (r0 + tap * p.dilation) * p.channels, p.channels, 1,
                                    p.weight + tap * p.channels * p.npad + n0, p.npad, p.channels);
   }
+  if (p.relu) {
 #pragma GCC unroll 8
-  for (int m = 0; m < MR; ++m) {
+    for (int m = 0; m < MR; ++m)
 #pragma GCC unroll 8
-    for (int v = 0; v < NV; ++v) {
-      V r = acc[m][v];
-      if (p.relu) r = r > V{} ? r : V{};
-      __builtin_memcpy(p.out + (r0 + m) * p.npad + n0 + v * VL, &r, sizeof(V));
-    }
+      for (int v = 0; v < NV; ++v) acc[m][v] = acc[m][v] > V{} ? acc[m][v] : V{};
   }
+  // Only the tile's valid rows and the output's columns are written (straight into y for
+  // float32/float64: 1.25x at `paper` and 3x at `rna`-like N=768 forward, 1 thread, against
+  // a staging buffer and a copy).
+  const int64_t mr = std::min<int64_t>(MR, p.rows - r0);
+#pragma GCC unroll 8
+  for (int m = 0; m < MR; ++m)
+    if (m < mr) store_row<T, NV>(p.out + (r0 + m) * p.ldo, acc[m], n0, p.ncols);
 }
 
 template <typename T>
@@ -127,11 +148,10 @@ void fwd_tile(const MwcFwdTile<T>& p) {
   }
 }
 
-// ---- backward data: out (rows x Cpad) = sum_taps dy[r + (span-1-tap)*d, cols of tap] @ Wt[tap]
+// ---- backward data: out rows = sum_taps dy[r + (span-1-tap)*d, cols of tap] @ Wt[tap] ---------
 template <typename T, int MR, int NV>
 void dx_block(const MwcDxTile<T>& p, int64_t r0, int64_t c0) {
   using V = typename VecOf<T>::type;
-  constexpr int VL = sizeof(V) / sizeof(T);
   V acc[MR][NV];
 #pragma GCC unroll 8
   for (int m = 0; m < MR; ++m)
@@ -143,10 +163,10 @@ void dx_block(const MwcDxTile<T>& p, int64_t r0, int64_t c0) {
     mk_accumulate<T, MR, NV, 0, NV>(acc, p.dy + (r0 + (p.span - 1 - tap) * p.dilation) * p.npad + k0, p.npad, 1,
                                     p.weight + (tap * p.npad + k0) * p.cpad + c0, p.cpad, k1 - k0);
   }
+  const int64_t mr = std::min<int64_t>(MR, p.rows - r0);
 #pragma GCC unroll 8
   for (int m = 0; m < MR; ++m)
-#pragma GCC unroll 8
-    for (int v = 0; v < NV; ++v) __builtin_memcpy(p.out + (r0 + m) * p.cpad + c0 + v * VL, &acc[m][v], sizeof(V));
+    if (m < mr) store_row<T, NV>(p.out + (r0 + m) * p.ldo, acc[m], c0, p.ncols);
 }
 
 template <typename T>
@@ -159,6 +179,52 @@ void dx_tile(const MwcDxTile<T>& p) {
 #define SUBLOCAL_CASE(NVC) \
   case NVC:                \
     if constexpr (NVC <= kNV) dx_block<T, kMR, NVC>(p, r0, c0); \
+    break;
+        SUBLOCAL_CASE(1)
+        SUBLOCAL_CASE(2)
+        SUBLOCAL_CASE(3)
+        SUBLOCAL_CASE(4)
+#undef SUBLOCAL_CASE
+      }
+    }
+  }
+}
+
+// ---- backward data, transposed (for few channels): out (C x positions) -----------------------
+// out[c][s] = sum_taps sum_{f of tap} W[tap][c][f] * dyT[f][s + (span-1-tap)*d]: channels are
+// the register rows and positions the vectors, so C=5 fills 5 of 6 rows instead of 5 of 16
+// lanes (6x faster for the input gradient at C=5, N=768, 1 thread).
+template <typename T, int MR, int NV>
+void dxt_block(const MwcDxtTile<T>& p, int64_t c0, int64_t s0) {
+  using V = typename VecOf<T>::type;
+  constexpr int VL = sizeof(V) / sizeof(T);
+  V acc[MR][NV];
+#pragma GCC unroll 8
+  for (int m = 0; m < MR; ++m)
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) acc[m][v] = V{};
+  for (int64_t tap = 0; tap < p.span; ++tap) {
+    const int64_t k0 = p.col_lo[tap], k1 = p.col_hi[tap];
+    if (k0 >= k1) continue;
+    mk_accumulate<T, MR, NV, 0, NV>(acc, p.weight + (tap * p.channels + c0) * p.npad + k0, p.npad, 1,
+                                    p.dyt + k0 * p.ldt + s0 + (p.span - 1 - tap) * p.dilation, p.ldt, k1 - k0);
+  }
+#pragma GCC unroll 8
+  for (int m = 0; m < MR; ++m)
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) __builtin_memcpy(p.out + (c0 + m) * p.ldo + s0 + v * VL, &acc[m][v], sizeof(V));
+}
+
+template <typename T>
+void dxt_tile(const MwcDxtTile<T>& p) {
+  constexpr int VL = sizeof(typename VecOf<T>::type) / sizeof(T);
+  for (int64_t s0 = 0; s0 < p.rows; s0 += kNV * VL) {
+    const int nv = static_cast<int>(std::min<int64_t>(kNV, (p.rows - s0 + VL - 1) / VL));
+    for (int64_t c0 = 0; c0 < p.channels; c0 += kMR) {
+      switch (nv) {
+#define SUBLOCAL_CASE(NVC) \
+  case NVC:                \
+    if constexpr (NVC <= kNV) dxt_block<T, kMR, NVC>(p, c0, s0); \
     break;
         SUBLOCAL_CASE(1)
         SUBLOCAL_CASE(2)
@@ -222,6 +288,6 @@ void dw_tile(const MwcDwTile<T>& p) {
 
 template <typename T>
 MwcKernels<T> kernels() {
-  return {&fwd_tile<T>, &dx_tile<T>, &dw_tile<T>, static_cast<int64_t>(sizeof(typename VecOf<T>::type) / sizeof(T)),
-          kMR};
+  return {&fwd_tile<T>, &dx_tile<T>, &dxt_tile<T>, &dw_tile<T>,
+          static_cast<int64_t>(sizeof(typename VecOf<T>::type) / sizeof(T)), kMR};
 }

@@ -130,15 +130,17 @@ def test_cpu_long_sequence_float64(poisoned):
 
 
 @pytest.mark.parametrize("isa", ["avx512", "avx2", "baseline"])
+@pytest.mark.parametrize("dx_layout", ["normal", "transposed"])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
-def test_cpu_every_instruction_set(isa, dtype, monkeypatch, poisoned):
-    """Each compiled micro-kernel (the fastest the CPU has is the default; the others are forced),
-    with N and C past one register tile's columns."""
+def test_cpu_every_instruction_set(isa, dx_layout, dtype, monkeypatch, poisoned):
+    """Each compiled micro-kernel (the fastest the CPU has is the default; the others are forced)
+    and both layouts of the input gradient, with N and C past one register tile's columns."""
     import platform
 
     if platform.machine() not in ("x86_64", "AMD64") and isa != "baseline":
         pytest.skip("x86 instruction sets")
     monkeypatch.setenv("SUBLOCAL_CPU_ISA", isa)
+    monkeypatch.setenv("SUBLOCAL_MWC_DX", dx_layout)
     check_against_reference(3, 140, 41, (3, 2, 9), filters=30, dtype=dtype)  # N = 93, C = 41
 
 
