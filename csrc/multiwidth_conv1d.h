@@ -6,9 +6,10 @@
 //
 // Every width's taps lie in one union window of `span` taps: tap p (0 <= p < span) reads input
 // position t + (p - left) * dilation for output position t. Width i ('same': left_i = k_i / 2,
-// right_i = (k_i - 1) / 2; causal: left_i = k_i - 1, right_i = 0; `reverse` swaps left_i and
-// right_i, mirroring the window in time) uses taps p in [left - left_i, left + right_i], its
-// kernel index being j = p - (left - left_i).
+// right_i = (k_i - 1) / 2; causal: left_i = k_i - 1, right_i = 0) uses taps
+// p in [left - left_i, left + right_i], its kernel index being j = p - (left - left_i).
+// `reverse` runs every sequence backwards (flip it within its length, convolve, flip back):
+// left_i and right_i swap and the kernel is read backwards, j = k_i - 1 - (p - (left - left_i)).
 // Inputs at or past a sequence's length, or before 0, read as zero; outputs at or past it are 0.
 #pragma once
 

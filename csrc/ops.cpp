@@ -53,8 +53,8 @@ TORCH_LIBRARY(sublocal, m) {
   // ---- multi-width conv1d: every width of a conv bank in one pass ---------------------------
   // x (B, T, C); weights[i] (F_i, C, k_i); bias (sum F_i,) the widths' biases concatenated;
   // y (B, T, sum F_i). activation: "relu" or "none". causal: taps t-(k-1)*d .. t, else
-  // t-(k/2)*d .. t+((k-1)/2)*d; reverse mirrors the window (causal: t .. t+(k-1)*d). Inputs at
-  // or past lengths[b] read as zero; outputs there are 0.
+  // t-(k/2)*d .. t+((k-1)/2)*d; reverse runs each sequence backwards (flip within its length,
+  // convolve, flip back). Inputs at or past lengths[b] read as zero; outputs there are 0.
   m.def(
       "multiwidth_conv1d_fwd(Tensor x, Tensor[] weights, Tensor? bias, Tensor? lengths, str activation, "
       "bool causal, bool reverse, int dilation) -> Tensor");

@@ -198,7 +198,8 @@ void load_rows(const scalar_t* src, int64_t T, int64_t width, int64_t ld, int64_
   }
 }
 
-// The packed forward weights (span, C, npad): W[tap][c][col_i + f] = weights[i][f][c][tap - first_i].
+// The packed forward weights (span, C, npad): W[tap][c][col_i + f] = weights[i][f][c][j] with
+// j = tap - first_i (reverse: k_i - 1 - (tap - first_i), the kernel read backwards).
 template <typename scalar_t, typename acc_t>
 std::vector<acc_t> pack_forward(const MwcGeometry& g, const std::vector<at::Tensor>& w, int64_t npad) {
   // kPadRows extra rows: the transposed input gradient's register tiles read past channel C.
@@ -210,7 +211,7 @@ std::vector<acc_t> pack_forward(const MwcGeometry& g, const std::vector<at::Tens
       for (int64_t c = 0; c < g.channels; ++c)
         for (int64_t j = 0; j < k; ++j)
           packed[((g.width_first_tap[i] + j) * g.channels + c) * npad + g.width_col[i] + f] =
-              static_cast<acc_t>(src[(f * g.channels + c) * k + j]);
+              static_cast<acc_t>(src[(f * g.channels + c) * k + (g.reverse ? k - 1 - j : j)]);
   }
   return packed;
 }
@@ -227,7 +228,7 @@ std::vector<acc_t> pack_backward(const MwcGeometry& g, const std::vector<at::Ten
       for (int64_t c = 0; c < g.channels; ++c)
         for (int64_t j = 0; j < k; ++j)
           packed[((g.width_first_tap[i] + j) * npad + g.width_col[i] + f) * cpad + c] =
-              static_cast<acc_t>(src[(f * g.channels + c) * k + j]);
+              static_cast<acc_t>(src[(f * g.channels + c) * k + (g.reverse ? k - 1 - j : j)]);
   }
   return packed;
 }
@@ -479,7 +480,7 @@ std::tuple<at::Tensor, std::vector<at::Tensor>, at::Tensor> multiwidth_conv1d_bw
         for (int64_t f = 0; f < F; ++f)
           for (int64_t c = 0; c < g.channels; ++c)
             for (int64_t j = 0; j < k; ++j)
-              dst[(f * g.channels + c) * k + j] = static_cast<scalar_t>(
+              dst[(f * g.channels + c) * k + (g.reverse ? k - 1 - j : j)] = static_cast<scalar_t>(
                   acc[((g.width_first_tap[i] + j) * g.channels + c) * npad + g.width_col[i] + f]);
       }
       const acc_t* db = acc.data() + g.span * g.channels * npad;

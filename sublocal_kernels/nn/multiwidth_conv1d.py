@@ -27,8 +27,8 @@ class MultiWidthConv1d(nn.Module):
             ``t - (k // 2) * dilation ... t + ((k - 1) // 2) * dilation``.
         dilation: spacing of the taps.
         bias: learn one bias per filter.
-        reverse: mirror every window in time (causal: ``t ... t + (k - 1) * dilation``; 'same':
-            an even width's extra tap goes to the right, as in ``nn.Conv1d(padding="same")``).
+        reverse: read every sequence backwards (flip it within its length, convolve, flip
+            back; causal then sees ``t ... t + (k - 1) * dilation``).
 
     Parameters ``weights[i]`` ``(F_i, C, k_i)`` and ``biases[i]`` ``(F_i,)`` are initialised as
     ``nn.Conv1d(C, F_i, k_i)`` initialises them (with the same random stream: the layer built
@@ -126,10 +126,9 @@ class MultiWidthConv1d(nn.Module):
         without retraining (transpose its input to channels-last). The padding must give each
         conv this layer's alignment:
 
-        - ``causal=False``: ``padding="same"``, or for odd widths ``padding=(k // 2) * dilation``.
-          An even width's ``"same"`` puts its extra tap on the right, so a bank with even widths
-          (``dilation=1`` only) becomes a layer with ``reverse=True`` (which leaves odd widths
-          unchanged).
+        - ``causal=False``: odd widths with ``padding=(k // 2) * dilation`` or ``"same"``. (For
+          an even width ``nn.Conv1d(padding="same")`` puts the extra tap on the right; this
+          layer puts it on the left, so it is refused rather than silently shifted.)
         - ``causal=True``: ``padding=(k - 1) * dilation`` (the ``conv(x)[..., :T]`` idiom) or
           ``padding=0`` (the ``conv(F.pad(x, ((k - 1) * dilation, 0)))`` idiom).
         """
@@ -160,21 +159,15 @@ class MultiWidthConv1d(nn.Module):
             if causal:
                 ok = pad in ((k - 1) * dilation, 0)
                 expected = f"padding={(k - 1) * dilation} or 0"
-            elif k % 2:
-                ok = pad in ("same", window(k, False)[0] * dilation)
-                expected = f"padding={window(k, False)[0] * dilation} or 'same'"
             else:
-                # An even width's "same" padding, d (k - 1) // 2, is a whole number of taps only for d = 1.
-                ok = pad == "same" and dilation == 1
-                expected = ("padding='same' and dilation=1 (no symmetric padding keeps the length of an "
-                            "even width, and a dilated one's 'same' taps fall between this layer's)")
+                ok = k % 2 == 1 and pad in ("same", window(k, False)[0] * dilation)
+                expected = (f"padding={window(k, False)[0] * dilation} or 'same'" if k % 2 else
+                            "an odd width (an even width's 'same' padding leans right, this layer's leans left)")
             if not ok:
                 raise ValueError(f"{where} (kernel_size={k}, dilation={dilation}, padding={pad!r}) does not have "
                                  f"this layer's {'causal' if causal else 'same'} alignment: expected {expected}")
-        widths = [c.kernel_size[0] for c in convs]
-        layer = cls(first.in_channels, [c.out_channels for c in convs], widths,
+        layer = cls(first.in_channels, [c.out_channels for c in convs], [c.kernel_size[0] for c in convs],
                     activation=activation, causal=causal, dilation=dilation, bias=first.bias is not None,
-                    reverse=not causal and any(k % 2 == 0 for k in widths),
                     device=first.weight.device, dtype=first.weight.dtype)
         with torch.no_grad():
             for i, conv in enumerate(convs):

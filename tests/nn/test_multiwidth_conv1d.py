@@ -71,15 +71,22 @@ def test_from_conv1d_without_bias():
     assert_close(layer(x), torch.relu(torch.cat([c(x.transpose(1, 2)) for c in convs], 1)).transpose(1, 2))
 
 
-def test_from_conv1d_even_widths_same_padding():
-    """nn.Conv1d's "same" puts an even width's extra tap on the right: the layer mirrors its windows."""
-    convs = [nn.Conv1d(4, 3, 3, padding=1), nn.Conv1d(4, 2, 4, padding="same"), nn.Conv1d(4, 5, 2, padding="same")]
-    layer = MultiWidthConv1d.from_conv1d(convs, activation=None)
-    assert layer.reverse and "reverse=True" in repr(layer)
-    x = torch.randn(2, 11, 4)
-    assert_close(layer(x), torch.cat([c(x.transpose(1, 2)) for c in convs], 1).transpose(1, 2))
-    with pytest.raises(ValueError, match=r"`convs\[0\]` \(kernel_size=4, dilation=2.*dilation=1"):
-        MultiWidthConv1d.from_conv1d([nn.Conv1d(4, 3, 4, padding="same", dilation=2)])
+def test_from_conv1d_even_width_refused():
+    with pytest.raises(ValueError, match=r"`convs\[1\]` \(kernel_size=4.*an odd width"):
+        MultiWidthConv1d.from_conv1d([nn.Conv1d(4, 3, 3, padding=1), nn.Conv1d(4, 3, 4, padding="same")])
+
+
+def test_reverse_reads_each_sequence_backwards():
+    layer = MultiWidthConv1d(3, (2, 3), (2, 5), causal=True, reverse=True).double()
+    assert "reverse=True" in repr(layer)
+    x = torch.randn(2, 12, 3, dtype=torch.float64)
+    L = torch.tensor([12, 7])
+    y = layer(x, L)
+    forward = MultiWidthConv1d(3, (2, 3), (2, 5), causal=True).double()
+    forward.load_state_dict(layer.state_dict())
+    for b in range(2):
+        n = int(L[b])
+        assert_close(y[b, :n], forward(x[b:b + 1, :n].flip(1))[0].flip(0))
 
 
 @pytest.mark.parametrize(

@@ -110,11 +110,16 @@ def test_windows_are_those_documented(k):
         assert torch.nonzero(y).flatten().tolist() == [t for t in seen if 0 <= t < T]
 
 
-def test_reverse_even_width_is_nn_conv1d_same():
-    conv = torch.nn.Conv1d(3, 4, 4, padding="same").double()
-    x = torch.randn(2, 17, 3, dtype=torch.float64)
-    y = sk.multiwidth_conv1d(x, [conv.weight], [conv.bias], activation=None, reverse=True)
-    assert_close(y, conv(x.transpose(1, 2)).transpose(1, 2))
+@pytest.mark.parametrize("causal", [False, True], ids=["same", "causal"])
+def test_reverse_is_the_flipped_sequence(causal):
+    """reverse=True: flip each sequence within its length, convolve, flip back."""
+    x, ws, bs, L = make_inputs(4, 30, 3, (2, 3, 6))
+    kw = dict(causal=causal, dilation=2)
+    y = sk.multiwidth_conv1d(x, ws, bs, L, reverse=True, **kw)
+    for b in range(4):
+        n = int(L[b])
+        expected = sk.multiwidth_conv1d(x[b:b + 1, :n].flip(1), ws, bs, **kw)[0].flip(0)
+        assert_close(y[b, :n], expected)
 
 
 @pytest.mark.parametrize("C", [1, 5, 20, 41, 80])

@@ -45,10 +45,11 @@ def multiwidth_conv1d(
             otherwise ('same') ``t - (k_i // 2) * dilation ... t + ((k_i - 1) // 2) * dilation``
             (an even width has one more tap on the left than on the right).
         dilation: spacing of the taps, an int ``>= 1``.
-        reverse: mirror every window in time. Causal then sees ``t ... t + (k_i - 1) *
-            dilation`` (the backward direction of a bidirectional QRNN, which reads ahead up to
-            each sequence's end); 'same' puts an even width's extra tap on the right, as
-            ``nn.Conv1d(padding="same")`` does. Odd 'same' widths are unchanged.
+        reverse: read every sequence backwards, as ``fo_pool``'s ``reverse`` does: the result
+            is that of flipping each sequence within its length, convolving and flipping back
+            (the backward direction of a bidirectional QRNN). A causal window then sees
+            ``t ... t + (k_i - 1) * dilation`` (never past the length), with tap ``j`` at
+            ``t + (k_i - 1 - j) * dilation``.
 
     Returns:
         ``y``: ``(B, T, sum F_i)`` in the input dtype, the widths' outputs concatenated in

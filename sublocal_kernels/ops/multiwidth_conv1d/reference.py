@@ -14,8 +14,7 @@ def window(kernel_size: int, causal: bool, reverse: bool = False) -> tuple[int, 
     """Taps before and after the output position for a width: ``(left, right)``, in taps.
 
     'same': ``(k // 2, (k - 1) // 2)``, so an even width leans left; causal: ``(k - 1, 0)``.
-    ``reverse`` swaps the two (an even 'same' width then leans right, as in
-    ``nn.Conv1d(padding="same")``; a causal window looks ahead). Multiply by the dilation for
+    ``reverse`` (the sequence read backwards) swaps the two. Multiply by the dilation for
     positions.
     """
     left, right = (kernel_size - 1, 0) if causal else (kernel_size // 2, (kernel_size - 1) // 2)
@@ -45,9 +44,10 @@ def multiwidth_conv1d_ref(
         causal: output position ``t`` sees inputs ``t - (k_i - 1) * dilation ... t``;
             otherwise ('same') ``t - (k_i // 2) * dilation ... t + ((k_i - 1) // 2) * dilation``.
         dilation: spacing of the taps, ``>= 1``.
-        reverse: mirror every window in time: causal sees ``t ... t + (k_i - 1) * dilation``
-            (the backward direction of a bidirectional QRNN); 'same' puts an even width's
-            extra tap on the right.
+        reverse: read every sequence backwards: the result is that of flipping each sequence
+            within its length, convolving and flipping back (the backward direction of a
+            bidirectional QRNN). Windows mirror (causal sees ``t ... t + (k_i - 1) * dilation``)
+            and tap ``j`` of a kernel reads ``t + (left_i - j) * dilation``.
 
     Returns:
         ``(B, T, sum F_i)`` in the input dtype: the widths' outputs concatenated in order, zero
@@ -80,7 +80,8 @@ def multiwidth_conv1d_ref(
         left, right = window(w.shape[2], causal, reverse)
         padded = F.pad(xt, (left * dilation, right * dilation))
         b = bias[i].to(cd) if bias is not None else None
-        outs.append(F.conv1d(padded, w.to(cd), b, dilation=dilation))
+        # Read backwards, tap j sits where tap k - 1 - j sits forwards.
+        outs.append(F.conv1d(padded, (w.flip(-1) if reverse else w).to(cd), b, dilation=dilation))
     y = torch.cat(outs, 1).transpose(1, 2)
     if activation == "relu":
         y = torch.relu(y)

@@ -196,7 +196,8 @@ def _pack(weights, causal: bool, reverse: bool, dtype: torch.dtype) -> torch.Ten
     C = weights[0].shape[1]
     packed = weights[0].new_zeros(span, C, n, dtype=dtype)
     for w, first, col in zip(weights, firsts, cols):
-        packed[first:first + w.shape[2], :, col:col + w.shape[0]] = w.permute(2, 1, 0).to(dtype)
+        # reverse: the kernel is read backwards
+        packed[first:first + w.shape[2], :, col:col + w.shape[0]] = (w.flip(2) if reverse else w).permute(2, 1, 0).to(dtype)
     return packed
 
 
@@ -314,7 +315,7 @@ def multiwidth_conv1d_bwd_triton(grad_y, x, weights, y, lengths, activation: str
         # Partial sums added in split order: deterministic.
         full = part_w.sum(0).reshape(span, C, N)
         for w, first, col in zip(weights, firsts, cols):
-            grad_w.append(full[first:first + w.shape[2], :, col:col + w.shape[0]].permute(2, 1, 0)
-                          .to(x.dtype).contiguous())
+            g = full[first:first + w.shape[2], :, col:col + w.shape[0]].permute(2, 1, 0)
+            grad_w.append((g.flip(2) if reverse else g).to(x.dtype).contiguous())
         grad_b = part_b.sum(0).to(x.dtype)
     return grad_x, grad_w, grad_b
