@@ -484,6 +484,57 @@ def test_triton_low_precision_noncontiguous_and_partial_grads(dtype):
         assert_close(a, e, dtype, scale=4.0 * float(e.abs().max()), name="grad weight")
 
 
+_AOT_SCRIPT = r"""
+import importlib, sys
+import triton
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+
+K = importlib.import_module("sublocal_kernels.ops.multiwidth_conv1d.triton")
+POINTERS = {"LEN": "*i64", "KTAP": "*i32", "KCOL": "*i32", "PART_W": "*fp32", "PART_B": "*fp32"}
+for name, dtype, precision in [("fwd", "bf16", "tf32"), ("dx", "bf16", "tf32"), ("dw", "bf16", "tf32"),
+                               ("dx", "fp32", "ieee")]:
+    fn = getattr(K, f"_multiwidth_conv1d_{name}_kernel")
+    constexprs = dict(HAS_BIAS=True, HAS_LENGTHS=True, RELU=True, PRECISION=precision, UPCAST_DOT=False,
+                      BLOCK_T=64, BLOCK_N=64, BLOCK_C=32, BLOCK_K=32, BLOCK_M=64)
+    signature, consts = {}, {}
+    for p in fn.params:
+        if p.is_constexpr:
+            signature[p.name] = "constexpr"
+            consts[p.name] = constexprs[p.name]
+        elif p.name in POINTERS:
+            signature[p.name] = POINTERS[p.name]
+        elif p.name in ("X", "W", "BIAS", "Y", "DY", "WT", "DX"):
+            signature[p.name] = "*" + dtype
+        else:
+            signature[p.name] = "i32"
+    kernel = triton.compile(ASTSource(fn=fn, signature=signature, constexprs=consts),
+                            target=GPUTarget("cuda", 90, 32), options={"num_warps": 4})
+    ptx = kernel.asm["ptx"]
+    assert "cubin" in kernel.asm, name
+    if dtype == "bf16":
+        assert "wgmma.mma_async" in ptx and ".bf16.bf16" in ptx, f"{name}: no bf16 tensor-core product"
+    else:
+        assert "wgmma" not in ptx and "fma.rn.f32" in ptx, f"{name}: float32 must not use TF32"
+print("compiled")
+"""
+
+
+@pytest.mark.triton
+def test_triton_kernels_compile_for_sm90(tmp_path):
+    """The GPU path without a GPU: Triton's own compiler (not the interpreter) lowers the kernels
+    to sm_90 PTX and cubin; bfloat16 products use the tensor cores and float32 stays IEEE."""
+    import os
+    import subprocess
+    import sys
+
+    pytest.importorskip("triton")
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env["TRITON_CACHE_DIR"] = str(tmp_path)
+    done = subprocess.run([sys.executable, "-c", _AOT_SCRIPT], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and "compiled" in done.stdout, done.stderr[-3000:]
+
+
 # ---- CUDA (skipped where no GPU is present) --------------------------------------------------
 
 @pytest.mark.cuda
