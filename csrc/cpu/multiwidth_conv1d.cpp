@@ -32,6 +32,7 @@
 #include <vector>
 
 #include "multiwidth_conv1d.h"
+#include "output_cache.h"
 
 namespace sublocal {
 namespace {
@@ -47,46 +48,54 @@ constexpr int64_t kColAlign = 16;
 
 int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
 
+// Row stride (elements) of a matrix the micro-kernels stream: a whole number of kColAlign
+// columns, and an odd one, so consecutive rows do not fall on the same few L1 sets. With rows
+// 2 KiB apart (C=512 float) the input gradient ran 2.2x slower than with 2 KiB + 64 B.
+int64_t stream_ld(int64_t n) {
+  const int64_t ld = round_up(std::max<int64_t>(n, 1), kColAlign);
+  return (ld / kColAlign) % 2 ? ld : ld + kColAlign;
+}
+
 template <typename T>
 struct MwcFwdTile {
   const T* xbuf;  // (rows + (span-1)*dilation + pad) x channels
-  const T* weight;  // (span, channels, npad)
+  const T* weight;  // (span * channels) x ldw
   const T* bias;    // (npad,), zeros where there is none
   const int64_t* col_lo;
   const int64_t* col_hi;
   T* out;  // rows x ldo; columns [0, ncols) are written
-  int64_t rows, channels, npad, span, dilation, ldo, ncols;
+  int64_t rows, channels, npad, ldw, span, dilation, ldo, ncols;
   bool relu;
 };
 
 template <typename T>
 struct MwcDxTile {
-  const T* dy;      // (rows + (span-1)*dilation + pad) x npad
-  const T* weight;  // (span, npad, cpad)
+  const T* dy;      // (rows + (span-1)*dilation + pad) x ldy
+  const T* weight;  // (span * npad) x ldw: per tap the forward's transposed
   const int64_t* col_lo;
   const int64_t* col_hi;
   T* out;  // rows x ldo; columns [0, ncols) are written
-  int64_t rows, npad, cpad, span, dilation, ldo, ncols;
+  int64_t rows, npad, ldy, cpad, ldw, span, dilation, ldo, ncols;
 };
 
 template <typename T>
 struct MwcDxtTile {
   const T* dyt;     // npad x ldt: dy transposed, column j = row j of the dy buffer
-  const T* weight;  // the forward's (span, channels, npad), plus pad rows
+  const T* weight;  // the forward's (span * channels + pad) x ldw
   const int64_t* col_lo;
   const int64_t* col_hi;
   T* out;  // round_up(channels, rows of a register tile) x ldo, positions along ldo
-  int64_t rows, channels, npad, span, dilation, ldt, ldo;
+  int64_t rows, channels, ldw, span, dilation, ldt, ldo;
 };
 
 template <typename T>
 struct MwcDwTile {
   const T* xbuf;  // as in the forward
-  const T* dy;    // rows x npad
+  const T* dy;    // rows x ldy
   const int64_t* col_lo;
   const int64_t* col_hi;
   T* grad;  // (span, channels, npad), accumulated into
-  int64_t rows, channels, npad, span, dilation;
+  int64_t rows, channels, npad, ldy, span, dilation;
 };
 
 template <typename T>
@@ -198,36 +207,36 @@ void load_rows(const scalar_t* src, int64_t T, int64_t width, int64_t ld, int64_
   }
 }
 
-// The packed forward weights (span, C, npad): W[tap][c][col_i + f] = weights[i][f][c][j] with
-// j = tap - first_i (reverse: k_i - 1 - (tap - first_i), the kernel read backwards).
+// The packed forward weights ((span * C) x ld): W[tap * C + c][col_i + f] = weights[i][f][c][j]
+// with j = tap - first_i (reverse: k_i - 1 - (tap - first_i), the kernel read backwards).
 template <typename scalar_t, typename acc_t>
-std::vector<acc_t> pack_forward(const MwcGeometry& g, const std::vector<at::Tensor>& w, int64_t npad) {
+std::vector<acc_t> pack_forward(const MwcGeometry& g, const std::vector<at::Tensor>& w, int64_t ld) {
   // kPadRows extra rows: the transposed input gradient's register tiles read past channel C.
-  std::vector<acc_t> packed((g.span * g.channels + kPadRows) * npad, acc_t(0));
+  std::vector<acc_t> packed((g.span * g.channels + kPadRows) * ld, acc_t(0));
   for (size_t i = 0; i < w.size(); ++i) {
     const scalar_t* src = w[i].data_ptr<scalar_t>();
     const int64_t F = g.width_filters[i], k = g.width_kernel[i];
     for (int64_t f = 0; f < F; ++f)
       for (int64_t c = 0; c < g.channels; ++c)
         for (int64_t j = 0; j < k; ++j)
-          packed[((g.width_first_tap[i] + j) * g.channels + c) * npad + g.width_col[i] + f] =
+          packed[((g.width_first_tap[i] + j) * g.channels + c) * ld + g.width_col[i] + f] =
               static_cast<acc_t>(src[(f * g.channels + c) * k + (g.reverse ? k - 1 - j : j)]);
   }
   return packed;
 }
 
-// The packed backward-data weights (span, npad, cpad): the forward's transposed per tap.
+// The packed backward-data weights ((span * npad) x ld): the forward's transposed per tap.
 template <typename scalar_t, typename acc_t>
 std::vector<acc_t> pack_backward(const MwcGeometry& g, const std::vector<at::Tensor>& w, int64_t npad,
-                                 int64_t cpad) {
-  std::vector<acc_t> packed(g.span * npad * cpad, acc_t(0));
+                                 int64_t ld) {
+  std::vector<acc_t> packed(g.span * npad * ld, acc_t(0));
   for (size_t i = 0; i < w.size(); ++i) {
     const scalar_t* src = w[i].data_ptr<scalar_t>();
     const int64_t F = g.width_filters[i], k = g.width_kernel[i];
     for (int64_t f = 0; f < F; ++f)
       for (int64_t c = 0; c < g.channels; ++c)
         for (int64_t j = 0; j < k; ++j)
-          packed[((g.width_first_tap[i] + j) * npad + g.width_col[i] + f) * cpad + c] =
+          packed[((g.width_first_tap[i] + j) * npad + g.width_col[i] + f) * ld + c] =
               static_cast<acc_t>(src[(f * g.channels + c) * k + (g.reverse ? k - 1 - j : j)]);
   }
   return packed;
@@ -264,16 +273,19 @@ at::Tensor multiwidth_conv1d_fwd_cpu(const at::Tensor& x_in, at::TensorList weig
   check_length_values(lengths, g.time, op);
   const bool has_bias = bias_in.has_value() && bias_in->defined();
   const at::Tensor bias = has_bias ? bias_in->contiguous() : at::Tensor();
-  at::Tensor y = at::empty({g.batch, g.time, g.filters}, x.options());
+  // Large outputs from the reusable-block cache (output_cache.h: no page faults in steady state;
+  // 2x faster forward at B=8, T=30000, N=768 here).
+  at::Tensor y = cpu_output({g.batch, g.time, g.filters}, x.options());
   const int64_t* L = lengths.defined() ? lengths.data_ptr<int64_t>() : nullptr;
   const std::vector<Item> items = make_items(g, L);
   const int64_t npad = round_up(std::max<int64_t>(g.filters, 1), kColAlign);
+  const int64_t ldw = stream_ld(g.filters);
   const int64_t halo = (g.span - 1) * g.dilation;
 
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "multiwidth_conv1d_fwd_cpu", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     const MwcKernels<acc_t> kern = select_kernels<acc_t>();
-    const std::vector<acc_t> wpack = pack_forward<scalar_t, acc_t>(g, weights, npad);
+    const std::vector<acc_t> wpack = pack_forward<scalar_t, acc_t>(g, weights, ldw);
     std::vector<acc_t> bpack(npad, acc_t(0));
     if (has_bias)
       for (int64_t n = 0; n < g.filters; ++n) bpack[n] = static_cast<acc_t>(bias.data_ptr<scalar_t>()[n]);
@@ -286,7 +298,7 @@ at::Tensor multiwidth_conv1d_fwd_cpu(const at::Tensor& x_in, at::TensorList weig
       std::vector<acc_t> xbuf((kTile + halo + kPadRows) * g.channels + kPadRows);
       std::vector<acc_t> out(direct ? 0 : kTile * npad);
       MwcFwdTile<acc_t> p{xbuf.data(), wpack.data(), bpack.data(), g.tap_col_lo.data(), g.tap_col_hi.data(),
-                          out.data(), 0, g.channels, npad, g.span, g.dilation, direct ? g.filters : npad,
+                          out.data(), 0, g.channels, npad, ldw, g.span, g.dilation, direct ? g.filters : npad,
                           g.filters, g.relu};
       for (int64_t it = begin; it < end; ++it) {
         const Item& item = items[it];
@@ -344,9 +356,11 @@ std::tuple<at::Tensor, std::vector<at::Tensor>, at::Tensor> multiwidth_conv1d_bw
   const int64_t n_items = static_cast<int64_t>(items.size());
   const int64_t npad = round_up(std::max<int64_t>(g.filters, 1), kColAlign);
   const int64_t cpad = round_up(std::max<int64_t>(g.channels, 1), kColAlign);
+  const int64_t ldw = stream_ld(g.filters), ldwb = stream_ld(g.channels), ldy = stream_ld(g.filters);
   const int64_t halo = (g.span - 1) * g.dilation;
 
-  at::Tensor grad_x = need_grad_x ? at::empty({g.batch, g.time, g.channels}, x.options()) : at::empty({0}, x.options());
+  at::Tensor grad_x =
+      need_grad_x ? cpu_output({g.batch, g.time, g.channels}, x.options()) : at::empty({0}, x.options());
   std::vector<at::Tensor> grad_w;
   at::Tensor grad_bias = need_grad_weights ? at::empty({g.filters}, x.options()) : at::empty({0}, x.options());
   if (need_grad_weights)
@@ -362,8 +376,9 @@ std::tuple<at::Tensor, std::vector<at::Tensor>, at::Tensor> multiwidth_conv1d_bw
     // the rows of a register tile better than the lanes of a vector (C=20: 20/24 against 20/32)
     // by enough to pay for transposing dy: per position the products cost about
     // N * C * taps / fill and the transpose about 40 * N, fitted to 1-thread timings here
-    // (AVX-512): transposed 1.3x faster at `paper` (C=20, 9 taps per filter on average), tied
-    // at C=41, 1.25x slower at C=5, N=768, width 2 (the QRNN's first layer).
+    // (AVX-512): transposed 1.2x faster at `paper` (C=20, 9 taps per filter on average) and
+    // 1.1x at C=5 with the same widths; 1.1x slower at C=41, at the notebook's widths 3 and 5,
+    // and 1.5x slower at C=5, N=768, width 2 (the QRNN's first layer).
     int64_t tap_filters = 0;
     for (size_t i = 0; i < weights.size(); ++i) tap_filters += g.width_kernel[i] * g.width_filters[i];
     const double taps_per_filter = g.filters ? double(tap_filters) / double(g.filters) : 0.0;
@@ -375,9 +390,9 @@ std::tuple<at::Tensor, std::vector<at::Tensor>, at::Tensor> multiwidth_conv1d_bw
         (forced && forced[0] ? std::string(forced) == "transposed"
                              : g.channels * taps_per_filter * (1 / lane_fill - 1 / row_fill) > 40.0);
     const std::vector<acc_t> wback = need_grad_x && !transposed
-                                         ? pack_backward<scalar_t, acc_t>(g, weights, npad, cpad)
+                                         ? pack_backward<scalar_t, acc_t>(g, weights, npad, ldwb)
                                          : std::vector<acc_t>();
-    const std::vector<acc_t> wfwd = transposed ? pack_forward<scalar_t, acc_t>(g, weights, npad)
+    const std::vector<acc_t> wfwd = transposed ? pack_forward<scalar_t, acc_t>(g, weights, ldw)
                                                : std::vector<acc_t>();
     constexpr bool direct = std::is_same_v<scalar_t, acc_t>;
     scalar_t* DX = need_grad_x ? grad_x.data_ptr<scalar_t>() : nullptr;
@@ -391,13 +406,14 @@ std::tuple<at::Tensor, std::vector<at::Tensor>, at::Tensor> multiwidth_conv1d_bw
     // input gradient and its contribution to the weight and bias gradients.
     auto run_items = [&](int64_t begin, int64_t end, acc_t* grad_acc) {
       const int64_t dy_rows = kTile + (need_grad_x ? halo : 0) + kPadRows;
-      std::vector<acc_t> dybuf(dy_rows * npad);
+      std::vector<acc_t> dybuf(dy_rows * ldy);
       std::vector<acc_t> xbuf(need_grad_weights ? (kTile + halo + kPadRows) * g.channels + kPadRows : 0);
       // Transposed: dy^T with positions along rows of ldt (a whole number of register tiles
       // plus the halo), and the (channels x positions) result.
-      const int64_t ldt = round_up(kTile, 64) + halo + kPadRows;
+      const int64_t ldt = stream_ld(round_up(kTile, 64) + halo + kPadRows);
       std::vector<acc_t> dyt(transposed ? npad * ldt : 0);
-      std::vector<acc_t> out(transposed ? round_up(g.channels, kPadRows) * round_up(kTile, 64)
+      // (transposed: register tiles write whole tiles of kern.rows channels)
+      std::vector<acc_t> out(transposed ? round_up(g.channels, kern.rows) * round_up(kTile, 64)
                                         : (need_grad_x && !direct ? kTile * cpad : 0));
       for (int64_t it = begin; it < end; ++it) {
         const Item& item = items[it];
@@ -405,13 +421,13 @@ std::tuple<at::Tensor, std::vector<at::Tensor>, at::Tensor> multiwidth_conv1d_bw
         // dy rows [first, first + count): zero outside [0, len), times (y > 0) under ReLU.
         const int64_t first = item.t0 - (need_grad_x ? g.right * g.dilation : 0);
         const int64_t count = item.rows + (need_grad_x ? halo : 0) + kPadRows;
-        load_rows(DY, g.time, g.filters, npad, item.b, len, first, count, dybuf.data());
+        load_rows(DY, g.time, g.filters, ldy, item.b, len, first, count, dybuf.data());
         if (g.relu) {
           for (int64_t r = 0; r < count; ++r) {
             const int64_t s = first + r;
             if (s < 0 || s >= len) continue;
             const scalar_t* yrow = Yv + (item.b * g.time + s) * g.filters;
-            acc_t* d = dybuf.data() + r * npad;
+            acc_t* d = dybuf.data() + r * ldy;
             for (int64_t n = 0; n < g.filters; ++n) d[n] = static_cast<acc_t>(yrow[n]) > acc_t(0) ? d[n] : acc_t(0);
           }
         }
@@ -425,20 +441,20 @@ std::tuple<at::Tensor, std::vector<at::Tensor>, at::Tensor> multiwidth_conv1d_bw
             for (int64_t n0 = 0; n0 < g.filters; n0 += 16) {
               const int64_t n1 = std::min(g.filters, n0 + 16);
               for (int64_t n = n0; n < n1; ++n)
-                for (int64_t r = r0; r < r1; ++r) dyt[n * ldt + r] = dybuf[r * npad + n];
+                for (int64_t r = r0; r < r1; ++r) dyt[n * ldt + r] = dybuf[r * ldy + n];
             }
           }
           for (int64_t n = 0; n < g.filters; ++n) std::fill(dyt.data() + n * ldt + cols, dyt.data() + (n + 1) * ldt, acc_t(0));
           const int64_t ldo = round_up(kTile, 64);
           MwcDxtTile<acc_t> p{dyt.data(), wfwd.data(), g.tap_col_lo.data(), g.tap_col_hi.data(), out.data(),
-                              item.rows, g.channels, npad, g.span, g.dilation, ldt, ldo};
+                              item.rows, g.channels, ldw, g.span, g.dilation, ldt, ldo};
           kern.dxt(p);
           for (int64_t r = 0; r < item.rows; ++r)
             for (int64_t c = 0; c < g.channels; ++c)
               dx_tile[r * g.channels + c] = static_cast<scalar_t>(out[c * ldo + r]);
         } else if (need_grad_x) {
           MwcDxTile<acc_t> p{dybuf.data(), wback.data(), g.tap_col_lo.data(), g.tap_col_hi.data(), out.data(),
-                             item.rows, npad, cpad, g.span, g.dilation, cpad, g.channels};
+                             item.rows, npad, ldy, cpad, ldwb, g.span, g.dilation, cpad, g.channels};
           if constexpr (direct) {
             p.out = reinterpret_cast<acc_t*>(dx_tile);
             p.ldo = g.channels;
@@ -451,15 +467,15 @@ std::tuple<at::Tensor, std::vector<at::Tensor>, at::Tensor> multiwidth_conv1d_bw
           }
         }
         if (need_grad_weights) {
-          const acc_t* dy_tile = dybuf.data() + (need_grad_x ? g.right * g.dilation : 0) * npad;
+          const acc_t* dy_tile = dybuf.data() + (need_grad_x ? g.right * g.dilation : 0) * ldy;
           load_rows(X, g.time, g.channels, g.channels, item.b, len, item.t0 - g.left * g.dilation,
                     item.rows + halo + kPadRows, xbuf.data());
           MwcDwTile<acc_t> p{xbuf.data(), dy_tile, g.tap_col_lo.data(), g.tap_col_hi.data(), grad_acc,
-                             item.rows, g.channels, npad, g.span, g.dilation};
+                             item.rows, g.channels, npad, ldy, g.span, g.dilation};
           kern.dw(p);
           acc_t* db = grad_acc + g.span * g.channels * npad;
           for (int64_t r = 0; r < item.rows; ++r)
-            for (int64_t n = 0; n < npad; ++n) db[n] += dy_tile[r * npad + n];
+            for (int64_t n = 0; n < npad; ++n) db[n] += dy_tile[r * ldy + n];
         }
       }
     };

@@ -110,7 +110,7 @@ void fwd_block(const MwcFwdTile<T>& p, int64_t r0, int64_t n0) {
     vector_range<VL>(p.col_lo[tap], p.col_hi[tap], n0, NV, lo, hi);
     if (lo >= hi) continue;
     mk_accumulate_range<T, MR, NV>(lo, hi, acc, p.xbuf + (r0 + tap * p.dilation) * p.channels, p.channels, 1,
-                                   p.weight + tap * p.channels * p.npad + n0, p.npad, p.channels);
+                                   p.weight + tap * p.channels * p.ldw + n0, p.ldw, p.channels);
   }
   if (p.relu) {
 #pragma GCC unroll 8
@@ -160,8 +160,8 @@ void dx_block(const MwcDxTile<T>& p, int64_t r0, int64_t c0) {
   for (int64_t tap = 0; tap < p.span; ++tap) {
     const int64_t k0 = p.col_lo[tap], k1 = p.col_hi[tap];
     if (k0 >= k1) continue;
-    mk_accumulate<T, MR, NV, 0, NV>(acc, p.dy + (r0 + (p.span - 1 - tap) * p.dilation) * p.npad + k0, p.npad, 1,
-                                    p.weight + (tap * p.npad + k0) * p.cpad + c0, p.cpad, k1 - k0);
+    mk_accumulate<T, MR, NV, 0, NV>(acc, p.dy + (r0 + (p.span - 1 - tap) * p.dilation) * p.ldy + k0, p.ldy, 1,
+                                    p.weight + (tap * p.npad + k0) * p.ldw + c0, p.ldw, k1 - k0);
   }
   const int64_t mr = std::min<int64_t>(MR, p.rows - r0);
 #pragma GCC unroll 8
@@ -206,7 +206,7 @@ void dxt_block(const MwcDxtTile<T>& p, int64_t c0, int64_t s0) {
   for (int64_t tap = 0; tap < p.span; ++tap) {
     const int64_t k0 = p.col_lo[tap], k1 = p.col_hi[tap];
     if (k0 >= k1) continue;
-    mk_accumulate<T, MR, NV, 0, NV>(acc, p.weight + (tap * p.channels + c0) * p.npad + k0, p.npad, 1,
+    mk_accumulate<T, MR, NV, 0, NV>(acc, p.weight + (tap * p.channels + c0) * p.ldw + k0, p.ldw, 1,
                                     p.dyt + k0 * p.ldt + s0 + (p.span - 1 - tap) * p.dilation, p.ldt, k1 - k0);
   }
 #pragma GCC unroll 8
@@ -250,7 +250,7 @@ void dw_block(const MwcDwTile<T>& p, int64_t tap, int64_t c0, int64_t n0) {
 #pragma GCC unroll 8
     for (int v = 0; v < NV; ++v) acc[m][v] = V{};
   mk_accumulate_range<T, MR, NV>(lo, hi, acc, p.xbuf + tap * p.dilation * p.channels + c0, 1, p.channels,
-                                 p.dy + n0, p.npad, p.rows);
+                                 p.dy + n0, p.ldy, p.rows);
   const int64_t mr = std::min<int64_t>(MR, p.channels - c0);
   for (int64_t m = 0; m < mr; ++m) {
     T* g = p.grad + (tap * p.channels + c0 + m) * p.npad + n0;

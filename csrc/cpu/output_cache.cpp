@@ -1,7 +1,9 @@
 // See output_cache.h for why this exists.
 #include "output_cache.h"
 
+#include <ATen/Context.h>
 #include <ATen/EmptyTensor.h>
+#include <ATen/ops/fill.h>
 #include <c10/core/Allocator.h>
 #include <c10/core/CPUAllocator.h>
 #include <torch/library.h>
@@ -9,6 +11,7 @@
 #include <sys/mman.h>
 
 #include <cstdlib>
+#include <limits>
 #include <map>
 #include <mutex>
 #include <vector>
@@ -115,8 +118,16 @@ void empty_cpu_cache() { OutputCache::get().empty(); }
 
 at::Tensor cpu_output(at::IntArrayRef sizes, const at::TensorOptions& options) {
   TORCH_INTERNAL_ASSERT(options.device().is_cpu());
-  return at::detail::empty_generic(sizes, &OutputCache::get(), c10::DispatchKeySet(c10::DispatchKey::CPU),
-                                   c10::typeMetaToScalarType(options.dtype()), std::nullopt);
+  at::Tensor t = at::detail::empty_generic(sizes, &OutputCache::get(), c10::DispatchKeySet(c10::DispatchKey::CPU),
+                                           c10::typeMetaToScalarType(options.dtype()), std::nullopt);
+  // As at::empty does: with torch.use_deterministic_algorithms(True) and
+  // torch.utils.deterministic.fill_uninitialized_memory, floating outputs start as NaN, so a
+  // kernel that leaves an element unwritten fails the tests (their `poisoned` fixture).
+  if (at::globalContext().deterministicAlgorithms() && at::globalContext().deterministicFillUninitializedMemory() &&
+      at::isFloatingType(t.scalar_type())) {
+    t.fill_(std::numeric_limits<double>::quiet_NaN());
+  }
+  return t;
 }
 
 TORCH_LIBRARY_FRAGMENT(sublocal, m) {

@@ -320,15 +320,33 @@ def test_torch_compile_fullgraph():
 @given(
     B=st.integers(1, 4),
     T=st.integers(1, 60),
-    C=st.integers(1, 9),
+    C=st.integers(1, 20),
     widths=st.lists(st.integers(1, 12), min_size=1, max_size=4),
     causal=st.booleans(),
     reverse=st.booleans(),
     dilation=st.integers(1, 4),
     relu=st.booleans(),
+    isa=st.sampled_from(["", "avx2", "baseline"]),
+    dx_layout=st.sampled_from(["normal", "transposed"]),
     data=st.data(),
 )
-def test_property_matches_reference(B, T, C, widths, causal, reverse, dilation, relu, data):
+def test_property_matches_reference(B, T, C, widths, causal, reverse, dilation, relu, isa, dx_layout, data):
+    import os
+    import platform
+
+    if platform.machine() not in ("x86_64", "AMD64"):
+        isa = "baseline"
+    # C up to 20 against register tiles of 4 or 6 rows and vectors of 4, 8 or 16 lanes, in both
+    # layouts of the input gradient (buffers sized for whole tiles past C)
+    os.environ["SUBLOCAL_CPU_ISA"], os.environ["SUBLOCAL_MWC_DX"] = isa, dx_layout
+    try:
+        _property_case(B, T, C, widths, causal, reverse, dilation, relu, data)
+    finally:
+        os.environ.pop("SUBLOCAL_CPU_ISA")
+        os.environ.pop("SUBLOCAL_MWC_DX")
+
+
+def _property_case(B, T, C, widths, causal, reverse, dilation, relu, data):
     lengths = torch.tensor(data.draw(st.lists(st.integers(1, T), min_size=B, max_size=B)))
     x, ws, bs, _ = make_inputs(B, T, C, tuple(widths), filters=2)
     kw = dict(activation="relu" if relu else None, causal=causal, dilation=dilation, reverse=reverse)
