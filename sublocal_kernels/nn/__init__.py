@@ -1,1 +1,5 @@
+"""Modules over the fused ops."""
 
+from .attention import AttentionPool
+
+__all__ = ["AttentionPool"]
