@@ -1,5 +1,6 @@
-"""Modules over the fused ops."""
+"""``torch.nn`` modules over the fused ops."""
 
 from .attention import AttentionPool
+from .fo_pool import QRNN, FoPool
 
-__all__ = ["AttentionPool"]
+__all__ = ["AttentionPool", "FoPool", "QRNN"]
