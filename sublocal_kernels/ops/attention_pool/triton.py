@@ -318,6 +318,8 @@ def _config(dtype: torch.dtype, block_t, block_d, block_a):
     elif dtype == torch.float32:
         default = (64, 32, 64)
         precision = F32_DOT
+        if precision not in ("tf32", "tf32x3", "ieee"):
+            raise ValueError(f"SUBLOCAL_ATTENTION_POOL_F32_DOT must be tf32, tf32x3 or ieee, got {precision!r}")
     else:
         default = (64, 64, 64)
         precision = "ieee"  # unused for 16-bit inputs (tensor cores with float32 accumulation)
