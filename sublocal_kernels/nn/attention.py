@@ -6,6 +6,7 @@ import math
 
 import torch
 from torch import nn
+from torch.nn.utils.rnn import PackedSequence, pad_packed_sequence
 
 from ..ops.attention_pool import attention_pool
 
@@ -28,7 +29,9 @@ class AttentionPool(nn.Module):
 
     Shapes: ``forward(h, lengths)`` with ``h`` ``(B, T, D)`` and ``lengths`` ``(B,)`` in
     ``[1, T]`` (or None for all ``T``) returns ``(context, alpha)``: ``(B, D)`` and ``(B, T)``,
-    ``alpha`` zero at padded steps.
+    ``alpha`` zero at padded steps. ``h`` may also be a ``PackedSequence`` (what ``nn.LSTM``
+    returns for packed input), with ``lengths`` None: it is padded batch-first, in the
+    original batch order.
 
     Example::
 
@@ -62,7 +65,13 @@ class AttentionPool(nn.Module):
             nn.init.uniform_(self.b_a, -bound, bound)
         nn.init.uniform_(self.v_a, -1.0 / math.sqrt(self.attention_size), 1.0 / math.sqrt(self.attention_size))
 
-    def forward(self, h: torch.Tensor, lengths: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, h: torch.Tensor | PackedSequence, lengths: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        if isinstance(h, PackedSequence):
+            if lengths is not None:
+                raise ValueError("AttentionPool: `lengths` must be None when `h` is a PackedSequence "
+                                 "(the lengths come from the PackedSequence)")
+            h, lengths = pad_packed_sequence(h, batch_first=True)
         return attention_pool(h, lengths, self.w_a, self.v_a, self.b_a)
 
     def extra_repr(self) -> str:

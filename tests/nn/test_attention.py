@@ -65,3 +65,16 @@ def test_extra_repr_and_no_bias():
 def test_bad_sizes(bad):
     with pytest.raises(ValueError, match="must be a positive int"):
         AttentionPool(**bad)
+
+
+def test_packed_sequence_input():
+    B, T, D = 3, 12, 4
+    m = AttentionPool(D, attention_size=6, dtype=torch.float64)
+    h = torch.randn(B, T, D, dtype=torch.float64)
+    lengths = torch.tensor([5, 12, 1])
+    packed = nn.utils.rnn.pack_padded_sequence(h, lengths, batch_first=True, enforce_sorted=False)
+    c1, a1 = m(packed)
+    c2, a2 = m(h, lengths)
+    assert torch.equal(c1, c2) and torch.equal(a1, a2[:, : a1.shape[1]])
+    with pytest.raises(ValueError, match="`lengths` must be None"):
+        m(packed, lengths)
