@@ -142,11 +142,12 @@ if __name__ == "__main__":
     ap.add_argument("--memory-child", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--shape", default="paper")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--providers", default="sublocal,ref-eager", help="comma-separated providers to measure")
     args = ap.parse_args()
     if args.memory_child:
         print(json.dumps(_peak_memory_child(args.memory_child, args.shape, args.threads)))
     elif args.memory:
-        rows = measure_peak_memory(args.shape, args.threads)
+        rows = measure_peak_memory(args.shape, args.threads, args.providers.split(","))
         for r in rows:
             print(json.dumps(r))
         ours = next(r for r in rows if r["provider"] == "sublocal")["peak_above_before_mb"]
