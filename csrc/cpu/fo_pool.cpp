@@ -32,15 +32,6 @@ int64_t pick_tile(int64_t batch, int64_t dim) {
   return tile;
 }
 
-void check_length_values(const at::Tensor& lengths, int64_t time, const char* op) {
-  if (!lengths.defined()) return;
-  const int64_t* l = lengths.data_ptr<int64_t>();
-  for (int64_t b = 0; b < lengths.numel(); ++b) {
-    TORCH_CHECK(l[b] >= 0 && l[b] <= time, op, ": `lengths[", b, "]` = ", l[b],
-                " is out of range; each length must be in [0, T] = [0, ", time, "]");
-  }
-}
-
 // Memory is always streamed in ascending time order. The recurrence runs backwards in time for
 // reverse=True and for the gradient, and reading rows in descending address order measured 5x
 // slower than ascending here (reverse pass of the backward, B=1, T=30000, D=256, one thread,
@@ -276,7 +267,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> fo_pool_fwd_cpu(
     int64_t chunk) {
   auto a = fo_pool_fwd_prepare(forget, z, output, lengths, initial, reverse, chunk);
   const auto& p = a.shape;
-  check_length_values(a.lengths, p.time, "sublocal::fo_pool_fwd");
+  check_length_values(a.lengths, p.time, 0, "sublocal::fo_pool_fwd");
   auto h = cpu_output({p.batch, p.time, p.dim}, a.forget.options());
   auto c_last = at::empty({p.batch, p.dim}, a.forget.options());
   auto ckpt = cpu_output({p.batch, p.num_checkpoints, p.dim},
@@ -300,7 +291,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> fo_pool_bwd_cpu(
     int64_t chunk) {
   auto a = fo_pool_bwd_prepare(grad_h, grad_c_last, forget, z, output, lengths, checkpoints, reverse, chunk);
   const auto& p = a.shape;
-  check_length_values(a.lengths, p.time, "sublocal::fo_pool_bwd");
+  check_length_values(a.lengths, p.time, 0, "sublocal::fo_pool_bwd");
   auto opts = a.forget.options();
   auto grad_forget = cpu_output({p.batch, p.time, p.dim}, opts);
   auto grad_z = cpu_output({p.batch, p.time, p.dim}, opts);
