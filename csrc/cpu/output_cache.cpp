@@ -3,7 +3,7 @@
 
 #include <ATen/Context.h>
 #include <ATen/EmptyTensor.h>
-#include <ATen/ops/fill.h>
+#include <ATen/native/TensorFactories.h>
 #include <c10/core/Allocator.h>
 #include <c10/core/CPUAllocator.h>
 #include <torch/library.h>
@@ -11,7 +11,6 @@
 #include <sys/mman.h>
 
 #include <cstdlib>
-#include <limits>
 #include <map>
 #include <mutex>
 #include <vector>
@@ -120,12 +119,10 @@ at::Tensor cpu_output(at::IntArrayRef sizes, const at::TensorOptions& options) {
   TORCH_INTERNAL_ASSERT(options.device().is_cpu());
   at::Tensor t = at::detail::empty_generic(sizes, &OutputCache::get(), c10::DispatchKeySet(c10::DispatchKey::CPU),
                                            c10::typeMetaToScalarType(options.dtype()), std::nullopt);
-  // As at::empty does: with torch.use_deterministic_algorithms(True) and
-  // torch.utils.deterministic.fill_uninitialized_memory, floating outputs start as NaN, so a
-  // kernel that leaves an element unwritten fails the tests (their `poisoned` fixture).
-  if (at::globalContext().deterministicAlgorithms() && at::globalContext().deterministicFillUninitializedMemory() &&
-      at::isFloatingType(t.scalar_type())) {
-    t.fill_(std::numeric_limits<double>::quiet_NaN());
+  // Poisoned (NaN) like at::empty when deterministic mode asks for it, so a test can see an
+  // element a kernel forgot to write even when the block is a reused one.
+  if (at::globalContext().deterministicAlgorithms() && at::globalContext().deterministicFillUninitializedMemory()) {
+    at::native::fill_empty_deterministic_(t);
   }
   return t;
 }

@@ -1,6 +1,7 @@
 """``torch.nn`` modules over the fused ops."""
 
+from .attention import AttentionPool
 from .fo_pool import QRNN, FoPool
 from .multiwidth_conv1d import MultiWidthConv1d
 
-__all__ = ["FoPool", "MultiWidthConv1d", "QRNN"]
+__all__ = ["AttentionPool", "FoPool", "MultiWidthConv1d", "QRNN"]

@@ -509,9 +509,9 @@ from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
 K = importlib.import_module("sublocal_kernels.ops.multiwidth_conv1d.triton")
-POINTERS = {"LEN": "*i64", "KTAP": "*i32", "KCOL": "*i32", "PART_W": "*fp32", "PART_B": "*fp32"}
+POINTERS = {"LEN": "*i64", "KTAP": "*i32", "KCOL": "*i32"}
 for name, dtype, precision in [("fwd", "bf16", "tf32"), ("dx", "bf16", "tf32"), ("dw", "bf16", "tf32"),
-                               ("dx", "fp32", "ieee")]:
+                               ("dx", "fp32", "tf32x3"), ("dw", "fp64", "ieee")]:
     fn = getattr(K, f"_multiwidth_conv1d_{name}_kernel")
     constexprs = dict(HAS_BIAS=True, HAS_LENGTHS=True, RELU=True, PRECISION=precision, UPCAST_DOT=False,
                       BLOCK_T=64, BLOCK_N=64, BLOCK_C=32, BLOCK_K=32, BLOCK_M=64)
@@ -522,6 +522,8 @@ for name, dtype, precision in [("fwd", "bf16", "tf32"), ("dx", "bf16", "tf32"), 
             consts[p.name] = constexprs[p.name]
         elif p.name in POINTERS:
             signature[p.name] = POINTERS[p.name]
+        elif p.name in ("PART_W", "PART_B"):
+            signature[p.name] = "*fp64" if dtype == "fp64" else "*fp32"
         elif p.name in ("X", "W", "BIAS", "Y", "DY", "WT", "DX"):
             signature[p.name] = "*" + dtype
         else:
@@ -532,8 +534,11 @@ for name, dtype, precision in [("fwd", "bf16", "tf32"), ("dx", "bf16", "tf32"), 
     assert "cubin" in kernel.asm, name
     if dtype == "bf16":
         assert "wgmma.mma_async" in ptx and ".bf16.bf16" in ptx, f"{name}: no bf16 tensor-core product"
+    elif dtype == "fp32":
+        # tf32x3: three TF32 products per tile product (a float32-accurate split, not one TF32 product)
+        assert ptx.count("wgmma.mma_async") >= 3 and ".tf32.tf32" in ptx, f"{name}: no tf32x3 product"
     else:
-        assert "wgmma" not in ptx and "fma.rn.f32" in ptx, f"{name}: float32 must not use TF32"
+        assert "wgmma" not in ptx and "fma.rn.f64" in ptx, f"{name}: float64 must stay IEEE"
 print("compiled")
 """
 
@@ -541,7 +546,8 @@ print("compiled")
 @pytest.mark.triton
 def test_triton_kernels_compile_for_sm90(tmp_path):
     """The GPU path without a GPU: Triton's own compiler (not the interpreter) lowers the kernels
-    to sm_90 PTX and cubin; bfloat16 products use the tensor cores and float32 stays IEEE."""
+    to sm_90 PTX and cubin; bfloat16 products use the tensor cores, float32 ones tf32x3, float64
+    ones IEEE FMA."""
     import os
     import subprocess
     import sys

@@ -19,8 +19,9 @@ The backward weights is ``X_col^T dy~`` reduced over all positions: the position
 across ``SPLITS`` programs per output tile whose partial sums are added in a fixed order
 afterwards (deterministic).
 
-float32 inputs use IEEE float32 products (``input_precision="ieee"``: TF32 would miss the
-float32 tolerance); bfloat16/float16 inputs use the tensor cores with float32 accumulation.
+float32 inputs use ``input_precision="tf32x3"`` (three TF32 tensor-core products, float32-level
+accuracy; one TF32 product would miss the float32 tolerance); bfloat16/float16 inputs use the
+tensor cores with float32 accumulation.
 
 The launchers take plain tensors (any device), so under ``TRITON_INTERPRET=1`` the same
 kernels run on CPU tensors; the test suite does exactly that.
@@ -215,7 +216,9 @@ def _used_pairs(shapes: tuple, causal: bool, reverse: bool):
 
 
 def _precision(dtype: torch.dtype) -> str:
-    return "ieee" if dtype in (torch.float32, torch.float64) else "tf32"
+    # float32: three TF32 tensor-core products (hi*hi + hi*lo + lo*hi), float32-level accuracy;
+    # plain TF32 would miss the float32 tolerance. float64 stays IEEE; bf16/fp16 ignore it.
+    return {torch.float32: "tf32x3", torch.float64: "ieee"}.get(dtype, "tf32")
 
 
 def _upcast_dot(dtype: torch.dtype) -> bool:
