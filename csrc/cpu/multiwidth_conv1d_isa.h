@@ -10,8 +10,8 @@
 // forward reads overlapping, shifted rows of the input buffer directly, with no im2col copy) and
 // B is a packed weight or gradient matrix read as whole vectors. Per tap only the vectors of
 // columns that some width using that tap feeds are computed (`vlo..vhi`): for widths
-// 1,3,5,9,15,21 x 10 filters this is 44 vector FMAs per input channel and position instead of
-// 84 for the zero-padded width-21 product.
+// 1,3,5,9,15,21 x 10 filters (4 AVX-512 vectors of columns) this is 48 vector FMAs per input
+// channel and position instead of 84 for the zero-padded width-21 product (exact work: 34).
 
 template <typename T>
 struct VecOf;
