@@ -203,8 +203,9 @@ def _pack(weights, causal: bool, reverse: bool, dtype: torch.dtype) -> torch.Ten
 
 
 @functools.lru_cache(maxsize=64)
-def _used_pairs(shapes: tuple, causal: bool, reverse: bool):
-    """The (tap, column) pairs some width uses, tap-major: the dx kernel's reduction index."""
+def _used_pairs(shapes: tuple, causal: bool, reverse: bool, device: torch.device):
+    """The (tap, column) pairs some width uses, tap-major, as int32 tensors on ``device``: the
+    dx kernel's reduction index (cached: no host-to-device copy per call)."""
     left, span, firsts, cols, n = _geometry(shapes, causal, reverse)
     taps, columns = [], []
     for p in range(span):
@@ -212,7 +213,8 @@ def _used_pairs(shapes: tuple, causal: bool, reverse: bool):
             if first <= p < first + k:
                 taps += [p] * f
                 columns += range(col, col + f)
-    return taps, columns
+    return (torch.tensor(taps, dtype=torch.int32, device=device),
+            torch.tensor(columns, dtype=torch.int32, device=device))
 
 
 def _precision(dtype: torch.dtype) -> str:
@@ -283,15 +285,13 @@ def multiwidth_conv1d_bwd_triton(grad_y, x, weights, y, lengths, activation: str
     grad_w, grad_b = [], x.new_empty(0)
     if need_grad_x and x.numel():
         packed = _pack(weights, causal, reverse, x.dtype)  # (span, C, N)
-        taps, columns = _used_pairs(_shapes(weights), causal, reverse)
-        ktap = torch.tensor(taps, dtype=torch.int32, device=x.device)
-        kcol = torch.tensor(columns, dtype=torch.int32, device=x.device)
+        ktap, kcol = _used_pairs(_shapes(weights), causal, reverse, x.device)
         wt = packed[ktap.long(), :, kcol.long()].contiguous()  # (K, C)
         block_c = _block(C, 16, 64)
         grid = (triton.cdiv(T, block_t), B, triton.cdiv(C, block_c))
         _multiwidth_conv1d_dx_kernel[grid](
             grad_y, y if relu else dummy, wt, ktap, kcol, lengths if lengths is not None else dummy, grad_x,
-            T, C, N, len(taps), left, dilation,
+            T, C, N, ktap.numel(), left, dilation,
             HAS_LENGTHS=lengths is not None, RELU=relu, PRECISION=prec, UPCAST_DOT=_upcast_dot(x.dtype),
             BLOCK_T=block_t, BLOCK_C=block_c, BLOCK_K=32, num_warps=4)
     if need_grad_weights:
