@@ -126,12 +126,15 @@ class QRNN(nn.Module):
         # so that output and its (zero) gradient go nowhere.
         if lengths is not None:
             lengths = lengths.clamp(min=1)
-        g = multiwidth_conv1d(x, [weight], [bias], lengths, activation=None, causal=True, reverse=reverse)
-        # split, not three slices: each slice's backward would build a zero-filled gradient of
-        # all of g; split's concatenates once.
-        gates = g.split(self.hidden_size, dim=-1)
-        z, f = torch.tanh(gates[0]), torch.sigmoid(gates[1])
-        o = torch.sigmoid(gates[2]) if self.output_gate else None
+        # One call per gate, so z, f and o come out contiguous: tanh and sigmoid on slices of one
+        # (B, T, 3H) output ran 3x slower (strided elementwise), and the slices' backward added a
+        # concatenation along the last dimension as long as the convolution's own backward.
+        H = self.hidden_size
+        conv = lambda i: multiwidth_conv1d(  # noqa: E731
+            x, [weight[i * H:(i + 1) * H]], [bias[i * H:(i + 1) * H]], lengths, activation=None, causal=True,
+            reverse=reverse)
+        z, f = torch.tanh(conv(0)), torch.sigmoid(conv(1))
+        o = torch.sigmoid(conv(2)) if self.output_gate else None
         return f, z, o
 
     def forward(self, x: torch.Tensor, lengths=None, initial: torch.Tensor | None = None):
