@@ -70,14 +70,16 @@ def _signal_peptide(rng) -> str:
 def _presequence(rng) -> str:
     """Amphipathic helix: positions on one face (100 degrees per residue) hydrophobic, the other
     R/K-rich; no acidic residues."""
-    length = int(rng.integers(18, 30))
-    out = ["M"]
-    for j in range(1, length):
-        if (j * 100) % 360 < 160:
-            out.append(rng.choice(list("LLAFIV")))
-        else:
-            out.append(rng.choice(list("RRRRKSS")))
-    return "".join(out)
+    while True:
+        length = int(rng.integers(18, 30))
+        out = ["M"]
+        for j in range(1, length):
+            if (j * 100) % 360 < 160:
+                out.append(rng.choice(list("LLAFIV")))
+            else:
+                out.append(rng.choice(list("RRRRKSS")))
+        if sum(c in "RK" for c in out) >= 5:  # a presequence carries several positive charges
+            return "".join(out)
 
 
 def _nls(rng) -> str:
