@@ -39,6 +39,7 @@ TORCH_LIBRARY(sublocal, m) {
       "fo_pool_bwd(Tensor grad_h, Tensor grad_c_last, Tensor forget, Tensor z, Tensor? output, "
       "Tensor? lengths, Tensor checkpoints, bool reverse, int chunk) -> "
       "(Tensor grad_forget, Tensor grad_z, Tensor grad_output, Tensor grad_initial)");
+  // ---- CUDA C++ backends of fo-pool (see the note at the top) -------------------------------
   m.def(
       "_fo_pool_fwd_cuda(Tensor forget, Tensor z, Tensor? output, Tensor? lengths, Tensor? initial, "
       "bool reverse, int chunk) -> (Tensor h, Tensor c_last, Tensor checkpoints)");
@@ -46,4 +47,6 @@ TORCH_LIBRARY(sublocal, m) {
       "_fo_pool_bwd_cuda(Tensor grad_h, Tensor grad_c_last, Tensor forget, Tensor z, Tensor? output, "
       "Tensor? lengths, Tensor checkpoints, bool reverse, int chunk) -> "
       "(Tensor grad_forget, Tensor grad_z, Tensor grad_output, Tensor grad_initial)");
+  // The CPU output cache's `_cpu_cache_info() -> int[]` and `_cpu_cache_empty()` take no
+  // tensors, so they are defined with their (catch-all) kernels in csrc/cpu/output_cache.cpp.
 }

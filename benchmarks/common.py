@@ -1,0 +1,358 @@
+"""The shared benchmark harness (see shared docs: benchmark-protocol.md, shapes.md).
+
+Every op's benchmark module (``benchmarks/bench_<op>.py``) builds problems at the named shapes
+and hands ``(provider, mode)`` callables to the ``bench`` fixture (benchmarks/conftest.py),
+which times them (CPU: pytest-benchmark; GPU: ``triton.testing.do_bench``), records one row per
+measurement, and at the end of the session writes the results file and prints the table with
+each peer's ratio and the fraction of the hardware floor.
+
+Under ``--benchmark-disable`` (what ``make test`` passes) the same bodies run once each on
+scaled-down "smoke" shapes and every provider's results are checked against the op's
+reference provider, so benchmarks cannot rot and cannot time the wrong thing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import json
+import math
+import os
+import platform
+import re
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+MODES = ("fwd", "bwd", "fwd+bwd")
+
+
+@dataclass(frozen=True)
+class Shape:
+    """A named benchmark shape (shapes.md). Unused fields are 0."""
+
+    name: str
+    B: int
+    T: int
+    C: int = 0
+    widths: tuple[int, ...] = ()
+    filters: int = 0
+    hidden: int = 0
+    attention: int = 0
+    D: int = 0
+    min_length_frac: float = 0.25  # lengths uniform in [ceil(T * frac), T]
+
+    def scaled(self, **changes) -> "Shape":
+        return dataclasses.replace(self, **changes)
+
+
+PAPER_WIDTHS = (1, 3, 5, 9, 15, 21)
+
+SHAPES: dict[str, Shape] = {
+    "paper": Shape("paper", 128, 1000, C=20, widths=PAPER_WIDTHS, filters=10, hidden=256, attention=400),
+    "paper80": Shape("paper80", 128, 1000, C=80, widths=PAPER_WIDTHS, filters=10, hidden=256, attention=400),
+    "notebook": Shape("notebook", 128, 400, C=20, widths=(3, 5), filters=10, hidden=15),
+    "full-length": Shape("full-length", 32, 8000, C=20, widths=PAPER_WIDTHS, filters=10, hidden=256, attention=400),
+    "rna": Shape("rna", 8, 30000, C=5, widths=(2,), filters=256, hidden=256, attention=400, D=256),
+    "infer1": Shape("infer1", 1, 1000, C=20, widths=PAPER_WIDTHS, filters=10, hidden=256, attention=400,
+                    min_length_frac=1.0),
+}
+
+# fo-pool's own shapes (shapes.md): dense sequences, D channels.
+FO_POOL_SHAPES: dict[str, Shape] = {
+    "qrnn": Shape("qrnn", 64, 1000, D=512, min_length_frac=1.0),
+    "rna": Shape("rna", 8, 30000, D=256, min_length_frac=1.0),
+    "long1": Shape("long1", 1, 100000, D=256, min_length_frac=1.0),
+    "wide": Shape("wide", 128, 1000, D=2048, min_length_frac=1.0),
+}
+
+
+def smoke(shape: Shape) -> Shape:
+    """The same shape scaled down for a once-through check (``--benchmark-disable``)."""
+    return shape.scaled(
+        B=min(shape.B, 3),
+        T=min(shape.T, 67),
+        C=min(shape.C, 7) if shape.C else 0,
+        filters=min(shape.filters, 4) if shape.filters else 0,
+        hidden=min(shape.hidden, 9) if shape.hidden else 0,
+        attention=min(shape.attention, 11) if shape.attention else 0,
+        D=min(shape.D, 19) if shape.D else 0,
+    )
+
+
+def random_lengths(shape: Shape, device, seed: int = 0) -> torch.Tensor:
+    """Seeded lengths uniform in [ceil(T * min_length_frac), T] (int64, on ``device``)."""
+    g = torch.Generator().manual_seed(seed)
+    low = max(1, math.ceil(shape.T * shape.min_length_frac))
+    return torch.randint(low, shape.T + 1, (shape.B,), generator=g).to(device)
+
+
+# ---- modes ------------------------------------------------------------------------------------
+
+def make_modes(forward: Callable[[], Sequence[torch.Tensor]], inputs: Sequence[torch.Tensor],
+               seed: int = 1) -> dict[str, Callable[[], tuple[torch.Tensor, ...]]]:
+    """The three timed callables for one provider.
+
+    ``forward()`` returns the op's differentiable outputs from ``inputs`` (which require grad).
+    ``fwd`` runs the training forward; ``bwd`` runs the backward of one saved forward
+    (``retain_graph``), ``fwd+bwd`` both. Gradients are taken with ``torch.autograd.grad`` (no
+    accumulation into ``.grad``) against fixed random cotangents. Each returns tensors, so
+    providers can be checked against each other.
+    """
+    inputs = list(inputs)
+    g = torch.Generator().manual_seed(seed)
+    outs0 = [o for o in forward() if o.requires_grad]
+    cotangents = [torch.randn(o.shape, generator=g, dtype=torch.float32).to(o.device, o.dtype) for o in outs0]
+    del outs0
+
+    def fwd():
+        return tuple(forward())
+
+    saved: dict[str, list] = {}
+
+    def bwd():
+        if "outs" not in saved:
+            saved["outs"] = [o for o in forward() if o.requires_grad]
+        return torch.autograd.grad(saved["outs"], inputs, cotangents, retain_graph=True)
+
+    def fwd_bwd():
+        outs = [o for o in forward() if o.requires_grad]
+        return torch.autograd.grad(outs, inputs, cotangents)
+
+    return {"fwd": fwd, "bwd": bwd, "fwd+bwd": fwd_bwd}
+
+
+# ---- machine ceilings -------------------------------------------------------------------------
+
+def _median_time(fn: Callable[[], object], device: torch.device, reps: int = 7) -> float:
+    if device.type == "cuda":
+        import triton.testing
+
+        return triton.testing.do_bench(fn, warmup=50, rep=300, return_mode="median") / 1e3
+    fn()
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    times.sort()
+    return times[len(times) // 2]
+
+
+def measure_machine(device: torch.device, dtypes: Sequence[torch.dtype]) -> dict:
+    """Copy bandwidth (bytes read + written per second) and matrix-product peak per dtype,
+    measured now, on this device, as the floor's denominators."""
+    n = (1 << 28) // 4 if device.type == "cuda" else (1 << 26)  # 1 GiB on GPU, 256 MiB on CPU
+    src = torch.rand(n, device=device)
+    dst = torch.empty_like(src)
+    copy_s = _median_time(lambda: dst.copy_(src), device)
+    bandwidth = 2 * n * 4 / copy_s
+    del src, dst
+    peak = {}
+    for dtype in dtypes:
+        m = 8192 if device.type == "cuda" else 1024
+        a = torch.randn(m, m, device=device).to(dtype)
+        b = torch.randn(m, m, device=device).to(dtype)
+        s = _median_time(lambda: a @ b, device)
+        peak[_dtype_name(dtype)] = 2 * m ** 3 / s / 1e12
+    info = {"bandwidth_gbs": round(bandwidth / 1e9, 2), "peak_tflops": {k: round(v, 3) for k, v in peak.items()},
+            "torch": torch.__version__, "python": platform.python_version()}
+    if device.type == "cuda":
+        props = torch.cuda.get_device_properties(device)
+        info.update(gpu=props.name, cuda=torch.version.cuda, sm_count=props.multi_processor_count)
+        try:
+            import triton
+
+            info["triton"] = triton.__version__
+        except ImportError:
+            pass
+    else:
+        info.update(cpu=_cpu_name(), threads=torch.get_num_threads())
+    return info
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "cpu"
+
+
+def _dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).replace("torch.", "")
+
+
+def machine_slug(info: dict) -> str:
+    name = info.get("gpu") or "cpu"
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+
+
+def git_commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                              cwd=Path(__file__).parent, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+# ---- results ----------------------------------------------------------------------------------
+
+@dataclass
+class Row:
+    op: str
+    shape: str
+    dtype: str
+    mode: str
+    provider: str
+    ms_p50: float
+    ms_p20: float
+    ms_p80: float
+    bytes: int
+    flops: int
+    peak_mem_mb: float | None = None
+    floor_ms: float | None = None
+    frac_of_floor: float | None = None
+    vs: dict = field(default_factory=dict)
+
+    def key(self):
+        return (self.op, self.shape, self.dtype, self.mode, self.provider)
+
+
+def finish_rows(rows: list[Row], machine: dict) -> list[Row]:
+    """Fills in the floor, the fraction of it, and each peer's ratio (peer / sublocal, same run)."""
+    bw = machine["bandwidth_gbs"] * 1e9
+    for r in rows:
+        peak = machine["peak_tflops"].get(r.dtype) or machine["peak_tflops"].get("float32")
+        floor_s = max(r.bytes / bw, r.flops / (peak * 1e12) if peak else 0.0)
+        r.floor_ms = floor_s * 1e3
+        r.frac_of_floor = r.floor_ms / r.ms_p50 if r.ms_p50 > 0 else None
+    by_case: dict[tuple, dict[str, Row]] = {}
+    for r in rows:
+        by_case.setdefault((r.op, r.shape, r.dtype, r.mode), {})[r.provider] = r
+    for case in by_case.values():
+        ours = case.get("sublocal")
+        if ours is None:
+            continue
+        ours.vs = {p: round(r.ms_p50 / ours.ms_p50, 3) for p, r in case.items() if p != "sublocal"}
+    return rows
+
+
+def write_results(rows: list[Row], machine: dict, path: Path | None = None) -> Path:
+    """Writes (merging with a same-day file of the same machine) ``results/<machine>-<date>.json``."""
+    date = _dt.date.today().isoformat()
+    path = path or RESULTS_DIR / f"{machine_slug(machine)}-{date}.json"
+    old_rows = []
+    if path.exists():
+        old = json.loads(path.read_text())
+        new_keys = {r.key() for r in rows}
+        old_rows = [r for r in old.get("rows", [])
+                    if (r["op"], r["shape"], r["dtype"], r["mode"], r["provider"]) not in new_keys]
+    doc = {"machine": machine, "commit": git_commit(), "date": date,
+           "rows": old_rows + [dataclasses.asdict(r) for r in rows]}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(doc, indent=1) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def format_table(rows: list[dict | Row], machine: dict | None = None, markdown: bool = False) -> str:
+    """One line per (op, shape, dtype, mode): our time, the fraction of the floor, each peer's ratio."""
+    rows = [dataclasses.asdict(r) if isinstance(r, Row) else r for r in rows]
+    ours = [r for r in rows if r["provider"] == "sublocal"]
+    peers = sorted({p for r in ours for p in r.get("vs", {})})
+    head = ["op", "shape", "dtype", "mode", "sublocal ms", "of floor"] + [f"vs {p}" for p in peers]
+    lines = []
+    for r in sorted(ours, key=lambda r: (r["op"], r["shape"], r["dtype"], MODES.index(r["mode"]))):
+        frac = r.get("frac_of_floor")
+        cells = [r["op"], r["shape"], r["dtype"], r["mode"], f"{r['ms_p50']:.3f}",
+                 f"{100 * frac:.0f}%" if frac is not None else "-"]
+        cells += [f"{r['vs'][p]:.2f}x" if p in r.get("vs", {}) else "-" for p in peers]
+        lines.append(cells)
+    if markdown:
+        out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        out += ["| " + " | ".join(c) + " |" for c in lines]
+    else:
+        widths = [max(len(str(x)) for x in col) for col in zip(head, *lines)] if lines else [len(h) for h in head]
+        fmt = "  ".join("{:<%d}" % w for w in widths)
+        out = [fmt.format(*head)] + [fmt.format(*c) for c in lines]
+    if machine:
+        desc = machine.get("gpu") or f"{machine.get('cpu', 'cpu')}, {machine.get('threads')} threads"
+        out.insert(0, f"{desc}; torch {machine.get('torch')}; copy bandwidth {machine['bandwidth_gbs']} GB/s; "
+                      f"matmul peak {machine['peak_tflops']} TFLOP/s (vs: peer time / sublocal time, >1 = faster)")
+    return "\n".join(out)
+
+
+# ---- one op's benchmark -------------------------------------------------------------------
+
+class BenchSpec:
+    """What an op's benchmark module defines; the harness does the rest.
+
+    Subclasses set ``op``, ``shapes``, ``all_providers``, ``reference`` and implement
+    ``make_problem``, ``build`` and ``cost``; they may override ``default_shapes``,
+    ``providers`` and ``supports``.
+    """
+
+    op: str = ""
+    shapes: dict[str, Shape] = {}
+    all_providers: tuple[str, ...] = ()
+    reference: str = "ref-eager"
+    # norm-relative error allowed between a provider and the reference in smoke checks
+    tolerance = {torch.float64: 1e-9, torch.float32: 1e-4, torch.float16: 1e-2, torch.bfloat16: 3e-2}
+
+    def __init__(self):
+        self._problem_key = None
+        self._problem = None
+        self._ref_cache: dict = {}
+
+    def default_shapes(self, device: torch.device) -> list[str]:
+        return list(self.shapes)
+
+    def providers(self, device: torch.device, smoke: bool) -> list[str]:
+        return list(self.all_providers)
+
+    def supports(self, provider: str, mode: str, device: torch.device, smoke: bool) -> bool:
+        return True
+
+    def make_problem(self, shape: Shape, dtype: torch.dtype, device: torch.device):
+        raise NotImplementedError
+
+    def build(self, problem, provider: str) -> dict[str, Callable[[], tuple]]:
+        raise NotImplementedError
+
+    def cost(self, shape: Shape, dtype: torch.dtype, mode: str) -> tuple[int, int]:
+        """(bytes, flops) the op must move and compute in ``mode`` (benchmark-protocol.md)."""
+        raise NotImplementedError
+
+    def problem(self, shape: Shape, dtype: torch.dtype, device: torch.device):
+        """The inputs for (shape, dtype, device), built once and kept while cases reuse them."""
+        key = (shape, dtype, str(device))
+        if key != self._problem_key:
+            self._problem, self._problem_key, self._ref_cache = None, None, {}
+            torch.manual_seed(0)
+            self._problem = self.make_problem(shape, dtype, device)
+            self._problem_key = key
+        return self._problem
+
+    def reference_result(self, problem, mode: str):
+        if mode not in self._ref_cache:
+            self._ref_cache[mode] = self.build(problem, self.reference)[mode]()
+        return self._ref_cache[mode]
+
+    def check(self, got, want, case) -> None:
+        assert len(got) == len(want), f"{case}: {len(got)} results, reference gave {len(want)}"
+        tol = self.tolerance[case.dtype]
+        for i, (g, w) in enumerate(zip(got, want)):
+            assert g.shape == w.shape, f"{case}: result {i} has shape {tuple(g.shape)}, reference {tuple(w.shape)}"
+            g, w = g.detach().double(), w.detach().double()
+            assert torch.isfinite(g).all(), f"{case}: result {i} has non-finite values"
+            err = (g - w).norm() / w.norm().clamp_min(1e-30)
+            assert err <= tol, f"{case}: result {i} differs from {self.reference} by {err:.2e} (norm-relative) > {tol:.0e}"

@@ -1,0 +1,172 @@
+"""pytest plumbing for the op benchmarks: options, the ``bench`` fixture, results and table.
+
+Each ``bench_<op>.py`` defines ``SPEC`` (a :class:`BenchSpec`) and one test::
+
+    def test_bench(bench, bench_case):
+        bench.measure(SPEC, bench_case)
+
+The cases (shape x dtype x mode x provider) are generated from ``SPEC`` and the options.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.common import (  # noqa: E402
+    MODES, Row, finish_rows, format_table, measure_machine, smoke, write_results)
+
+
+def pytest_addoption(parser):
+    g = parser.getgroup("sublocal benchmarks")
+    g.addoption("--bench-device", default="auto", help="cpu, cuda or auto (cuda when available)")
+    g.addoption("--bench-shapes", default=None, help="comma-separated shape names (default: each op's defaults)")
+    g.addoption("--bench-dtypes", default=None, help="comma-separated dtypes (default: float32 on CPU; float32,bfloat16 on GPU)")
+    g.addoption("--bench-modes", default=None, help="comma-separated of fwd, bwd, fwd+bwd (default: all)")
+    g.addoption("--bench-providers", default=None, help="comma-separated providers (default: each op's for the device)")
+    g.addoption("--bench-threads", default=None, type=int, help="CPU threads (default: all cores)")
+    g.addoption("--bench-results", default=None,
+                help="results file (default benchmarks/results/<machine>-<date>.json; 'none': do not write)")
+
+
+def _device(config) -> torch.device:
+    name = config.getoption("--bench-device")
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
+def _list(config, opt):
+    v = config.getoption(opt)
+    return [s.strip() for s in v.split(",") if s.strip()] if v else None
+
+
+def _smoke(config) -> bool:
+    return bool(config.getoption("benchmark_disable", default=False))
+
+
+class Case:
+    def __init__(self, shape, dtype, mode, provider):
+        self.shape, self.dtype, self.mode, self.provider = shape, dtype, mode, provider
+
+    def __repr__(self):
+        return f"{self.shape.name}-{str(self.dtype).replace('torch.', '')}-{self.mode}-{self.provider}"
+
+
+def pytest_generate_tests(metafunc):
+    if "bench_case" not in metafunc.fixturenames:
+        return
+    spec = metafunc.module.SPEC
+    config = metafunc.config
+    device = _device(config)
+    is_smoke = _smoke(config)
+    shapes = _list(config, "--bench-shapes") or spec.default_shapes(device)
+    shapes = [s for s in shapes if s in spec.shapes]
+    dtypes = _list(config, "--bench-dtypes") or (["float32"] if device.type == "cpu" else ["float32", "bfloat16"])
+    modes = _list(config, "--bench-modes") or list(MODES)
+    providers = _list(config, "--bench-providers") or spec.providers(device, is_smoke)
+    providers = [p for p in providers if p in spec.all_providers]
+    cases = []
+    for name in shapes:
+        shape = spec.shapes[name]
+        if is_smoke:
+            shape = smoke(shape)
+        for dt in dtypes:
+            dtype = getattr(torch, dt)
+            for mode in modes:
+                for p in providers:
+                    if spec.supports(p, mode, device, is_smoke):
+                        cases.append(Case(shape, dtype, mode, p))
+    metafunc.parametrize("bench_case", cases, ids=[repr(c) for c in cases])
+
+
+class _Session:
+    rows: list = []
+    machine: dict | None = None
+
+
+class Bench:
+    """Times one case and records it (or, under --benchmark-disable, runs it once and checks it)."""
+
+    def __init__(self, request):
+        self.request = request
+        self.config = request.config
+        self.device = _device(self.config)
+        self.smoke = _smoke(self.config)
+
+    def measure(self, spec, case):
+        device = self.device
+        threads = self.config.getoption("--bench-threads") or os.cpu_count() or 1
+        if device.type == "cpu":
+            torch.set_num_threads(threads)
+        problem = spec.problem(case.shape, case.dtype, device)
+        fn = spec.build(problem, case.provider)[case.mode]
+        if self.smoke:
+            got = fn()
+            if case.provider != spec.reference:
+                want = spec.reference_result(problem, case.mode)
+                spec.check(got, want, case)
+            return
+        if _Session.machine is None:
+            _Session.machine = measure_machine(device, sorted({torch.float32, case.dtype}, key=str))
+        if device.type == "cuda":
+            import triton.testing
+
+            ms = triton.testing.do_bench(fn, warmup=25, rep=200, quantiles=[0.5, 0.2, 0.8])
+            p50, p20, p80 = ms
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats(device)
+            base = torch.cuda.memory_allocated(device)
+            fn()
+            torch.cuda.synchronize()
+            peak = (torch.cuda.max_memory_allocated(device) - base) / 2 ** 20
+        else:
+            import time
+
+            t0 = time.perf_counter()
+            fn()
+            once = time.perf_counter() - t0
+            rounds = int(min(25, max(3, 2.0 / max(once, 1e-6))))
+            benchmark = self.request.getfixturevalue("benchmark")
+            benchmark.extra_info.update(threads=threads)
+            benchmark.pedantic(fn, rounds=rounds, warmup_rounds=1, iterations=1)
+            data = sorted(benchmark.stats.stats.data)
+            q = lambda f: data[min(len(data) - 1, int(f * (len(data) - 1) + 0.5))]  # noqa: E731
+            p50, p20, p80 = benchmark.stats.stats.median * 1e3, q(0.2) * 1e3, q(0.8) * 1e3
+            peak = None
+        nbytes, flops = spec.cost(case.shape, case.dtype, case.mode)
+        _Session.rows.append(Row(spec.op, case.shape.name, str(case.dtype).replace("torch.", ""), case.mode,
+                                 case.provider, p50, p20, p80, int(nbytes), int(flops), peak))
+
+
+@pytest.fixture
+def bench(request):
+    return Bench(request)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if not _Session.rows or _Session.machine is None:
+        return
+    rows = finish_rows(_Session.rows, _Session.machine)
+    target = session.config.getoption("--bench-results")
+    path = None
+    if target != "none":
+        path = write_results(rows, _Session.machine, Path(target) if target else None)
+    session.config._sublocal_bench = (rows, _Session.machine, path)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    result = getattr(config, "_sublocal_bench", None)
+    if not result:
+        return
+    rows, machine, path = result
+    terminalreporter.write_sep("=", "sublocal-kernels benchmark")
+    terminalreporter.write_line(format_table(rows, machine))
+    if path:
+        terminalreporter.write_line(f"results: {path}")

@@ -1,0 +1,77 @@
+"""The benchmark harness: ratios, floors, results files, the README table."""
+
+import json
+
+import torch
+
+from benchmarks import readme_table
+from benchmarks.common import (FO_POOL_SHAPES, SHAPES, Row, finish_rows, format_table, make_modes,
+                               measure_machine, random_lengths, smoke, write_results)
+
+MACHINE = {"bandwidth_gbs": 100.0, "peak_tflops": {"float32": 1.0}, "torch": "x", "cpu": "test cpu", "threads": 2}
+
+
+def _rows():
+    return [
+        Row("fo_pool", "rna", "float32", "fwd", "sublocal", 2.0, 1.9, 2.1, bytes=100_000_000, flops=10),
+        Row("fo_pool", "rna", "float32", "fwd", "ref-eager", 30.0, 29.0, 31.0, bytes=100_000_000, flops=10),
+        Row("fo_pool", "rna", "float32", "fwd", "ref-compile", 1.0, 1.0, 1.0, bytes=100_000_000, flops=10),
+    ]
+
+
+def test_ratios_and_floor():
+    rows = finish_rows(_rows(), MACHINE)
+    ours = rows[0]
+    assert ours.vs == {"ref-eager": 15.0, "ref-compile": 0.5}
+    assert abs(ours.floor_ms - 1.0) < 1e-9  # 100 MB at 100 GB/s
+    assert abs(ours.frac_of_floor - 0.5) < 1e-9
+    table = format_table(rows, MACHINE)
+    assert "15.00x" in table and "0.50x" in table and "50%" in table
+
+
+def test_results_file_merges_same_day(tmp_path):
+    path = tmp_path / "cpu-test.json"
+    write_results(finish_rows(_rows(), MACHINE), MACHINE, path)
+    newer = finish_rows([Row("fo_pool", "rna", "float32", "fwd", "sublocal", 1.0, 1.0, 1.0, 1, 1),
+                         Row("fo_pool", "qrnn", "float32", "fwd", "sublocal", 1.0, 1.0, 1.0, 1, 1)], MACHINE)
+    write_results(newer, MACHINE, path)
+    doc = json.loads(path.read_text())
+    keys = sorted((r["shape"], r["provider"], r["ms_p50"]) for r in doc["rows"])
+    assert keys == [("qrnn", "sublocal", 1.0), ("rna", "ref-compile", 1.0), ("rna", "ref-eager", 30.0),
+                    ("rna", "sublocal", 1.0)]
+    assert doc["machine"]["bandwidth_gbs"] == 100.0 and len(doc["commit"]) >= 7
+
+
+def test_readme_table_between_markers(tmp_path):
+    results = tmp_path / "nvidia-h200-2026-01-01.json"
+    write_results(finish_rows(_rows(), MACHINE), {**MACHINE, "gpu": "NVIDIA H200"}, results)
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{readme_table.START}\nold\n{readme_table.END}\noutro\n")
+    text = readme_table.render(readme_table.newest_results(tmp_path))
+    new = readme_table.update(readme, text)
+    assert "old" not in new and "| fo_pool | rna | float32 | fwd |" in new and new.endswith("outro\n")
+    assert "nvidia-h200-2026-01-01.json" in new
+
+
+def test_shapes_lengths_and_smoke():
+    assert SHAPES["paper"].B == 128 and SHAPES["paper"].widths == (1, 3, 5, 9, 15, 21)
+    assert FO_POOL_SHAPES["long1"].T == 100000
+    L = random_lengths(SHAPES["paper"], "cpu", seed=3)
+    assert L.shape == (128,) and int(L.min()) >= 250 and int(L.max()) <= 1000
+    assert torch.equal(L, random_lengths(SHAPES["paper"], "cpu", seed=3))
+    s = smoke(SHAPES["full-length"])
+    assert s.T <= 67 and s.B <= 3
+
+
+def test_modes_return_gradients():
+    x = torch.randn(4, 3, requires_grad=True)
+    modes = make_modes(lambda: (x.sin(),), [x])
+    (y,) = modes["fwd"]()
+    (g1,) = modes["bwd"]()
+    (g2,) = modes["fwd+bwd"]()
+    assert torch.allclose(g1, g2) and y.shape == x.shape and x.grad is None
+
+
+def test_measure_machine_cpu():
+    info = measure_machine(torch.device("cpu"), [torch.float32])
+    assert info["bandwidth_gbs"] > 0 and info["peak_tflops"]["float32"] > 0 and info["threads"] >= 1
