@@ -37,7 +37,7 @@ import torch
 from torch import nn
 
 from ..data.encodings import ResidueEncoder
-from .layers import make_attention, make_conv, make_lstm, make_qrnn, masked_mean, run_lstm
+from .layers import make_attention, make_conv, make_lstm, make_qrnn, masked_mean, run_lstm, run_qrnn
 
 __all__ = ["ClassifierOutput", "SequenceClassifier", "RLSTM", "ALSTM", "CNNLSTM", "QRNNClassifier", "TCNClassifier"]
 
@@ -230,7 +230,7 @@ class QRNNClassifier(SequenceClassifier):
         self.head = _head(size, _positive("dense_size", dense_size), num_classes, dropout)
 
     def pool(self, x, lengths):
-        h = self.dropout(self.qrnn(x, lengths))
+        h = self.dropout(run_qrnn(self.qrnn, x, lengths))
         if self.attention is None:
             return masked_mean(h, lengths), None
         return self.attention(h, lengths)

@@ -22,7 +22,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 LAYER_SETS = ("sublocal", "torch")
 
-__all__ = ["LAYER_SETS", "make_conv", "make_lstm", "make_attention", "make_qrnn", "run_lstm", "masked_mean",
+__all__ = ["LAYER_SETS", "make_conv", "make_lstm", "make_attention", "make_qrnn", "run_lstm", "run_qrnn", "masked_mean",
            "pad_mask", "conv_filter_weights", "TorchMultiWidthConv1d", "TorchAttentionPool", "TorchQRNN", "convert_state_dict"]
 
 
@@ -63,8 +63,9 @@ class TorchMultiWidthConv1d(nn.Module):
     activation: the stock-PyTorch build of :class:`sublocal_kernels.nn.MultiWidthConv1d`.
 
     Positions at or past a sequence's length are treated as zeros (the input is masked) and
-    their outputs are zero. Non-causal widths are centred (``(w-1)//2`` steps before, ``w//2``
-    after, times ``dilation``); causal ones look back only (``(w-1)*dilation`` steps).
+    their outputs are zero. Non-causal widths are centred (``w//2`` steps before, ``(w-1)//2``
+    after, times ``dilation``: an even width leans left, as the fused layer does); causal ones
+    look back only (``(w-1)*dilation`` steps).
     """
 
     def __init__(self, in_channels: int, filters_per_width: int = 10, widths: Sequence[int] = (1, 3, 5, 9, 15, 21),
@@ -84,7 +85,7 @@ class TorchMultiWidthConv1d(nn.Module):
         outs = []
         for w, conv in zip(self.widths, self.convs):
             span = (w - 1) * self.dilation
-            left = span if self.causal else ((w - 1) // 2) * self.dilation
+            left = span if self.causal else (w // 2) * self.dilation
             outs.append(conv(F.pad(xc, (left, span - left))))
         y = torch.cat(outs, dim=1).transpose(1, 2)
         if self.activation == "relu":
@@ -168,7 +169,9 @@ class TorchQRNN(nn.Module):
     """A stacked, optionally bidirectional QRNN from stock layers: per layer and direction a
     causal ``nn.Conv1d`` of width ``window`` gives ``z, f, o`` (tanh, sigmoid, sigmoid), then
     fo-pooling ``c_t = f_t c_{t-1} + (1 - f_t) z_t``, ``h_t = o_t c_t`` as a loop over time (the
-    backward direction runs over each sequence reversed within its length)."""
+    backward direction runs over each sequence reversed within its length, so its window reads
+    the next ``window - 1`` steps: :class:`sublocal_kernels.nn.QRNN`'s alignment).
+    ``convs[layer * D + d]`` holds ``weight_l{layer}`` (``d = 0``) or ``weight_l{layer}_reverse``."""
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, window: int = 2,
                  bidirectional: bool = True):
@@ -218,8 +221,16 @@ def make_qrnn(layers: str, input_size: int, hidden_size: int, num_layers: int = 
               bidirectional: bool = True) -> nn.Module:
     if _check_layers(layers) == "torch":
         return TorchQRNN(input_size, hidden_size, num_layers, window, bidirectional)
-    return _sublocal_nn("QRNN")(input_size, hidden_size, num_layers=num_layers, window=window,
+    return _sublocal_nn("QRNN")(input_size, hidden_size, num_layers=num_layers, kernel_size=window,
                                 bidirectional=bidirectional)
+
+
+def run_qrnn(qrnn: nn.Module, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Either QRNN build over ``x (B, T, C)``: the outputs ``(B, T, D*H)``, zero at padding."""
+    if isinstance(qrnn, TorchQRNN):
+        return qrnn(x, lengths)
+    out, _ = qrnn(x, lengths)
+    return out
 
 
 def conv_filter_weights(conv: nn.Module) -> list[tuple[int, torch.Tensor]]:
@@ -254,6 +265,10 @@ def convert_state_dict(state: dict, model: nn.Module, to: str) -> dict:
             _conv_to_sublocal(out, p, module)
         elif to == "sublocal" and type(module).__name__ == "AttentionPool":
             _attention_to_sublocal(out, p)
+        elif isinstance(module, TorchQRNN) and to == "torch":
+            _qrnn_to_torch(out, p, module)
+        elif to == "sublocal" and type(module).__name__ == "QRNN":
+            _qrnn_to_sublocal(out, p, module)
     return out
 
 
@@ -272,12 +287,36 @@ def _attention_to_sublocal(s: dict, p: str) -> None:
 
 
 def _conv_to_torch(s: dict, p: str, module: TorchMultiWidthConv1d) -> None:
-    raise NotImplementedError("MultiWidthConv1d's parameter layout is not known yet")
+    for i in range(len(module.convs)):
+        s[f"{p}convs.{i}.weight"] = s.pop(f"{p}weights.{i}")
+        if f"{p}biases.{i}" in s:
+            s[f"{p}convs.{i}.bias"] = s.pop(f"{p}biases.{i}")
 
 
 def _conv_to_sublocal(s: dict, p: str, module: nn.Module) -> None:
-    raise NotImplementedError("MultiWidthConv1d's parameter layout is not known yet")
+    for i in range(len(module.weights)):
+        s[f"{p}weights.{i}"] = s.pop(f"{p}convs.{i}.weight")
+        if f"{p}convs.{i}.bias" in s:
+            s[f"{p}biases.{i}"] = s.pop(f"{p}convs.{i}.bias")
+
+
+def _qrnn_names(num_layers: int, directions: int):
+    for layer in range(num_layers):
+        for d in range(directions):
+            yield layer * directions + d, f"l{layer}{'_reverse' if d else ''}"
+
+
+def _qrnn_to_torch(s: dict, p: str, module: "TorchQRNN") -> None:
+    for i, name in _qrnn_names(module.num_layers, module.num_directions):
+        s[f"{p}convs.{i}.weight"] = s.pop(f"{p}weight_{name}")
+        s[f"{p}convs.{i}.bias"] = s.pop(f"{p}bias_{name}")
+
+
+def _qrnn_to_sublocal(s: dict, p: str, module: nn.Module) -> None:
+    for i, name in _qrnn_names(module.num_layers, module.num_directions):
+        s[f"{p}weight_{name}"] = s.pop(f"{p}convs.{i}.weight")
+        s[f"{p}bias_{name}"] = s.pop(f"{p}convs.{i}.bias")
 
 
 def _sublocal_conv_filters(conv: nn.Module):
-    raise NotImplementedError("MultiWidthConv1d's parameter layout is not known yet")
+    return list(zip(conv.widths, conv.weights))
