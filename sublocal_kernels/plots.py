@@ -107,7 +107,8 @@ def _letter_responses(model) -> tuple[list, str]:
 
 def plot_filter_logos(model, path: str, max_per_width: int | None = None, title: str | None = None) -> str:
     """Every filter of the model's first convolution as a sequence logo (logomaker): letter
-    heights are the filter's response to each residue at each tap (negative below the axis)."""
+    heights are the filter's positive response to each residue at each tap (what the filter
+    looks for; negative responses are left out so the motif stays readable)."""
     import logomaker
     import pandas as pd
 
@@ -121,7 +122,7 @@ def plot_filter_logos(model, path: str, max_per_width: int | None = None, title:
             if c >= resp.shape[0] or (max_per_width is not None and c >= max_per_width):
                 ax.axis("off")
                 continue
-            df = pd.DataFrame(resp[c], columns=list(letters))
+            df = pd.DataFrame(np.clip(resp[c], 0, None), columns=list(letters))
             logomaker.Logo(df, ax=ax, color_scheme="chemistry" if len(letters) == 20 else "classic",
                            show_spines=False, baseline_width=0.3)
             ax.set_xticks([])

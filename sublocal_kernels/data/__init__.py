@@ -17,7 +17,8 @@ from .dataset import (Batch, LengthBucketSampler, SequenceDataset, collate, kept
 from .encodings import ENCODINGS, ResidueEncoder, blosum80_table, encoding_table, onehot_table
 from .readers import (DataFormatError, Record, detect_format, iter_fasta, load_records, read_deeploc, read_directory,
                       read_fasta, read_table)
-from .synthetic import SYNTHETIC_CLASSES, SyntheticSet, attention_near_signal, make_synthetic, write_synthetic
+from .synthetic import (SYNTHETIC_CLASSES, SyntheticSet, attention_near_signal, make_synthetic, near_signal_fraction,
+                        read_signals, write_synthetic)
 
 __all__ = [
     "AMINO_ACIDS", "NUCLEOTIDES", "PROTEIN", "NUCLEOTIDE", "Alphabet", "SequenceError", "get_alphabet",
@@ -26,5 +27,6 @@ __all__ = [
     "ENCODINGS", "ResidueEncoder", "blosum80_table", "encoding_table", "onehot_table",
     "DataFormatError", "Record", "detect_format", "iter_fasta", "load_records", "read_deeploc", "read_directory",
     "read_fasta", "read_table",
-    "SYNTHETIC_CLASSES", "SyntheticSet", "attention_near_signal", "make_synthetic", "write_synthetic",
+    "SYNTHETIC_CLASSES", "SyntheticSet", "attention_near_signal", "make_synthetic", "near_signal_fraction",
+    "read_signals", "write_synthetic",
 ]

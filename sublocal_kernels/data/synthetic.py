@@ -33,7 +33,8 @@ import numpy as np
 from .alphabets import AMINO_ACIDS
 from .readers import Record
 
-__all__ = ["SYNTHETIC_CLASSES", "SyntheticSet", "make_synthetic", "write_synthetic", "attention_near_signal"]
+__all__ = ["SYNTHETIC_CLASSES", "SyntheticSet", "make_synthetic", "write_synthetic", "attention_near_signal",
+           "near_signal_fraction", "read_signals"]
 
 SYNTHETIC_CLASSES = ("Cell.membrane", "Cytoplasm", "ER", "Extracellular", "Mitochondrion", "Nucleus", "Peroxisome")
 
@@ -232,11 +233,13 @@ def attention_near_signal(alpha, lengths, spans, window: int = 10, threshold: fl
     """For each sequence with a planted signal: the fraction of its attention mass within
     ``window`` residues of any span, and whether it is at least ``threshold``.
 
-    ``alpha``: ``(B, T)`` attention weights (rows sum to 1 over valid positions); ``lengths``:
-    ``(B,)``; ``spans``: per sequence a list of ``(start, end)``. Sequences without spans are
-    skipped. Returns ``(masses, hits)`` as numpy arrays over the sequences with spans.
+    ``alpha``: ``(B, T)`` attention weights (rows sum to 1 over valid positions), or a list of
+    per-sequence 1-D arrays; ``lengths``: ``(B,)``; ``spans``: per sequence a list of
+    ``(start, end)``. Sequences without spans are skipped. Returns ``(masses, hits)`` as numpy
+    arrays over the sequences with spans.
     """
-    alpha = np.asarray(alpha.detach().cpu() if hasattr(alpha, "detach") else alpha, dtype=np.float64)
+    if hasattr(alpha, "detach"):
+        alpha = alpha.detach().cpu().numpy()
     lengths = np.asarray(lengths.cpu() if hasattr(lengths, "cpu") else lengths)
     masses = []
     for b, sp in enumerate(spans):
@@ -246,6 +249,31 @@ def attention_near_signal(alpha, lengths, spans, window: int = 10, threshold: fl
         near = np.zeros(n, dtype=bool)
         for s, e in sp:
             near[max(0, s - window):min(n, e + window)] = True
-        masses.append(float(alpha[b, :n][near].sum()))
+        masses.append(float(np.asarray(alpha[b], dtype=np.float64)[:n][near].sum()))
     masses = np.asarray(masses)
     return masses, masses >= threshold
+
+
+def near_signal_fraction(lengths, spans, window: int = 10) -> np.ndarray:
+    """Per sequence with spans: the fraction of its positions within ``window`` residues of a
+    span, i.e. the attention mass a uniform attention would put there (the chance baseline)."""
+    out = []
+    for n, sp in zip(lengths, spans):
+        if not sp:
+            continue
+        near = np.zeros(int(n), dtype=bool)
+        for s, e in sp:
+            near[max(0, s - window):min(int(n), e + window)] = True
+        out.append(near.mean())
+    return np.asarray(out)
+
+
+def read_signals(path) -> dict[str, list[tuple[int, int]]]:
+    """The spans written by :func:`write_synthetic` (``<name>.signals.tsv``), by record id."""
+    out = {}
+    with open(path) as fh:
+        next(fh)
+        for line in fh:
+            rid, _, spans = line.rstrip("\n").split("\t")
+            out[rid] = [tuple(int(v) for v in s.split("-")) for s in spans.split(";") if s]
+    return out
