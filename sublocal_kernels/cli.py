@@ -229,11 +229,10 @@ def cmd_plot(args) -> int:
 
 
 def _add_bench(sub):
-    p = sub.add_parser("bench", help="the op benchmarks on the available device",
-                       description="Runs the repository's benchmarks (benchmarks/run.py) on this device; extra "
-                                   "arguments are passed through.")
-    p.add_argument("rest", nargs=argparse.REMAINDER)
-    p.set_defaults(func=cmd_bench)
+    p = sub.add_parser("bench", help="the op benchmarks on the available device", add_help=False,
+                       description="Runs the repository's benchmarks (benchmarks/run.py) on this device; every "
+                                   "argument is passed through (sublocal bench --help shows them).")
+    p.set_defaults(func=cmd_bench, rest=[])
 
 
 def cmd_bench(args) -> int:
@@ -281,7 +280,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    if rest:
+        if args.command != "bench":
+            parser.error(f"unrecognized arguments: {' '.join(rest)}")
+        args.rest = rest  # sublocal bench passes its arguments through to benchmarks/run.py
     return args.func(args)
 
 

@@ -31,7 +31,7 @@ ATTENTION_TARGET = 0.80
 
 def run_demo(out: str = "demo_out", seed: int = 0, device: str = "cpu", quick: bool = False,
              progress: bool | None = None, settings: dict | None = None, layers: str | None = None,
-             log=print) -> dict:
+             plots: bool = True, log=print) -> dict:
     """Generate, train, evaluate, plot; returns the figures (also written to ``out/demo.json``).
     ``passed`` is whether the accuracy and attention targets were met (always True for
     ``quick``, which makes no claim)."""
@@ -42,7 +42,7 @@ def run_demo(out: str = "demo_out", seed: int = 0, device: str = "cpu", quick: b
     from .training import TrainConfig, load_checkpoint, prepare_data, train
     from .training.metrics import plot_confusion
 
-    t_start = time.perf_counter()
+    t_start, cpu_start = time.perf_counter(), time.process_time()
     s = dict(QUICK if quick else DEMO, **(settings or {}))
     model_args = dict(s["model_args"])
     if layers is not None:
@@ -72,10 +72,12 @@ def run_demo(out: str = "demo_out", seed: int = 0, device: str = "cpu", quick: b
     chance = near_signal_fraction(lengths, spans, window=10)
     hit_rate = float(hits.mean()) if len(hits) else 0.0
 
-    plots_dir = os.path.join(out, "plots")
-    paths = make_plots(best.model, ds, test, plots_dir, dev, log=log)
-    paths["confusion"] = plot_confusion(summary["test"], os.path.join(plots_dir, "confusion.png"),
-                                        "A-LSTM on the synthetic test set")
+    paths = {}
+    if plots:
+        plots_dir = os.path.join(out, "plots")
+        paths = make_plots(best.model, ds, test, plots_dir, dev, log=log)
+        paths["confusion"] = plot_confusion(summary["test"], os.path.join(plots_dir, "confusion.png"),
+                                            "A-LSTM on the synthetic test set")
     result = {
         "synthetic": True,
         "sequences": len(data), "test_sequences": int(len(test)),
@@ -84,7 +86,8 @@ def run_demo(out: str = "demo_out", seed: int = 0, device: str = "cpu", quick: b
                       "mean_mass_near_signal": float(masses.mean()) if len(masses) else 0.0,
                       "uniform_attention_mass_near_signal": float(chance.mean()) if len(chance) else 0.0},
         "epochs": s["epochs"], "best_epoch": summary["best_epoch"], "train_seconds": train_s,
-        "total_seconds": time.perf_counter() - t_start, "plots": paths, "settings": s,
+        "total_seconds": time.perf_counter() - t_start, "cpu_seconds": time.process_time() - cpu_start,
+        "plots": paths, "settings": s,
         "threads": torch.get_num_threads(), "device": device,
     }
     result["passed"] = quick or (accuracy >= ACCURACY_TARGET and hit_rate >= ATTENTION_TARGET)

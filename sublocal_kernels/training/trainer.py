@@ -352,6 +352,10 @@ def train(cfg: TrainConfig, resume: bool = False, log: Callable[[str], None] | N
             if improved or val is None:
                 save_checkpoint(cfg.out, "best", model, _meta(cfg, ds, state))
             save_checkpoint(cfg.out, "last", model, _meta(cfg, ds, state), optimizer)
+        if ctx.active:
+            import torch.distributed as dist
+
+            dist.barrier()  # the other ranks read these checkpoints (the final test report)
         msg = f"epoch {epoch + 1}/{cfg.epochs}: train loss {train_loss:.4f}, {row['seq_per_s']:.1f} seq/s"
         if val is not None:
             msg += (f"; val loss {val['loss']:.4f}, accuracy {val['accuracy']:.4f}, macro MCC {val['macro_mcc']:.4f}"

@@ -173,3 +173,10 @@ def test_ddp_two_processes_equal_one(tiny_fasta, tmp_path):
     for r1, r2 in zip(h1, h2):
         assert r1["train_loss"] == pytest.approx(r2["train_loss"], rel=1e-5)
         assert r1["val_loss"] == pytest.approx(r2["val_loss"], rel=1e-5)
+
+
+def test_bench_passes_arguments_through(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["bench", "--help"])
+    assert exc.value.code == 0
+    assert "--ops" in capsys.readouterr().out  # benchmarks/run.py's own help
