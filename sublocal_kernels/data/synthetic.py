@@ -9,8 +9,9 @@ class               planted signal (positions returned as 0-based, end-exclusive
 ==================  ==========================================================================
 Extracellular       N-terminal signal peptide: M, a positive n-region, a hydrophobic h-region,
                     a polar c-region ending in the A-x-A cleavage motif (secretory pathway)
-ER                  the same signal peptide plus a C-terminal ``KDEL`` retention signal
-Peroxisome          a C-terminal ``SKL`` (PTS1)
+ER                  the same signal peptide plus a C-terminal retrieval tail: four acidic
+                    residues then ``KDEL``
+Peroxisome          a C-terminal PTS1: five basic residues (the PEX5-binding context) then ``SKL``
 Nucleus             an internal nuclear localisation signal (``PKKKRKV``-like, or bipartite)
 Mitochondrion       an N-terminal arginine-rich amphipathic presequence (no D/E)
 Cell.membrane       one to four hydrophobic transmembrane stretches (19-23 residues) flanked by
@@ -129,10 +130,10 @@ def _scrub(seq: list[str], rng, protected: np.ndarray, composition: np.ndarray) 
                 if hy[i]:
                     redraw(i)
                     hy[i] = seq[i] in _HYDRO_SET
-    # C-terminal targeting tails (SKL, KDEL) belong to the planted signals only.
+    # C-terminal targeting tails (PTS1, KDEL) belong to the planted signals only.
     tail = np.array(list("GNQTPAHY"))
-    for i in range(max(0, n - 4), n):
-        if not protected[i] and seq[i] in "SKLDE":
+    for i in range(max(0, n - 8), n):
+        if not protected[i] and seq[i] in "SKLDERK":
             seq[i] = str(rng.choice(tail))
 
 
@@ -182,9 +183,11 @@ def _one(rng, cls: str, min_length: int, max_length: int, concentration: float):
     if cls in ("Extracellular", "ER"):
         plant(0, _signal_peptide(rng))
     if cls == "ER":
-        plant(length - 4, "KDEL")
+        # The short motifs (KDEL, SKL) come with a few residues of context: a 3-4 residue needle
+        # alone left an A-LSTM on a plateau for ~15 epochs (measured, 2-core CPU).
+        plant(length - 8, "".join(rng.choice(list("EEDDT"), size=4)) + "KDEL")
     elif cls == "Peroxisome":
-        plant(length - 3, "SKL")
+        plant(length - 8, "".join(rng.choice(list("KRKRA"), size=5)) + "SKL")
     elif cls == "Nucleus":
         motif = _nls(rng)
         plant(int(rng.integers(int(0.2 * length), int(0.8 * length) - len(motif))), motif)

@@ -34,11 +34,11 @@ def test_signals_at_returned_positions(synth):
             a, b = spans[0]
             assert a == 0 and s[0] == "M" and re.fullmatch(r"A.A", s[b - 3:b])
         if r.label == "ER":
-            assert spans[-1] == (n - 4, n) and s.endswith("KDEL")
+            assert spans[-1] == (n - 8, n) and s.endswith("KDEL") and all(c in "EDT" for c in s[-8:-4])
         else:
             assert not s.endswith("KDEL")
         if r.label == "Peroxisome":
-            assert spans == [(n - 3, n)] and s.endswith("SKL")
+            assert spans == [(n - 8, n)] and s.endswith("SKL") and all(c in "KRA" for c in s[-8:-3])
         else:
             assert not s.endswith("SKL")
         if r.label == "Nucleus":
