@@ -302,31 +302,43 @@ def test_op_level_checks_for_direct_callers():
 
 # ---- Triton kernels on CPU tensors (interpreter) ---------------------------------------------
 
+# The interpreter runs tl.associative_scan element by element in Python, so tiles stay small
+# and each feature (time split, several channel blocks with a masked tail, reverse, no output
+# gate, length 0/1/T) is covered by a few cases rather than the full product.
+def _tc(B, T, D, segments, chunk, block_d, reverse, gates):
+    rid = "rev" if reverse else "fwd"
+    return pytest.param(B, T, D, segments, chunk, block_d, reverse, gates,
+                        id=f"B{B}-T{T}-D{D}-seg{segments}-chunk{chunk}-bd{block_d or 'auto'}-{rid}-{gates}")
+
+
 TRITON_CASES = [
-    pytest.param(1, 1, 1, 1, 4, id="B1-T1-D1-seg1-chunk4"),
-    pytest.param(3, 37, 5, 1, 8, id="B3-T37-D5-seg1-chunk8"),
-    pytest.param(3, 71, 20, 3, 8, id="B3-T71-D20-seg3-chunk8"),
-    pytest.param(2, 151, 67, 2, 32, id="B2-T151-D67-seg2-chunk32"),
-    pytest.param(1, 200, 9, 7, 16, id="B1-T200-D9-seg7-chunk16"),
+    _tc(1, 1, 1, 1, 4, None, False, "fo"),
+    _tc(1, 1, 1, 1, 4, None, True, "f"),
+    *[_tc(3, 37, 5, 1, 8, None, r, g) for r in (False, True) for g in ("fo", "f")],
+    _tc(3, 71, 20, 3, 8, 16, False, "fo"),
+    _tc(3, 71, 20, 3, 8, 16, True, "f"),
+    _tc(2, 83, 37, 2, 16, 16, True, "fo"),
+    _tc(2, 83, 37, 2, 16, 16, False, "f"),
+    _tc(1, 101, 9, 5, 8, None, False, "fo"),
+    _tc(1, 101, 9, 5, 8, None, True, "fo"),
 ]
 
 
 @triton_interpreted
 @pytest.mark.triton
-@pytest.mark.parametrize("B,T,D,segments,chunk", TRITON_CASES)
-@pytest.mark.parametrize("reverse", [False, True], ids=["fwd", "rev"])
-@pytest.mark.parametrize("gates", ["fo", "f"])
-def test_triton_matches_reference(B, T, D, segments, chunk, reverse, gates, poisoned):
+@pytest.mark.parametrize("B,T,D,segments,chunk,block_d,reverse,gates", TRITON_CASES)
+def test_triton_matches_reference(B, T, D, segments, chunk, block_d, reverse, gates, poisoned):
     from sublocal_kernels.ops.fo_pool.triton import fo_pool_bwd_triton, fo_pool_fwd_triton
 
     f, z, o, L, i0 = make_inputs(B, T, D, output=gates == "fo", requires_grad=True)
     dh, dc = torch.randn(B, T, D, dtype=torch.float64), torch.randn(B, D, dtype=torch.float64)
     (hr, cr), gr = grads_of(lambda *a: fo_pool_ref(*a, reverse=reverse), (f, z, o, L, i0), (dh, dc))
     d = lambda t: t.detach() if t is not None else None  # noqa: E731
-    h, c, ck = fo_pool_fwd_triton(d(f), d(z), d(o), L, d(i0), reverse, chunk, segments=segments)
+    h, c, ck = fo_pool_fwd_triton(d(f), d(z), d(o), L, d(i0), reverse, chunk, segments=segments, block_d=block_d)
     assert_close(h, hr, name="h")
     assert_close(c, cr, name="c_last")
-    gf, gz, go, gi = fo_pool_bwd_triton(dh, dc, d(f), d(z), d(o), L, ck, reverse, chunk, segments=segments)
+    gf, gz, go, gi = fo_pool_bwd_triton(dh, dc, d(f), d(z), d(o), L, ck, reverse, chunk, segments=segments,
+                                        block_d=block_d)
     assert_close(gf, gr[0], name="grad forget")
     assert_close(gz, gr[1], name="grad z")
     if o is not None:
@@ -345,7 +357,7 @@ def test_triton_low_precision_and_noncontiguous(dtype):
     z = torch.randn(B, T, D).to(dtype)
     o = torch.rand(B, T, D).to(dtype)
     L = torch.tensor([45, 13])
-    h, c, ck = fo_pool_fwd_triton(f, z, o, L, None, False, 16, segments=2)
+    h, c, ck = fo_pool_fwd_triton(f, z, o, L, None, False, 16, segments=2, block_d=16)
     hr, cr = fo_pool_ref(f.double(), z.double(), o.double(), L)
     assert ck.dtype == torch.float32  # state in float32 whatever the input dtype
     assert_close(h, hr, dtype)
@@ -353,7 +365,7 @@ def test_triton_low_precision_and_noncontiguous(dtype):
     dh, dc = torch.randn(B, T, D).to(dtype), torch.randn(B, D).to(dtype)
     ref = OP_BWD(dh.double(), dc.double(), f.double(), z.double(), o.double(), L,
                  OP_FWD(f.double(), z.double(), o.double(), L, None, False, 16)[2], False, 16)
-    got = fo_pool_bwd_triton(dh, dc, f, z, o, L, ck, False, 16, segments=2)
+    got = fo_pool_bwd_triton(dh, dc, f, z, o, L, ck, False, 16, segments=2, block_d=16)
     for a, e in zip(got, ref):
         assert_close(a, e, dtype, scale=4.0)
 

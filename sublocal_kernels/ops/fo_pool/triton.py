@@ -261,11 +261,13 @@ def _sm_count(index: int) -> int:
     return torch.cuda.get_device_properties(index).multi_processor_count
 
 
-def _plan(batch: int, time: int, dim: int, chunk: int, device: torch.device, segments: int | None):
+def _plan(batch: int, time: int, dim: int, chunk: int, device: torch.device, segments: int | None,
+          block_d: int | None = None):
     """Block sizes and the number of time segments for one call."""
     if chunk < 1 or chunk & (chunk - 1):
         raise ValueError(f"fo_pool (Triton): `chunk` must be a power of two, got {chunk}")
-    block_d = max(16, min(BLOCK_D_MAX, triton.next_power_of_2(max(dim, 1))))
+    if block_d is None:
+        block_d = max(16, min(BLOCK_D_MAX, triton.next_power_of_2(max(dim, 1))))
     programs = batch * math.ceil(dim / block_d)
     n_tiles = max(1, math.ceil(time / chunk))
     if segments is None:
@@ -283,11 +285,12 @@ def _plan(batch: int, time: int, dim: int, chunk: int, device: torch.device, seg
 
 
 def fo_pool_fwd_triton(forget, z, output, lengths, initial, reverse: bool, chunk: int,
-                       segments: int | None = None):
+                       segments: int | None = None, block_d: int | None = None):
     """Triton forward; same contract as ``torch.ops.sublocal.fo_pool_fwd``.
 
-    ``segments`` overrides the number of time segments (tests use it to exercise the split
-    on small shapes; None picks it from the GPU's size).
+    ``segments`` and ``block_d`` override the number of time segments and the channel block
+    (tests use them to exercise the time split and several channel blocks on small shapes;
+    None picks them from the problem and the GPU's size).
     """
     forget, z = forget.contiguous(), z.contiguous()
     output = output.contiguous() if output is not None else None
@@ -301,7 +304,7 @@ def fo_pool_fwd_triton(forget, z, output, lengths, initial, reverse: bool, chunk
     ckpt = torch.empty(B, NC, D, dtype=sd, device=forget.device)
     if B == 0 or D == 0:
         return h, c_last, ckpt
-    block_d, programs, nseg, tps = _plan(B, T, D, chunk, forget.device, segments)
+    block_d, programs, nseg, tps = _plan(B, T, D, chunk, forget.device, segments, block_d)
     dummy = ckpt
     common = dict(HAS_OUTPUT=output is not None, HAS_LENGTHS=lengths is not None,
                   HAS_INIT=initial is not None, REVERSE=bool(reverse), BLOCK_T=chunk, BLOCK_D=block_d,
@@ -326,7 +329,7 @@ def fo_pool_fwd_triton(forget, z, output, lengths, initial, reverse: bool, chunk
 
 
 def fo_pool_bwd_triton(grad_h, grad_c_last, forget, z, output, lengths, checkpoints, reverse: bool,
-                       chunk: int, segments: int | None = None):
+                       chunk: int, segments: int | None = None, block_d: int | None = None):
     """Triton backward; same contract as ``torch.ops.sublocal.fo_pool_bwd``."""
     grad_h, grad_c_last = grad_h.contiguous(), grad_c_last.contiguous()
     forget, z, checkpoints = forget.contiguous(), z.contiguous(), checkpoints.contiguous()
@@ -341,7 +344,7 @@ def fo_pool_bwd_triton(grad_h, grad_c_last, forget, z, output, lengths, checkpoi
     grad_init = torch.empty(B, D, dtype=forget.dtype, device=forget.device)
     if B == 0 or D == 0:
         return grad_f, grad_z, grad_o, grad_init
-    block_d, programs, nseg, tps = _plan(B, T, D, chunk, forget.device, segments)
+    block_d, programs, nseg, tps = _plan(B, T, D, chunk, forget.device, segments, block_d)
     dummy = checkpoints
     common = dict(HAS_OUTPUT=output is not None, HAS_LENGTHS=lengths is not None, REVERSE=bool(reverse),
                   BLOCK_T=chunk, BLOCK_D=block_d, num_warps=4)
