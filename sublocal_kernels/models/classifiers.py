@@ -110,8 +110,8 @@ class RLSTM(SequenceClassifier):
     bidirectional LSTM -> the final states of both directions -> dense (ReLU) -> dropout ->
     classes.
 
-    Equivalent to: six ``nn.Conv1d`` + ``torch.cat`` + ReLU, ``nn.LSTM(bidirectional=True)``
-    on a ``PackedSequence`` (``h_n`` of both directions), ``nn.Linear`` layers
+    Equivalent to: six ``nn.Conv1d`` + ``torch.cat`` + ReLU, a bidirectional ``nn.LSTM``
+    (``h_n`` of both directions, as on a ``PackedSequence``), ``nn.Linear`` layers
     (``RLSTM(..., layers="torch")``).
     """
 
@@ -143,8 +143,8 @@ class ALSTM(SequenceClassifier):
     """A-LSTM: multi-width conv -> dropout -> bidirectional LSTM -> attention pooling (attention
     size 400) over all hidden states -> dense (ReLU) -> dropout -> classes.
 
-    Equivalent to: six ``nn.Conv1d`` + ``torch.cat`` + ReLU, ``nn.LSTM(bidirectional=True)``
-    on a ``PackedSequence``, ``v . tanh(nn.Linear(h))`` scores with a masked softmax
+    Equivalent to: six ``nn.Conv1d`` + ``torch.cat`` + ReLU, a bidirectional ``nn.LSTM`` (as on a
+    ``PackedSequence``), ``v . tanh(nn.Linear(h))`` scores with a masked softmax
     (``ALSTM(..., layers="torch")``).
     """
 

@@ -2,8 +2,8 @@
 
 ``layers="sublocal"`` (the default) builds every layer from :mod:`sublocal_kernels.nn` (fused
 where a kernel has landed; the classifiers do not care). ``layers="torch"`` builds the same
-layers from stock ``torch.nn`` modules (``nn.Conv1d`` per width, ``nn.LSTM`` over a
-``PackedSequence``, ``nn.Linear`` attention), the peer the library is tested and benchmarked
+layers from stock ``torch.nn`` modules (``nn.Conv1d`` per width, one-direction ``nn.LSTM``
+modules, ``nn.Linear`` attention), the peer the library is tested and benchmarked
 against. :func:`convert_state_dict` maps the weights (or gradients) of one set onto the other,
 so the two builds of a classifier can be compared weight for weight.
 
@@ -18,12 +18,11 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 LAYER_SETS = ("sublocal", "torch")
 
 __all__ = ["LAYER_SETS", "make_conv", "make_lstm", "make_attention", "make_qrnn", "run_lstm", "run_qrnn", "masked_mean",
-           "pad_mask", "conv_filter_weights", "TorchMultiWidthConv1d", "TorchAttentionPool", "TorchQRNN", "convert_state_dict"]
+           "pad_mask", "conv_filter_weights", "reverse_within_lengths", "TorchBiLSTM", "TorchMultiWidthConv1d", "TorchAttentionPool", "TorchQRNN", "convert_state_dict"]
 
 
 def _check_layers(layers: str) -> str:
@@ -109,10 +108,59 @@ def make_conv(layers: str, in_channels: int, filters_per_width: int, widths: Seq
 # Bidirectional LSTM
 
 
+def reverse_within_lengths(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """``x (B, T, ...)`` with each sequence's first ``lengths[b]`` steps in reverse order (the
+    padding stays where it is): the backward direction's view of a padded batch."""
+    T = x.shape[1]
+    t = torch.arange(T, device=x.device)[None, :]
+    idx = torch.where(t < lengths[:, None], (lengths[:, None] - 1 - t).clamp_min(0), t)
+    return x.gather(1, idx.view(*idx.shape, *([1] * (x.dim() - 2))).expand_as(x))
+
+
+class TorchBiLSTM(nn.Module):
+    """A (bidirectional) LSTM from one-direction ``nn.LSTM`` modules run on the padded batch:
+    the forward direction as is (its outputs at valid steps never see the padding), the
+    backward direction on each sequence reversed within its length. Exactly the packed
+    ``nn.LSTM(bidirectional=True)``'s results, without its CPU cost (``nn.LSTM`` on a
+    ``PackedSequence`` runs many times slower than on padded input on CPU).
+
+    ``directions[layer][d]`` is an ``nn.LSTM(in, hidden, batch_first=True)``; ``d = 1`` is the
+    backward direction (``*_reverse`` in ``nn.LSTM``'s and :class:`sublocal_kernels.nn.LSTM`'s
+    names, which :func:`convert_state_dict` maps).
+
+    ``forward(x, lengths) -> (output (B, T, D*H) zero at padding, h_n (layers*D, B, H))``.
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bidirectional: bool = True):
+        super().__init__()
+        self.hidden_size, self.num_layers = hidden_size, num_layers
+        self.num_directions = 2 if bidirectional else 1
+        self.directions = nn.ModuleList(
+            nn.ModuleList(nn.LSTM(input_size if layer == 0 else hidden_size * self.num_directions, hidden_size,
+                                  batch_first=True) for _ in range(self.num_directions))
+            for layer in range(num_layers))
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        lengths = lengths.to(x.device)
+        mask = pad_mask(lengths, x.shape[1])[..., None].to(x.dtype)
+        rows = torch.arange(x.shape[0], device=x.device)
+        finals = []
+        for layer in self.directions:
+            fwd, _ = layer[0](x)
+            outs = [fwd]
+            finals.append(fwd[rows, lengths - 1])
+            if self.num_directions == 2:
+                bwd = reverse_within_lengths(layer[1](reverse_within_lengths(x, lengths))[0], lengths)
+                outs.append(bwd)
+                finals.append(bwd[:, 0])
+            x = torch.cat(outs, dim=-1) * mask
+        return x, torch.stack(finals)
+
+
 def make_lstm(layers: str, input_size: int, hidden_size: int, num_layers: int = 1, bidirectional: bool = True
               ) -> nn.Module:
     if _check_layers(layers) == "torch":
-        return nn.LSTM(input_size, hidden_size, num_layers=num_layers, batch_first=True, bidirectional=bidirectional)
+        return TorchBiLSTM(input_size, hidden_size, num_layers, bidirectional)
     return _sublocal_nn("LSTM")(input_size, hidden_size, num_layers=num_layers, batch_first=True,
                                 bidirectional=bidirectional)
 
@@ -124,13 +172,8 @@ def run_lstm(lstm: nn.Module, x: torch.Tensor, lengths: torch.Tensor) -> tuple[t
     ``h_n`` the state after each sequence's last valid step (forward) and after its first step
     (backward), as ``nn.LSTM`` on a ``PackedSequence`` gives them.
     """
-    T = x.shape[1]
-    if type(lstm) is nn.LSTM:
-        # nn.LSTM wants the lengths on the CPU (a host sync: the peer's cost, not ours).
-        packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
-        out, (h_n, _) = lstm(packed)
-        out, _ = pad_packed_sequence(out, batch_first=True, total_length=T)
-        return out, h_n
+    if isinstance(lstm, TorchBiLSTM):
+        return lstm(x, lengths)
     out, (h_n, _) = lstm(x, lengths)
     return out, h_n
 
@@ -184,14 +227,6 @@ class TorchQRNN(nn.Module):
             for _ in range(self.num_directions):
                 self.convs.append(nn.Conv1d(size, 3 * hidden_size, window))
 
-    @staticmethod
-    def _reverse(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        T = x.shape[1]
-        t = torch.arange(T, device=x.device)[None, :]
-        idx = (lengths[:, None] - 1 - t).clamp_min(0)
-        idx = torch.where(t < lengths[:, None], idx, t)
-        return x.gather(1, idx[..., None].expand_as(x))
-
     def _direction(self, conv: nn.Conv1d, x: torch.Tensor, lengths: torch.Tensor, mask: torch.Tensor):
         g = conv(F.pad(x.transpose(1, 2), (self.window - 1, 0))).transpose(1, 2)
         z, f, o = g.chunk(3, dim=-1)
@@ -211,8 +246,8 @@ class TorchQRNN(nn.Module):
         for layer in range(self.num_layers):
             outs = [self._direction(self.convs[layer * self.num_directions], x, lengths, mask)]
             if self.num_directions == 2:
-                rev = self._direction(self.convs[layer * 2 + 1], self._reverse(x, lengths), lengths, mask)
-                outs.append(self._reverse(rev, lengths))
+                rev = self._direction(self.convs[layer * 2 + 1], reverse_within_lengths(x, lengths), lengths, mask)
+                outs.append(reverse_within_lengths(rev, lengths))
             x = torch.cat(outs, dim=-1)
         return x
 
@@ -265,6 +300,10 @@ def convert_state_dict(state: dict, model: nn.Module, to: str) -> dict:
             _conv_to_sublocal(out, p, module)
         elif to == "sublocal" and type(module).__name__ == "AttentionPool":
             _attention_to_sublocal(out, p)
+        elif isinstance(module, TorchBiLSTM) and to == "torch":
+            _lstm_to_torch(out, p, module)
+        elif to == "sublocal" and type(module).__name__ == "LSTM" and hasattr(module, "hidden_size"):
+            _lstm_to_sublocal(out, p, module)
         elif isinstance(module, TorchQRNN) and to == "torch":
             _qrnn_to_torch(out, p, module)
         elif to == "sublocal" and type(module).__name__ == "QRNN":
@@ -298,6 +337,23 @@ def _conv_to_sublocal(s: dict, p: str, module: nn.Module) -> None:
         s[f"{p}weights.{i}"] = s.pop(f"{p}convs.{i}.weight")
         if f"{p}convs.{i}.bias" in s:
             s[f"{p}biases.{i}"] = s.pop(f"{p}convs.{i}.bias")
+
+
+def _lstm_names(num_layers: int, directions: int):
+    for layer in range(num_layers):
+        for d in range(directions):
+            for kind in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+                yield f"directions.{layer}.{d}.{kind}_l0", f"{kind}_l{layer}{'_reverse' if d else ''}"
+
+
+def _lstm_to_torch(s: dict, p: str, module: "TorchBiLSTM") -> None:
+    for ours, theirs in _lstm_names(module.num_layers, module.num_directions):
+        s[f"{p}{ours}"] = s.pop(f"{p}{theirs}")
+
+
+def _lstm_to_sublocal(s: dict, p: str, module: nn.Module) -> None:
+    for ours, theirs in _lstm_names(module.num_layers, 2 if module.bidirectional else 1):
+        s[f"{p}{theirs}"] = s.pop(f"{p}{ours}")
 
 
 def _qrnn_names(num_layers: int, directions: int):

@@ -134,3 +134,23 @@ def test_bad_hyperparameters(kw, match):
 
 def test_registry_names():
     assert set(MODELS) == {"rlstm", "alstm", "cnnlstm", "qrnn", "tcn"}
+
+
+@pytest.mark.parametrize("num_layers", [1, 2])
+def test_torch_bilstm_equals_packed_nn_lstm(num_layers):
+    """The torch build's LSTM (padded, per-length reversal) is nn.LSTM on a PackedSequence."""
+    from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+    from sublocal_kernels.models.layers import TorchBiLSTM, _lstm_names
+
+    ref = torch.nn.LSTM(5, 4, num_layers=num_layers, batch_first=True, bidirectional=True).double()
+    ours = TorchBiLSTM(5, 4, num_layers).double()
+    theirs = ref.state_dict()
+    ours.load_state_dict({a: theirs[b] for a, b in _lstm_names(num_layers, 2)})
+    lengths = torch.tensor([9, 1, 4, 9, 6])
+    x = torch.randn(5, 9, 5, dtype=torch.float64)
+    out, h_n = ours(x, lengths)
+    packed, (h_ref, _) = ref(pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False))
+    out_ref, _ = pad_packed_sequence(packed, batch_first=True, total_length=9)
+    assert_close(out, out_ref, torch.float64, name="output")
+    assert_close(h_n, h_ref, torch.float64, name="h_n")
