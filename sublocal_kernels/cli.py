@@ -76,13 +76,14 @@ def _add_train(sub):
     g.add_argument("--channels", type=int, help="TCN channels")
     g.add_argument("--num-levels", type=int, help="TCN levels (dilations 1, 2, 4, ...)")
     g.add_argument("--kernel-size", type=int, help="TCN kernel size")
+    g.add_argument("--forget-bias", type=float, help="added to the LSTM forget-gate bias at initialisation")
     g.add_argument("--layers", choices=["sublocal", "torch"], help="build from sublocal_kernels.nn (default) or torch.nn")
     p.set_defaults(func=cmd_train)
 
 
 MODEL_ARGS = ("hidden_size", "num_layers", "attention_size", "dense_size", "dropout", "conv_dropout", "widths",
               "filters_per_width", "embedding_dim", "window", "pooling", "channels", "num_levels", "kernel_size",
-              "layers")
+              "forget_bias", "layers")
 
 
 def train_config_from_args(args):

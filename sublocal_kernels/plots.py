@@ -95,9 +95,11 @@ def _letter_responses(model) -> tuple[list, str]:
         raise ValueError(f"{type(model).__name__} has no convolution to draw")
     enc: ResidueEncoder = model.encoder
     letters = enc.alphabet.letters
-    tokens = torch.arange(1, len(letters) + 1)[None, :]
+    device = next(iter(enc.buffers()), next(iter(enc.parameters()), None)).device
+    tokens = torch.arange(1, len(letters) + 1, device=device)[None, :]
+    extra = torch.zeros(1, len(letters), enc.extra_features, device=device) if enc.extra_features else None
     with torch.no_grad():
-        rows = enc.to("cpu")(tokens, torch.zeros(1, len(letters), enc.extra_features) if enc.extra_features else None)[0]
+        rows = enc(tokens, extra)[0].cpu()
     out = []
     for width, w in conv_filter_weights(conv):
         w = w.detach().float().cpu()[:, : rows.shape[1]]  # (F, C_enc, w); precomputed features left out

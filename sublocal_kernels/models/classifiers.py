@@ -37,7 +37,7 @@ import torch
 from torch import nn
 
 from ..data.encodings import ResidueEncoder
-from .layers import make_attention, make_conv, make_lstm, make_qrnn, masked_mean, run_lstm, run_qrnn
+from .layers import add_forget_bias, make_attention, make_conv, make_lstm, make_qrnn, masked_mean, run_lstm, run_qrnn
 
 __all__ = ["ClassifierOutput", "SequenceClassifier", "RLSTM", "ALSTM", "CNNLSTM", "QRNNClassifier", "TCNClassifier"]
 
@@ -108,7 +108,8 @@ class SequenceClassifier(nn.Module):
 class RLSTM(SequenceClassifier):
     """R-LSTM: multi-width conv (widths 1, 3, 5, 9, 15, 21 x 10 filters, ReLU) -> dropout ->
     bidirectional LSTM -> the final states of both directions -> dense (ReLU) -> dropout ->
-    classes.
+    classes. ``forget_bias`` is added to the LSTM's forget-gate bias at initialisation (0: the
+    ``nn.LSTM`` initialisation).
 
     Equivalent to: six ``nn.Conv1d`` + ``torch.cat`` + ReLU, a bidirectional ``nn.LSTM``
     (``h_n`` of both directions, as on a ``PackedSequence``), ``nn.Linear`` layers
@@ -120,7 +121,8 @@ class RLSTM(SequenceClassifier):
     def __init__(self, num_classes: int, alphabet: str = "protein", encoding: str = "onehot",
                  embedding_dim: int = 32, extra_features: int = 0, widths: Sequence[int] = PAPER_WIDTHS,
                  filters_per_width: int = 10, hidden_size: int = 256, num_layers: int = 1, dense_size: int = 512,
-                 dropout: float = 0.5, conv_dropout: float | None = None, layers: str = "sublocal"):
+                 dropout: float = 0.5, conv_dropout: float | None = None, forget_bias: float = 0.0,
+                 layers: str = "sublocal"):
         super().__init__(dict(locals()), num_classes, alphabet, encoding, embedding_dim, extra_features, layers)
         _positive("hidden_size", hidden_size)
         _positive("dense_size", dense_size)
@@ -128,6 +130,7 @@ class RLSTM(SequenceClassifier):
                               widths, "relu")
         self.conv_dropout = nn.Dropout(_probability("conv_dropout", dropout if conv_dropout is None else conv_dropout))
         self.lstm = make_lstm(layers, filters_per_width * len(widths), hidden_size, _positive("num_layers", num_layers))
+        add_forget_bias(self.lstm, float(forget_bias))
         self.head = _head(2 * hidden_size, dense_size, num_classes, _probability("dropout", dropout))
 
     def pool(self, x, lengths):
@@ -154,7 +157,7 @@ class ALSTM(SequenceClassifier):
                  embedding_dim: int = 32, extra_features: int = 0, widths: Sequence[int] = PAPER_WIDTHS,
                  filters_per_width: int = 10, hidden_size: int = 256, num_layers: int = 1,
                  attention_size: int = 400, dense_size: int = 512, dropout: float = 0.5,
-                 conv_dropout: float | None = None, layers: str = "sublocal"):
+                 conv_dropout: float | None = None, forget_bias: float = 0.0, layers: str = "sublocal"):
         super().__init__(dict(locals()), num_classes, alphabet, encoding, embedding_dim, extra_features, layers)
         _positive("hidden_size", hidden_size)
         _positive("dense_size", dense_size)
@@ -162,6 +165,7 @@ class ALSTM(SequenceClassifier):
                               widths, "relu")
         self.conv_dropout = nn.Dropout(_probability("conv_dropout", dropout if conv_dropout is None else conv_dropout))
         self.lstm = make_lstm(layers, filters_per_width * len(widths), hidden_size, _positive("num_layers", num_layers))
+        add_forget_bias(self.lstm, float(forget_bias))
         self.attention = make_attention(layers, 2 * hidden_size, _positive("attention_size", attention_size))
         self.head = _head(2 * hidden_size, dense_size, num_classes, _probability("dropout", dropout))
 
@@ -184,13 +188,15 @@ class CNNLSTM(SequenceClassifier):
     def __init__(self, num_classes: int, alphabet: str = "protein", encoding: str = "onehot",
                  embedding_dim: int = 32, extra_features: int = 0, widths: Sequence[int] = (3, 5),
                  filters_per_width: int = 10, second_width: int = 3, second_filters: int = 20,
-                 hidden_size: int = 15, dense_size: int = 30, dropout: float = 0.5, layers: str = "sublocal"):
+                 hidden_size: int = 15, dense_size: int = 30, dropout: float = 0.5, forget_bias: float = 0.0,
+                 layers: str = "sublocal"):
         super().__init__(dict(locals()), num_classes, alphabet, encoding, embedding_dim, extra_features, layers)
         self.conv = make_conv(layers, self.encoder.out_channels, _positive("filters_per_width", filters_per_width),
                               widths, "relu")
         self.conv2 = make_conv(layers, filters_per_width * len(widths), _positive("second_filters", second_filters),
                                (_positive("second_width", second_width),), "relu")
         self.lstm = make_lstm(layers, second_filters, _positive("hidden_size", hidden_size))
+        add_forget_bias(self.lstm, float(forget_bias))
         self.head = _head(2 * hidden_size, _positive("dense_size", dense_size), num_classes,
                           _probability("dropout", dropout))
 

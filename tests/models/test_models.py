@@ -154,3 +154,16 @@ def test_torch_bilstm_equals_packed_nn_lstm(num_layers):
     out_ref, _ = pad_packed_sequence(packed, batch_first=True, total_length=9)
     assert_close(out, out_ref, torch.float64, name="output")
     assert_close(h_n, h_ref, torch.float64, name="h_n")
+
+
+def test_forget_bias_added_at_initialisation():
+    torch.manual_seed(1)
+    plain = make("alstm", "torch")
+    torch.manual_seed(1)
+    biased = make("alstm", "torch", forget_bias=3.0)
+    for (name, a), (_, b) in zip(plain.named_parameters(), biased.named_parameters()):
+        if name.endswith("bias_ih_l0") and ".lstm." in f".{name}":
+            h = a.shape[0] // 4
+            assert torch.equal(b[h:2 * h], a[h:2 * h] + 3.0) and torch.equal(b[:h], a[:h]), name
+        else:
+            assert torch.equal(a, b), name
