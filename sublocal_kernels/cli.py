@@ -259,6 +259,8 @@ def _add_demo(sub):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
     p.add_argument("--quick", action="store_true", help="a smaller set and fewer epochs (a smoke test)")
+    p.add_argument("--layers", choices=["sublocal", "torch"], default=None,
+                   help="build the A-LSTM from sublocal_kernels.nn (default) or stock torch.nn layers")
     p.add_argument("--progress", dest="progress", action="store_true", default=None)
     p.add_argument("--no-progress", dest="progress", action="store_false")
     p.set_defaults(func=cmd_demo)
@@ -267,7 +269,8 @@ def _add_demo(sub):
 def cmd_demo(args) -> int:
     from .demo import run_demo
 
-    result = run_demo(args.out, seed=args.seed, device=args.device, quick=args.quick, progress=args.progress)
+    result = run_demo(args.out, seed=args.seed, device=args.device, quick=args.quick, progress=args.progress,
+                      layers=args.layers)
     return 0 if result["passed"] else 1
 
 
