@@ -23,6 +23,8 @@ def main(argv=None):
     p.add_argument("fasta", nargs="?")
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--out", default=None)
+    p.add_argument("--layers", default="sublocal", choices=["sublocal", "torch"],
+                   help="sublocal_kernels.nn layers (default) or the stock torch.nn build, for comparison")
     args = p.parse_args(argv)
     work = args.out or tempfile.mkdtemp(prefix="sublocal-example03-")
     if args.fasta is None:
@@ -31,6 +33,7 @@ def main(argv=None):
         epochs, model_args = args.epochs or 3, dict(hidden_size=16, attention_size=16, dense_size=32)
     else:
         fasta, epochs, model_args = args.fasta, args.epochs or 30, {}
+    model_args["layers"] = args.layers
     records = load_records(fasta)  # errors name the file, line and record of anything malformed
     print(f"{len(records)} sequences, {len({r.label for r in records})} classes, lengths "
           f"{min(map(len, records))}-{max(map(len, records))}")

@@ -44,13 +44,14 @@ def main(argv=None):
     p.add_argument("--out", default="runs/multiloc")
     p.add_argument("--device", default="auto")
     p.add_argument("--smoke", action="store_true", help="tiny synthetic stand-in, small models, 1 epoch")
+    p.add_argument("--layers", default="sublocal", choices=["sublocal", "torch"])
     args = p.parse_args(argv)
-    model_args = {}
+    model_args = {"layers": args.layers}
     if args.smoke:
         args.out = tempfile.mkdtemp(prefix="sublocal-example04-")
         args.data = smoke_directory(os.path.join(args.out, "data"))
         args.models, args.epochs = 2, 1
-        model_args = dict(hidden_size=8, attention_size=8, dense_size=8)
+        model_args.update(hidden_size=8, attention_size=8, dense_size=8)
     elif args.data is None:
         p.error("give the MultiLoc data directory, or --smoke")
 

@@ -68,6 +68,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--epochs", type=int, default=4)
     p.add_argument("--n-per-class", type=int, default=40)
+    p.add_argument("--layers", default="sublocal", choices=["sublocal", "torch"])
     args = p.parse_args(argv)
     torch.manual_seed(0)
     ds = SequenceDataset(make_rna(args.n_per_class), alphabet="nucleotide")  # A, C, G, U, N one-hot
@@ -76,9 +77,10 @@ def main(argv=None):
     for name, model in [
         ("QRNN (2 bidirectional layers, attention pooling)",
          QRNNClassifier(len(ds.classes), hidden_size=32, num_layers=2, window=2, attention_size=32, dense_size=32,
-                        dropout=0.1)),
+                        dropout=0.1, layers=args.layers)),
         ("TCN (8 levels, dilations 1..128, mean pooling)",
-         TCNClassifier(len(ds.classes), channels=32, num_levels=8, kernel_size=3, dense_size=32, dropout=0.1)),
+         TCNClassifier(len(ds.classes), channels=32, num_levels=8, kernel_size=3, dense_size=32, dropout=0.1,
+                       layers=args.layers)),
     ]:
         print(name)
         print(f"  test accuracy {fit(model, ds, tr, te, args.epochs):.3f}")

@@ -70,9 +70,9 @@ def format_report(report: dict) -> str:
     cm = np.asarray(report["confusion"])
     cell = max(5, len(str(cm.max())) + 1)
     lines += ["", "confusion matrix (rows: true, columns: predicted)",
-              " " * width + "".join(f"{i:>{cell}d}" for i in range(len(classes)))]
+              " " * (width + 4) + "".join(f"{i:>{cell}d}" for i in range(len(classes)))]
     for i, c in enumerate(classes):
-        lines.append(f"{c:<{width - 3}}{i:>3d}" + "".join(f"{v:>{cell}d}" for v in cm[i]))
+        lines.append(f"{c:<{width}} {i:>3d}" + "".join(f"{v:>{cell}d}" for v in cm[i]))
     return "\n".join(lines)
 
 
