@@ -49,4 +49,17 @@ TORCH_LIBRARY(sublocal, m) {
       "(Tensor grad_forget, Tensor grad_z, Tensor grad_output, Tensor grad_initial)");
   // The CPU output cache's `_cpu_cache_info() -> int[]` and `_cpu_cache_empty()` take no
   // tensors, so they are defined with their (catch-all) kernels in csrc/cpu/output_cache.cpp.
+
+  // ---- attention pooling: e_t = tanh(h_t W_a + b_a) . v_a ; alpha = softmax over valid steps ;
+  // context = sum_t alpha_t h_t ---------------------------------------------------------------
+  // activations: (sum(lengths), A) in the accumulation dtype, tanh(h_t W_a + b_a) of the valid
+  // steps kept by the CPU kernel for its backward; (0, A) from the GPU kernels, which recompute
+  // it. grad_b_a is (0,) when b_a is None; grad_alpha None means zeros.
+  m.def(
+      "attention_pool_fwd(Tensor h, Tensor lengths, Tensor w_a, Tensor v_a, Tensor? b_a) -> "
+      "(Tensor context, Tensor alpha, Tensor activations)");
+  m.def(
+      "attention_pool_bwd(Tensor grad_context, Tensor? grad_alpha, Tensor h, Tensor lengths, Tensor w_a, "
+      "Tensor v_a, Tensor? b_a, Tensor context, Tensor alpha, Tensor activations) -> "
+      "(Tensor grad_h, Tensor grad_w_a, Tensor grad_v_a, Tensor grad_b_a)");
 }

@@ -1,5 +1,6 @@
 """``torch.nn`` modules over the fused ops."""
 
+from .attention import AttentionPool
 from .fo_pool import QRNN, FoPool
 
-__all__ = ["FoPool", "QRNN"]
+__all__ = ["AttentionPool", "FoPool", "QRNN"]

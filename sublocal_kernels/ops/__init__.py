@@ -1,5 +1,6 @@
 """The fused ops: one folder each with the public function, its reference and its kernels."""
 
+from .attention_pool import attention_pool, attention_pool_ref
 from .fo_pool import fo_pool, fo_pool_ref
 
-__all__ = ["fo_pool", "fo_pool_ref"]
+__all__ = ["attention_pool", "attention_pool_ref", "fo_pool", "fo_pool_ref"]
