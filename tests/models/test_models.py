@@ -25,7 +25,7 @@ SMALL = {
 }
 
 # The models whose every sublocal_kernels.nn layer has landed on this branch.
-SUBLOCAL_READY = ["qrnn-mean", "qrnn-mean-bi"]
+SUBLOCAL_READY = ["qrnn", "qrnn-mean", "qrnn-mean-bi"]
 
 
 def make(name, layers, **extra):
