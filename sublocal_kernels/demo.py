@@ -45,6 +45,14 @@ def run_demo(out: str = "demo_out", seed: int = 0, device: str = "cpu", quick: b
     t_start, cpu_start = time.perf_counter(), time.process_time()
     s = dict(QUICK if quick else DEMO, **(settings or {}))
     model_args = dict(s["model_args"])
+    if layers is None and "layers" not in model_args:
+        from . import nn as snn
+
+        missing = [m for m in ("MultiWidthConv1d", "LSTM", "AttentionPool") if not hasattr(snn, m)]
+        layers = "torch" if missing else "sublocal"
+        if missing:
+            log(f"note: sublocal_kernels.nn lacks {', '.join(missing)} in this build: the A-LSTM is built from "
+                "stock torch.nn layers (layers='torch')")
     if layers is not None:
         model_args["layers"] = layers
     os.makedirs(out, exist_ok=True)
