@@ -269,9 +269,11 @@ def _add_demo(sub):
 def cmd_demo(args) -> int:
     from .demo import run_demo
 
-    result = run_demo(args.out, seed=args.seed, device=args.device, quick=args.quick, progress=args.progress,
-                      layers=args.layers)
-    return 0 if result["passed"] else 1
+    run_demo(args.out, seed=args.seed, device=args.device, quick=args.quick, progress=args.progress,
+             layers=args.layers)
+    # The demo is a showcase: it prints whether the targets were met (and records it in
+    # demo.json) but succeeds either way; tests/models/test_synthetic_accuracy.py is the gate.
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
