@@ -2,5 +2,6 @@
 
 from .attention import AttentionPool
 from .fo_pool import QRNN, FoPool
+from .multiwidth_conv1d import MultiWidthConv1d
 
-__all__ = ["AttentionPool", "FoPool", "QRNN"]
+__all__ = ["AttentionPool", "FoPool", "MultiWidthConv1d", "QRNN"]

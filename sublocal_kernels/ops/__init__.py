@@ -2,5 +2,7 @@
 
 from .attention_pool import attention_pool, attention_pool_ref
 from .fo_pool import fo_pool, fo_pool_ref
+from .multiwidth_conv1d import multiwidth_conv1d, multiwidth_conv1d_ref
 
-__all__ = ["attention_pool", "attention_pool_ref", "fo_pool", "fo_pool_ref"]
+__all__ = ["attention_pool", "attention_pool_ref", "fo_pool", "fo_pool_ref", "multiwidth_conv1d",
+           "multiwidth_conv1d_ref"]
