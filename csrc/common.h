@@ -42,6 +42,18 @@ inline at::Tensor prepare_lengths(const std::optional<at::Tensor>& lengths, int6
   return l.to(device, at::kLong).contiguous();
 }
 
+// Values of CPU int64 lengths (from prepare_lengths) in [low, time]; a RuntimeError naming the
+// first bad index otherwise. CPU kernels call it before any work: a bad length never reads
+// out of bounds. (The public Python functions check the same rule first, as ValueError.)
+inline void check_length_values(const at::Tensor& lengths, int64_t time, int64_t low, const char* op) {
+  if (!lengths.defined()) return;
+  const int64_t* l = lengths.data_ptr<int64_t>();
+  for (int64_t b = 0; b < lengths.numel(); ++b) {
+    TORCH_CHECK(l[b] >= low && l[b] <= time, op, ": `lengths[", b, "]` = ", l[b],
+                " is out of range; each length must be in [", low, ", T] = [", low, ", ", time, "]");
+  }
+}
+
 // The dtype in which kernels carry state and accumulate: float64 for float64 inputs, else float32.
 inline at::ScalarType state_dtype(at::ScalarType input) {
   return input == at::kDouble ? at::kDouble : at::kFloat;

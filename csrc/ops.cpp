@@ -61,4 +61,33 @@ TORCH_LIBRARY(sublocal, m) {
       "lstm_bwd(Tensor grad_out, Tensor grad_h_n, Tensor grad_c_n, Tensor x, Tensor lengths, Tensor[] weights, "
       "Tensor? h0, Tensor? c0, Tensor gates, Tensor states, bool bidirectional) -> "
       "(Tensor grad_x, Tensor[] grad_weights, Tensor grad_h0, Tensor grad_c0)");
+
+  // ---- attention pooling: e_t = tanh(h_t W_a + b_a) . v_a ; alpha = softmax over valid steps ;
+  // context = sum_t alpha_t h_t ---------------------------------------------------------------
+  // activations: (sum(lengths), A) in the accumulation dtype, tanh(h_t W_a + b_a) of the valid
+  // steps kept by the CPU kernel for its backward; (0, A) from the GPU kernels, which recompute
+  // it. grad_b_a is (0,) when b_a is None; grad_alpha None means zeros.
+  m.def(
+      "attention_pool_fwd(Tensor h, Tensor lengths, Tensor w_a, Tensor v_a, Tensor? b_a) -> "
+      "(Tensor context, Tensor alpha, Tensor activations)");
+  m.def(
+      "attention_pool_bwd(Tensor grad_context, Tensor? grad_alpha, Tensor h, Tensor lengths, Tensor w_a, "
+      "Tensor v_a, Tensor? b_a, Tensor context, Tensor alpha, Tensor activations) -> "
+      "(Tensor grad_h, Tensor grad_w_a, Tensor grad_v_a, Tensor grad_b_a)");
+
+  // ---- multi-width conv1d: every width of a conv bank in one pass ---------------------------
+  // x (B, T, C); weights[i] (F_i, C, k_i); bias (sum F_i,) the widths' biases concatenated;
+  // y (B, T, sum F_i). activation: "relu" or "none". causal: taps t-(k-1)*d .. t, else
+  // t-(k/2)*d .. t+((k-1)/2)*d; reverse runs each sequence backwards (flip within its length,
+  // convolve, flip back). Inputs at or past lengths[b] read as zero; outputs there are 0.
+  m.def(
+      "multiwidth_conv1d_fwd(Tensor x, Tensor[] weights, Tensor? bias, Tensor? lengths, str activation, "
+      "bool causal, bool reverse, int dilation) -> Tensor");
+  // y is the forward output (the ReLU mask is recomputed as y > 0), None without activation.
+  // grad_x is an empty tensor unless need_grad_x; grad_weights is empty and grad_bias an empty
+  // tensor unless need_grad_weights.
+  m.def(
+      "multiwidth_conv1d_bwd(Tensor grad_y, Tensor x, Tensor[] weights, Tensor? y, Tensor? lengths, "
+      "str activation, bool causal, bool reverse, int dilation, bool need_grad_x, bool need_grad_weights) -> "
+      "(Tensor grad_x, Tensor[] grad_weights, Tensor grad_bias)");
 }

@@ -1,7 +1,9 @@
 // See output_cache.h for why this exists.
 #include "output_cache.h"
 
+#include <ATen/Context.h>
 #include <ATen/EmptyTensor.h>
+#include <ATen/native/TensorFactories.h>
 #include <c10/core/Allocator.h>
 #include <c10/core/CPUAllocator.h>
 #include <torch/library.h>
@@ -115,8 +117,14 @@ void empty_cpu_cache() { OutputCache::get().empty(); }
 
 at::Tensor cpu_output(at::IntArrayRef sizes, const at::TensorOptions& options) {
   TORCH_INTERNAL_ASSERT(options.device().is_cpu());
-  return at::detail::empty_generic(sizes, &OutputCache::get(), c10::DispatchKeySet(c10::DispatchKey::CPU),
-                                   c10::typeMetaToScalarType(options.dtype()), std::nullopt);
+  at::Tensor t = at::detail::empty_generic(sizes, &OutputCache::get(), c10::DispatchKeySet(c10::DispatchKey::CPU),
+                                           c10::typeMetaToScalarType(options.dtype()), std::nullopt);
+  // Poisoned (NaN) like at::empty when deterministic mode asks for it, so a test can see an
+  // element a kernel forgot to write even when the block is a reused one.
+  if (at::globalContext().deterministicAlgorithms() && at::globalContext().deterministicFillUninitializedMemory()) {
+    at::native::fill_empty_deterministic_(t);
+  }
+  return t;
 }
 
 TORCH_LIBRARY_FRAGMENT(sublocal, m) {

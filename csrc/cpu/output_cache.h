@@ -19,7 +19,8 @@
 
 namespace sublocal {
 
-// at::empty(sizes, options) for CPU tensors, served from the cache when large.
+// at::empty(sizes, options) for CPU tensors, served from the cache when large (and, like
+// at::empty, filled with NaN when deterministic mode's fill_uninitialized_memory is on).
 at::Tensor cpu_output(at::IntArrayRef sizes, const at::TensorOptions& options);
 
 }  // namespace sublocal

@@ -10,6 +10,7 @@ from torch import nn
 
 from .._checks import ArgChecker
 from ..ops.fo_pool import fo_pool
+from ..ops.multiwidth_conv1d import multiwidth_conv1d
 
 
 class FoPool(nn.Module):
@@ -116,26 +117,24 @@ class QRNN(nn.Module):
             bound = 1 / math.sqrt(fan_in)
             nn.init.uniform_(b, -bound, bound)
 
-    def _gates(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, reverse: bool):
-        # x: (B, T, C), zero at padded positions. The width-k convolution as one matrix product
-        # over a (B, T, k*C) window, channels last: three F.linear calls give contiguous z, f, o
-        # directly (a (B, C, T) conv1d plus transposes and gate slices measured 4x slower for
-        # forward+backward at B=4, T=6000, C=5, H=128 here, in copies and conv backward).
-        # Forward: tap j reads x[t - (k-1) + j]; reverse: x[t + (k-1) - j], which past each
-        # sequence's end reads the zeros of the padding.
-        k = self.kernel_size
-        T = x.shape[1]
-        if k == 1:
-            window = x
-        else:
-            padded = F.pad(x, (0, 0, 0, k - 1) if reverse else (0, 0, k - 1, 0))
-            taps = [padded[:, (k - 1 - j if reverse else j):(k - 1 - j if reverse else j) + T] for j in range(k)]
-            window = torch.cat(taps, dim=-1)
-        w = weight.permute(0, 2, 1).reshape(weight.shape[0], -1)  # (gates*H, k*C), tap-major
+    def _gates(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, reverse: bool, lengths):
+        # x: (B, T, C). The width-k convolution is the multi-width conv op with one causal width,
+        # channels last: tap j reads x[t - (k-1) + j]; reverse mirrors the window, tap j reads
+        # x[t + (k-1) - j], and inputs at or past each sequence's length read as zero, so the
+        # reverse direction never sees the padding. Length-0 sequences are passed as length 1
+        # (the op's lengths are in [1, T]): fo-pool ignores every step of a length-0 sequence,
+        # so that output and its (zero) gradient go nowhere.
+        if lengths is not None:
+            lengths = lengths.clamp(min=1)
+        # One call per gate, so z, f and o come out contiguous: tanh and sigmoid on slices of one
+        # (B, T, 3H) output ran 3x slower (strided elementwise), and the slices' backward added a
+        # concatenation along the last dimension as long as the convolution's own backward.
         H = self.hidden_size
-        z = torch.tanh(F.linear(window, w[:H], bias[:H]))
-        f = torch.sigmoid(F.linear(window, w[H:2 * H], bias[H:2 * H]))
-        o = torch.sigmoid(F.linear(window, w[2 * H:], bias[2 * H:])) if self.output_gate else None
+        conv = lambda i: multiwidth_conv1d(  # noqa: E731
+            x, [weight[i * H:(i + 1) * H]], [bias[i * H:(i + 1) * H]], lengths, activation=None, causal=True,
+            reverse=reverse)
+        z, f = torch.tanh(conv(0)), torch.sigmoid(conv(1))
+        o = torch.sigmoid(conv(2)) if self.output_gate else None
         return f, z, o
 
     def forward(self, x: torch.Tensor, lengths=None, initial: torch.Tensor | None = None):
@@ -151,18 +150,13 @@ class QRNN(nn.Module):
         if initial is not None:
             chk.like("initial", initial, "x", x, shape=(n_states, B, self.hidden_size),
                      dims="(num_layers * num_directions, B, H)")
-        if lengths is not None and self.bidirectional:
-            # Only the reverse direction's window reaches past a sequence's end; later layers read
-            # fo-pool outputs, which are already zero there.
-            mask = torch.arange(T, device=x.device)[None, :] < lengths[:, None]
-            x = x * mask[..., None].to(x.dtype)
         finals = []
         out = x
         for layer in range(self.num_layers):
             outs = []
             for d, suffix in enumerate([""] + (["_reverse"] if self.bidirectional else [])):
                 w, b = getattr(self, f"weight_l{layer}{suffix}"), getattr(self, f"bias_l{layer}{suffix}")
-                f, z, o = self._gates(out, w, b, reverse=d == 1)
+                f, z, o = self._gates(out, w, b, d == 1, lengths)
                 init = initial[layer * self.num_directions + d] if initial is not None else None
                 h, c = fo_pool(f, z, o, lengths, init, reverse=d == 1)
                 outs.append(h)

@@ -1,0 +1,158 @@
+"""Attention-pooling benchmark: the A-LSTM attention layer at `paper`, `full-length` and `rna`.
+
+Providers:
+  sublocal      sublocal_kernels.attention_pool (C++ on CPU, Triton on GPU)
+  ref-eager     attention_pool_ref: Linear, tanh, product with v_a, masked softmax, bmm (eager)
+  ref-compile   the same function under torch.compile (fullgraph); not run by default on CPU,
+                where the first compile takes about half a minute here
+Inputs: h (B, T, D) with D = 2 x the LSTM hidden size (the shape's D for `rna`), lengths
+uniform in [T/4, T] (seeded), A = the shape's attention size; gradients for h, w_a, v_a, b_a.
+Floor: the forward must read the valid rows of h and do the 2 N D A FLOPs of the scores
+(N = sum of lengths); the backward must read them again and do 4 N D A FLOPs (dh and dW_a),
+and write all of dh. Compute-bound at every shape here.
+
+CPU peak memory is not in the harness's rows (there is no CPU allocator high-water mark);
+``python -m benchmarks.bench_attention_pool --memory`` measures it per provider, each in a
+fresh process (Linux), as the peak resident size during one forward+backward (VmHWM, reset just
+before) minus the resident size just before it (inputs allocated, libraries warmed up on a
+small shape): everything the op allocates, i.e. its saved state, workspace, outputs and
+gradients, and not the inputs both providers share.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+
+import torch
+
+import sublocal_kernels as sk
+from benchmarks.common import SHAPES, BenchSpec, Shape, make_modes, random_lengths
+
+ATTENTION_SHAPES = {name: SHAPES[name] for name in ("paper", "full-length", "rna")}
+
+
+def _dims(shape: Shape) -> tuple[int, int]:
+    return (shape.D or 2 * shape.hidden), shape.attention
+
+
+class AttentionPoolBench(BenchSpec):
+    op = "attention_pool"
+    shapes = ATTENTION_SHAPES
+    all_providers = ("sublocal", "ref-eager", "ref-compile")
+    reference = "ref-eager"
+
+    def __init__(self):
+        super().__init__()
+        self._compiled = None
+
+    def default_shapes(self, device):
+        return ["paper"] if device.type == "cpu" else ["paper", "full-length", "rna"]
+
+    def providers(self, device, smoke):
+        return ["sublocal", "ref-eager"] + (["ref-compile"] if device.type == "cuda" else [])
+
+    def make_problem(self, shape: Shape, dtype, device):
+        D, A = _dims(shape)
+        h = torch.randn(shape.B, shape.T, D, device=device).to(dtype).requires_grad_()
+        w = (torch.randn(D, A, device=device) / D ** 0.5).to(dtype).requires_grad_()
+        v = (torch.randn(A, device=device) / A ** 0.5).to(dtype).requires_grad_()
+        b = (0.1 * torch.randn(A, device=device)).to(dtype).requires_grad_()
+        return h, random_lengths(shape, device), w, v, b
+
+    def build(self, problem, provider):
+        h, lengths, w, v, b = problem
+        if provider == "sublocal":
+            fn = sk.attention_pool
+        elif provider == "ref-eager":
+            fn = sk.attention_pool_ref
+        elif provider == "ref-compile":
+            if self._compiled is None:
+                self._compiled = torch.compile(sk.attention_pool_ref, fullgraph=True)
+            fn = self._compiled
+        else:
+            raise ValueError(provider)
+        return make_modes(lambda: fn(h, lengths, w, v, b), [h, w, v, b])
+
+    def cost(self, shape, dtype, mode):
+        D, A = _dims(shape)
+        n = int(random_lengths(shape, "cpu").sum())  # the same seeded lengths as the problem
+        es = torch.empty((), dtype=dtype).element_size()
+        params = (D * A + 2 * A) * es
+        fwd_bytes = n * D * es + params + (shape.B * D + shape.B * shape.T) * es
+        bwd_bytes = n * D * es + 2 * params + shape.B * shape.T * D * es + 3 * (shape.B * D + shape.B * shape.T) * es
+        fwd_flops = 2 * n * D * A + 4 * n * A + 2 * n * D
+        bwd_flops = 4 * n * D * A + 6 * n * A + 4 * n * D
+        return {"fwd": (fwd_bytes, fwd_flops), "bwd": (bwd_bytes, bwd_flops),
+                "fwd+bwd": (fwd_bytes + bwd_bytes, fwd_flops + bwd_flops)}[mode]
+
+
+SPEC = AttentionPoolBench()
+
+
+def test_bench(bench, bench_case):
+    bench.measure(SPEC, bench_case)
+
+
+# ---- CPU peak memory (python -m benchmarks.bench_attention_pool --memory) ----------------------
+
+def _status_mb(field: str) -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no {field} in /proc/self/status")
+
+
+def _peak_memory_child(provider: str, shape_name: str, threads: int) -> dict:
+    torch.set_num_threads(threads)
+    spec = AttentionPoolBench()
+    cpu = torch.device("cpu")
+    spec.build(spec.make_problem(SHAPES[shape_name].scaled(B=4, T=64), torch.float32, cpu), provider)["fwd+bwd"]()
+    problem = spec.make_problem(SHAPES[shape_name], torch.float32, cpu)
+    fn = spec.build(problem, provider)["fwd+bwd"]
+    # Linux: writing 5 to clear_refs resets the peak resident size (VmHWM) to the current one.
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    before = _status_mb("VmRSS")
+    grads = fn()
+    peak = _status_mb("VmHWM")
+    del grads
+    return {"provider": provider, "shape": shape_name, "threads": threads, "rss_before_mb": round(before, 1),
+            "peak_above_before_mb": round(peak - before, 1)}
+
+
+def measure_peak_memory(shape_name: str = "paper", threads: int = 2,
+                        providers=("sublocal", "ref-eager")) -> list[dict]:
+    """Each provider's CPU peak memory over one forward+backward, each in a fresh process."""
+    out = []
+    for p in providers:
+        res = subprocess.run([sys.executable, "-m", "benchmarks.bench_attention_pool", "--memory-child", p,
+                              "--shape", shape_name, "--threads", str(threads)],
+                             capture_output=True, text=True, check=True)
+        out.append(json.loads(res.stdout.strip().splitlines()[-1]))
+    return out
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser(description="attention-pool CPU peak memory per provider")
+    ap.add_argument("--memory", action="store_true", help="measure every provider's peak memory")
+    ap.add_argument("--memory-child", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--shape", default="paper")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--providers", default="sublocal,ref-eager", help="comma-separated providers to measure")
+    args = ap.parse_args()
+    if args.memory_child:
+        print(json.dumps(_peak_memory_child(args.memory_child, args.shape, args.threads)))
+    elif args.memory:
+        rows = measure_peak_memory(args.shape, args.threads, args.providers.split(","))
+        for r in rows:
+            print(json.dumps(r))
+        ours = next(r for r in rows if r["provider"] == "sublocal")["peak_above_before_mb"]
+        for r in rows:
+            if r["provider"] != "sublocal":
+                print(f"sublocal / {r['provider']} peak memory: {ours / r['peak_above_before_mb']:.2f}")
+    else:
+        ap.print_help()

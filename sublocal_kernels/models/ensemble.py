@@ -1,0 +1,56 @@
+"""Averaging the probabilities of several trained classifiers (the paper's 10-model ensemble)."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from .classifiers import ClassifierOutput
+
+__all__ = ["Ensemble"]
+
+
+class Ensemble(nn.Module):
+    """``models`` with the same classes; ``forward`` returns the log of their mean class
+    probabilities, so ``softmax(forward(...))`` is the ensemble's probability and the result can
+    stand in wherever logits are expected (argmax, cross-entropy, evaluation).
+
+    ``forward_details`` averages the members' attention maps where every member has one, and
+    concatenates their representations.
+
+    Example::
+
+        >>> ens = Ensemble([ALSTM(7, hidden_size=8, attention_size=8, dense_size=8) for _ in range(3)])
+        >>> probs = ens.predict_proba(tokens, lengths)       # (B, 7), rows sum to 1
+    """
+
+    name = "ensemble"
+
+    def __init__(self, models: Sequence[nn.Module]):
+        super().__init__()
+        if len(models) == 0:
+            raise ValueError("Ensemble needs at least one model, got none")
+        classes = {getattr(m, "num_classes", None) for m in models}
+        if len(classes) != 1:
+            raise ValueError(f"every member must predict the same number of classes, got {sorted(map(str, classes))}")
+        self.members = nn.ModuleList(models)
+        self.num_classes = classes.pop()
+
+    def predict_proba(self, tokens, lengths, features=None) -> torch.Tensor:
+        return torch.stack([torch.softmax(m(tokens, lengths, features), -1) for m in self.members]).mean(0)
+
+    def forward(self, tokens, lengths, features=None) -> torch.Tensor:
+        return torch.log(self.predict_proba(tokens, lengths, features))
+
+    def forward_details(self, tokens, lengths, features=None) -> ClassifierOutput:
+        outs = [m.forward_details(tokens, lengths, features) for m in self.members]
+        probs = torch.stack([torch.softmax(o.logits, -1) for o in outs]).mean(0)
+        att = None
+        if all(o.attention is not None for o in outs):
+            att = torch.stack([o.attention for o in outs]).mean(0)
+        return ClassifierOutput(torch.log(probs), torch.cat([o.representation for o in outs], -1), att)
+
+    def first_conv(self):
+        return self.members[0].first_conv()

@@ -1,0 +1,392 @@
+"""The layers the classifiers are built from, in two interchangeable sets.
+
+``layers="sublocal"`` (the default) builds every layer from :mod:`sublocal_kernels.nn` (fused
+where a kernel has landed; the classifiers do not care). ``layers="torch"`` builds the same
+layers from stock ``torch.nn`` modules (``nn.Conv1d`` per width, one-direction ``nn.LSTM``
+modules, ``nn.Linear`` attention), the peer the library is tested and benchmarked
+against. :func:`convert_state_dict` maps the weights (or gradients) of one set onto the other,
+so the two builds of a classifier can be compared weight for weight.
+
+Every layer takes and returns channels-last ``(B, T, C)`` tensors and a ``lengths (B,)`` tensor;
+outputs are zero at padded positions.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+LAYER_SETS = ("sublocal", "torch")
+
+__all__ = ["LAYER_SETS", "make_conv", "make_lstm", "make_attention", "make_qrnn", "run_lstm", "run_qrnn", "add_forget_bias", "masked_mean",
+           "pad_mask", "conv_filter_weights", "reverse_within_lengths", "TorchBiLSTM", "TorchMultiWidthConv1d", "TorchAttentionPool", "TorchQRNN", "convert_state_dict"]
+
+
+def _check_layers(layers: str) -> str:
+    if layers not in LAYER_SETS:
+        raise ValueError(f"layers must be one of {LAYER_SETS}, got {layers!r}")
+    return layers
+
+
+def _sublocal_nn(name: str):
+    from .. import nn as snn
+
+    module = getattr(snn, name, None)
+    if module is None:
+        raise NotImplementedError(
+            f"sublocal_kernels.nn.{name} is not available in this build; build the model with "
+            f"layers='torch' (stock torch.nn layers) until it lands")
+    return module
+
+
+def pad_mask(lengths: torch.Tensor, T: int) -> torch.Tensor:
+    """``(B, T) bool``: True at valid positions (``t < lengths[b]``)."""
+    return torch.arange(T, device=lengths.device)[None, :] < lengths[:, None]
+
+
+def masked_mean(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Mean of ``x (B, T, C)`` over each sequence's valid positions: ``(B, C)``."""
+    mask = pad_mask(lengths.to(x.device), x.shape[1]).to(x.dtype)
+    return (x * mask[..., None]).sum(1) / lengths.to(x.device, x.dtype).clamp_min(1)[:, None]
+
+
+# --------------------------------------------------------------------------------------------
+# Multi-width convolution
+
+
+class TorchMultiWidthConv1d(nn.Module):
+    """``len(widths)`` ``nn.Conv1d`` layers, outputs concatenated along channels, then the
+    activation: the stock-PyTorch build of :class:`sublocal_kernels.nn.MultiWidthConv1d`.
+
+    Positions at or past a sequence's length are treated as zeros (the input is masked) and
+    their outputs are zero. Non-causal widths are centred (``w//2`` steps before, ``(w-1)//2``
+    after, times ``dilation``: an even width leans left, as the fused layer does); causal ones
+    look back only (``(w-1)*dilation`` steps).
+    """
+
+    def __init__(self, in_channels: int, filters_per_width: int = 10, widths: Sequence[int] = (1, 3, 5, 9, 15, 21),
+                 activation: str | None = "relu", causal: bool = False, dilation: int = 1):
+        super().__init__()
+        self.in_channels, self.filters_per_width, self.widths = in_channels, filters_per_width, tuple(widths)
+        self.activation, self.causal, self.dilation = activation, causal, dilation
+        self.convs = nn.ModuleList(nn.Conv1d(in_channels, filters_per_width, w, dilation=dilation) for w in widths)
+        self.out_channels = filters_per_width * len(self.widths)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        B, T, _ = x.shape
+        mask = None if lengths is None else pad_mask(lengths.to(x.device), T)
+        if mask is not None:
+            x = x * mask[..., None].to(x.dtype)
+        xc = x.transpose(1, 2)
+        outs = []
+        for w, conv in zip(self.widths, self.convs):
+            span = (w - 1) * self.dilation
+            left = span if self.causal else (w // 2) * self.dilation
+            outs.append(conv(F.pad(xc, (left, span - left))))
+        y = torch.cat(outs, dim=1).transpose(1, 2)
+        if self.activation == "relu":
+            y = torch.relu(y)
+        elif self.activation is not None:
+            raise ValueError(f"activation must be 'relu' or None, got {self.activation!r}")
+        if mask is not None:
+            y = y * mask[..., None].to(y.dtype)
+        return y
+
+
+def make_conv(layers: str, in_channels: int, filters_per_width: int, widths: Sequence[int],
+              activation: str | None = "relu", causal: bool = False, dilation: int = 1) -> nn.Module:
+    if _check_layers(layers) == "torch":
+        return TorchMultiWidthConv1d(in_channels, filters_per_width, widths, activation, causal, dilation)
+    return _sublocal_nn("MultiWidthConv1d")(in_channels, filters_per_width=filters_per_width, widths=tuple(widths),
+                                            activation=activation, causal=causal, dilation=dilation)
+
+
+# --------------------------------------------------------------------------------------------
+# Bidirectional LSTM
+
+
+def reverse_within_lengths(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """``x (B, T, ...)`` with each sequence's first ``lengths[b]`` steps in reverse order (the
+    padding stays where it is): the backward direction's view of a padded batch."""
+    T = x.shape[1]
+    t = torch.arange(T, device=x.device)[None, :]
+    idx = torch.where(t < lengths[:, None], (lengths[:, None] - 1 - t).clamp_min(0), t)
+    return x.gather(1, idx.view(*idx.shape, *([1] * (x.dim() - 2))).expand_as(x))
+
+
+class TorchBiLSTM(nn.Module):
+    """A (bidirectional) LSTM from one-direction ``nn.LSTM`` modules run on the padded batch:
+    the forward direction as is (its outputs at valid steps never see the padding), the
+    backward direction on each sequence reversed within its length. Exactly the packed
+    ``nn.LSTM(bidirectional=True)``'s results, without its CPU cost (``nn.LSTM`` on a
+    ``PackedSequence`` runs many times slower than on padded input on CPU).
+
+    ``directions[layer][d]`` is an ``nn.LSTM(in, hidden, batch_first=True)``; ``d = 1`` is the
+    backward direction (``*_reverse`` in ``nn.LSTM``'s and :class:`sublocal_kernels.nn.LSTM`'s
+    names, which :func:`convert_state_dict` maps).
+
+    ``forward(x, lengths) -> (output (B, T, D*H) zero at padding, h_n (layers*D, B, H))``.
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bidirectional: bool = True):
+        super().__init__()
+        self.hidden_size, self.num_layers = hidden_size, num_layers
+        self.num_directions = 2 if bidirectional else 1
+        self.directions = nn.ModuleList(
+            nn.ModuleList(nn.LSTM(input_size if layer == 0 else hidden_size * self.num_directions, hidden_size,
+                                  batch_first=True) for _ in range(self.num_directions))
+            for layer in range(num_layers))
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        lengths = lengths.to(x.device)
+        mask = pad_mask(lengths, x.shape[1])[..., None].to(x.dtype)
+        rows = torch.arange(x.shape[0], device=x.device)
+        finals = []
+        for layer in self.directions:
+            fwd, _ = layer[0](x)
+            outs = [fwd]
+            finals.append(fwd[rows, lengths - 1])
+            if self.num_directions == 2:
+                bwd = reverse_within_lengths(layer[1](reverse_within_lengths(x, lengths))[0], lengths)
+                outs.append(bwd)
+                finals.append(bwd[:, 0])
+            x = torch.cat(outs, dim=-1) * mask
+        return x, torch.stack(finals)
+
+
+def make_lstm(layers: str, input_size: int, hidden_size: int, num_layers: int = 1, bidirectional: bool = True
+              ) -> nn.Module:
+    if _check_layers(layers) == "torch":
+        return TorchBiLSTM(input_size, hidden_size, num_layers, bidirectional)
+    return _sublocal_nn("LSTM")(input_size, hidden_size, num_layers=num_layers, batch_first=True,
+                                bidirectional=bidirectional)
+
+
+def add_forget_bias(lstm: nn.Module, value: float) -> None:
+    """Add ``value`` to the forget-gate slice of every input bias (gate order i, f, g, o, as in
+    ``nn.LSTM``; both builds use those names). A positive value starts the cell with a long
+    memory (sigmoid(3) = 0.95 per step instead of 0.5), which is what lets a signal at one end
+    of a protein reach the other end early in training."""
+    if not value:
+        return
+    with torch.no_grad():
+        for name, p in lstm.named_parameters():
+            if name.rsplit(".", 1)[-1].startswith("bias_ih"):
+                h = p.shape[0] // 4
+                p[h:2 * h] += value
+
+
+def run_lstm(lstm: nn.Module, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Run either LSTM build over variable-length ``x (B, T, C)``.
+
+    Returns ``(output (B, T, D*H), h_n (layers*D, B, H))``: outputs zero at padded positions;
+    ``h_n`` the state after each sequence's last valid step (forward) and after its first step
+    (backward), as ``nn.LSTM`` on a ``PackedSequence`` gives them.
+    """
+    if isinstance(lstm, TorchBiLSTM):
+        return lstm(x, lengths)
+    out, (h_n, _) = lstm(x, lengths)
+    return out, h_n
+
+
+# --------------------------------------------------------------------------------------------
+# Attention pooling
+
+
+class TorchAttentionPool(nn.Module):
+    """Additive attention pooling from ``nn.Linear`` layers: ``e_t = v . tanh(W h_t + b)``,
+    ``alpha`` a softmax over each sequence's valid steps, ``context = sum_t alpha_t h_t``."""
+
+    def __init__(self, input_size: int, attention_size: int = 400, bias: bool = True):
+        super().__init__()
+        self.project = nn.Linear(input_size, attention_size, bias=bias)
+        self.score = nn.Linear(attention_size, 1, bias=False)
+
+    def forward(self, h: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        e = self.score(torch.tanh(self.project(h)))[..., 0]
+        e = e.masked_fill(~pad_mask(lengths.to(h.device), h.shape[1]), float("-inf"))
+        alpha = torch.softmax(e, dim=1)
+        return torch.bmm(alpha[:, None, :], h)[:, 0], alpha
+
+
+def make_attention(layers: str, input_size: int, attention_size: int = 400) -> nn.Module:
+    if _check_layers(layers) == "torch":
+        return TorchAttentionPool(input_size, attention_size)
+    return _sublocal_nn("AttentionPool")(input_size, attention_size=attention_size)
+
+
+# --------------------------------------------------------------------------------------------
+# QRNN
+
+
+class TorchQRNN(nn.Module):
+    """A stacked, optionally bidirectional QRNN from stock layers: per layer and direction a
+    causal ``nn.Conv1d`` of width ``window`` gives ``z, f, o`` (tanh, sigmoid, sigmoid), then
+    fo-pooling ``c_t = f_t c_{t-1} + (1 - f_t) z_t``, ``h_t = o_t c_t`` as a loop over time (the
+    backward direction runs over each sequence reversed within its length, so its window reads
+    the next ``window - 1`` steps: :class:`sublocal_kernels.nn.QRNN`'s alignment).
+    ``convs[layer * D + d]`` holds ``weight_l{layer}`` (``d = 0``) or ``weight_l{layer}_reverse``."""
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, window: int = 2,
+                 bidirectional: bool = True):
+        super().__init__()
+        self.hidden_size, self.num_layers, self.window = hidden_size, num_layers, window
+        self.num_directions = 2 if bidirectional else 1
+        self.convs = nn.ModuleList()
+        for layer in range(num_layers):
+            size = input_size if layer == 0 else hidden_size * self.num_directions
+            for _ in range(self.num_directions):
+                self.convs.append(nn.Conv1d(size, 3 * hidden_size, window))
+
+    def _direction(self, conv: nn.Conv1d, x: torch.Tensor, lengths: torch.Tensor, mask: torch.Tensor):
+        g = conv(F.pad(x.transpose(1, 2), (self.window - 1, 0))).transpose(1, 2)
+        z, f, o = g.chunk(3, dim=-1)
+        z, f, o = torch.tanh(z), torch.sigmoid(f), torch.sigmoid(o)
+        c = x.new_zeros(x.shape[0], self.hidden_size)
+        hs = []
+        for t in range(x.shape[1]):
+            valid = mask[:, t, None]
+            c = torch.where(valid, f[:, t] * c + (1 - f[:, t]) * z[:, t], c)
+            hs.append(o[:, t] * c * valid)
+        return torch.stack(hs, 1)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        lengths = lengths.to(x.device)
+        mask = pad_mask(lengths, x.shape[1])
+        x = x * mask[..., None].to(x.dtype)
+        for layer in range(self.num_layers):
+            outs = [self._direction(self.convs[layer * self.num_directions], x, lengths, mask)]
+            if self.num_directions == 2:
+                rev = self._direction(self.convs[layer * 2 + 1], reverse_within_lengths(x, lengths), lengths, mask)
+                outs.append(reverse_within_lengths(rev, lengths))
+            x = torch.cat(outs, dim=-1)
+        return x
+
+
+def make_qrnn(layers: str, input_size: int, hidden_size: int, num_layers: int = 1, window: int = 2,
+              bidirectional: bool = True) -> nn.Module:
+    if _check_layers(layers) == "torch":
+        return TorchQRNN(input_size, hidden_size, num_layers, window, bidirectional)
+    return _sublocal_nn("QRNN")(input_size, hidden_size, num_layers=num_layers, kernel_size=window,
+                                bidirectional=bidirectional)
+
+
+def run_qrnn(qrnn: nn.Module, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Either QRNN build over ``x (B, T, C)``: the outputs ``(B, T, D*H)``, zero at padding."""
+    if isinstance(qrnn, TorchQRNN):
+        return qrnn(x, lengths)
+    out, _ = qrnn(x, lengths)
+    return out
+
+
+def conv_filter_weights(conv: nn.Module) -> list[tuple[int, torch.Tensor]]:
+    """``[(width, weight (F, C, width))]`` of either multi-width conv build, in width order
+    (``nn.Conv1d``'s layout: tap ``k`` of a centred filter reads position ``t - (w-1)//2 + k``)."""
+    if isinstance(conv, TorchMultiWidthConv1d):
+        return [(w, c.weight) for w, c in zip(conv.widths, conv.convs)]
+    return _sublocal_conv_filters(conv)
+
+
+# --------------------------------------------------------------------------------------------
+# Weight conversion between the two builds
+
+
+def convert_state_dict(state: dict, model: nn.Module, to: str) -> dict:
+    """Map a state dict (or a dict of gradients with the same keys) of ``model``'s other build
+    onto ``model``'s (``to`` is ``model``'s layer set, ``"torch"`` or ``"sublocal"``).
+
+    Conversion is structural: a layer's tensors are renamed and re-laid out; values are never
+    changed. Keys of layers that are the same in both builds (encoder, dense, ``nn.LSTM``
+    parameters, which :class:`sublocal_kernels.nn.LSTM` shares by name) pass through.
+    """
+    _check_layers(to)
+    out = dict(state)
+    for prefix, module in model.named_modules():
+        p = f"{prefix}." if prefix else ""
+        if isinstance(module, TorchMultiWidthConv1d) and to == "torch":
+            _conv_to_torch(out, p, module)
+        elif isinstance(module, TorchAttentionPool) and to == "torch":
+            _attention_to_torch(out, p)
+        elif to == "sublocal" and type(module).__name__ == "MultiWidthConv1d":
+            _conv_to_sublocal(out, p, module)
+        elif to == "sublocal" and type(module).__name__ == "AttentionPool":
+            _attention_to_sublocal(out, p)
+        elif isinstance(module, TorchBiLSTM) and to == "torch":
+            _lstm_to_torch(out, p, module)
+        elif to == "sublocal" and type(module).__name__ == "LSTM" and hasattr(module, "hidden_size"):
+            _lstm_to_sublocal(out, p, module)
+        elif isinstance(module, TorchQRNN) and to == "torch":
+            _qrnn_to_torch(out, p, module)
+        elif to == "sublocal" and type(module).__name__ == "QRNN":
+            _qrnn_to_sublocal(out, p, module)
+    return out
+
+
+def _attention_to_torch(s: dict, p: str) -> None:
+    s[f"{p}project.weight"] = s.pop(f"{p}w_a").t().contiguous()
+    if f"{p}b_a" in s:
+        s[f"{p}project.bias"] = s.pop(f"{p}b_a")
+    s[f"{p}score.weight"] = s.pop(f"{p}v_a")[None, :].contiguous()
+
+
+def _attention_to_sublocal(s: dict, p: str) -> None:
+    s[f"{p}w_a"] = s.pop(f"{p}project.weight").t().contiguous()
+    if f"{p}project.bias" in s:
+        s[f"{p}b_a"] = s.pop(f"{p}project.bias")
+    s[f"{p}v_a"] = s.pop(f"{p}score.weight")[0].contiguous()
+
+
+def _conv_to_torch(s: dict, p: str, module: TorchMultiWidthConv1d) -> None:
+    for i in range(len(module.convs)):
+        s[f"{p}convs.{i}.weight"] = s.pop(f"{p}weights.{i}")
+        if f"{p}biases.{i}" in s:
+            s[f"{p}convs.{i}.bias"] = s.pop(f"{p}biases.{i}")
+
+
+def _conv_to_sublocal(s: dict, p: str, module: nn.Module) -> None:
+    for i in range(len(module.weights)):
+        s[f"{p}weights.{i}"] = s.pop(f"{p}convs.{i}.weight")
+        if f"{p}convs.{i}.bias" in s:
+            s[f"{p}biases.{i}"] = s.pop(f"{p}convs.{i}.bias")
+
+
+def _lstm_names(num_layers: int, directions: int):
+    for layer in range(num_layers):
+        for d in range(directions):
+            for kind in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+                yield f"directions.{layer}.{d}.{kind}_l0", f"{kind}_l{layer}{'_reverse' if d else ''}"
+
+
+def _lstm_to_torch(s: dict, p: str, module: "TorchBiLSTM") -> None:
+    for ours, theirs in _lstm_names(module.num_layers, module.num_directions):
+        s[f"{p}{ours}"] = s.pop(f"{p}{theirs}")
+
+
+def _lstm_to_sublocal(s: dict, p: str, module: nn.Module) -> None:
+    for ours, theirs in _lstm_names(module.num_layers, 2 if module.bidirectional else 1):
+        s[f"{p}{theirs}"] = s.pop(f"{p}{ours}")
+
+
+def _qrnn_names(num_layers: int, directions: int):
+    for layer in range(num_layers):
+        for d in range(directions):
+            yield layer * directions + d, f"l{layer}{'_reverse' if d else ''}"
+
+
+def _qrnn_to_torch(s: dict, p: str, module: "TorchQRNN") -> None:
+    for i, name in _qrnn_names(module.num_layers, module.num_directions):
+        s[f"{p}convs.{i}.weight"] = s.pop(f"{p}weight_{name}")
+        s[f"{p}convs.{i}.bias"] = s.pop(f"{p}bias_{name}")
+
+
+def _qrnn_to_sublocal(s: dict, p: str, module: nn.Module) -> None:
+    for i, name in _qrnn_names(module.num_layers, module.num_directions):
+        s[f"{p}weight_{name}"] = s.pop(f"{p}convs.{i}.weight")
+        s[f"{p}bias_{name}"] = s.pop(f"{p}convs.{i}.bias")
+
+
+def _sublocal_conv_filters(conv: nn.Module):
+    return list(zip(conv.widths, conv.weights))

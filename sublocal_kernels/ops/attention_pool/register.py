@@ -1,0 +1,77 @@
+"""Registers attention pooling with the dispatcher: fake kernels, the autograd formula, the CUDA kernels.
+
+The schemas and the CPU kernels come from C++ (csrc/ops.cpp, csrc/cpu/attention_pool.cpp); on
+CUDA the Triton kernels (triton.py) run.
+
+``activations`` (the forward's third output) is where the two backends differ by design: the
+CPU kernel keeps ``tanh(h_t W_a + b_a)`` of the valid steps, ``(sum(lengths), A)``, because on
+a CPU the GEMMs are the whole cost and recomputing one would cost a third more time; the GPU
+kernels recompute it in the backward (tensor cores make that cheap, memory is what runs out)
+and return a ``(0, A)`` tensor. The fake mirrors that, with a data-dependent row count on CPU.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..._checks import compute_dtype
+
+
+@torch.library.register_fake("sublocal::attention_pool_fwd")
+def _attention_pool_fwd_fake(h, lengths, w_a, v_a, b_a):
+    B, T, D = h.shape
+    A = w_a.shape[1]
+    context = h.new_empty(B, D)
+    alpha = h.new_empty(B, T)
+    if h.device.type == "cpu":
+        rows = torch.library.get_ctx().new_dynamic_size()
+    else:
+        rows = 0
+    activations = h.new_empty(rows, A, dtype=compute_dtype(h.dtype))
+    return context, alpha, activations
+
+
+@torch.library.register_fake("sublocal::attention_pool_bwd")
+def _attention_pool_bwd_fake(grad_context, grad_alpha, h, lengths, w_a, v_a, b_a, context, alpha, activations):
+    A = w_a.shape[1]
+    grad_h = torch.empty_like(h, memory_format=torch.contiguous_format)
+    return grad_h, torch.empty_like(w_a, memory_format=torch.contiguous_format), v_a.new_empty(A), \
+        v_a.new_empty(A if b_a is not None else 0)
+
+
+def _setup_context(ctx, inputs, output):
+    h, lengths, w_a, v_a, b_a = inputs
+    context, alpha, activations = output
+    ctx.save_for_backward(h, lengths, w_a, v_a, b_a, context, alpha, activations)
+    ctx.mark_non_differentiable(activations)
+    # Without this, autograd hands the backward a zero tensor the size of `activations` (and of
+    # alpha when only the context is used): 124 MB at `paper` on CPU, a quarter of our peak.
+    ctx.set_materialize_grads(False)
+
+
+def _backward(ctx, grad_context, grad_alpha, _grad_activations):
+    h, lengths, w_a, v_a, b_a, context, alpha, activations = ctx.saved_tensors
+    if grad_context is None:
+        grad_context = torch.zeros_like(context)
+    # grad_alpha stays None when only the context is used: the kernels treat it as zeros.
+    grad_h, grad_w, grad_v, grad_b = torch.ops.sublocal.attention_pool_bwd(
+        grad_context, grad_alpha, h, lengths, w_a, v_a, b_a, context, alpha, activations
+    )
+    return grad_h, None, grad_w, grad_v, grad_b if b_a is not None else None
+
+
+torch.library.register_autograd("sublocal::attention_pool_fwd", _backward, setup_context=_setup_context)
+
+
+@torch.library.register_kernel("sublocal::attention_pool_fwd", "cuda")
+def _attention_pool_fwd_cuda(h, lengths, w_a, v_a, b_a):
+    from .triton import attention_pool_fwd_triton
+
+    return attention_pool_fwd_triton(h, lengths, w_a, v_a, b_a)
+
+
+@torch.library.register_kernel("sublocal::attention_pool_bwd", "cuda")
+def _attention_pool_bwd_cuda(grad_context, grad_alpha, h, lengths, w_a, v_a, b_a, context, alpha, activations):
+    from .triton import attention_pool_bwd_triton
+
+    return attention_pool_bwd_triton(grad_context, grad_alpha, h, lengths, w_a, v_a, b_a, context, alpha)

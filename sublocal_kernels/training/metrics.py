@@ -1,0 +1,105 @@
+"""Classification metrics from a confusion matrix: accuracy, per-class MCC and F1, macro means."""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+
+__all__ = ["confusion_matrix", "classification_report", "format_report", "plot_confusion"]
+
+
+def confusion_matrix(true, pred, num_classes: int) -> np.ndarray:
+    """``(K, K) int64``: row = true class, column = predicted class."""
+    cm = np.zeros((num_classes, num_classes), dtype=np.int64)
+    np.add.at(cm, (np.asarray(true, dtype=np.int64), np.asarray(pred, dtype=np.int64)), 1)
+    return cm
+
+
+def _mcc(tp, fp, fn, tn) -> float:
+    den = math.sqrt(float(tp + fp) * float(tp + fn) * float(tn + fp) * float(tn + fn))
+    return 0.0 if den == 0 else float(tp * tn - fp * fn) / den
+
+
+def classification_report(cm: np.ndarray, classes: Sequence[str]) -> dict:
+    """Accuracy, per-class (one-vs-rest) MCC, F1, precision, recall and support, their macro
+    means, and the multi-class MCC (Gorodkin's R_K). A class that is never predicted and never
+    present has MCC and F1 0 and is left out of the macro means (support 0)."""
+    cm = np.asarray(cm, dtype=np.int64)
+    n = int(cm.sum())
+    per = {}
+    for k, name in enumerate(classes):
+        tp = int(cm[k, k])
+        fp = int(cm[:, k].sum()) - tp
+        fn = int(cm[k, :].sum()) - tp
+        tn = n - tp - fp - fn
+        precision = tp / (tp + fp) if tp + fp else 0.0
+        recall = tp / (tp + fn) if tp + fn else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        per[name] = {"mcc": _mcc(tp, fp, fn, tn), "f1": f1, "precision": precision, "recall": recall,
+                     "support": tp + fn}
+    present = [v for v in per.values() if v["support"] > 0]
+    # Gorodkin's multi-class MCC from the covariance form.
+    t, p = cm.sum(1).astype(np.float64), cm.sum(0).astype(np.float64)
+    c = float(np.trace(cm))
+    den = math.sqrt((n * n - float(p @ p)) * (n * n - float(t @ t)))
+    return {
+        "n": n,
+        "accuracy": c / n if n else 0.0,
+        "mcc": 0.0 if den == 0 else (c * n - float(t @ p)) / den,
+        "macro_mcc": float(np.mean([v["mcc"] for v in present])) if present else 0.0,
+        "macro_f1": float(np.mean([v["f1"] for v in present])) if present else 0.0,
+        "per_class": per,
+        "confusion": cm.tolist(),
+        "classes": list(classes),
+    }
+
+
+def format_report(report: dict) -> str:
+    """The report as text: summary line, per-class table, confusion matrix."""
+    classes = report["classes"]
+    width = max(8, max(len(c) for c in classes))
+    lines = [f"n={report['n']}  accuracy={report['accuracy']:.4f}  MCC={report['mcc']:.4f}  "
+             f"macro MCC={report['macro_mcc']:.4f}  macro F1={report['macro_f1']:.4f}", "",
+             f"{'class':<{width}}  {'MCC':>7}  {'F1':>7}  {'prec':>7}  {'recall':>7}  {'n':>6}"]
+    for c in classes:
+        v = report["per_class"][c]
+        lines.append(f"{c:<{width}}  {v['mcc']:7.4f}  {v['f1']:7.4f}  {v['precision']:7.4f}  {v['recall']:7.4f}  "
+                     f"{v['support']:6d}")
+    cm = np.asarray(report["confusion"])
+    cell = max(5, len(str(cm.max())) + 1)
+    lines += ["", "confusion matrix (rows: true, columns: predicted)",
+              " " * (width + 4) + "".join(f"{i:>{cell}d}" for i in range(len(classes)))]
+    for i, c in enumerate(classes):
+        lines.append(f"{c:<{width}} {i:>3d}" + "".join(f"{v:>{cell}d}" for v in cm[i]))
+    return "\n".join(lines)
+
+
+def plot_confusion(report: dict, path: str, title: str = "Confusion matrix") -> str:
+    """Write the confusion matrix as a PNG (row-normalised colours, counts written in)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cm = np.asarray(report["confusion"], dtype=np.float64)
+    classes = report["classes"]
+    norm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
+    size = 1.6 + 0.55 * len(classes)
+    fig, ax = plt.subplots(figsize=(size + 1.5, size))
+    im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    for i in range(len(classes)):
+        for j in range(len(classes)):
+            ax.text(j, i, int(cm[i, j]), ha="center", va="center", fontsize=8,
+                    color="white" if norm[i, j] > 0.5 else "black")
+    ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
+    ax.set_yticks(range(len(classes)), classes)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(f"{title} (accuracy {report['accuracy']:.3f})")
+    fig.colorbar(im, ax=ax, fraction=0.046, label="fraction of true class")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

@@ -1,0 +1,433 @@
+"""Training, evaluation and prediction loops (the library behind ``sublocal train/evaluate/predict``).
+
+Reproducibility: the model is initialised from ``seed``; batches come from a
+:class:`~sublocal_kernels.data.LengthBucketSampler` seeded by ``(seed, epoch)``; dropout is
+seeded per step from ``(seed, epoch, step, rank)``. So the run is a function of its config, a
+run resumed from a checkpoint (even one written in the middle of an epoch) repeats the
+uninterrupted run exactly, and ``W`` processes under ``torchrun`` see the same global batches
+as one process (each takes every ``W``-th sequence of each batch; the loss is normalised by
+the global batch size, so DistributedDataParallel's gradient average is the one-process
+gradient).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..data import (LengthBucketSampler, SequenceDataset, collate, get_alphabet, iter_fasta, load_records,
+                    stratified_split)
+from ..models import build_model
+from .checkpoint import Checkpoint, atomic_write, load_checkpoint, save_checkpoint
+from .metrics import classification_report, confusion_matrix
+
+__all__ = ["TrainConfig", "train", "prepare_data", "evaluate_model", "predict_file", "run_model",
+           "DistributedContext", "distributed_context", "step_seed"]
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run depends on (saved in every checkpoint)."""
+
+    data: str
+    out: str = "runs/sublocal"
+    model: str = "alstm"
+    model_args: dict = field(default_factory=dict)
+    format: str = "auto"
+    alphabet: str = "protein"
+    encoding: str = "onehot"
+    features: str | None = None
+    max_length: int | None = None
+    epochs: int = 100
+    lr: float = 2e-4
+    batch_size: int = 32
+    max_tokens: int | None = None
+    clip_norm: float | None = 5.0
+    weight_decay: float = 0.0
+    val_fraction: float = 0.1
+    test_fraction: float = 0.1
+    seed: int = 0
+    split_seed: int | None = None  # the train/val/test split's seed (None: ``seed``)
+    device: str = "auto"
+    checkpoint_every: int = 0
+    progress: bool | None = None
+    eval_batch_size: int = 64
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, doc: dict) -> "TrainConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in doc.items() if k in names})
+
+
+# --------------------------------------------------------------------------------------------
+# Distributed set-up (torchrun)
+
+
+@dataclass
+class DistributedContext:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def active(self) -> bool:
+        return self.world_size > 1
+
+
+def distributed_context(device: torch.device) -> DistributedContext:
+    """Join the process group when started by ``torchrun`` (``WORLD_SIZE`` > 1): gloo on CPU,
+    NCCL on CUDA; one process per GPU (``LOCAL_RANK``)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return DistributedContext()
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return DistributedContext(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def resolve_device(name: str, ctx: DistributedContext | None = None) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(name)
+    if device.type == "cuda" and device.index is None:
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        device = torch.device("cuda", local)
+    return device
+
+
+def step_seed(seed: int, epoch: int, step: int, rank: int) -> int:
+    """The dropout seed of one step: a function of the run's seed and the step's place only."""
+    return int(np.random.SeedSequence([seed, epoch, step, rank]).generate_state(1)[0])
+
+
+# --------------------------------------------------------------------------------------------
+# Data
+
+
+def prepare_data(cfg: TrainConfig, classes=None) -> tuple[SequenceDataset, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Read ``cfg.data``, tokenise it, and split it (seeded, stratified). Records flagged
+    ``test`` (DeepLoc headers or a ``partition`` column) form the test set when there are any;
+    the rest is split into training and validation."""
+    records = load_records(cfg.data, cfg.format, cfg.alphabet, classes)
+    ds = SequenceDataset(records, classes, cfg.alphabet, cfg.max_length, cfg.features)
+    flagged = np.array([r.partition == "test" for r in ds.records])
+    seed = cfg.seed if cfg.split_seed is None else cfg.split_seed
+    if flagged.any():
+        rest = np.flatnonzero(~flagged)
+        v = cfg.val_fraction
+        tr, va = stratified_split(ds.labels[rest], (1 - v, v), seed)
+        return ds, (rest[tr], rest[va], np.flatnonzero(flagged))
+    v, t = cfg.val_fraction, cfg.test_fraction
+    return ds, stratified_split(ds.labels, (1 - v - t, v, t), seed)
+
+
+# --------------------------------------------------------------------------------------------
+# Evaluation
+
+
+@torch.no_grad()
+def run_model(model, ds: SequenceDataset, indices, device, batch_size: int = 64, details: bool = False,
+              ctx: DistributedContext | None = None, callback: Callable | None = None):
+    """Run ``model`` over ``ds[indices]`` in length-sorted batches (rank ``r`` of ``W`` takes
+    every ``W``-th batch). Returns ``(probs (N, K) float32, loss_sum, n)`` in the order of
+    ``indices`` (rows of other ranks' batches are zero); with ``callback``, calls
+    ``callback(batch, output)`` per batch with the :class:`ClassifierOutput`."""
+    ctx = ctx or DistributedContext()
+    indices = np.asarray(indices, dtype=np.int64)
+    was_training = model.training
+    model.eval()
+    probs = np.zeros((len(indices), model.num_classes), dtype=np.float32)
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    sampler = LengthBucketSampler(ds.lengths[indices], batch_size, shuffle=False)
+    for k, local in enumerate(sampler.batches()):
+        if k % ctx.world_size != ctx.rank:
+            continue
+        batch = collate(ds, indices[local]).to(device)
+        if details or callback is not None:
+            out = model.forward_details(batch.tokens, batch.lengths, batch.features)
+            logits = out.logits
+        else:
+            out, logits = None, model(batch.tokens, batch.lengths, batch.features)
+        labelled = batch.labels >= 0
+        if bool(labelled.any()):
+            loss_sum += F.cross_entropy(logits[labelled].float(), batch.labels[labelled], reduction="sum").double()
+        probs[local] = torch.softmax(logits.float(), -1).cpu().numpy()
+        if callback is not None:
+            callback(batch, out)
+    model.train(was_training)
+    return probs, loss_sum, len(indices)
+
+
+def evaluate_model(model, ds: SequenceDataset, indices, device, batch_size: int = 64,
+                   ctx: DistributedContext | None = None) -> dict:
+    """Loss and :func:`classification_report` of ``model`` on ``ds[indices]`` (all ranks
+    contribute their batches; every rank gets the totals)."""
+    ctx = ctx or DistributedContext()
+    probs, loss_sum, n = run_model(model, ds, indices, device, batch_size, ctx=ctx)
+    labels = ds.labels[np.asarray(indices, dtype=np.int64)]
+    pred = probs.argmax(1)
+    cm = torch.from_numpy(confusion_matrix(labels, pred, len(ds.classes)) if n else
+                          np.zeros((len(ds.classes),) * 2, dtype=np.int64))
+    if ctx.active:
+        import torch.distributed as dist
+
+        # Each rank filled only its own batches: count only those rows.
+        mine = probs.sum(1) > 0
+        cm = torch.from_numpy(confusion_matrix(labels[mine], pred[mine], len(ds.classes)))
+        totals = torch.cat([cm.flatten().double(), loss_sum.cpu().reshape(1)]).to(device)
+        dist.all_reduce(totals)
+        totals = totals.cpu()
+        cm = totals[:-1].round().long().reshape(cm.shape)
+        loss_sum = totals[-1]
+    report = classification_report(cm.numpy(), ds.classes)
+    report["loss"] = float(loss_sum) / max(1, n)
+    return report
+
+
+# --------------------------------------------------------------------------------------------
+# Training
+
+
+def _progress(enabled: bool | None):
+    if enabled is None:
+        enabled = sys.stderr.isatty()
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    return tqdm
+
+
+def _meta(cfg: TrainConfig, ds: SequenceDataset, state: dict) -> dict:
+    return {"classes": ds.classes, "alphabet": ds.alphabet.name, "max_length": cfg.max_length,
+            "encoding": cfg.encoding, "num_features": ds.num_features, "train_config": cfg.to_json(),
+            "train_state": state}
+
+
+def _log(ctx: DistributedContext, msg: str) -> None:
+    if ctx.is_main:
+        print(msg, flush=True)
+
+
+def train(cfg: TrainConfig, resume: bool = False, log: Callable[[str], None] | None = None,
+          stop_after_steps: int | None = None) -> dict:
+    """Train ``cfg.model`` on ``cfg.data``; write ``best`` and ``last`` checkpoints into
+    ``cfg.out``; return a summary (history, best validation loss, test report of the best
+    checkpoint).
+
+    ``resume``: continue from ``cfg.out/last.json`` (its saved config wins, except ``epochs``).
+    ``stop_after_steps``: stop after this many optimizer steps (simulates an interrupted run).
+    """
+    device = resolve_device(cfg.device)
+    ctx = distributed_context(device)
+    say = log or (lambda m: _log(ctx, m))
+    last_path = os.path.join(cfg.out, "last.json")
+    resumed: Checkpoint | None = None
+    if resume:
+        if not os.path.isfile(last_path):
+            raise FileNotFoundError(f"--resume: no checkpoint to resume from at {last_path}")
+        resumed = load_checkpoint(last_path, device)
+        saved = TrainConfig.from_json(resumed.meta["train_config"])
+        saved.epochs, saved.progress, saved.device, saved.out = cfg.epochs, cfg.progress, cfg.device, cfg.out
+        cfg = saved
+    ds, (tr, va, te) = prepare_data(cfg)
+    if len(tr) == 0:
+        raise ValueError(f"{cfg.data}: no training sequences after the split")
+    torch.manual_seed(cfg.seed)
+    model_args = dict(cfg.model_args)
+    model_args.setdefault("alphabet", ds.alphabet.name)
+    model_args.setdefault("encoding", cfg.encoding)
+    model_args.setdefault("extra_features", ds.num_features)
+    model = build_model(cfg.model, num_classes=len(ds.classes), **model_args).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    state = {"epoch": 0, "step": 0, "loss_sum": 0.0, "seen": 0, "best_val_loss": math.inf, "best_epoch": None,
+             "history": []}
+    if resumed is not None:
+        model.load_state_dict(resumed.model.state_dict())
+        resumed.load_optimizer(optimizer)
+        state.update(resumed.meta["train_state"])
+        say(f"resuming {last_path}: epoch {state['epoch'] + 1}, step {state['step']}")
+    net = model
+    if ctx.active:
+        from torch.nn.parallel import DistributedDataParallel
+
+        net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    sampler = LengthBucketSampler(ds.lengths[tr], cfg.batch_size, shuffle=True, seed=cfg.seed,
+                                  max_tokens=cfg.max_tokens, num_replicas=ctx.world_size, rank=ctx.rank)
+    tqdm = _progress(cfg.progress) if ctx.is_main else None
+    if ctx.is_main:
+        os.makedirs(cfg.out, exist_ok=True)
+        with open(os.path.join(cfg.out, "config.json"), "w") as fh:
+            json.dump(cfg.to_json(), fh, indent=1)
+    say(f"{cfg.model}: {sum(p.numel() for p in model.parameters())} parameters, classes {ds.classes}; "
+        f"train/val/test = {len(tr)}/{len(va)}/{len(te)} sequences on {device}"
+        + (f", {ctx.world_size} processes" if ctx.active else ""))
+    steps_done = 0
+    interrupted = False
+    params = [p for p in model.parameters() if p.requires_grad]
+    for epoch in range(state["epoch"], cfg.epochs):
+        batches = sampler.batches(epoch)
+        start_step = state["step"] if epoch == state["epoch"] else 0
+        if start_step == 0:
+            state["loss_sum"], state["seen"] = 0.0, 0
+        loss_acc = torch.zeros((), dtype=torch.float64, device=device)  # this rank's loss sum
+        seen = local_seen = 0
+        bar = tqdm(total=len(batches), initial=start_step, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch",
+                   leave=False, dynamic_ncols=True) if tqdm else None
+        t0, last_refresh = time.perf_counter(), 0.0
+        model.train()
+        step = start_step
+        for step in range(start_step, len(batches)):
+            global_batch = batches[step]
+            torch.manual_seed(step_seed(cfg.seed, epoch, step, ctx.rank))
+            local = sampler.shard(global_batch)
+            batch = collate(ds, tr[local]).to(device)
+            logits = net(batch.tokens, batch.lengths, batch.features)
+            # This rank's loss sum / global batch size, times W because DDP averages the W
+            # gradients: the gradient of the global-batch mean, whatever the shard sizes.
+            loss_sum = F.cross_entropy(logits.float(), batch.labels, reduction="sum")
+            loss = loss_sum * (ctx.world_size / len(global_batch))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.clip_norm:
+                torch.nn.utils.clip_grad_norm_(params, cfg.clip_norm)
+            optimizer.step()
+            loss_acc += loss_sum.detach().double()
+            seen += len(global_batch)
+            local_seen += len(local)
+            steps_done += 1
+            if bar is not None:
+                bar.update(1)
+                now = time.perf_counter()
+                if now - last_refresh > 0.5:  # one host sync per refresh, not one per batch
+                    last_refresh = now
+                    bar.set_postfix(loss=f"{float(loss_acc) / local_seen:.4f}", seq_s=f"{seen / (now - t0):.1f}")
+            if cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0 and step + 1 < len(batches):
+                total = _global_sum(loss_acc, ctx)  # a collective: every rank calls it here
+                if ctx.is_main:
+                    mid = dict(state, epoch=epoch, step=step + 1, loss_sum=state["loss_sum"] + total,
+                               seen=state["seen"] + seen)
+                    save_checkpoint(cfg.out, "last", model, _meta(cfg, ds, mid), optimizer)
+            if stop_after_steps is not None and steps_done >= stop_after_steps:
+                interrupted = True
+                break
+        if bar is not None:
+            bar.close()
+        if interrupted:
+            say(f"stopped after {steps_done} steps (epoch {epoch + 1}, step {step + 1})")
+            break
+        elapsed = time.perf_counter() - t0
+        train_loss = (state["loss_sum"] + _global_sum(loss_acc, ctx)) / max(1, state["seen"] + seen)
+        val = evaluate_model(model, ds, va, device, cfg.eval_batch_size, ctx) if len(va) else None
+        row = {"epoch": epoch + 1, "train_loss": train_loss, "seq_per_s": seen / max(elapsed, 1e-9),
+               "time_s": elapsed}
+        if val is not None:
+            row.update(val_loss=val["loss"], val_accuracy=val["accuracy"], val_macro_mcc=val["macro_mcc"])
+        state["history"].append(row)
+        state.update(epoch=epoch + 1, step=0, loss_sum=0.0, seen=0)
+        improved = val is not None and val["loss"] < state["best_val_loss"]
+        if improved or (val is None):
+            state["best_val_loss"] = val["loss"] if val is not None else state["best_val_loss"]
+            state["best_epoch"] = epoch + 1
+        if ctx.is_main:
+            if improved or val is None:
+                save_checkpoint(cfg.out, "best", model, _meta(cfg, ds, state))
+            save_checkpoint(cfg.out, "last", model, _meta(cfg, ds, state), optimizer)
+        if ctx.active:
+            import torch.distributed as dist
+
+            dist.barrier()  # the other ranks read these checkpoints (the final test report)
+        msg = f"epoch {epoch + 1}/{cfg.epochs}: train loss {train_loss:.4f}, {row['seq_per_s']:.1f} seq/s"
+        if val is not None:
+            msg += (f"; val loss {val['loss']:.4f}, accuracy {val['accuracy']:.4f}, macro MCC {val['macro_mcc']:.4f}"
+                    + (" (best)" if improved else ""))
+        say(msg)
+    summary = {"history": state["history"], "best_val_loss": state["best_val_loss"],
+               "best_epoch": state["best_epoch"], "interrupted": interrupted, "out": cfg.out,
+               "splits": {"train": len(tr), "val": len(va), "test": len(te)}}
+    if not interrupted and len(te) and os.path.isfile(os.path.join(cfg.out, "best.json")):
+        best = load_checkpoint(os.path.join(cfg.out, "best.json"), device)
+        report = evaluate_model(best.model, ds, te, device, cfg.eval_batch_size, ctx)
+        summary["test"] = report
+        say(f"test (best checkpoint, epoch {state['best_epoch']}): accuracy {report['accuracy']:.4f}, "
+            f"macro MCC {report['macro_mcc']:.4f}, macro F1 {report['macro_f1']:.4f}")
+    if ctx.is_main:
+        atomic_write(os.path.join(cfg.out, "summary.json"),
+                     (json.dumps(_json_ready(summary), indent=1) + "\n").encode())
+    return summary
+
+
+def _global_sum(acc: torch.Tensor, ctx: DistributedContext) -> float:
+    """The sum of every rank's ``acc`` (a collective when distributed)."""
+    if ctx.active:
+        import torch.distributed as dist
+
+        acc = acc.clone()
+        dist.all_reduce(acc)
+    return float(acc)
+
+
+def _json_ready(value):
+    if isinstance(value, dict):
+        return {k: _json_ready(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_ready(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+# --------------------------------------------------------------------------------------------
+# Prediction
+
+
+def predict_file(checkpoint: Checkpoint, fasta: str, out, device, batch_size: int = 64, chunk: int = 2048,
+                 features: str | None = None) -> int:
+    """Write ``id, prediction, p_<class>...`` rows (TSV) for every record of ``fasta``, reading
+    ``chunk`` records at a time (constant memory for any file size). Returns the row count."""
+    meta = checkpoint.meta
+    classes = meta["classes"]
+    alphabet = get_alphabet(meta["alphabet"])
+    model = checkpoint.model.to(device).eval()
+    need_features = int(meta.get("num_features", 0) or 0)
+    if need_features and features is None:
+        raise ValueError(f"this model reads {need_features} precomputed features per residue: pass --features FILE.npz")
+    out.write("id\tprediction\t" + "\t".join(f"p_{c}" for c in classes) + "\n")
+    n = 0
+    pending = []
+
+    def flush():
+        nonlocal n
+        ds = SequenceDataset(pending, classes, alphabet, meta.get("max_length"), features)
+        probs, _, _ = run_model(model, ds, np.arange(len(ds)), device, batch_size)
+        for rec, p in zip(pending, probs):
+            out.write(f"{rec.id}\t{classes[int(p.argmax())]}\t" + "\t".join(f"{v:.6f}" for v in p) + "\n")
+        n += len(pending)
+        pending.clear()
+
+    for rec in iter_fasta(fasta, alphabet, "plain"):
+        pending.append(rec)
+        if len(pending) >= chunk:
+            flush()
+    if pending:
+        flush()
+    return n
