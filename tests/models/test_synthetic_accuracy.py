@@ -1,14 +1,10 @@
-"""The acceptance test of the model layer: an A-LSTM learns the synthetic set on the CPU, and
-its attention looks at the planted signals.
+"""The acceptance test of the model layer: an A-LSTM built from the fused layers learns the
+synthetic set on the CPU, and its attention looks at the planted signals.
 
-NOT MET RELIABLY YET (xfail, not a pass). The attention part holds (84-100% of the proteins with
-a signal, mean mass near the signals 0.87-0.998 vs 0.42 for uniform attention), but the
-accuracy depends on the run: pairs that differ by one short signal (ER vs Extracellular: the
-same signal peptide, the ER one with a C-terminal KDEL tail; Nucleus vs Cytoplasm: an internal
-NLS) sometimes stay mixed. Measured on the loaded 2-core machine, torch.nn build: batches of 32, 7 x 200, 10
-epochs: 0.85 (ER/Extracellular mixed); batches of 8, 7 x 200, 5 epochs, clip 5: 0.71; batches
-of 8, 7 x 300, clip 1 (a standalone loop): 0.99 validation accuracy after 2 epochs; the same
-through the trainer with these settings (the demo's): 0.848, attention hits 100%, 365 CPU s.
+Runs the demo's settings (sublocal_kernels.demo.DEMO, seed 0): measured on the 2-core machine,
+test accuracy 1.000, every test protein with a signal has at least half of its attention within
+10 residues of it (mean mass 0.98 vs 0.42 for uniform attention), about 85 CPU seconds. Other
+seeds and settings are recorded in demo.py; the outcome depends on the seed.
 """
 
 import time
@@ -21,7 +17,6 @@ CPU_SECONDS = 600  # process CPU time (both cores), so other load on the machine
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=False, reason="accuracy >= 0.95 not reached reliably yet (see the module docstring)")
 def test_alstm_learns_planted_signals(tmp_path):
     t0 = time.process_time()
     result = run_demo(str(tmp_path), seed=0, device="cpu", settings=DEMO, progress=False, plots=False,
