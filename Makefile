@@ -20,7 +20,7 @@ $(STAMP): requirements-dev.txt pyproject.toml setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install --quiet "$(TORCH_SPEC)"
 	$(PY) -m pip install --quiet -r requirements-dev.txt
-	$(PY) -m pip install --quiet --no-build-isolation --no-deps -e .
+	SUBLOCAL_NO_EXTENSION=1 $(PY) -m pip install --quiet --no-build-isolation --no-deps -e .
 	touch $(STAMP)
 
 # Incremental rebuild of sublocal_kernels/_C*.so (ninja recompiles only what changed).

@@ -82,6 +82,11 @@ ext_modules = [
     )
 ]
 
+# SUBLOCAL_NO_EXTENSION=1: install the Python package only (the Makefile's environment step,
+# whose `build` step then compiles the extension in place once, instead of twice).
+if os.environ.get("SUBLOCAL_NO_EXTENSION", "0") == "1":
+    ext_modules = []
+
 setup(
     packages=find_packages(include=["sublocal_kernels", "sublocal_kernels.*"]),
     ext_modules=ext_modules,
