@@ -99,6 +99,25 @@ def test_sublocal_build_matches_torch_build(name, batch):
         assert_close(p.grad, grads_peer[k], torch.float64, name=f"grad {k}")
 
 
+@pytest.mark.parametrize("name", SUBLOCAL_READY)
+def test_shard_gradients_add_up(name, batch):
+    """What DistributedDataParallel relies on: the fused build's gradients of two shards' loss
+    sums add up to the gradient of the whole batch's loss sum (float64, dropout off)."""
+    tokens, lengths, labels = batch
+    torch.manual_seed(0)
+    model = make(name, "sublocal", dropout=0.0).double()
+
+    def grads(rows):
+        model.zero_grad()
+        torch.nn.functional.cross_entropy(model(tokens[rows], lengths[rows]), labels[rows], reduction="sum").backward()
+        return {k: p.grad.clone() for k, p in model.named_parameters()}
+
+    rows = torch.arange(len(tokens))
+    whole, first, second = grads(rows), grads(rows[::2]), grads(rows[1::2])
+    for k in whole:
+        assert_close(first[k] + second[k], whole[k], torch.float64, name=f"grad {k}")
+
+
 def test_ensemble_averages_probabilities(batch):
     tokens, lengths, _ = batch
     members = [make("rlstm", "torch").eval() for _ in range(3)]
