@@ -42,9 +42,12 @@ bench: build
 	$(PY) -m benchmarks.run
 
 # The synthetic localization demo: an A-LSTM trained on the CPU in a few minutes, its test
-# accuracy, where its attention looks, and the plots (demo_out/plots/*.png).
+# accuracy, where its attention looks, and the plots (demo_out/plots/*.png); then each op's
+# forward+backward against its peers on this device, less those that take minutes per call on a
+# CPU (`make bench` runs every peer, nn.LSTM on a PackedSequence included).
 demo: build
 	$(PY) -m sublocal_kernels.cli demo --out demo_out
+	$(PY) -m benchmarks.run --quick --results none
 
 clean:
 	rm -rf $(BUILD) sublocal_kernels/*.so *.egg-info .pytest_cache .benchmarks .hypothesis

@@ -49,6 +49,7 @@ class LstmBench(BenchSpec):
     shapes = LSTM_SHAPES
     all_providers = ("sublocal", "nn.LSTM-packed", "nn.LSTM-padded", "ref-eager")
     reference = "ref-eager"
+    slow_on_cpu = ("nn.LSTM-packed", "ref-eager")
 
     def default_shapes(self, device):
         return ["paper"] if device.type == "cpu" else ["paper", "full-length", "infer1"]

@@ -305,6 +305,8 @@ class BenchSpec:
     shapes: dict[str, Shape] = {}
     all_providers: tuple[str, ...] = ()
     reference: str = "ref-eager"
+    # Providers that take minutes per call on a CPU; `--quick` (the demo) leaves them out there.
+    slow_on_cpu: tuple[str, ...] = ()
     # norm-relative error allowed between a provider and the reference in smoke checks
     tolerance = {torch.float64: 1e-9, torch.float32: 1e-4, torch.float16: 1e-2, torch.bfloat16: 3e-2}
 

@@ -33,6 +33,7 @@ def pytest_addoption(parser):
     g.addoption("--bench-dtypes", default=None, help="comma-separated dtypes (default: float32 on CPU; float32,bfloat16 on GPU)")
     g.addoption("--bench-modes", default=None, help="comma-separated of fwd, bwd, fwd+bwd (default: all)")
     g.addoption("--bench-providers", default=None, help="comma-separated providers (default: each op's for the device)")
+    g.addoption("--bench-quick", action="store_true", help="leave out the peers that take minutes per call on a CPU")
     g.addoption("--bench-threads", default=None, type=int, help="CPU threads (default: all cores)")
     g.addoption("--bench-results", default=None,
                 help="results file (default benchmarks/results/<machine>-<date>.json; 'none': do not write)")
@@ -75,6 +76,8 @@ def pytest_generate_tests(metafunc):
     modes = _list(config, "--bench-modes") or list(MODES)
     providers = _list(config, "--bench-providers") or spec.providers(device, is_smoke)
     providers = [p for p in providers if p in spec.all_providers]
+    if config.getoption("--bench-quick") and device.type == "cpu":
+        providers = [p for p in providers if p not in spec.slow_on_cpu]
     cases = []
     for name in shapes:
         shape = spec.shapes[name]

@@ -30,7 +30,7 @@ def main(argv=None) -> int:
     ap.add_argument("--providers", default=None)
     ap.add_argument("--threads", default=None, type=int)
     ap.add_argument("--results", default=None, help="results file, or 'none'")
-    ap.add_argument("--quick", action="store_true", help="forward+backward only (the demo)")
+    ap.add_argument("--quick", action="store_true", help="forward+backward only, without the peers that take minutes per call on a CPU (the demo)")
     args = ap.parse_args(argv)
     files = sorted(HERE.glob("bench_*.py"))
     if args.ops:
@@ -45,8 +45,10 @@ def main(argv=None) -> int:
         value = getattr(args, opt)
         if value is not None:
             pytest_args.append(f"--bench-{opt}={value}")
-    if args.quick and args.modes is None:
-        pytest_args.append("--bench-modes=fwd+bwd")
+    if args.quick:
+        pytest_args.append("--bench-quick")
+        if args.modes is None:
+            pytest_args.append("--bench-modes=fwd+bwd")
     return int(pytest.main(pytest_args))
 
 

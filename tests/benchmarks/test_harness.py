@@ -75,3 +75,27 @@ def test_modes_return_gradients():
 def test_measure_machine_cpu():
     info = measure_machine(torch.device("cpu"), [torch.float32])
     assert info["bandwidth_gbs"] > 0 and info["peak_tflops"]["float32"] > 0 and info["threads"] >= 1
+
+
+def test_quick_leaves_out_the_slow_cpu_peers():
+    """`--quick` (the demo) collects every op but not the peers that take minutes per call on a
+    CPU (nn.LSTM on a PackedSequence, the LSTM reference loop); without it they are there."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+
+    def collected(*extra):
+        done = subprocess.run([sys.executable, "-m", "pytest", "benchmarks/bench_lstm.py", "benchmarks/bench_fo_pool.py",
+                               "--collect-only", "-q", "-p", "no:cacheprovider", "--bench-device=cpu", *extra],
+                              cwd=root, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+        return [line for line in done.stdout.splitlines() if "::test_bench[" in line]
+
+    quick = collected("--bench-quick", "--bench-modes=fwd+bwd")
+    full = collected("--bench-modes=fwd+bwd")
+    assert any("nn.LSTM-packed" in c for c in full)
+    assert not any("nn.LSTM-packed" in c or ("bench_lstm" in c and "ref-eager" in c) for c in quick)
+    assert any("bench_lstm" in c and "nn.LSTM-padded" in c for c in quick)
+    assert any("bench_fo_pool" in c and "ref-eager" in c for c in quick)
