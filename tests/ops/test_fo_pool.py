@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 import sublocal_kernels as sk
 from sublocal_kernels.ops.fo_pool import CHUNK, fo_pool_ref
-from tests.helpers import assert_close, random_lengths, triton_interpreted
+from tests.helpers import assert_close, compile_for_sm90, random_lengths, triton_interpreted
 
 OP_FWD = torch.ops.sublocal.fo_pool_fwd
 OP_BWD = torch.ops.sublocal.fo_pool_bwd
@@ -448,12 +448,4 @@ print("compiled")
 def test_triton_kernels_compile_for_sm90(tmp_path):
     """The GPU path without a GPU: Triton's real compiler (not the interpreter) lowers every
     fo-pool kernel variant (dtypes, directions, the time-split passes) to sm_90 cubin."""
-    import os
-    import subprocess
-    import sys
-
-    pytest.importorskip("triton")
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    env["TRITON_CACHE_DIR"] = str(tmp_path)
-    done = subprocess.run([sys.executable, "-c", _AOT_SCRIPT], env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0 and "compiled" in done.stdout, done.stderr[-3000:]
+    compile_for_sm90(_AOT_SCRIPT, tmp_path, timeout=600)

@@ -11,7 +11,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 import sublocal_kernels as sk
 from sublocal_kernels.ops.lstm import lstm_ref, weight_names
-from tests.helpers import assert_close, random_lengths, triton_interpreted
+from tests.helpers import assert_close, compile_for_sm90, random_lengths, triton_interpreted
 
 OP_FWD = torch.ops.sublocal.lstm_fwd
 OP_BWD = torch.ops.sublocal.lstm_bwd
@@ -530,12 +530,4 @@ def test_triton_kernels_compile_for_sm90(tmp_path):
     """The GPU path without a GPU: Triton's real compiler (not the interpreter) lowers both LSTM
     kernels to sm_90 cubin for every dtype the op takes, float32 with and without TF32, one and
     two directions and the tile sizes the launcher picks."""
-    import os
-    import subprocess
-    import sys
-
-    pytest.importorskip("triton")
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    env["TRITON_CACHE_DIR"] = str(tmp_path)
-    done = subprocess.run([sys.executable, "-c", _AOT_SCRIPT], env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0 and "compiled" in done.stdout, done.stderr[-3000:]
+    compile_for_sm90(_AOT_SCRIPT, tmp_path, timeout=600)

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 import sublocal_kernels as sk
 from sublocal_kernels.ops.multiwidth_conv1d import multiwidth_conv1d_ref
-from tests.helpers import assert_close, random_lengths, triton_interpreted
+from tests.helpers import assert_close, compile_for_sm90, random_lengths, triton_interpreted
 
 OP_FWD = torch.ops.sublocal.multiwidth_conv1d_fwd
 OP_BWD = torch.ops.sublocal.multiwidth_conv1d_bwd
@@ -549,15 +549,7 @@ def test_triton_kernels_compile_for_sm90(tmp_path):
     """The GPU path without a GPU: Triton's own compiler (not the interpreter) lowers the kernels
     to sm_90 PTX and cubin; bfloat16 products use the tensor cores, float32 ones tf32x3, float64
     ones float64 arithmetic."""
-    import os
-    import subprocess
-    import sys
-
-    pytest.importorskip("triton")
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    env["TRITON_CACHE_DIR"] = str(tmp_path)
-    done = subprocess.run([sys.executable, "-c", _AOT_SCRIPT], env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0 and "compiled" in done.stdout, done.stderr[-3000:]
+    compile_for_sm90(_AOT_SCRIPT, tmp_path, timeout=300)
 
 
 # ---- CUDA (skipped where no GPU is present) --------------------------------------------------
