@@ -8,6 +8,7 @@ import os
 import numpy as np
 import torch
 
+from ._optional import require
 from .data import SequenceDataset
 from .data.encodings import ResidueEncoder
 from .models.layers import conv_filter_weights
@@ -16,8 +17,7 @@ __all__ = ["collect_outputs", "plot_attention", "plot_filter_logos", "plot_tsne"
 
 
 def _plt():
-    import matplotlib
-
+    matplotlib = require("matplotlib", "plots")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -111,7 +111,7 @@ def plot_filter_logos(model, path: str, max_per_width: int | None = None, title:
     """Every filter of the model's first convolution as a sequence logo (logomaker): letter
     heights are the filter's positive response to each residue at each tap (what the filter
     looks for; negative responses are left out so the motif stays readable)."""
-    import logomaker
+    logomaker = require("logomaker", "filter logos")
     import pandas as pd
 
     plt = _plt()
@@ -140,7 +140,7 @@ def plot_filter_logos(model, path: str, max_per_width: int | None = None, title:
 
 def plot_tsne(representation: np.ndarray, labels, classes, path: str, seed: int = 0, title: str | None = None) -> str:
     """t-SNE (scikit-learn) of the pooled sequence representations, coloured by true class."""
-    from sklearn.manifold import TSNE
+    TSNE = require("sklearn.manifold", "t-SNE").TSNE
 
     plt = _plt()
     n = len(representation)

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .._optional import require
 from .alphabets import AMINO_ACIDS, Alphabet, get_alphabet
 
 __all__ = ["ENCODINGS", "ResidueEncoder", "blosum80_table", "onehot_table", "encoding_table"]
@@ -33,9 +34,7 @@ ENCODINGS = ("onehot", "blosum80", "onehot+blosum80", "embedding")
 
 @functools.lru_cache(maxsize=None)
 def _blosum80():
-    from Bio.Align import substitution_matrices
-
-    return substitution_matrices.load("BLOSUM80")
+    return require("Bio.Align.substitution_matrices", "the BLOSUM80 encoding").load("BLOSUM80")
 
 
 def blosum80_table(alphabet="protein") -> np.ndarray:

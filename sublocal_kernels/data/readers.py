@@ -26,8 +26,7 @@ import os
 from dataclasses import dataclass
 from typing import Iterator
 
-from Bio import SeqIO
-
+from .._optional import require
 from .alphabets import Alphabet, SequenceError, get_alphabet
 
 __all__ = ["Record", "DataFormatError", "read_fasta", "read_deeploc", "read_directory", "read_table",
@@ -114,7 +113,7 @@ def iter_fasta(path, alphabet="protein", header: str = "plain", classes=None, la
     if not headers:
         raise DataFormatError(path, None, None, "no FASTA records (no line starts with '>')")
     with open(path, "r", encoding="utf-8", errors="replace") as fh:
-        for i, rec in enumerate(SeqIO.parse(fh, "fasta")):
+        for i, rec in enumerate(require("Bio.SeqIO", "reading FASTA").parse(fh, "fasta")):
             line = headers[i]
             yield _make_record(path, line, rec.id, rec.description, str(rec.seq), alphabet, header, classes, label)
 

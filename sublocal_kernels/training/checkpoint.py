@@ -24,8 +24,8 @@ import tempfile
 from dataclasses import dataclass, field
 
 import torch
-from safetensors.torch import load as st_load
-from safetensors.torch import save as st_save
+
+from .._optional import require
 
 from ..models import Ensemble, build_model
 
@@ -99,7 +99,7 @@ def save_checkpoint(directory: str, name: str, model: torch.nn.Module, meta: dic
     if optimizer is not None:
         opt_tensors, doc["optimizer"] = _optimizer_payload(optimizer)
         tensors.update(opt_tensors)
-    blob = st_save(tensors, metadata={"format": FORMAT})
+    blob = require("safetensors.torch", "checkpoints").save(tensors, metadata={"format": FORMAT})
     doc["tensors"] = f"{name}.safetensors"
     doc["sha256"] = hashlib.sha256(blob).hexdigest()
     atomic_write(os.path.join(directory, f"{name}.safetensors"), blob)
@@ -177,7 +177,7 @@ def load_checkpoint(path: str, device="cpu") -> Checkpoint:
     if hashlib.sha256(blob).hexdigest() != meta["sha256"]:
         raise ValueError(f"{json_path}: {tensor_path} does not match the SHA-256 recorded in the JSON "
                          "(a write was interrupted, or the files come from different checkpoints)")
-    tensors = st_load(blob)
+    tensors = require("safetensors.torch", "checkpoints").load(blob)
     model = build_model(meta["model"], **meta["model_config"])
     state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
     model.load_state_dict(state, strict=True)

@@ -7,6 +7,8 @@ from typing import Sequence
 
 import numpy as np
 
+from .._optional import require
+
 __all__ = ["confusion_matrix", "classification_report", "format_report", "plot_confusion"]
 
 
@@ -78,8 +80,7 @@ def format_report(report: dict) -> str:
 
 def plot_confusion(report: dict, path: str, title: str = "Confusion matrix") -> str:
     """Write the confusion matrix as a PNG (row-normalised colours, counts written in)."""
-    import matplotlib
-
+    matplotlib = require("matplotlib", "plots")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .._optional import require
 from ..data import (LengthBucketSampler, SequenceDataset, collate, get_alphabet, iter_fasta, load_records,
                     stratified_split)
 from ..models import build_model
@@ -212,9 +213,7 @@ def _progress(enabled: bool | None):
         enabled = sys.stderr.isatty()
     if not enabled:
         return None
-    from tqdm import tqdm
-
-    return tqdm
+    return require("tqdm", "the progress bar").tqdm
 
 
 def _meta(cfg: TrainConfig, ds: SequenceDataset, state: dict) -> dict:

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import load_file
+load_file = pytest.importorskip("safetensors.torch").load_file
 
 from sublocal_kernels.cli import main
 from sublocal_kernels.data import SequenceDataset, collate, load_records

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 import torch
-from Bio.Align import substitution_matrices
+substitution_matrices = pytest.importorskip("Bio.Align.substitution_matrices")
 
 from sublocal_kernels.data import AMINO_ACIDS, ResidueEncoder, blosum80_table, get_alphabet, onehot_table
 
