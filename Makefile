@@ -12,7 +12,7 @@ export MAX_JOBS ?= 2
 export TORCHINDUCTOR_CACHE_DIR ?= $(CURDIR)/$(BUILD)/inductor-cache
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: demo test build cuda-check bench env clean
+.PHONY: demo test build cuda-check bench static-report env clean
 
 env: $(STAMP)
 
@@ -40,6 +40,14 @@ test: build cuda-check
 
 bench: build
 	$(PY) -m benchmarks.run
+
+# Every GPU kernel compiled for sm_90 as its launcher launches it (Triton) and through ptxas -v
+# (CUDA C++): shared memory, registers, spills per kernel, in a dated results file and the
+# summary in docs/gpu-kernels.md. Not part of `make test`, which writes no dated files (the test
+# suite runs the same check and fails on a kernel over sm_90's limits).
+static-report: $(STAMP)
+	$(PY) -m benchmarks.sm90_static --jobs 2 --quiet --json benchmarks/results/sm90-static-$$(date +%Y-%m-%d).json \
+	  --summary docs/gpu-kernels.md
 
 # The synthetic localization demo: an A-LSTM trained on the CPU in a few minutes, its test
 # accuracy, where its attention looks, and the plots (demo_out/plots/*.png); then each op's

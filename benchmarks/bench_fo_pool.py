@@ -64,6 +64,8 @@ class FoPoolBench(BenchSpec):
     shapes = FO_POOL_SHAPES
     all_providers = ("sublocal", "ref-eager", "ref-compile", "accelerated-scan")
     reference = "ref-eager"
+    # 100,000 steps of the eager loop: tens of seconds per forward+backward on a GPU.
+    quick_skip = frozenset({("long1", "ref-eager")})
 
     def __init__(self):
         super().__init__()

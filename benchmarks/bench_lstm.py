@@ -29,6 +29,10 @@ import sublocal_kernels as sk
 from benchmarks.common import SHAPES, BenchSpec, Shape, make_modes, random_lengths
 
 LSTM_SHAPES = {name: SHAPES[name] for name in ("paper", "full-length", "infer1")}
+# The scaling sweep of the first GPU run: where the recurrent kernel stands against cuDNN as the
+# batch and the hidden size grow (T = 1000, lengths uniform in [250, 1000]; B = 1 is one sequence).
+SWEEP_SHAPES = {f"sweep-B{B}-H{H}": Shape(f"sweep-B{B}-H{H}", B, 1000, C=20, hidden=H)
+                for B in (1, 16, 128) for H in (64, 256, 1024)}
 
 
 def nn_packed(module, x, lengths_cpu):
@@ -46,13 +50,15 @@ def nn_padded(module, x):
 
 class LstmBench(BenchSpec):
     op = "lstm"
-    shapes = LSTM_SHAPES
+    shapes = {**LSTM_SHAPES, **SWEEP_SHAPES}
     all_providers = ("sublocal", "nn.LSTM-packed", "nn.LSTM-padded", "ref-eager")
     reference = "ref-eager"
     slow_on_cpu = ("nn.LSTM-packed", "ref-eager")
+    # The reference loop takes seconds per call at full-length and in the sweep on a GPU.
+    quick_skip = frozenset({("*", "ref-eager")})
 
     def default_shapes(self, device):
-        return ["paper"] if device.type == "cpu" else ["paper", "full-length", "infer1"]
+        return ["paper"] if device.type == "cpu" else ["paper", "full-length", "infer1", *SWEEP_SHAPES]
 
     def providers(self, device, smoke):
         if device.type == "cuda" or smoke:

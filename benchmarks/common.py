@@ -144,24 +144,30 @@ def _median_time(fn: Callable[[], object], device: torch.device, reps: int = 7) 
     return times[len(times) // 2]
 
 
-def measure_machine(device: torch.device, dtypes: Sequence[torch.dtype]) -> dict:
-    """Copy bandwidth (bytes read + written per second) and matrix-product peak per dtype,
-    measured now, on this device, as the floor's denominators."""
+def measure_bandwidth(device: torch.device) -> float:
+    """Copy bandwidth of ``device`` in bytes (read + written) per second, measured now."""
     n = (1 << 28) // 4 if device.type == "cuda" else (1 << 26)  # 1 GiB on GPU, 256 MiB on CPU
     src = torch.rand(n, device=device)
     dst = torch.empty_like(src)
     copy_s = _median_time(lambda: dst.copy_(src), device)
-    bandwidth = 2 * n * 4 / copy_s
-    del src, dst
-    peak = {}
-    for dtype in dtypes:
-        m = 8192 if device.type == "cuda" else 1024
-        a = torch.randn(m, m, device=device).to(dtype)
-        b = torch.randn(m, m, device=device).to(dtype)
-        s = _median_time(lambda: a @ b, device)
-        peak[_dtype_name(dtype)] = 2 * m ** 3 / s / 1e12
-    info = {"bandwidth_gbs": round(bandwidth / 1e9, 2), "peak_tflops": {k: round(v, 3) for k, v in peak.items()},
+    return 2 * n * 4 / copy_s
+
+
+def measure_peak(device: torch.device, dtype: torch.dtype) -> float:
+    """Matrix-product rate in ``dtype`` on ``device`` (TFLOP/s), measured now."""
+    m = 8192 if device.type == "cuda" else 1024
+    a = torch.randn(m, m, device=device).to(dtype)
+    b = torch.randn(m, m, device=device).to(dtype)
+    return 2 * m ** 3 / _median_time(lambda: a @ b, device) / 1e12
+
+
+def measure_machine(device: torch.device, dtypes: Sequence[torch.dtype]) -> dict:
+    """Copy bandwidth (bytes read + written per second) and matrix-product peak per dtype,
+    measured now, on this device, as the floor's denominators (:func:`add_peak` adds a dtype)."""
+    info = {"bandwidth_gbs": round(measure_bandwidth(device) / 1e9, 2), "peak_tflops": {},
             "torch": torch.__version__, "python": platform.python_version()}
+    for dtype in dtypes:
+        add_peak(info, device, dtype)
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device)
         info.update(gpu=props.name, cuda=torch.version.cuda, sm_count=props.multi_processor_count)
@@ -174,6 +180,15 @@ def measure_machine(device: torch.device, dtypes: Sequence[torch.dtype]) -> dict
     else:
         info.update(cpu=_cpu_name(), threads=torch.get_num_threads())
     return info
+
+
+def add_peak(info: dict, device: torch.device, dtype: torch.dtype) -> bool:
+    """Measures ``dtype``'s matmul peak into ``info`` unless it is there; True when it was added."""
+    name = _dtype_name(dtype)
+    if name in info["peak_tflops"]:
+        return False
+    info["peak_tflops"][name] = round(measure_peak(device, dtype), 3)
+    return True
 
 
 def _cpu_name() -> str:
@@ -196,6 +211,9 @@ def machine_slug(info: dict) -> str:
 
 
 def git_commit() -> str:
+    """``SUBLOCAL_COMMIT`` when set (a copy of the tree without .git, e.g. on the GPU machine), else git's HEAD."""
+    if os.environ.get("SUBLOCAL_COMMIT"):
+        return os.environ["SUBLOCAL_COMMIT"]
     try:
         return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
                               cwd=Path(__file__).parent, check=True).stdout.strip()
@@ -218,9 +236,11 @@ class Row:
     bytes: int
     flops: int
     peak_mem_mb: float | None = None
+    timed_once: bool = False  # one call was timed (a peer taking seconds per call), not a median
     floor_ms: float | None = None
     frac_of_floor: float | None = None
     vs: dict = field(default_factory=dict)
+    vs_timed_once: list = field(default_factory=list)  # the peers in ``vs`` that were timed once
 
     def key(self):
         return (self.op, self.shape, self.dtype, self.mode, self.provider)
@@ -230,7 +250,9 @@ def finish_rows(rows: list[Row], machine: dict) -> list[Row]:
     """Fills in the floor, the fraction of it, and each peer's ratio (peer / sublocal, same run)."""
     bw = machine["bandwidth_gbs"] * 1e9
     for r in rows:
-        peak = machine["peak_tflops"].get(r.dtype) or machine["peak_tflops"].get("float32")
+        peak = machine["peak_tflops"].get(r.dtype)
+        if peak is None:
+            raise KeyError(f"no matmul peak measured for {r.dtype} (machine: {machine['peak_tflops']})")
         floor_s = max(r.bytes / bw, r.flops / (peak * 1e12) if peak else 0.0)
         r.floor_ms = floor_s * 1e3
         r.frac_of_floor = r.floor_ms / r.ms_p50 if r.ms_p50 > 0 else None
@@ -242,13 +264,16 @@ def finish_rows(rows: list[Row], machine: dict) -> list[Row]:
         if ours is None:
             continue
         ours.vs = {p: round(r.ms_p50 / ours.ms_p50, 3) for p, r in case.items() if p != "sublocal"}
+        ours.vs_timed_once = sorted(p for p, r in case.items() if p != "sublocal" and r.timed_once)
     return rows
 
 
 def write_results(rows: list[Row], machine: dict, path: Path | None = None) -> Path:
-    """Writes (merging with a same-day file of the same machine) ``results/<machine>-<date>.json``."""
+    """Writes (merging with a same-day file of the same machine) ``results/<machine>-<date>.json``;
+    ``path`` may be a file or a directory to put ``<machine>-<date>.json`` in."""
     date = _dt.date.today().isoformat()
-    path = path or RESULTS_DIR / f"{machine_slug(machine)}-{date}.json"
+    if path is None or path.is_dir():
+        path = (path or RESULTS_DIR) / f"{machine_slug(machine)}-{date}.json"
     old_rows = []
     if path.exists():
         old = json.loads(path.read_text())
@@ -264,6 +289,66 @@ def write_results(rows: list[Row], machine: dict, path: Path | None = None) -> P
     return path
 
 
+class JsonlLog:
+    """Appends each finished case to a JSON-lines file at once (flushed and fsynced), so a run
+    cut off by a time limit or a signal keeps everything it measured. Lines: ``{"machine": ...}``
+    whenever the machine facts change (a dtype's peak is added), and ``{"row": ...}`` per case;
+    :func:`rows_from_jsonl` reads them back."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._fh = open(self.path, "a", encoding="utf-8")
+
+    def write(self, **record) -> None:
+        self._fh.write(json.dumps(record) + "\n")
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+
+    def close(self) -> None:
+        self._fh.close()
+
+
+def rows_from_jsonl(path: Path) -> tuple[list[Row], dict | None, str | None]:
+    """The rows and the last machine line of a :class:`JsonlLog` file; a torn last line (the
+    process was killed while writing it) is ignored."""
+    rows, machine, commit = {}, None, None
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if "machine" in rec:
+            machine, commit = rec["machine"], rec.get("commit", commit)
+        elif "row" in rec:
+            fields = {f.name for f in dataclasses.fields(Row)}
+            row = Row(**{k: v for k, v in rec["row"].items() if k in fields})
+            rows[row.key()] = row  # a case measured twice: the later one
+    return list(rows.values()), machine, commit
+
+
+def results_from_jsonl(jsonl: Path, out: Path | None = None) -> Path | None:
+    """Turns a JSON-lines log into the usual results file (``out``: file or directory; default
+    beside the log). None when the log holds no finished case."""
+    rows, machine, commit = rows_from_jsonl(jsonl)
+    if not rows or machine is None:
+        return None
+    if commit:
+        os.environ.setdefault("SUBLOCAL_COMMIT", commit)
+    return write_results(finish_rows(rows, machine), machine, out or Path(jsonl).parent)
+
+
+def measured_keys(path: Path) -> set[tuple]:
+    """(op, shape, dtype, mode, provider) of every case in a results file or JSON-lines log."""
+    path = Path(path)
+    if not path.exists():
+        return set()
+    if path.suffix == ".jsonl":
+        return {r.key() for r in rows_from_jsonl(path)[0]}
+    rows = json.loads(path.read_text()).get("rows", [])
+    return {(r["op"], r["shape"], r["dtype"], r["mode"], r["provider"]) for r in rows}
+
+
 def format_table(rows: list[dict | Row], machine: dict | None = None, markdown: bool = False) -> str:
     """One line per (op, shape, dtype, mode): our time, the fraction of the floor, each peer's ratio."""
     rows = [dataclasses.asdict(r) if isinstance(r, Row) else r for r in rows]
@@ -275,7 +360,8 @@ def format_table(rows: list[dict | Row], machine: dict | None = None, markdown: 
         frac = r.get("frac_of_floor")
         cells = [r["op"], r["shape"], r["dtype"], r["mode"], f"{r['ms_p50']:.3f}",
                  f"{100 * frac:.0f}%" if frac is not None else "-"]
-        cells += [f"{r['vs'][p]:.2f}x" if p in r.get("vs", {}) else "-" for p in peers]
+        once = r.get("vs_timed_once", [])
+        cells += [f"{r['vs'][p]:.2f}x" + ("*" if p in once else "") if p in r.get("vs", {}) else "-" for p in peers]
         lines.append(cells)
     if markdown:
         out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -286,8 +372,11 @@ def format_table(rows: list[dict | Row], machine: dict | None = None, markdown: 
         out = [fmt.format(*head)] + [fmt.format(*c) for c in lines]
     if machine:
         desc = machine.get("gpu") or f"{machine.get('cpu', 'cpu')}, {machine.get('threads')} threads"
+        peaks = ", ".join(f"{v:g} {k}" for k, v in machine["peak_tflops"].items())
+        if any(r.get("vs_timed_once") for r in ours):
+            out.append("(* the peer was timed once: one call takes seconds)")
         out.insert(0, f"{desc}; torch {machine.get('torch')}; copy bandwidth {machine['bandwidth_gbs']} GB/s; "
-                      f"matmul peak {machine['peak_tflops']} TFLOP/s (vs: peer time / sublocal time, >1 = faster)")
+                      f"matmul peak {peaks} TFLOP/s (vs: peer time / sublocal time, >1 = faster)")
     return "\n".join(out)
 
 
@@ -305,8 +394,13 @@ class BenchSpec:
     shapes: dict[str, Shape] = {}
     all_providers: tuple[str, ...] = ()
     reference: str = "ref-eager"
-    # Providers that take minutes per call on a CPU; `--quick` (the demo) leaves them out there.
+    # Providers that take minutes per call on a CPU; the quick profile (the demo) leaves them out there.
     slow_on_cpu: tuple[str, ...] = ()
+    # Peers that compile per shape and dtype (torch.compile): the quick profile leaves them out.
+    compile_peers: tuple[str, ...] = ("ref-compile",)
+    # (shape name or "*", provider) the quick profile leaves out: peers that take many seconds per
+    # call there (the full profile keeps them).
+    quick_skip: frozenset = frozenset()
     # norm-relative error allowed between a provider and the reference in smoke checks
     tolerance = {torch.float64: 1e-9, torch.float32: 1e-4, torch.float16: 1e-2, torch.bfloat16: 3e-2}
 
@@ -323,6 +417,14 @@ class BenchSpec:
 
     def supports(self, provider: str, mode: str, device: torch.device, smoke: bool) -> bool:
         return True
+
+    def in_profile(self, profile: str, shape: str, provider: str, device: torch.device) -> bool:
+        """Whether the profile (``default``, ``quick`` or ``full``) times ``provider`` at ``shape``."""
+        if profile != "quick":
+            return True
+        if provider in self.compile_peers or (device.type == "cpu" and provider in self.slow_on_cpu):
+            return False
+        return (shape, provider) not in self.quick_skip and ("*", provider) not in self.quick_skip
 
     def make_problem(self, shape: Shape, dtype: torch.dtype, device: torch.device):
         raise NotImplementedError

@@ -20,10 +20,13 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import (  # noqa: E402
-    MODES, Row, finish_rows, format_table, measure_machine, smoke, write_results)
+    MODES, JsonlLog, Row, add_peak, finish_rows, format_table, git_commit, measure_machine, measured_keys, smoke,
+    write_results)
 
 SLOW_CALL_S = 20.0  # CPU calls longer than this are timed SLOW_ROUNDS times with no extra warm-up
 SLOW_ROUNDS = 1
+GPU_SLOW_CALL_S = 1.0  # GPU calls longer than this: the first call is the one timing (a slow peer)
+PROFILES = ("default", "quick", "full")
 
 
 def pytest_addoption(parser):
@@ -33,7 +36,14 @@ def pytest_addoption(parser):
     g.addoption("--bench-dtypes", default=None, help="comma-separated dtypes (default: float32 on CPU; float32,bfloat16 on GPU)")
     g.addoption("--bench-modes", default=None, help="comma-separated of fwd, bwd, fwd+bwd (default: all)")
     g.addoption("--bench-providers", default=None, help="comma-separated providers (default: each op's for the device)")
-    g.addoption("--bench-quick", action="store_true", help="leave out the peers that take minutes per call on a CPU")
+    g.addoption("--bench-quick", action="store_true", help="the quick profile (same as --bench-profile=quick)")
+    g.addoption("--bench-profile", default="default", choices=PROFILES,
+                help="quick: no compile peers, no slow loops, fwd and fwd+bwd (GPU) or fwd+bwd (CPU); full: everything")
+    g.addoption("--bench-jsonl", default=None, help="append every finished case to this JSON-lines file at once")
+    g.addoption("--bench-skip-existing", default=None,
+                help="leave out the cases already in this results file or JSON-lines log")
+    g.addoption("--bench-tiny", action="store_true",
+                help="time the scaled-down smoke shapes, one round each (the GPU script's dry run on CPU)")
     g.addoption("--bench-threads", default=None, type=int, help="CPU threads (default: all cores)")
     g.addoption("--bench-results", default=None,
                 help="results file (default benchmarks/results/<machine>-<date>.json; 'none': do not write)")
@@ -53,6 +63,21 @@ def _list(config, opt):
 
 def _smoke(config) -> bool:
     return bool(config.getoption("benchmark_disable", default=False))
+
+
+def _profile(config) -> str:
+    return "quick" if config.getoption("--bench-quick") else config.getoption("--bench-profile")
+
+
+def pytest_configure(config):
+    if config.getoption("--bench-jsonl", default=None):
+        # SIGTERM ends the run like Ctrl-C, so the session still writes the results file.
+        import signal
+
+        def _interrupt(signum, frame):
+            raise KeyboardInterrupt(f"signal {signum}")
+
+        signal.signal(signal.SIGTERM, _interrupt)
 
 
 class Case:
@@ -76,25 +101,54 @@ def pytest_generate_tests(metafunc):
     modes = _list(config, "--bench-modes") or list(MODES)
     providers = _list(config, "--bench-providers") or spec.providers(device, is_smoke)
     providers = [p for p in providers if p in spec.all_providers]
-    if config.getoption("--bench-quick") and device.type == "cpu":
-        providers = [p for p in providers if p not in spec.slow_on_cpu]
+    profile = _profile(config)
+    if profile == "quick" and not _list(config, "--bench-modes"):
+        modes = ["fwd+bwd"] if device.type == "cpu" else ["fwd", "fwd+bwd"]
+    skip = measured_keys(Path(config.getoption("--bench-skip-existing"))) \
+        if config.getoption("--bench-skip-existing") else set()
     cases = []
     for name in shapes:
         shape = spec.shapes[name]
-        if is_smoke:
+        if is_smoke or config.getoption("--bench-tiny"):
             shape = smoke(shape)
         for dt in dtypes:
             dtype = getattr(torch, dt)
             for mode in modes:
                 for p in providers:
-                    if spec.supports(p, mode, device, is_smoke):
-                        cases.append(Case(shape, dtype, mode, p))
+                    if not spec.supports(p, mode, device, is_smoke) or not spec.in_profile(profile, name, p, device):
+                        continue
+                    if (spec.op, shape.name, dt, mode, p) in skip:
+                        continue
+                    cases.append(Case(shape, dtype, mode, p))
     metafunc.parametrize("bench_case", cases, ids=[repr(c) for c in cases])
+
+
+def pytest_collection_modifyitems(config, items):
+    """Benchmarks in order of what matters most if a time limit cuts the run short: every op's
+    first named shape, then its other shapes, then sweeps; within a shape float32 first."""
+    def tier(item):
+        case = getattr(getattr(item, "callspec", None), "params", {}).get("bench_case")
+        if case is None:
+            return (0, 0)
+        spec = item.module.SPEC
+        names = list(spec.shapes)
+        rank = names.index(case.shape.name) if case.shape.name in names else len(names)
+        return (2 if case.shape.name.startswith("sweep") else (0 if rank == 0 else 1), rank)
+
+    items.sort(key=tier)  # stable: the generated order within a tier
 
 
 class _Session:
     rows: list = []
     machine: dict | None = None
+    log: JsonlLog | None = None
+
+
+def _log_machine():
+    if _Session.log is not None:
+        import datetime
+
+        _Session.log.write(machine=_Session.machine, commit=git_commit(), date=datetime.date.today().isoformat())
 
 
 class Bench:
@@ -120,12 +174,33 @@ class Bench:
                 spec.check(got, want, case)
             return
         if _Session.machine is None:
-            _Session.machine = measure_machine(device, sorted({torch.float32, case.dtype}, key=str))
+            _Session.machine = measure_machine(device, [torch.float32])
+            if self.config.getoption("--bench-jsonl"):
+                _Session.log = JsonlLog(Path(self.config.getoption("--bench-jsonl")))
+            _log_machine()
+        if add_peak(_Session.machine, device, case.dtype):  # the floor of every dtype the run uses
+            _log_machine()
+        timed_once = False
+        tiny = self.config.getoption("--bench-tiny")
         if device.type == "cuda":
+            import time
+
             import triton.testing
 
-            ms = triton.testing.do_bench(fn, warmup=25, rep=200, quantiles=[0.5, 0.2, 0.8])
-            p50, p20, p80 = ms
+            torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            fn()
+            torch.cuda.synchronize()
+            once = time.perf_counter() - t0
+            if once > GPU_SLOW_CALL_S:
+                # A peer taking seconds per call (an eager loop over 30,000 steps): the first
+                # call is the measurement, marked as such.
+                p50 = p20 = p80 = once * 1e3
+                timed_once = True
+            else:
+                quick = _profile(self.config) == "quick"
+                p50, p20, p80 = triton.testing.do_bench(fn, warmup=10 if quick else 25, rep=100 if quick else 200,
+                                                        quantiles=[0.5, 0.2, 0.8])
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats(device)
             base = torch.cuda.memory_allocated(device)
@@ -141,8 +216,9 @@ class Bench:
             # At least 3 timed rounds after a warm-up; a call over SLOW_CALL_S (a peer such as
             # nn.LSTM on a PackedSequence on CPU, minutes per call) counts the first call as the
             # warm-up and is timed SLOW_ROUNDS times, so one run stays within the CI budget.
-            if once > SLOW_CALL_S:
+            if once > SLOW_CALL_S or tiny:
                 rounds, warmup = SLOW_ROUNDS, 0
+                timed_once = not tiny
             else:
                 rounds, warmup = int(min(25, max(3, 2.0 / max(once, 1e-6)))), 1
             benchmark = self.request.getfixturevalue("benchmark")
@@ -153,8 +229,14 @@ class Bench:
             p50, p20, p80 = benchmark.stats.stats.median * 1e3, q(0.2) * 1e3, q(0.8) * 1e3
             peak = None
         nbytes, flops = spec.cost(case.shape, case.dtype, case.mode)
-        _Session.rows.append(Row(spec.op, case.shape.name, str(case.dtype).replace("torch.", ""), case.mode,
-                                 case.provider, p50, p20, p80, int(nbytes), int(flops), peak))
+        row = Row(spec.op, case.shape.name, str(case.dtype).replace("torch.", ""), case.mode, case.provider,
+                  p50, p20, p80, int(nbytes), int(flops), peak, timed_once=timed_once)
+        _Session.rows.append(row)
+        self.request.node.user_properties.append(("ms_p50", p50))
+        if _Session.log is not None:
+            import dataclasses
+
+            _Session.log.write(row=dataclasses.asdict(row))
 
 
 @pytest.fixture
@@ -170,6 +252,8 @@ def pytest_sessionfinish(session, exitstatus):
     path = None
     if target != "none":
         path = write_results(rows, _Session.machine, Path(target) if target else None)
+    if _Session.log is not None:
+        _Session.log.close()
     session.config._sublocal_bench = (rows, _Session.machine, path)
 
 

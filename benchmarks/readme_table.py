@@ -19,7 +19,7 @@ START, END = "<!-- bench-table:start -->", "<!-- bench-table:end -->"
 
 
 def newest_results(directory: Path = RESULTS_DIR) -> Path | None:
-    files = sorted(directory.glob("*.json"))
+    files = sorted(p for p in directory.glob("*.json") if not p.name.startswith("sm90-static"))
     if not files:
         return None
 

@@ -202,11 +202,18 @@ def _lstm_bwd_kernel(
         tl.debug_barrier()
 
 
-def _blocks(H: int, block_b: int | None, block_h: int | None, block_k: int | None):
+NUM_STAGES = 3  # Triton's default for sm_90, set explicitly so the static check compiles what runs
+
+
+def _blocks(H: int, dtype: torch.dtype, block_b: int | None, block_h: int | None, block_k: int | None):
     # tl.dot needs every dimension >= 16. BLOCK_B=16: sorted tiles of 16 similar lengths keep
     # masked lanes few; BLOCK_H=BLOCK_K=64 keeps four (16, 64) float32 accumulators per program.
-    bh = block_h or max(16, min(64, triton.next_power_of_2(H)))
-    bk = block_k or max(16, min(64, triton.next_power_of_2(H)))
+    # float64 stops at 32: its forward at 64 x 64 with 3 stages needs 294,912 bytes of shared
+    # memory, over sm_90's 232,448 per block (it fails at launch); at 32 it needs 81,920
+    # (benchmarks/sm90_static.py).
+    top = 32 if dtype == torch.float64 else 64
+    bh = block_h or max(16, min(top, triton.next_power_of_2(H)))
+    bk = block_k or max(16, min(top, triton.next_power_of_2(H)))
     return block_b or 16, bh, bk
 
 
@@ -258,14 +265,15 @@ def lstm_fwd_triton(x, lengths, weights, h0, c0, bidirectional: bool, block_b=No
             torch.mm(x2, w_ih.t(), out=gates[d])
     whh = torch.stack([wd[d][1] for d in range(D)]).contiguous()
     lengths, order = _sorted_order(lengths, dev)
-    bb, bh, bk = _blocks(H, block_b, block_h, block_k)
+    bb, bh, bk = _blocks(H, x.dtype, block_b, block_h, block_k)
     h0c = h0.contiguous() if h0 is not None else gates
     c0c = c0.contiguous() if c0 is not None else gates
     _lstm_fwd_kernel[(triton.cdiv(B, bb), D)](
         gates, states, out, h_n, c_n, h0c, c0c, whh, order, lengths,
         B, T, H,
         NUM_DIRS=D, HAS_H0=h0 is not None, HAS_C0=c0 is not None,
-        BLOCK_B=bb, BLOCK_H=bh, BLOCK_K=bk, PRECISION=_precision(x.dtype), UPCAST_DOT=_upcast_dot(x.dtype), num_warps=4,
+        BLOCK_B=bb, BLOCK_H=bh, BLOCK_K=bk, PRECISION=_precision(x.dtype), UPCAST_DOT=_upcast_dot(x.dtype),
+        num_warps=4, num_stages=NUM_STAGES,
     )
     return out, h_n, c_n, gates, states
 
@@ -285,14 +293,15 @@ def lstm_bwd_triton(grad_out, grad_h_n, grad_c_n, x, lengths, weights, h0, c0, g
     dgates = torch.zeros(D, B * T, 4 * H, dtype=sd, device=dev)
     if B > 0 and T > 0:
         lengths, order = _sorted_order(lengths, dev)
-        bb, bh, bk = _blocks(H, block_b, block_h, block_k)
+        bb, bh, bk = _blocks(H, x.dtype, block_b, block_h, block_k)
         whh = torch.stack([wd[d][1] for d in range(D)]).contiguous()
         c0c = c0.contiguous() if c0 is not None else gates
         _lstm_bwd_kernel[(triton.cdiv(B, bb), D)](
             dgates, dh, dc, gates.contiguous(), states.contiguous(), grad_out.contiguous(), c0c, whh, order, lengths,
             B, T, H,
             NUM_DIRS=D, HAS_C0=c0 is not None,
-            BLOCK_B=bb, BLOCK_H=bh, BLOCK_K=bk, PRECISION=_precision(x.dtype), UPCAST_DOT=_upcast_dot(x.dtype), num_warps=4,
+            BLOCK_B=bb, BLOCK_H=bh, BLOCK_K=bk, PRECISION=_precision(x.dtype), UPCAST_DOT=_upcast_dot(x.dtype),
+            num_warps=4, num_stages=NUM_STAGES,
         )
     else:
         lengths = lengths.to(device=dev, dtype=torch.int64)
