@@ -109,11 +109,14 @@ if want build; then
 fi
 
 if want tests; then
-  TIMEOUT_ARGS=()
-  $PY -c "import pytest_timeout" 2>/dev/null && TIMEOUT_ARGS=(--timeout 90)
+  TEST_ARGS=()
+  $PY -c "import pytest_timeout" 2>/dev/null && TEST_ARGS=(--timeout 90)
+  # Most of this phase is Triton compiling about 200 kernel variants: 8 processes (pytest-xdist,
+  # on the GPU image) compile them side by side; the benchmark reuses Triton's cache.
+  [ "$DEVICE" = cuda ] && $PY -c "import xdist" 2>/dev/null && TEST_ARGS+=(-n 8)
   phase tests "$TESTS_S" "$OUT/tests-cuda.log" $PY -c \
     'import signal, sys, pytest; signal.signal(signal.SIGINT, signal.default_int_handler); sys.exit(pytest.main(sys.argv[1:]))' \
-    -q -m cuda -p no:cacheprovider "${TIMEOUT_ARGS[@]}" --junitxml "$OUT/tests-cuda.xml" tests/ops || status=1
+    -q -m cuda -p no:cacheprovider "${TEST_ARGS[@]}" --junitxml "$OUT/tests-cuda.xml" tests/ops || status=1
   tail -25 "$OUT/tests-cuda.log"
 fi
 
