@@ -145,7 +145,7 @@ class QRNN(nn.Module):
         B, T, C = x.shape
         if C != self.input_size:
             chk.fail(f"`x` must have {self.input_size} features (input_size), got {C}")
-        lengths = chk.lengths(lengths, B, T, x.device, low=0)
+        lengths = chk.lengths(lengths, "x", x)
         n_states = self.num_layers * self.num_directions
         if initial is not None:
             chk.like("initial", initial, "x", x, shape=(n_states, B, self.hidden_size),
