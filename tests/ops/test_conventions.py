@@ -125,3 +125,33 @@ def test_one_lengths_contract(op):
     empty_call, _, x0 = OPS[op](T=0)
     with pytest.raises(ValueError, match=r"must have at least one step \(T >= 1\) when `lengths` is None"):
         empty_call(None)
+
+
+def test_one_float32_dot_policy(monkeypatch):
+    """Every Triton launcher takes its dot precision from one rule (ops/_triton_utils.py)."""
+    pytest.importorskip("triton")
+    from sublocal_kernels.ops import _triton_utils as tu
+
+    matmul = torch.backends.cuda.matmul
+    before = torch.get_float32_matmul_precision(), matmul.allow_tf32
+    try:
+        torch.set_float32_matmul_precision("highest")
+        matmul.allow_tf32 = False
+        assert tu.dot_precision(torch.float32) == "tf32x3"
+        for setting in ("high", "medium"):
+            torch.set_float32_matmul_precision(setting)
+            assert tu.dot_precision(torch.float32) == "tf32"
+        torch.set_float32_matmul_precision("highest")
+        matmul.allow_tf32 = True
+        assert tu.dot_precision(torch.float32) == "tf32"
+        assert tu.dot_precision(torch.float32, "ieee") == "ieee"  # a per-call override wins
+    finally:
+        torch.set_float32_matmul_precision(before[0])
+        matmul.allow_tf32 = before[1]
+    with pytest.raises(ValueError, match="`f32_dot` must be one of"):
+        tu.dot_precision(torch.float32, "fast")
+    assert tu.dot_precision(torch.float64) == "ieee" and tu.dot_precision(torch.float16) == "ieee"
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    assert tu.dot_precision(torch.bfloat16) == tu.UPCAST
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    assert tu.dot_precision(torch.bfloat16) == "ieee"
