@@ -13,7 +13,7 @@ import json
 import sys
 from pathlib import Path
 
-from benchmarks.common import RESULTS_DIR, format_table
+from benchmarks.common import FO_POOL_SHAPES, RESULTS_DIR, SHAPES, format_table
 
 START, END = "<!-- bench-table:start -->", "<!-- bench-table:end -->"
 
@@ -30,14 +30,61 @@ def newest_results(directory: Path = RESULTS_DIR) -> Path | None:
     return max(files, key=key)
 
 
+# Peers shown first, in this order: the padded nn.LSTM is the fair LSTM peer (the packed one,
+# beside it, has our semantics but is many times slower on a CPU).
+HEADLINE_PEERS = ("nn.LSTM-padded", "nn.LSTM-packed")
+
+
+def _machine_line(machine: dict) -> str:
+    desc = machine.get("gpu") or f"{machine.get('cpu', 'cpu')}, {machine.get('threads')} threads"
+    peaks = ", ".join(f"{v} TFLOP/s ({k})" for k, v in machine["peak_tflops"].items())
+    return (f"{desc}; torch {machine.get('torch')}; copy bandwidth {machine['bandwidth_gbs']} GB/s; "
+            f"matmul peak {peaks}. `vs X`: X's time over ours (>1: we are faster).")
+
+
+def _headline_first(table: str) -> str:
+    """The markdown table with the HEADLINE_PEERS columns right after "of floor"."""
+    rows = [line.split(" | ") for line in table.splitlines()]
+    head = [c.strip("| ") for c in rows[0]]
+    first = head.index("of floor") + 1
+    moved = [head.index(f"vs {p}") for p in HEADLINE_PEERS if f"vs {p}" in head]
+    order = list(range(first)) + moved + [i for i in range(first, len(head)) if i not in moved]
+
+    def cells(row):
+        parts = [c.strip("| ") for c in row]
+        return "| " + " | ".join(parts[i] for i in order) + " |"
+
+    return "\n".join([cells(rows[0]), rows[1][0]] + [cells(r) for r in rows[2:]])
+
+
+def _shapes_line(rows: list[dict]) -> str:
+    """What each named shape in the table is (benchmarks/common.py, docs: shapes.md)."""
+    seen = []
+    for r in rows:
+        if (r["op"] == "fo_pool", r["shape"]) not in seen:
+            seen.append((r["op"] == "fo_pool", r["shape"]))
+    out = []
+    for fo_pool, name in sorted(seen):
+        s = (FO_POOL_SHAPES if fo_pool else SHAPES)[name]
+        if fo_pool:
+            out.append(f"`{name}` (fo-pool): B={s.B}, T={s.T}, D={s.D}, every sequence full length")
+        else:
+            out.append(f"`{name}`: B={s.B}, T={s.T}, C={s.C}, conv widths {','.join(map(str, s.widths))} x "
+                       f"{s.filters} filters, LSTM hidden {s.hidden} per direction, attention {s.attention}, "
+                       f"lengths uniform in [{s.min_length_frac:g} T, T]")
+    return "Shapes: " + "; ".join(out) + "."
+
+
 def render(path: Path | None) -> str:
+    # newest_results prefers GPU files, so a CPU file here means there is no GPU one.
+    pending = [] if path is not None and not path.name.startswith("cpu-") else [
+        "**GPU figures are pending**: no GPU results file exists yet; the figures below are CPU ones.", ""]
     if path is None:
-        return "No results file yet: run `python -m benchmarks.run` (GPU figures are pending)."
+        return "\n".join(pending + ["No results file yet: run `python -m benchmarks.run`."])
     doc = json.loads(path.read_text())
-    table = format_table(doc["rows"], doc["machine"], markdown=True)
-    lines = table.splitlines()
-    return "\n".join([f"From `benchmarks/results/{path.name}` (commit {doc['commit'][:10]}, {doc['date']}).", "",
-                      lines[0], ""] + lines[1:])
+    table = _headline_first(format_table(doc["rows"], markdown=True))
+    return "\n".join(pending + [f"From `benchmarks/results/{path.name}` (commit {doc['commit'][:10]}, {doc['date']}).",
+                                "", _machine_line(doc["machine"]), "", table, "", _shapes_line(doc["rows"])])
 
 
 def update(readme: Path, text: str) -> str:

@@ -42,15 +42,21 @@ inline at::Tensor prepare_lengths(const std::optional<at::Tensor>& lengths, int6
   return l.to(device, at::kLong).contiguous();
 }
 
-// Values of CPU int64 lengths (from prepare_lengths) in [low, time]; a RuntimeError naming the
-// first bad index otherwise. CPU kernels call it before any work: a bad length never reads
-// out of bounds. (The public Python functions check the same rule first, as ValueError.)
-inline void check_length_values(const at::Tensor& lengths, int64_t time, int64_t low, const char* op) {
+// The `lengths` contract of every op (README, "Variable-length sequences"; the Python side is
+// ArgChecker.lengths in sublocal_kernels/_checks.py, with the same rule and message): absent
+// means every sequence has length T; otherwise each value is in [kMinLength, T]. A sequence of
+// length 0 has no step to pool or to return a state from, so every op refuses it.
+constexpr int64_t kMinLength = 1;
+
+// Checks the values of CPU int64 lengths (from prepare_lengths; undefined passes); a
+// RuntimeError naming the first bad index otherwise. CPU kernels call it before any work: a
+// bad length never reads out of bounds.
+inline void check_length_values(const at::Tensor& lengths, int64_t time, const char* op) {
   if (!lengths.defined()) return;
   const int64_t* l = lengths.data_ptr<int64_t>();
   for (int64_t b = 0; b < lengths.numel(); ++b) {
-    TORCH_CHECK(l[b] >= low && l[b] <= time, op, ": `lengths[", b, "]` = ", l[b],
-                " is out of range; each length must be in [", low, ", T] = [", low, ", ", time, "]");
+    TORCH_CHECK(l[b] >= kMinLength && l[b] <= time, op, ": `lengths[", b, "]` = ", l[b],
+                " is out of range; each length must be in [", kMinLength, ", T] = [", kMinLength, ", ", time, "]");
   }
 }
 

@@ -2,7 +2,7 @@
 //
 // Arguments (the op schemas in csrc/ops.cpp):
 //   x        (B, T, C) float
-//   lengths  (B,) int32/int64, each in [1, T]
+//   lengths  (B,) int32/int64, each in [1, T], or absent (all T): the contract of common.h
 //   weights  one nn.LSTM layer's tensors in its _flat_weights order, per direction
 //            [weight_ih (4H, C), weight_hh (4H, H), bias_ih (4H), bias_hh (4H)] (biases absent when
 //            the layer has none), then the same for the reverse direction when bidirectional.
@@ -15,11 +15,13 @@
 //
 // The forward also returns two workspace tensors for the backward, in the state dtype (float64
 // for float64 inputs, else float32), whose row layout belongs to the device's kernels:
-//   gates  (D, B * T, 4H)  the gate activations i, f, g, o of every valid step
-//   states (D, B * T, 2H)  [c | h] after every valid step
-// CPU: rows are packed time-major over the batch sorted by length (descending), like a
-// PackedSequence's data: step s of the sequence ranked i is row offsets[s] + i, and only the
-// first sum(lengths) rows are written. CUDA: row b * T + t.
+//   gates  (D, N, 4H)  the gate activations i, f, g, o of every valid step
+//   states (D, N, 2H)  [c | h] after every valid step
+// CPU: N = sum(lengths), rows packed time-major over the batch sorted by length (descending),
+// like a PackedSequence's data: step s of the sequence ranked i is row offsets[s] + i; every
+// row is written, so nothing is zero-filled. CUDA: N = B * T, row b * T + t (sizing it to the
+// valid rows would need the lengths on the host, a sync); rows at padding are never written
+// and never read unmasked.
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -56,8 +58,9 @@ inline void lstm_check_state(const std::optional<at::Tensor>& t, const at::Tenso
 }
 
 // Validates x, lengths (shape and dtype; values are checked by the kernels that read them on
-// the host), weights, h0 and c0; makes everything contiguous.
-inline LstmArgs lstm_prepare(const at::Tensor& x, const at::Tensor& lengths, at::TensorList weights,
+// the host), weights, h0 and c0; makes everything contiguous. `a.lengths` is int64 on x's
+// device, or undefined when absent (every sequence has length T).
+inline LstmArgs lstm_prepare(const at::Tensor& x, const std::optional<at::Tensor>& lengths, at::TensorList weights,
                              const std::optional<at::Tensor>& h0, const std::optional<at::Tensor>& c0,
                              bool bidirectional, const char* op) {
   check_float_tensor(x, op, "x", 3);
@@ -95,10 +98,7 @@ inline LstmArgs lstm_prepare(const at::Tensor& x, const at::Tensor& lengths, at:
       a.w[d].b_hh = w[3].contiguous();
     }
   }
-  TORCH_CHECK(lengths.dim() == 1 && lengths.size(0) == p.batch, op, ": `lengths` must have shape (", p.batch,
-              ",), got ", lengths.sizes());
-  TORCH_CHECK(lengths.scalar_type() == at::kInt || lengths.scalar_type() == at::kLong, op,
-              ": `lengths` must be int32 or int64, got ", lengths.scalar_type());
+  a.lengths = prepare_lengths(lengths, p.batch, x.device(), op);
   lstm_check_state(h0, x, p, op, "h0");
   lstm_check_state(c0, x, p, op, "c0");
   a.x = x.contiguous();
@@ -113,14 +113,14 @@ inline LstmArgs lstm_prepare(const at::Tensor& x, const at::Tensor& lengths, at:
   return a;
 }
 
-// The workspace tensors of the forward must have the shapes above.
+// The workspace tensors of the forward must have the shapes above, with `rows` rows per direction.
 inline void lstm_check_workspace(const at::Tensor& gates, const at::Tensor& states, const LstmShape& p,
-                                 const at::Tensor& x, const char* op) {
+                                 int64_t rows, const at::Tensor& x, const char* op) {
   const auto sd = state_dtype(x.scalar_type());
   for (const auto& [t, name, width] : {std::tuple{&gates, "gates", 4}, std::tuple{&states, "states", 2}}) {
     TORCH_CHECK(t->scalar_type() == sd, op, ": `", name, "` must have dtype ", sd, ", got ", t->scalar_type());
     TORCH_CHECK(t->device() == x.device(), op, ": `", name, "` is on ", t->device(), " but `x` is on ", x.device());
-    check_shape(*t, {p.dirs, p.batch * p.time, width * p.hidden}, op, name);
+    check_shape(*t, {p.dirs, rows, width * p.hidden}, op, name);
   }
 }
 

@@ -55,10 +55,10 @@ TORCH_LIBRARY(sublocal, m) {
   // bias_hh] per direction, forward direction first). gates / states are the forward's saved
   // workspace for the backward; their row layout belongs to each device's kernels (csrc/lstm.h).
   m.def(
-      "lstm_fwd(Tensor x, Tensor lengths, Tensor[] weights, Tensor? h0, Tensor? c0, bool bidirectional) -> "
+      "lstm_fwd(Tensor x, Tensor? lengths, Tensor[] weights, Tensor? h0, Tensor? c0, bool bidirectional) -> "
       "(Tensor out, Tensor h_n, Tensor c_n, Tensor gates, Tensor states)");
   m.def(
-      "lstm_bwd(Tensor grad_out, Tensor grad_h_n, Tensor grad_c_n, Tensor x, Tensor lengths, Tensor[] weights, "
+      "lstm_bwd(Tensor grad_out, Tensor grad_h_n, Tensor grad_c_n, Tensor x, Tensor? lengths, Tensor[] weights, "
       "Tensor? h0, Tensor? c0, Tensor gates, Tensor states, bool bidirectional) -> "
       "(Tensor grad_x, Tensor[] grad_weights, Tensor grad_h0, Tensor grad_c0)");
 

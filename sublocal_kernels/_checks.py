@@ -14,6 +14,8 @@ import torch
 
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 INDEX_DTYPES = (torch.int32, torch.int64)
+# The shortest sequence any op accepts (csrc/common.h has the same constant).
+MIN_LENGTH = 1
 
 
 def compute_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -59,14 +61,24 @@ class ArgChecker:
             self.fail(f"`{name}` is on {t.device} but `{ref_name}` is on {ref.device}; they must be on one device")
         return t
 
-    def lengths(self, lengths, batch: int, time: int, device: torch.device, low: int = 0) -> torch.Tensor | None:
-        """``lengths``: None, or ``(batch,)`` int32/int64 (or a list of ints) with values in ``[low, time]``.
+    def lengths(self, lengths, x_name: str, x: torch.Tensor) -> torch.Tensor | None:
+        """The `lengths` contract shared by every op (README, "Variable-length sequences").
 
-        Returns int64 lengths on ``device``. Values are checked here when they are on the CPU
-        (free); device-resident lengths are checked asynchronously (no host sync) and the
-        kernels clamp them, so a bad value can never read out of bounds.
+        ``lengths`` is None (every sequence has length ``T``) or ``(B,)`` int32/int64 (any
+        device) or a list of ints, each in ``[MIN_LENGTH, T]`` = ``[1, T]``; ``B, T`` are the
+        first two sizes of ``x`` (the op's ``(B, T, ...)`` input named ``x_name``). A sequence
+        of length 0 has no step to pool or return a state from, so it is refused by every op.
+
+        Returns None or int64 lengths on ``x``'s device. Values are checked here when they are
+        on the CPU (free); device-resident lengths are checked asynchronously (no host sync)
+        and the kernels clamp them, so a bad value can never read out of bounds. The C++
+        kernels enforce the same rule with the same message (csrc/common.h).
         """
+        batch, time = x.shape[0], x.shape[1]
         if lengths is None:
+            if time < MIN_LENGTH and batch > 0:
+                self.fail(f"`{x_name}` must have at least one step (T >= {MIN_LENGTH}) when `lengths` is None, "
+                          f"got shape {tuple(x.shape)}")
             return None
         if not isinstance(lengths, torch.Tensor):
             if isinstance(lengths, Sequence) and all(isinstance(v, int) for v in lengths):
@@ -78,6 +90,7 @@ class ArgChecker:
                       TypeError)
         if lengths.dim() != 1 or lengths.shape[0] != batch:
             self.fail(f"`lengths` must have shape ({batch},) (one length per sequence), got {tuple(lengths.shape)}")
+        low = MIN_LENGTH
         if not _compiling():
             if lengths.device.type == "cpu":
                 bad = ((lengths < low) | (lengths > time)).nonzero()
@@ -88,4 +101,4 @@ class ArgChecker:
             else:
                 torch._assert_async(((lengths >= low) & (lengths <= time)).all(),
                                     f"{self.op}: a value of `lengths` is out of range [{low}, {time}]")
-        return lengths.to(device=device, dtype=torch.int64, non_blocking=True)
+        return lengths.to(device=x.device, dtype=torch.int64, non_blocking=True)

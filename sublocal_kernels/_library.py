@@ -49,14 +49,20 @@ def gpu_backend(op: str, choices: tuple[str, ...] = ("triton", "cuda"), default:
 
 
 def cpu_cache_info() -> dict[str, int]:
-    """The CPU output cache (csrc/cpu/output_cache.h): bytes held idle, the cap, hits, misses.
+    """The CPU output cache (csrc/cpu/output_cache.h): idle bytes and blocks, the cap, hits,
+    misses and evictions.
 
-    Large CPU outputs of the C++ kernels come from reusable 2 MiB-aligned blocks, so a
-    training loop takes no page faults on them in steady state. ``SUBLOCAL_CPU_CACHE_MB``
-    (read at the first allocation; default 2048, 0 disables) caps the idle bytes.
+    Large CPU outputs of the C++ kernels come from 2 MiB-aligned, huge-page-advised blocks.
+    With ``SUBLOCAL_CPU_CACHE_MB=N`` (read at the first allocation; default 0, off) freed blocks
+    are kept for reuse, at most N MiB: a request takes the smallest idle block that fits (at
+    most a quarter larger), and the least recently released blocks are freed first at the cap.
+    It pays off when the same shapes come back (fixed-shape benchmarks); a training loop on
+    length-bucketed batches measured no gain and twice the peak RSS
+    (benchmarks/output_cache_loop.py).
     """
-    idle, limit, hits, misses = torch.ops.sublocal._cpu_cache_info()
-    return {"idle_bytes": idle, "limit_bytes": limit, "hits": hits, "misses": misses}
+    idle, limit, hits, misses, evictions, blocks = torch.ops.sublocal._cpu_cache_info()
+    return {"idle_bytes": idle, "idle_blocks": blocks, "limit_bytes": limit, "hits": hits, "misses": misses,
+            "evictions": evictions}
 
 
 def empty_cpu_cache() -> None:

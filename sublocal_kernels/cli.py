@@ -1,10 +1,9 @@
-"""The ``sublocal`` command line: train, evaluate, predict, plot, bench, demo.
+"""The ``sublocal`` command line: train, evaluate, predict, plot, demo.
 
     sublocal train DATA --model alstm --out runs/alstm     # FASTA (DeepLoc headers), directory or TSV/CSV
     sublocal evaluate runs/alstm DATA --split test          # accuracy, per-class MCC/F1, confusion matrix
     sublocal predict runs/alstm proteins.fasta -o out.tsv   # id, prediction, per-class probabilities
     sublocal plot runs/alstm DATA --out plots/              # attention, filter logos, t-SNE (PNG)
-    sublocal bench                                          # the op benchmarks on this device
     sublocal demo                                           # synthetic set, A-LSTM on CPU, plots
 
 Multi-GPU or multi-node training: ``torchrun --nproc_per_node N -m sublocal_kernels.cli train ...``
@@ -229,30 +228,6 @@ def cmd_plot(args) -> int:
     return 0
 
 
-def _add_bench(sub):
-    p = sub.add_parser("bench", help="the op benchmarks on the available device", add_help=False,
-                       description="Runs the repository's benchmarks (benchmarks/run.py) on this device; every "
-                                   "argument is passed through (sublocal bench --help shows them).")
-    p.set_defaults(func=cmd_bench, rest=[])
-
-
-def cmd_bench(args) -> int:
-    import importlib
-
-    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    for root in (os.getcwd(), here):
-        if os.path.isfile(os.path.join(root, "benchmarks", "run.py")):
-            sys.path.insert(0, root)
-            break
-    try:
-        run = importlib.import_module("benchmarks.run")
-    except ImportError as err:
-        print("sublocal bench: the benchmarks live in the repository's benchmarks/ folder, which was not found "
-              f"from {os.getcwd()} or {here} ({err}); run it from a source checkout", file=sys.stderr)
-        return 2
-    return int(run.main(args.rest) or 0)
-
-
 def _add_demo(sub):
     p = sub.add_parser("demo", help="synthetic set, A-LSTM on CPU, test accuracy, attention on signals, plots")
     p.add_argument("--out", default="demo_out")
@@ -280,18 +255,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sublocal", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_train, _add_evaluate, _add_predict, _add_plot, _add_bench, _add_demo):
+    for add in (_add_train, _add_evaluate, _add_predict, _add_plot, _add_demo):
         add(sub)
     return parser
 
 
 def main(argv=None) -> int:
     parser = build_parser()
-    args, rest = parser.parse_known_args(argv)
-    if rest:
-        if args.command != "bench":
-            parser.error(f"unrecognized arguments: {' '.join(rest)}")
-        args.rest = rest  # sublocal bench passes its arguments through to benchmarks/run.py
+    args = parser.parse_args(argv)
     return args.func(args)
 
 

@@ -8,6 +8,8 @@ import os
 import pytest
 import torch
 
+from sublocal_kernels._checks import MIN_LENGTH
+
 # One tolerance table for the whole suite: (atol, rtol) per dtype, for values of order 1.
 TOLERANCES = {
     torch.float64: (1e-10, 1e-9),
@@ -32,19 +34,13 @@ def assert_close(actual: torch.Tensor, expected: torch.Tensor, dtype: torch.dtyp
     torch.testing.assert_close(a, e, atol=atol * scale, rtol=rtol * scale, msg=lambda m: f"{name}: {m}")
 
 
-def random_lengths(batch: int, time: int, low: int = 0, generator: torch.Generator | None = None) -> torch.Tensor:
+def random_lengths(batch: int, time: int, low: int = MIN_LENGTH, generator: torch.Generator | None = None) -> torch.Tensor:
     """Random lengths in [low, time] that include the extremes: low, 1 and time where the batch allows."""
     lengths = torch.randint(low, time + 1, (batch,), generator=generator)
     special = [time, max(low, 1), low]
     for i, v in enumerate(special[:batch]):
         lengths[i] = v
     return lengths[torch.randperm(batch, generator=generator)]
-
-
-def rand_like_dtype(*shape, dtype=torch.float64, device="cpu", kind="normal"):
-    if kind == "unit":
-        return torch.rand(*shape, dtype=dtype, device=device)
-    return torch.randn(*shape, dtype=dtype, device=device)
 
 
 def compile_for_sm90(script: str, cache_dir, timeout: int = 600) -> None:

@@ -186,7 +186,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> attention_pool_fwd_cpu(const at::
   const char* op = "sublocal::attention_pool_fwd";
   auto a = attention_pool_prepare(op, h, lengths, w_a, v_a, b_a);
   const auto& p = a.shape;
-  check_length_values(a.lengths, p.time, 1, op);
+  check_length_values(a.lengths, p.time, op);
   const Plan plan = make_plan(a.lengths.data_ptr<int64_t>(), p.batch);
   auto context = at::empty({p.batch, p.dim}, a.h.options());
   auto alpha = at::empty({p.batch, p.time}, a.h.options());
@@ -312,7 +312,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> attention_pool_bwd_cp
   const char* op = "sublocal::attention_pool_bwd";
   auto a = attention_pool_prepare(op, h, lengths, w_a, v_a, b_a);
   const auto& p = a.shape;
-  check_length_values(a.lengths, p.time, 1, op);
+  check_length_values(a.lengths, p.time, op);
   check_like(grad_context, a.h, op, "grad_context", "h");
   check_shape(grad_context, {p.batch, p.dim}, op, "grad_context");
   check_like(context, a.h, op, "context", "h");

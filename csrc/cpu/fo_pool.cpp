@@ -267,7 +267,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> fo_pool_fwd_cpu(
     int64_t chunk) {
   auto a = fo_pool_fwd_prepare(forget, z, output, lengths, initial, reverse, chunk);
   const auto& p = a.shape;
-  check_length_values(a.lengths, p.time, 0, "sublocal::fo_pool_fwd");
+  check_length_values(a.lengths, p.time, "sublocal::fo_pool_fwd");
   auto h = cpu_output({p.batch, p.time, p.dim}, a.forget.options());
   auto c_last = at::empty({p.batch, p.dim}, a.forget.options());
   auto ckpt = cpu_output({p.batch, p.num_checkpoints, p.dim},
@@ -291,7 +291,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> fo_pool_bwd_cpu(
     int64_t chunk) {
   auto a = fo_pool_bwd_prepare(grad_h, grad_c_last, forget, z, output, lengths, checkpoints, reverse, chunk);
   const auto& p = a.shape;
-  check_length_values(a.lengths, p.time, 0, "sublocal::fo_pool_bwd");
+  check_length_values(a.lengths, p.time, "sublocal::fo_pool_bwd");
   auto opts = a.forget.options();
   auto grad_forget = cpu_output({p.batch, p.time, p.dim}, opts);
   auto grad_z = cpu_output({p.batch, p.time, p.dim}, opts);

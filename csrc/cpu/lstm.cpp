@@ -32,6 +32,7 @@
 #include <ATen/TensorOperators.h>
 #include <ATen/ops/cat.h>
 #include <ATen/ops/empty.h>
+#include <ATen/ops/full.h>
 #include <ATen/ops/mm.h>
 #include <ATen/ops/zeros.h>
 #include <torch/library.h>
@@ -53,8 +54,8 @@
 #pragma GCC optimize("no-trapping-math")
 #endif
 
-// One clone of each float cell loop per x86-64 vector width, chosen at load time (AVX-512 on
-// the 2-core Sapphire Rapids CI machine; the baseline build alone only has SSE2).
+// One clone of each float cell loop per x86-64 vector width, chosen at load time (the baseline
+// build alone only has SSE2).
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
 #define SUBLOCAL_VECTOR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
@@ -208,14 +209,12 @@ struct Plan {
   int64_t max_len = 0, total = 0;
 };
 
+// lengths: int64 from lstm_prepare, or undefined (every sequence has length T).
 Plan make_plan(const at::Tensor& lengths, int64_t batch, int64_t time, int64_t dirs, const char* op) {
   Plan p;
-  const at::Tensor l = lengths.to(at::kCPU, at::kLong).contiguous();
+  const at::Tensor l = lengths.defined() ? lengths : at::full({batch}, time, at::TensorOptions().dtype(at::kLong));
+  check_length_values(l, time, op);
   const int64_t* lp = l.data_ptr<int64_t>();
-  for (int64_t b = 0; b < batch; ++b) {
-    TORCH_CHECK(lp[b] >= 1 && lp[b] <= time, op, ": `lengths[", b, "]` = ", lp[b],
-                " is out of range; each length must be in [1, T] = [1, ", time, "]");
-  }
   p.order.resize(batch);
   std::iota(p.order.begin(), p.order.end(), int64_t(0));
   std::stable_sort(p.order.begin(), p.order.end(), [&](int64_t a, int64_t b) { return lp[a] > lp[b]; });
@@ -228,9 +227,9 @@ Plan make_plan(const at::Tensor& lengths, int64_t batch, int64_t time, int64_t d
   p.offsets.assign(p.max_len + 1, 0);
   for (int64_t s = 0; s < p.max_len; ++s) p.offsets[s + 1] = p.offsets[s] + p.active[s];
   p.total = p.offsets[p.max_len];
-  // Tiles: one per direction while there are no more threads than directions (the 2-core
-  // machine: each direction keeps whole-batch GEMMs); otherwise split each direction's batch
-  // into runs of equal total length so every thread gets a time loop.
+  // Tiles: one per direction while there are no more threads than directions (each direction
+  // keeps whole-batch GEMMs); otherwise split each direction's batch into runs of equal total
+  // length so every thread gets a time loop.
   const int64_t tiles = std::max<int64_t>(1, std::min<int64_t>(batch, at::get_num_threads() / dirs));
   p.tile_start.push_back(0);
   int64_t acc = 0;
@@ -299,14 +298,6 @@ void lstm_fwd_impl(const LstmArgs& a, const Plan& p, at::Tensor& out, at::Tensor
       at::Tensor G = gates[d];
       acc_t* Gp = G.data_ptr<acc_t>();
       acc_t* Sp = states[d].data_ptr<acc_t>();
-      if (item % ntiles == 0) {
-        // The rows past sum(lengths) are zeroed so that the op's outputs are deterministic
-        // (opcheck compares them between eager and compiled runs); at `paper` this is 0.6 GB
-        // of memset, a few percent of the forward.
-        const int64_t unused = B * T - p.total;
-        std::fill_n(Gp + p.total * 4 * H, unused * 4 * H, acc_t(0));
-        std::fill_n(Sp + p.total * 2 * H, unused * 2 * H, acc_t(0));
-      }
       // z: this tile's GEMM rows [x_t | 1 | h_{t-1}], rank i0 + r in row r.
       at::Tensor z = at::empty({i1 - i0, K}, aopts);
       acc_t* Z = z.data_ptr<acc_t>();
@@ -473,22 +464,21 @@ void lstm_bwd_impl(const LstmArgs& a, const Plan& p, const at::Tensor& grad_out,
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> lstm_fwd_cpu(
-    const at::Tensor& x, const at::Tensor& lengths, at::TensorList weights, const std::optional<at::Tensor>& h0,
+    const at::Tensor& x, const std::optional<at::Tensor>& lengths, at::TensorList weights, const std::optional<at::Tensor>& h0,
     const std::optional<at::Tensor>& c0, bool bidirectional) {
   const char* op = "sublocal::lstm_fwd";
   const LstmArgs a = lstm_prepare(x, lengths, weights, h0, c0, bidirectional, op);
   const auto& sh = a.shape;
   const int64_t B = sh.batch, T = sh.time, H = sh.hidden, D = sh.dirs;
-  const Plan p = make_plan(lengths, B, T, D, op);
+  const Plan p = make_plan(a.lengths, B, T, D, op);
   auto opts = a.x.options();
   auto aopts = opts.dtype(state_dtype(a.x.scalar_type()));
   auto out = cpu_output({B, T, D * H}, opts);
   auto h_n = at::empty({D, B, H}, opts);
   auto c_n = at::empty({D, B, H}, opts);
-  // Only the first sum(lengths) rows of the workspace are used; the shape stays
-  // data-independent for the fake kernel.
-  auto gates = cpu_output({D, B * T, 4 * H}, aopts);
-  auto states = cpu_output({D, B * T, 2 * H}, aopts);
+  // One row per valid step (the fake kernel gives the row count a data-dependent size).
+  auto gates = cpu_output({D, p.total, 4 * H}, aopts);
+  auto states = cpu_output({D, p.total, 2 * H}, aopts);
   if (B == 0) return {out, h_n, c_n, gates, states};
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, a.x.scalar_type(), "lstm_fwd_cpu", [&] {
     lstm_fwd_impl<scalar_t>(a, p, out, h_n, c_n, gates, states);
@@ -500,7 +490,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> lstm_fwd_
 
 std::tuple<at::Tensor, std::vector<at::Tensor>, at::Tensor, at::Tensor> lstm_bwd_cpu(
     const at::Tensor& grad_out, const at::Tensor& grad_h_n, const at::Tensor& grad_c_n, const at::Tensor& x,
-    const at::Tensor& lengths, at::TensorList weights, const std::optional<at::Tensor>& h0,
+    const std::optional<at::Tensor>& lengths, at::TensorList weights, const std::optional<at::Tensor>& h0,
     const std::optional<at::Tensor>& c0, const at::Tensor& gates, const at::Tensor& states, bool bidirectional) {
   const char* op = "sublocal::lstm_bwd";
   const LstmArgs a = lstm_prepare(x, lengths, weights, h0, c0, bidirectional, op);
@@ -512,8 +502,8 @@ std::tuple<at::Tensor, std::vector<at::Tensor>, at::Tensor, at::Tensor> lstm_bwd
   check_shape(grad_h_n, {D, B, H}, op, "grad_h_n");
   check_like(grad_c_n, x, op, "grad_c_n", "x");
   check_shape(grad_c_n, {D, B, H}, op, "grad_c_n");
-  lstm_check_workspace(gates, states, sh, x, op);
-  const Plan p = make_plan(lengths, B, T, D, op);
+  const Plan p = make_plan(a.lengths, B, T, D, op);
+  lstm_check_workspace(gates, states, sh, p.total, x, op);
   auto opts = a.x.options();
   auto grad_x = cpu_output({B, T, sh.input}, opts);
   std::vector<at::Tensor> grad_w(weights.size());

@@ -259,7 +259,7 @@ at::Tensor multiwidth_conv1d_fwd_cpu(const at::Tensor& x_in, at::TensorList weig
   const at::Tensor x = x_in.contiguous();
   const std::vector<at::Tensor> weights = contiguous_all(weights_in);
   const at::Tensor lengths = prepare_lengths(lengths_in, g.batch, x.device(), op);
-  check_length_values(lengths, g.time, 1, op);
+  check_length_values(lengths, g.time, op);
   const bool has_bias = bias_in.has_value() && bias_in->defined();
   const at::Tensor bias = has_bias ? bias_in->contiguous() : at::Tensor();
   // Large outputs from the reusable-block cache (output_cache.h: no page faults in steady state;
@@ -339,7 +339,7 @@ std::tuple<at::Tensor, std::vector<at::Tensor>, at::Tensor> multiwidth_conv1d_bw
   const at::Tensor y = g.relu ? y_in->contiguous() : at::Tensor();
   const std::vector<at::Tensor> weights = contiguous_all(weights_in);
   const at::Tensor lengths = prepare_lengths(lengths_in, g.batch, x.device(), op);
-  check_length_values(lengths, g.time, 1, op);
+  check_length_values(lengths, g.time, op);
   const int64_t* L = lengths.defined() ? lengths.data_ptr<int64_t>() : nullptr;
   const std::vector<Item> items = make_items(g, L);
   const int64_t n_items = static_cast<int64_t>(items.size());

@@ -11,7 +11,7 @@
 #include <sys/mman.h>
 
 #include <cstdlib>
-#include <map>
+#include <list>
 #include <mutex>
 #include <vector>
 
@@ -19,18 +19,28 @@ namespace sublocal {
 namespace {
 
 constexpr size_t kHugePage = size_t(2) << 20;
+// SUBLOCAL_CPU_CACHE_MB when unset: off (see output_cache.h for the measurement behind it).
+constexpr long long kDefaultCacheMb = 0;
 constexpr size_t kMinCachedBytes = size_t(4) << 20;
+// An idle block serves a request when it is at most this much larger (in quarters): length-
+// bucketed batches ask for a slightly different size every step, and a block a quarter too big
+// costs nothing but address space the request does not touch.
+constexpr size_t kMaxSlackQuarters = 5;
 
 struct Block {
   void* ptr;
   size_t bytes;
 };
 
+// Idle blocks, most recently released first. Requests take the smallest idle block that fits
+// (best fit, within kMaxSlackQuarters / 4 of the request); a release that would exceed the
+// cap evicts the least recently released blocks first. The list holds at most cap / 4 MiB
+// blocks, so the linear scans cost nothing next to the multi-megabyte outputs they serve.
 class OutputCache final : public c10::Allocator {
  public:
   OutputCache() {
     const char* env = std::getenv("SUBLOCAL_CPU_CACHE_MB");
-    const long long mb = env ? std::atoll(env) : 2048;
+    const long long mb = env ? std::atoll(env) : kDefaultCacheMb;
     limit_ = mb > 0 ? static_cast<size_t>(mb) << 20 : 0;
   }
 
@@ -40,12 +50,21 @@ class OutputCache final : public c10::Allocator {
     Block* block = nullptr;
     {
       std::lock_guard<std::mutex> lock(mutex_);
-      auto it = free_.find(bytes);
-      if (it != free_.end() && !it->second.empty()) {
-        block = it->second.back();
-        it->second.pop_back();
-        idle_bytes_ -= bytes;
+      auto best = idle_.end();
+      for (auto it = idle_.begin(); it != idle_.end(); ++it) {
+        const size_t b = (*it)->bytes;
+        if (b >= bytes && b * 4 <= bytes * kMaxSlackQuarters && (best == idle_.end() || b < (*best)->bytes)) {
+          best = it;
+          if (b == bytes) break;
+        }
+      }
+      if (best != idle_.end()) {
+        block = *best;
+        idle_.erase(best);
+        idle_bytes_ -= block->bytes;
         ++hits_;
+      } else {
+        ++misses_;
       }
     }
     if (block == nullptr) {
@@ -55,8 +74,6 @@ class OutputCache final : public c10::Allocator {
       madvise(ptr, bytes, MADV_HUGEPAGE);  // advisory: ignored where transparent huge pages are off
 #endif
       block = new Block{ptr, bytes};
-      std::lock_guard<std::mutex> lock(mutex_);
-      ++misses_;
     }
     return {block->ptr, block, &OutputCache::release, c10::Device(c10::DeviceType::CPU)};
   }
@@ -67,19 +84,19 @@ class OutputCache final : public c10::Allocator {
 
   std::vector<int64_t> stats() {
     std::lock_guard<std::mutex> lock(mutex_);
-    return {static_cast<int64_t>(idle_bytes_), static_cast<int64_t>(limit_), hits_, misses_};
+    return {static_cast<int64_t>(idle_bytes_), static_cast<int64_t>(limit_), hits_, misses_, evictions_,
+            static_cast<int64_t>(idle_.size())};
   }
 
   void empty() {
-    std::lock_guard<std::mutex> lock(mutex_);
-    for (auto& kv : free_) {
-      for (Block* b : kv.second) {
-        std::free(b->ptr);
-        delete b;
-      }
+    std::vector<Block*> freed;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      freed.assign(idle_.begin(), idle_.end());
+      idle_.clear();
+      idle_bytes_ = 0;
     }
-    free_.clear();
-    idle_bytes_ = 0;
+    for (Block* b : freed) destroy(b);
   }
 
   static OutputCache& get() {
@@ -88,26 +105,38 @@ class OutputCache final : public c10::Allocator {
   }
 
  private:
-  static void release(void* ctx) {
-    Block* block = static_cast<Block*>(ctx);
-    OutputCache& cache = get();
-    {
-      std::lock_guard<std::mutex> lock(cache.mutex_);
-      if (cache.idle_bytes_ + block->bytes <= cache.limit_) {
-        cache.free_[block->bytes].push_back(block);
-        cache.idle_bytes_ += block->bytes;
-        return;
-      }
-    }
+  static void destroy(Block* block) {
     std::free(block->ptr);
     delete block;
   }
 
+  static void release(void* ctx) {
+    Block* block = static_cast<Block*>(ctx);
+    OutputCache& cache = get();
+    std::vector<Block*> evicted;
+    {
+      std::lock_guard<std::mutex> lock(cache.mutex_);
+      if (block->bytes <= cache.limit_) {
+        while (cache.idle_bytes_ + block->bytes > cache.limit_) {
+          evicted.push_back(cache.idle_.back());
+          cache.idle_bytes_ -= cache.idle_.back()->bytes;
+          cache.idle_.pop_back();
+          ++cache.evictions_;
+        }
+        cache.idle_.push_front(block);
+        cache.idle_bytes_ += block->bytes;
+        block = nullptr;
+      }
+    }
+    for (Block* b : evicted) destroy(b);
+    if (block != nullptr) destroy(block);
+  }
+
   std::mutex mutex_;
-  std::map<size_t, std::vector<Block*>> free_;
+  std::list<Block*> idle_;
   size_t idle_bytes_ = 0;
   size_t limit_ = 0;
-  int64_t hits_ = 0, misses_ = 0;
+  int64_t hits_ = 0, misses_ = 0, evictions_ = 0;
 };
 
 std::vector<int64_t> cpu_cache_info() { return OutputCache::get().stats(); }

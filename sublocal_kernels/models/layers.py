@@ -1,7 +1,6 @@
 """The layers the classifiers are built from, in two interchangeable sets.
 
-``layers="sublocal"`` (the default) builds every layer from :mod:`sublocal_kernels.nn` (fused
-where a kernel has landed; the classifiers do not care). ``layers="torch"`` builds the same
+``layers="sublocal"`` (the default) builds every layer from :mod:`sublocal_kernels.nn`. ``layers="torch"`` builds the same
 layers from stock ``torch.nn`` modules (``nn.Conv1d`` per width, one-direction ``nn.LSTM``
 modules, ``nn.Linear`` attention), the peer the library is tested and benchmarked
 against. :func:`convert_state_dict` maps the weights (or gradients) of one set onto the other,
@@ -19,6 +18,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .. import nn as snn
+from ..ops.lstm import weight_names
+
 LAYER_SETS = ("sublocal", "torch")
 
 __all__ = ["LAYER_SETS", "make_conv", "make_lstm", "make_attention", "make_qrnn", "run_lstm", "run_qrnn", "add_forget_bias", "masked_mean",
@@ -29,17 +31,6 @@ def _check_layers(layers: str) -> str:
     if layers not in LAYER_SETS:
         raise ValueError(f"layers must be one of {LAYER_SETS}, got {layers!r}")
     return layers
-
-
-def _sublocal_nn(name: str):
-    from .. import nn as snn
-
-    module = getattr(snn, name, None)
-    if module is None:
-        raise NotImplementedError(
-            f"sublocal_kernels.nn.{name} is not available in this build; build the model with "
-            f"layers='torch' (stock torch.nn layers) until it lands")
-    return module
 
 
 def pad_mask(lengths: torch.Tensor, T: int) -> torch.Tensor:
@@ -100,7 +91,7 @@ def make_conv(layers: str, in_channels: int, filters_per_width: int, widths: Seq
               activation: str | None = "relu", causal: bool = False, dilation: int = 1) -> nn.Module:
     if _check_layers(layers) == "torch":
         return TorchMultiWidthConv1d(in_channels, filters_per_width, widths, activation, causal, dilation)
-    return _sublocal_nn("MultiWidthConv1d")(in_channels, filters_per_width=filters_per_width, widths=tuple(widths),
+    return snn.MultiWidthConv1d(in_channels, filters_per_width=filters_per_width, widths=tuple(widths),
                                             activation=activation, causal=causal, dilation=dilation)
 
 
@@ -161,7 +152,7 @@ def make_lstm(layers: str, input_size: int, hidden_size: int, num_layers: int = 
               ) -> nn.Module:
     if _check_layers(layers) == "torch":
         return TorchBiLSTM(input_size, hidden_size, num_layers, bidirectional)
-    return _sublocal_nn("LSTM")(input_size, hidden_size, num_layers=num_layers, batch_first=True,
+    return snn.LSTM(input_size, hidden_size, num_layers=num_layers, batch_first=True,
                                 bidirectional=bidirectional)
 
 
@@ -215,7 +206,7 @@ class TorchAttentionPool(nn.Module):
 def make_attention(layers: str, input_size: int, attention_size: int = 400) -> nn.Module:
     if _check_layers(layers) == "torch":
         return TorchAttentionPool(input_size, attention_size)
-    return _sublocal_nn("AttentionPool")(input_size, attention_size=attention_size)
+    return snn.AttentionPool(input_size, attention_size=attention_size)
 
 
 # --------------------------------------------------------------------------------------------
@@ -270,7 +261,7 @@ def make_qrnn(layers: str, input_size: int, hidden_size: int, num_layers: int = 
               bidirectional: bool = True) -> nn.Module:
     if _check_layers(layers) == "torch":
         return TorchQRNN(input_size, hidden_size, num_layers, window, bidirectional)
-    return _sublocal_nn("QRNN")(input_size, hidden_size, num_layers=num_layers, kernel_size=window,
+    return snn.QRNN(input_size, hidden_size, num_layers=num_layers, kernel_size=window,
                                 bidirectional=bidirectional)
 
 
@@ -310,17 +301,17 @@ def convert_state_dict(state: dict, model: nn.Module, to: str) -> dict:
             _conv_to_torch(out, p, module)
         elif isinstance(module, TorchAttentionPool) and to == "torch":
             _attention_to_torch(out, p)
-        elif to == "sublocal" and type(module).__name__ == "MultiWidthConv1d":
+        elif isinstance(module, snn.MultiWidthConv1d) and to == "sublocal":
             _conv_to_sublocal(out, p, module)
-        elif to == "sublocal" and type(module).__name__ == "AttentionPool":
+        elif isinstance(module, snn.AttentionPool) and to == "sublocal":
             _attention_to_sublocal(out, p)
         elif isinstance(module, TorchBiLSTM) and to == "torch":
             _lstm_to_torch(out, p, module)
-        elif to == "sublocal" and type(module).__name__ == "LSTM" and hasattr(module, "hidden_size"):
+        elif isinstance(module, snn.LSTM) and to == "sublocal":
             _lstm_to_sublocal(out, p, module)
         elif isinstance(module, TorchQRNN) and to == "torch":
             _qrnn_to_torch(out, p, module)
-        elif to == "sublocal" and type(module).__name__ == "QRNN":
+        elif isinstance(module, snn.QRNN) and to == "sublocal":
             _qrnn_to_sublocal(out, p, module)
     return out
 
@@ -354,10 +345,14 @@ def _conv_to_sublocal(s: dict, p: str, module: nn.Module) -> None:
 
 
 def _lstm_names(num_layers: int, directions: int):
+    """(TorchBiLSTM's key, sublocal_kernels.nn.LSTM's key) of every LSTM parameter: direction d of
+    layer k is a one-direction nn.LSTM of one layer, ``directions.{k}.{d}``."""
+    one_direction = weight_names(bidirectional=False, bias=True, layer=0)
     for layer in range(num_layers):
-        for d in range(directions):
-            for kind in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
-                yield f"directions.{layer}.{d}.{kind}_l0", f"{kind}_l{layer}{'_reverse' if d else ''}"
+        names = weight_names(bidirectional=directions == 2, bias=True, layer=layer)
+        for i, theirs in enumerate(names):
+            d, kind = divmod(i, len(one_direction))
+            yield f"directions.{layer}.{d}.{one_direction[kind]}", theirs
 
 
 def _lstm_to_torch(s: dict, p: str, module: "TorchBiLSTM") -> None:

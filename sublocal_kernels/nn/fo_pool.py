@@ -17,7 +17,7 @@ class FoPool(nn.Module):
     """QRNN fo-pooling as a module (no parameters); see :func:`sublocal_kernels.fo_pool`.
 
     ``forward(forget, z, output=None, lengths=None, initial=None) -> (h, c_last)`` with
-    ``forget``, ``z``, ``output``: ``(B, T, D)``; ``lengths``: ``(B,)`` in ``[0, T]``.
+    ``forget``, ``z``, ``output``: ``(B, T, D)``; ``lengths``: ``(B,)`` in ``[1, T]``.
 
     Example::
 
@@ -57,7 +57,7 @@ class QRNN(nn.Module):
         batch_first: ``x`` is ``(B, T, C)`` (default) or ``(T, B, C)``.
 
     ``forward(x, lengths=None, initial=None) -> (output, c_n)``:
-        ``x``: ``(B, T, C)``; ``lengths``: ``(B,)`` int in ``[0, T]`` (None: all ``T``);
+        ``x``: ``(B, T, C)``; ``lengths``: ``(B,)`` int in ``[1, T]`` (None: all ``T``);
         ``initial``: ``(num_layers * num_directions, B, H)`` or None (zeros).
         ``output``: ``(B, T, num_directions * H)``, zero at padded positions;
         ``c_n``: ``(num_layers * num_directions, B, H)``, each direction's state after the
@@ -145,7 +145,7 @@ class QRNN(nn.Module):
         B, T, C = x.shape
         if C != self.input_size:
             chk.fail(f"`x` must have {self.input_size} features (input_size), got {C}")
-        lengths = chk.lengths(lengths, B, T, x.device, low=0)
+        lengths = chk.lengths(lengths, "x", x)
         n_states = self.num_layers * self.num_directions
         if initial is not None:
             chk.like("initial", initial, "x", x, shape=(n_states, B, self.hidden_size),

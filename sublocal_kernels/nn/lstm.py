@@ -10,7 +10,7 @@ from torch import nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from .._checks import ArgChecker
-from ..ops.lstm import lstm
+from ..ops.lstm import lstm, weight_names
 
 
 class LSTM(nn.Module):
@@ -76,13 +76,10 @@ class LSTM(nn.Module):
         # Registration order is nn.LSTM's, so parameters() and state_dict() line up with it.
         for layer in range(num_layers):
             layer_input = input_size if layer == 0 else hidden_size * D
-            for direction in range(D):
-                suffix = f"_l{layer}" + ("_reverse" if direction == 1 else "")
-                setattr(self, "weight_ih" + suffix, nn.Parameter(torch.empty(4 * hidden_size, layer_input, **factory)))
-                setattr(self, "weight_hh" + suffix, nn.Parameter(torch.empty(4 * hidden_size, hidden_size, **factory)))
-                if self.bias:
-                    setattr(self, "bias_ih" + suffix, nn.Parameter(torch.empty(4 * hidden_size, **factory)))
-                    setattr(self, "bias_hh" + suffix, nn.Parameter(torch.empty(4 * hidden_size, **factory)))
+            shapes = {"weight_ih": (4 * hidden_size, layer_input), "weight_hh": (4 * hidden_size, hidden_size),
+                      "bias_ih": (4 * hidden_size,), "bias_hh": (4 * hidden_size,)}
+            for name in weight_names(self.bidirectional, self.bias, layer):
+                setattr(self, name, nn.Parameter(torch.empty(shapes[name.split("_l")[0]], **factory)))
         self.reset_parameters()
 
     @property
@@ -97,12 +94,7 @@ class LSTM(nn.Module):
 
     def layer_weights(self, layer: int) -> list[torch.Tensor]:
         """Layer ``layer``'s tensors in the order :func:`sublocal_kernels.lstm` takes them."""
-        names = ["weight_ih", "weight_hh"] + (["bias_ih", "bias_hh"] if self.bias else [])
-        out = []
-        for direction in range(self.num_directions):
-            suffix = f"_l{layer}" + ("_reverse" if direction == 1 else "")
-            out += [getattr(self, n + suffix) for n in names]
-        return out
+        return [getattr(self, name) for name in weight_names(self.bidirectional, self.bias, layer)]
 
     @property
     def all_weights(self) -> list[list[torch.Tensor]]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import Sequence
 
 import numpy as np
@@ -12,44 +11,47 @@ from .._optional import require
 __all__ = ["confusion_matrix", "classification_report", "format_report", "plot_confusion"]
 
 
+def _skm():
+    return require("sklearn.metrics", "metrics")
+
+
 def confusion_matrix(true, pred, num_classes: int) -> np.ndarray:
     """``(K, K) int64``: row = true class, column = predicted class."""
-    cm = np.zeros((num_classes, num_classes), dtype=np.int64)
-    np.add.at(cm, (np.asarray(true, dtype=np.int64), np.asarray(pred, dtype=np.int64)), 1)
-    return cm
-
-
-def _mcc(tp, fp, fn, tn) -> float:
-    den = math.sqrt(float(tp + fp) * float(tp + fn) * float(tn + fp) * float(tn + fn))
-    return 0.0 if den == 0 else float(tp * tn - fp * fn) / den
+    true, pred = np.asarray(true, dtype=np.int64), np.asarray(pred, dtype=np.int64)
+    if true.size == 0:
+        return np.zeros((num_classes, num_classes), dtype=np.int64)
+    return _skm().confusion_matrix(true, pred, labels=np.arange(num_classes)).astype(np.int64)
 
 
 def classification_report(cm: np.ndarray, classes: Sequence[str]) -> dict:
     """Accuracy, per-class (one-vs-rest) MCC, F1, precision, recall and support, their macro
-    means, and the multi-class MCC (Gorodkin's R_K). A class that is never predicted and never
-    present has MCC and F1 0 and is left out of the macro means (support 0)."""
+    means, and the multi-class MCC (Gorodkin's R_K, which is what ``matthews_corrcoef`` computes
+    for more than two classes). A class that is never predicted and never present has MCC and
+    F1 0 and is left out of the macro means (support 0)."""
+    skm = _skm()
     cm = np.asarray(cm, dtype=np.int64)
+    K = len(classes)
     n = int(cm.sum())
+    # The (true, predicted) pairs the confusion matrix counts, for sklearn's label-based API.
+    true = np.repeat(np.repeat(np.arange(K), K), cm.reshape(-1))
+    pred = np.repeat(np.tile(np.arange(K), K), cm.reshape(-1))
+    labels = np.arange(K)
+    if n:
+        precision, recall, f1, support = skm.precision_recall_fscore_support(
+            true, pred, labels=labels, zero_division=0)
+    else:
+        precision = recall = f1 = np.zeros(K)
+        support = np.zeros(K, dtype=np.int64)
     per = {}
     for k, name in enumerate(classes):
-        tp = int(cm[k, k])
-        fp = int(cm[:, k].sum()) - tp
-        fn = int(cm[k, :].sum()) - tp
-        tn = n - tp - fp - fn
-        precision = tp / (tp + fp) if tp + fp else 0.0
-        recall = tp / (tp + fn) if tp + fn else 0.0
-        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        per[name] = {"mcc": _mcc(tp, fp, fn, tn), "f1": f1, "precision": precision, "recall": recall,
-                     "support": tp + fn}
+        mcc = float(skm.matthews_corrcoef(true == k, pred == k)) if n else 0.0
+        per[name] = {"mcc": mcc, "f1": float(f1[k]), "precision": float(precision[k]),
+                     "recall": float(recall[k]), "support": int(support[k])}
     present = [v for v in per.values() if v["support"] > 0]
-    # Gorodkin's multi-class MCC from the covariance form.
-    t, p = cm.sum(1).astype(np.float64), cm.sum(0).astype(np.float64)
-    c = float(np.trace(cm))
-    den = math.sqrt((n * n - float(p @ p)) * (n * n - float(t @ t)))
     return {
         "n": n,
-        "accuracy": c / n if n else 0.0,
-        "mcc": 0.0 if den == 0 else (c * n - float(t @ p)) / den,
+        "accuracy": float(skm.accuracy_score(true, pred)) if n else 0.0,
+        "mcc": float(skm.matthews_corrcoef(true, pred)) if n else 0.0,
         "macro_mcc": float(np.mean([v["mcc"] for v in present])) if present else 0.0,
         "macro_f1": float(np.mean([v["f1"] for v in present])) if present else 0.0,
         "per_class": per,

@@ -99,3 +99,20 @@ def test_quick_leaves_out_the_slow_cpu_peers():
     assert not any("nn.LSTM-packed" in c or ("bench_lstm" in c and "ref-eager" in c) for c in quick)
     assert any("bench_lstm" in c and "nn.LSTM-padded" in c for c in quick)
     assert any("bench_fo_pool" in c and "ref-eager" in c for c in quick)
+
+
+def test_readme_table_format(tmp_path):
+    """The peak is a number, the padded nn.LSTM heads the LSTM's peers, the shapes are defined,
+    and a CPU-only results directory says that GPU figures are pending."""
+    rows = [Row("lstm", "paper", "float32", "fwd+bwd", p, ms, ms, ms, bytes=1, flops=1)
+            for p, ms in (("sublocal", 1.0), ("nn.LSTM-packed", 100.0), ("nn.LSTM-padded", 2.0))]
+    write_results(finish_rows(rows, MACHINE), MACHINE, tmp_path / "cpu-2026-01-01.json")
+    text = readme_table.render(readme_table.newest_results(tmp_path))
+    assert "matmul peak 1.0 TFLOP/s (float32)" in text and "{" not in text
+    head = next(line for line in text.splitlines() if line.startswith("| op |"))
+    assert head.index("vs nn.LSTM-padded") < head.index("vs nn.LSTM-packed")
+    assert "| 2.00x | 100.00x |" in text
+    assert "`paper`: B=128, T=1000, C=20" in text
+    assert text.startswith("**GPU figures are pending**")
+    write_results(finish_rows(rows, MACHINE), {**MACHINE, "gpu": "NVIDIA H200"}, tmp_path / "nvidia-h200-2026-01-02.json")
+    assert "pending" not in readme_table.render(readme_table.newest_results(tmp_path))

@@ -24,10 +24,6 @@ SMALL = {
                           attention_size=4, dense_size=5),
 }
 
-# Every model is built from fused sublocal_kernels.nn layers as well (all four ops have landed).
-SUBLOCAL_READY = list(SMALL)
-
-
 def make(name, layers, **extra):
     kind = name.split("-")[0]
     return build_model(kind, num_classes=4, layers=layers, **{**SMALL[name], **extra})
@@ -51,8 +47,7 @@ def batch():
     return tokens, lengths, b.labels % 4
 
 
-CASES = [pytest.param(n, "torch", id=f"{n}-torch") for n in SMALL] + [
-    pytest.param(n, "sublocal", id=f"{n}-sublocal") for n in SUBLOCAL_READY]
+CASES = [pytest.param(n, layers, id=f"{n}-{layers}") for layers in ("torch", "sublocal") for n in SMALL]
 
 
 @pytest.mark.parametrize("name, layers", CASES)
@@ -78,7 +73,7 @@ def test_forward_backward_variable_lengths(name, layers, batch):
             assert_close(alone[0], full[i], torch.float32, scale=10, name=f"{name} seq {i} alone")
 
 
-@pytest.mark.parametrize("name", SUBLOCAL_READY)
+@pytest.mark.parametrize("name", SMALL)
 def test_sublocal_build_matches_torch_build(name, batch):
     """Weights copied from the sublocal build into the torch.nn build give the same outputs and
     the same gradients (float64, dropout off)."""
@@ -99,7 +94,7 @@ def test_sublocal_build_matches_torch_build(name, batch):
         assert_close(p.grad, grads_peer[k], torch.float64, name=f"grad {k}")
 
 
-@pytest.mark.parametrize("name", SUBLOCAL_READY)
+@pytest.mark.parametrize("name", SMALL)
 def test_shard_gradients_add_up(name, batch):
     """What DistributedDataParallel relies on: the fused build's gradients of two shards' loss
     sums add up to the gradient of the whole batch's loss sum (float64, dropout off)."""
@@ -186,3 +181,20 @@ def test_forget_bias_added_at_initialisation():
             assert torch.equal(b[h:2 * h], a[h:2 * h] + 3.0) and torch.equal(b[:h], a[:h]), name
         else:
             assert torch.equal(a, b), name
+
+
+def test_convert_state_dict_leaves_a_stock_lstm_alone():
+    """Modules are recognised by class: a stock torch.nn.LSTM next to ours keeps its keys."""
+    from sublocal_kernels import nn as snn
+    from sublocal_kernels.models.layers import TorchBiLSTM
+
+    torch.manual_seed(0)
+    ours = torch.nn.ModuleDict({"lstm": snn.LSTM(3, 4, batch_first=True, bidirectional=True),
+                                "stock": torch.nn.LSTM(3, 4, batch_first=True, bidirectional=True)})
+    peer = torch.nn.ModuleDict({"lstm": TorchBiLSTM(3, 4), "stock": torch.nn.LSTM(3, 4, batch_first=True,
+                                                                                  bidirectional=True)})
+    converted = convert_state_dict(peer.state_dict(), ours, to="sublocal")
+    ours.load_state_dict(converted)  # strict: every key of both modules present, no extra ones
+    for k, v in peer["stock"].state_dict().items():
+        assert torch.equal(ours["stock"].state_dict()[k], v), k
+    assert torch.equal(ours["lstm"].weight_hh_l0_reverse, peer["lstm"].directions[0][1].weight_hh_l0)

@@ -22,7 +22,7 @@ def make_inputs(B, T, D, dtype=torch.float64, device="cpu", output=True, initial
     o = torch.rand(B, T, D, dtype=torch.float64).to(dtype).to(device) if output else None
     i0 = torch.randn(B, D, dtype=torch.float64).to(dtype).to(device) if initial else None
     if lengths == "random":
-        L = random_lengths(B, T, low=0).to(device)
+        L = random_lengths(B, T).to(device)
     elif lengths == "full":
         L = torch.full((B,), T, dtype=torch.int64, device=device)
     else:
@@ -137,7 +137,7 @@ def test_long_sequence_forward_float64():
 @pytest.mark.parametrize("gates", ["fo", "f"])
 def test_gradcheck(reverse, gates):
     f, z, o, L, i0 = make_inputs(3, 11, 4, output=gates == "fo", requires_grad=True)
-    L = torch.tensor([11, 4, 0])
+    L = torch.tensor([11, 4, 1])
     if gates == "fo":
         fn = lambda f_, z_, o_, i_: sk.fo_pool(f_, z_, o_, L, i_, reverse)  # noqa: E731
         inputs = (f, z, o, i0)
@@ -211,13 +211,12 @@ def test_noncontiguous_inputs():
     assert_close(fr.grad, fr2.grad)
 
 
-def test_lengths_forms_and_zero_length():
+def test_lengths_forms():
     f, z, o, _, i0 = make_inputs(3, 6, 2)
-    h1, c1 = sk.fo_pool(f, z, o, [6, 0, 2], i0)
-    h2, c2 = sk.fo_pool(f, z, o, torch.tensor([6, 0, 2], dtype=torch.int32), i0)
+    h1, c1 = sk.fo_pool(f, z, o, [6, 1, 2], i0)
+    h2, c2 = sk.fo_pool(f, z, o, torch.tensor([6, 1, 2], dtype=torch.int32), i0)
     assert torch.equal(h1, h2) and torch.equal(c1, c2)
-    assert (h1[1] == 0).all()
-    assert torch.equal(c1[1], i0[1])  # length 0: the state is the initial state
+    assert (h1[1, 1:] == 0).all() and (h1[2, 2:] == 0).all()
     h3, c3 = sk.fo_pool(f, z, o, None, i0)
     h4, c4 = sk.fo_pool(f, z, o, [6, 6, 6], i0)
     assert torch.equal(h3, h4) and torch.equal(c3, c4)
@@ -240,7 +239,7 @@ def test_empty_batch_and_channels():
     data=st.data(),
 )
 def test_property_matches_reference(B, T, D, reverse, with_output, with_initial, data):
-    lengths = data.draw(st.lists(st.integers(0, T), min_size=B, max_size=B))
+    lengths = data.draw(st.lists(st.integers(1, T), min_size=B, max_size=B))
     f, z, o, _, i0 = make_inputs(B, T, D, output=with_output, initial=with_initial, requires_grad=True)
     L = torch.tensor(lengths)
     dh, dc = torch.randn(B, T, D, dtype=torch.float64), torch.randn(B, D, dtype=torch.float64)
@@ -271,7 +270,7 @@ def _ok():
         (lambda a: a.update(output=a["output"][:1]), ValueError, r"`output` must have shape"),
         (lambda a: a.update(initial=a["initial"][:, :2]), ValueError, r"`initial` must have shape \(2, 3\)"),
         (lambda a: a.update(initial=a["initial"].half()), TypeError, r"`initial` has dtype"),
-        (lambda a: a.update(lengths=torch.tensor([5, 6])), ValueError, r"`lengths\[1\]` = 6 is out of range.*\[0, 5\]"),
+        (lambda a: a.update(lengths=torch.tensor([5, 6])), ValueError, r"`lengths\[1\]` = 6 is out of range.*\[1, 5\]"),
         (lambda a: a.update(lengths=torch.tensor([-1, 2])), ValueError, r"`lengths\[0\]` = -1 is out of range"),
         (lambda a: a.update(lengths=torch.tensor([5])), ValueError, r"`lengths` must have shape \(2,\)"),
         (lambda a: a.update(lengths=torch.tensor([5.0, 2.0])), TypeError, r"`lengths` must have dtype int32 or int64"),
@@ -304,7 +303,7 @@ def test_op_level_checks_for_direct_callers():
 
 # The interpreter runs tl.associative_scan element by element in Python, so tiles stay small
 # and each feature (time split, several channel blocks with a masked tail, reverse, no output
-# gate, length 0/1/T) is covered by a few cases rather than the full product.
+# gate, length 1/T) is covered by a few cases rather than the full product.
 def _tc(B, T, D, segments, chunk, block_d, reverse, gates):
     rid = "rev" if reverse else "fwd"
     return pytest.param(B, T, D, segments, chunk, block_d, reverse, gates,

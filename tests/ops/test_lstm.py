@@ -501,7 +501,7 @@ from triton.compiler import ASTSource
 K = importlib.import_module("sublocal_kernels.ops.lstm.triton")
 ints = {"B", "T", "H"}
 state_args = {"GATES", "STATES", "DGATES", "DH", "DC"}
-for dtype, precision, dirs, block_h in [("fp32", "ieee", 2, 64), ("fp32", "tf32", 1, 32), ("bf16", "ieee", 2, 64),
+for dtype, precision, dirs, block_h in [("fp32", "tf32x3", 2, 64), ("fp32", "tf32", 1, 32), ("bf16", "ieee", 2, 64),
                                         ("fp16", "ieee", 2, 16), ("fp64", "ieee", 2, 16)]:
     state = "fp64" if dtype == "fp64" else "fp32"
     for fn in (K._lstm_fwd_kernel, K._lstm_bwd_kernel):
@@ -516,7 +516,7 @@ for dtype, precision, dirs, block_h in [("fp32", "ieee", 2, 64), ("fp32", "tf32"
             else:
                 signature[p.name] = "*" + (state if p.name in state_args else dtype)
         consts = dict(NUM_DIRS=dirs, HAS_H0=True, HAS_C0=True, BLOCK_B=16, BLOCK_H=block_h, BLOCK_K=block_h,
-                      PRECISION=precision, UPCAST_DOT=False)
+                      PRECISION=precision)
         consts = {k: v for k, v in consts.items() if k in signature}
         kernel = triton.compile(ASTSource(fn=fn, signature=signature, constexprs=consts),
                                 target=GPUTarget("cuda", 90, 32), options={"num_warps": 4})

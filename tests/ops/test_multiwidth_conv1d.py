@@ -510,10 +510,10 @@ from triton.compiler import ASTSource
 
 K = importlib.import_module("sublocal_kernels.ops.multiwidth_conv1d.triton")
 POINTERS = {"LEN": "*i64", "KTAP": "*i32", "KCOL": "*i32"}
-for name, dtype, precision in [("fwd", "bf16", "tf32"), ("dx", "bf16", "tf32"), ("dw", "bf16", "tf32"),
-                               ("dx", "fp32", "tf32x3"), ("dw", "fp64", "ieee")]:
+for name, dtype, precision in [("fwd", "bf16", "ieee"), ("dx", "bf16", "ieee"), ("dw", "bf16", "ieee"),
+                               ("dx", "fp32", "tf32x3"), ("fwd", "fp32", "tf32"), ("dw", "fp64", "ieee")]:
     fn = getattr(K, f"_multiwidth_conv1d_{name}_kernel")
-    constexprs = dict(HAS_BIAS=True, HAS_LENGTHS=True, RELU=True, PRECISION=precision, UPCAST_DOT=False,
+    constexprs = dict(HAS_BIAS=True, HAS_LENGTHS=True, RELU=True, PRECISION=precision,
                       BLOCK_T=64, BLOCK_N=64, BLOCK_C=32, BLOCK_K=32, BLOCK_M=64)
     signature, consts = {}, {}
     for p in fn.params:

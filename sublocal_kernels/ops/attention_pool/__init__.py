@@ -67,11 +67,8 @@ def attention_pool(
     chk.like("v_a", v_a, "h", h, shape=(A,), dims="(A,)")
     if b_a is not None:
         chk.like("b_a", b_a, "h", h, shape=(A,), dims="(A,)")
+    lengths = chk.lengths(lengths, "h", h)
     if lengths is None:
-        if T < 1 and B > 0:
-            chk.fail(f"`h` must have at least one step (T >= 1), got shape {tuple(h.shape)}")
         lengths = torch.full((B,), T, dtype=torch.int64, device=h.device)
-    else:
-        lengths = chk.lengths(lengths, B, T, h.device, low=1)
     context, alpha, _ = torch.ops.sublocal.attention_pool_fwd(h, lengths, w_a, v_a, b_a)
     return context, alpha

@@ -15,6 +15,7 @@ from __future__ import annotations
 import torch
 
 from ..._checks import compute_dtype
+from .._common import any_needs_grad, register_autograd, zeros_if_none
 
 
 @torch.library.register_fake("sublocal::attention_pool_fwd")
@@ -42,25 +43,25 @@ def _attention_pool_bwd_fake(grad_context, grad_alpha, h, lengths, w_a, v_a, b_a
 def _setup_context(ctx, inputs, output):
     h, lengths, w_a, v_a, b_a = inputs
     context, alpha, activations = output
+    # Unmaterialised gradients (ops/_common.py) save a zero tensor the size of `activations`
+    # (and of alpha when only the context is used): 124 MB at `paper` on CPU.
     ctx.save_for_backward(h, lengths, w_a, v_a, b_a, context, alpha, activations)
-    ctx.mark_non_differentiable(activations)
-    # Without this, autograd hands the backward a zero tensor the size of `activations` (and of
-    # alpha when only the context is used): 124 MB at `paper` on CPU, a quarter of our peak.
-    ctx.set_materialize_grads(False)
 
 
-def _backward(ctx, grad_context, grad_alpha, _grad_activations):
+def _backward(ctx, grad_context, grad_alpha):
+    if not any_needs_grad(ctx):
+        return None, None, None, None, None
     h, lengths, w_a, v_a, b_a, context, alpha, activations = ctx.saved_tensors
-    if grad_context is None:
-        grad_context = torch.zeros_like(context)
     # grad_alpha stays None when only the context is used: the kernels treat it as zeros.
     grad_h, grad_w, grad_v, grad_b = torch.ops.sublocal.attention_pool_bwd(
-        grad_context, grad_alpha, h, lengths, w_a, v_a, b_a, context, alpha, activations
+        zeros_if_none(grad_context, context), grad_alpha, h, lengths, w_a, v_a, b_a, context, alpha, activations
     )
-    return grad_h, None, grad_w, grad_v, grad_b if b_a is not None else None
+    need = ctx.needs_input_grad
+    return (grad_h if need[0] else None, None, grad_w if need[2] else None, grad_v if need[3] else None,
+            grad_b if b_a is not None and need[4] else None)
 
 
-torch.library.register_autograd("sublocal::attention_pool_fwd", _backward, setup_context=_setup_context)
+register_autograd("attention_pool_fwd", _backward, _setup_context, outputs=2)
 
 
 @torch.library.register_kernel("sublocal::attention_pool_fwd", "cuda")

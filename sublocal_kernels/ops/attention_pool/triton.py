@@ -1,6 +1,6 @@
 """Attention pooling Triton kernels: scores on tensor cores, split-T online softmax, fused backward.
 
-Forward (kernel-notes.md, flash-decoding style). One program per (sequence, tile of BLOCK_T
+Forward (docs/kernel-notes.md, flash-decoding style). One program per (sequence, tile of BLOCK_T
 steps), so one long sequence spreads over the whole GPU:
 
 1. ``_attention_pool_fwd_kernel``: for each block of BLOCK_A attention units, ``u = h W_a`` for
@@ -28,10 +28,9 @@ Nothing of shape (B, T, A) is kept between forward and backward: ``activations``
 B and T are.
 
 Dtypes: float16/bfloat16 inputs go to ``tl.dot`` as they are, with float32 accumulation;
-float32 uses ``input_precision="tf32x3"`` (float32-level accuracy on tensor cores; set
-``SUBLOCAL_ATTENTION_POOL_F32_DOT=tf32`` to trade accuracy for speed, ``ieee`` for no tensor
-cores); float64 (tests, gradcheck) multiplies with a broadcast-and-sum, since ``tl.dot`` has no
-float64 lowering on every target.
+float32 follows the dot policy every op shares (``ops/_triton_utils.py``: ``tf32x3`` unless
+PyTorch allows TF32, overridable per call with ``f32_dot=``); float64 (tests, gradcheck)
+multiplies with a broadcast-and-sum, since ``tl.dot`` has no float64 lowering on every target.
 
 The launchers take plain tensors (any device), so under ``TRITON_INTERPRET=1`` the same kernels
 run on CPU tensors; the test suite does exactly that.
@@ -39,40 +38,25 @@ run on CPU tensors; the test suite does exactly that.
 
 from __future__ import annotations
 
-import functools
 import math
-import os
 
 import torch
 import triton
 import triton.language as tl
 
 from ..._checks import compute_dtype
+from .._triton_utils import dot, dot_precision, sm_count, tanh
 
 # The largest transient r tensor of the backward, in elements (64 MB in bfloat16).
 R_CHUNK_ELEMENTS = 1 << 25
-
-F32_DOT = os.environ.get("SUBLOCAL_ATTENTION_POOL_F32_DOT", "tf32x3").lower()
-
-
-@triton.jit
-def _tanh(x):
-    # tanh from exp of a non-positive argument: no overflow for any |x|.
-    z = tl.exp(-2.0 * tl.abs(x))
-    t = (1.0 - z) / (1.0 + z)
-    return tl.where(x < 0, -t, t)
-
 
 @triton.jit
 def _mm(a, b, acc, FP64: tl.constexpr, PRECISION: tl.constexpr):
     # acc + a @ b; float64 by broadcast-and-sum (small blocks), everything else on tensor cores.
     if FP64:
         return acc + tl.sum(a[:, :, None] * b[None, :, :], axis=1)
-    elif PRECISION == "upcast":
-        # Only under TRITON_INTERPRET=1 (see _config): bfloat16 operands as float32.
-        return tl.dot(a.to(tl.float32), b.to(tl.float32), acc, input_precision="ieee")
     else:
-        return tl.dot(a, b, acc, input_precision=PRECISION)
+        return acc + dot(a, b, PRECISION)
 
 
 @triton.jit
@@ -92,7 +76,7 @@ def _scores_block(h_rows, rmask, W, BIAS, a0, D, A, acc_ty: tl.constexpr,
         u = _mm(hb, wb, u, FP64, PRECISION)
     if HAS_BIAS:
         u += tl.load(BIAS + offs_a, mask=amask, other=0.0).to(acc_ty)[None, :]
-    return _tanh(u)
+    return tanh(u)
 
 
 @triton.jit
@@ -304,29 +288,16 @@ def _attention_pool_bwd_dw_kernel(
 
 # ---- launchers ---------------------------------------------------------------------------------
 
-@functools.lru_cache(maxsize=None)
-def _sm_count(index: int) -> int:
-    return torch.cuda.get_device_properties(index).multi_processor_count
-
-
-def _config(dtype: torch.dtype, block_t, block_d, block_a):
+def _config(dtype: torch.dtype, block_t, block_d, block_a, f32_dot=None):
     """Block sizes and dot precision for one dtype; explicit sizes (tests) override."""
     if dtype == torch.float64:
         # broadcast-and-sum products: (16, 16, 16) keeps the 3-D temporary small
         default = (16, 16, 16)
-        precision = "ieee"
     elif dtype == torch.float32:
         default = (64, 32, 64)
-        precision = F32_DOT
-        if precision not in ("tf32", "tf32x3", "ieee"):
-            raise ValueError(f"SUBLOCAL_ATTENTION_POOL_F32_DOT must be tf32, tf32x3 or ieee, got {precision!r}")
     else:
         default = (64, 64, 64)
-        precision = "ieee"  # unused for 16-bit inputs (tensor cores with float32 accumulation)
-        if dtype == torch.bfloat16 and os.environ.get("TRITON_INTERPRET", "0") == "1":
-            # Triton 3.6's interpreter gets tl.dot of bfloat16 operands wrong (error 2e10 on a
-            # 16 x 16 product of normal values; float16 is right): cast them to float32 there.
-            precision = "upcast"
+    precision = dot_precision(dtype, f32_dot)
     bt, bd, ba = (x if x is not None else d for x, d in zip((block_t, block_d, block_a), default))
     for name, x in (("block_t", bt), ("block_d", bd), ("block_a", ba)):
         if x < 16 or x & (x - 1):
@@ -341,7 +312,7 @@ def _prepare(h, lengths, w_a, v_a, b_a):
     return h, lengths, w_a, v_a, b_a
 
 
-def attention_pool_fwd_triton(h, lengths, w_a, v_a, b_a, *, block_t=None, block_d=None, block_a=None):
+def attention_pool_fwd_triton(h, lengths, w_a, v_a, b_a, *, block_t=None, block_d=None, block_a=None, f32_dot=None):
     """Triton forward; same contract as ``torch.ops.sublocal.attention_pool_fwd`` (activations: ``(0, A)``)."""
     h, lengths, w_a, v_a, b_a = _prepare(h, lengths, w_a, v_a, b_a)
     B, T, D = h.shape
@@ -353,7 +324,7 @@ def attention_pool_fwd_triton(h, lengths, w_a, v_a, b_a, *, block_t=None, block_
     activations = torch.empty(0, A, dtype=cd, device=dev)
     if B == 0 or T == 0:
         return context, alpha, activations
-    bt, bd, ba, precision = _config(h.dtype, block_t, block_d, block_a)
+    bt, bd, ba, precision = _config(h.dtype, block_t, block_d, block_a, f32_dot)
     NT = triton.cdiv(T, bt)
     scores = torch.empty(B, T, dtype=cd, device=dev)
     part_m = torch.empty(B, NT, dtype=cd, device=dev)
@@ -375,7 +346,7 @@ def attention_pool_fwd_triton(h, lengths, w_a, v_a, b_a, *, block_t=None, block_
 
 def attention_pool_bwd_triton(grad_context, grad_alpha, h, lengths, w_a, v_a, b_a, context, alpha, *,
                               block_t=None, block_d=None, block_a=None, dw_split=None,
-                              r_chunk_elements=R_CHUNK_ELEMENTS):
+                              r_chunk_elements=R_CHUNK_ELEMENTS, f32_dot=None):
     """Triton backward; same contract as ``torch.ops.sublocal.attention_pool_bwd``.
 
     ``dw_split`` (programs along the reduction of dW_a) and ``r_chunk_elements`` (size of the
@@ -394,7 +365,7 @@ def attention_pool_bwd_triton(grad_context, grad_alpha, h, lengths, w_a, v_a, b_
     grad_b = torch.zeros(A if b_a is not None else 0, dtype=cd, device=dev)
     if B == 0 or T == 0:
         return grad_h, grad_w.to(h.dtype), grad_v.to(h.dtype), grad_b.to(h.dtype)
-    bt, bd, ba, precision = _config(h.dtype, block_t, block_d, block_a)
+    bt, bd, ba, precision = _config(h.dtype, block_t, block_d, block_a, f32_dot)
     fp64 = h.dtype == torch.float64
     NT = triton.cdiv(T, bt)
     g = torch.empty(B, dtype=cd, device=dev)
@@ -412,7 +383,7 @@ def attention_pool_bwd_triton(grad_context, grad_alpha, h, lengths, w_a, v_a, b_
         if dw_split is None:
             split = 1
             if dev.type == "cuda":
-                sms = _sm_count(dev.index if dev.index is not None else torch.cuda.current_device())
+                sms = sm_count(dev)
                 split = max(1, min(jobs, math.ceil(4 * sms / (nd * na))))
         else:
             split = max(1, min(jobs, dw_split))

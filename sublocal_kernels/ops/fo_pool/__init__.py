@@ -32,8 +32,9 @@ def fo_pool(
         forget: ``(B, T, D)`` float16/bfloat16/float32/float64, the forget gate ``f``.
         z: ``(B, T, D)``, same dtype and device, the candidate values.
         output: ``(B, T, D)`` or None, the output gate ``o``.
-        lengths: ``(B,)`` int32/int64 (any device) with values in ``[0, T]``, or None (all
-            ``T``). Positions at or past a sequence's length produce ``h = 0`` and do not
+        lengths: ``(B,)`` int32/int64 (any device) or a list of ints, each in ``[1, T]``, or
+            None (all ``T``): the contract every op shares (README, "Variable-length
+            sequences"). Positions at or past a sequence's length produce ``h = 0`` and do not
             change its state.
         initial: ``(B, D)`` or None (zeros), the state before the first step.
         reverse: run each sequence from its own last valid step back to step 0 (the backward
@@ -41,8 +42,7 @@ def fo_pool(
 
     Returns:
         ``(h, c_last)``: ``h`` is ``(B, T, D)`` in the input dtype, zero at padded positions;
-        ``c_last`` is ``(B, D)``, the state after each sequence's last valid step (``initial``,
-        or zeros, for length 0).
+        ``c_last`` is ``(B, D)``, the state after each sequence's last valid step.
 
     The state is carried and accumulated in float32 for float16/bfloat16 inputs (float64 for
     float64). Gradients flow to ``forget``, ``z``, ``output`` and ``initial``.
@@ -55,7 +55,7 @@ def fo_pool(
         >>> B, T, D = 3, 7, 4
         >>> f = torch.rand(B, T, D, requires_grad=True)
         >>> z = torch.randn(B, T, D, requires_grad=True)
-        >>> h, c_last = sk.fo_pool(f, z, lengths=torch.tensor([7, 3, 0]))
+        >>> h, c_last = sk.fo_pool(f, z, lengths=torch.tensor([7, 3, 1]))
         >>> h.shape, c_last.shape
         (torch.Size([3, 7, 4]), torch.Size([3, 4]))
         >>> (h.sum() + c_last.sum()).backward()
@@ -70,6 +70,6 @@ def fo_pool(
         chk.like("initial", initial, "forget", forget, shape=(B, D), dims="(B, D)")
     if not isinstance(reverse, bool):
         chk.fail(f"`reverse` must be a bool, got {type(reverse).__name__}", TypeError)
-    lengths = chk.lengths(lengths, B, T, forget.device, low=0)
+    lengths = chk.lengths(lengths, "forget", forget)
     h, c_last, _ = torch.ops.sublocal.fo_pool_fwd(forget, z, output, lengths, initial, reverse, CHUNK)
     return h, c_last

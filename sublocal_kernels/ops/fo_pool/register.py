@@ -1,7 +1,8 @@
 """Registers fo-pool with the dispatcher: fake kernels, the autograd formula, the CUDA kernel.
 
 The schemas and the CPU kernels come from C++ (csrc/ops.cpp, csrc/cpu/fo_pool.cpp). On CUDA
-the Triton kernel is the default; the CUDA C++ kernel (csrc/cuda/fo_pool.cu) is selected with
+the Triton kernel is the default; the CUDA C++ kernels (csrc/cuda/fo_pool_fwd.cu, fo_pool_bwd.cu) are
+selected with
 ``SUBLOCAL_FO_POOL_BACKEND=cuda``. The Triton kernel is the default because it is the one the
 CPU-only CI verifies (under the Triton interpreter) on every change; the CUDA C++ kernel is
 compile-checked there and tested only on a GPU machine.
@@ -13,6 +14,7 @@ import torch
 
 from ... import _library
 from ..._checks import compute_dtype
+from .._common import any_needs_grad, register_autograd, zeros_if_none
 
 _OP = "fo_pool"
 
@@ -41,31 +43,31 @@ def _setup_context(ctx, inputs, output):
     ctx.save_for_backward(forget, z, out_gate, lengths, ckpt)
     ctx.reverse, ctx.chunk = reverse, chunk
     ctx.has_initial = initial is not None
-    ctx.mark_non_differentiable(ckpt)
 
 
-def _backward(ctx, grad_h, grad_c_last, _grad_ckpt):
+def _backward(ctx, grad_h, grad_c_last):
+    if not any_needs_grad(ctx):
+        return None, None, None, None, None, None, None
     forget, z, out_gate, lengths, ckpt = ctx.saved_tensors
     B, T, D = forget.shape
-    if grad_h is None:
-        grad_h = torch.zeros_like(forget)
-    if grad_c_last is None:
-        grad_c_last = forget.new_zeros(B, D)
+    # One fused pass yields every gradient; what no input needs is dropped.
     grad_f, grad_z, grad_o, grad_init = torch.ops.sublocal.fo_pool_bwd(
-        grad_h, grad_c_last, forget, z, out_gate, lengths, ckpt, ctx.reverse, ctx.chunk
+        zeros_if_none(grad_h, forget), zeros_if_none(grad_c_last, forget, (B, D)), forget, z, out_gate, lengths,
+        ckpt, ctx.reverse, ctx.chunk
     )
+    need = ctx.needs_input_grad
     return (
-        grad_f,
-        grad_z,
-        grad_o if out_gate is not None else None,
+        grad_f if need[0] else None,
+        grad_z if need[1] else None,
+        grad_o if out_gate is not None and need[2] else None,
         None,
-        grad_init if ctx.has_initial else None,
+        grad_init if ctx.has_initial and need[4] else None,
         None,
         None,
     )
 
 
-torch.library.register_autograd("sublocal::fo_pool_fwd", _backward, setup_context=_setup_context)
+register_autograd("fo_pool_fwd", _backward, _setup_context, outputs=2)
 
 
 def _use_cuda_cpp() -> bool:

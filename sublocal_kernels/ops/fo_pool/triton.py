@@ -1,6 +1,6 @@
 """fo-pool Triton kernels: a chunked parallel scan over time.
 
-Design (kernel-notes.md): ``c_t = f_t c_{t-1} + (1 - f_t) z_t`` is the affine map
+Design (docs/kernel-notes.md): ``c_t = f_t c_{t-1} + (1 - f_t) z_t`` is the affine map
 ``c -> f c + (1 - f) z``; maps compose associatively, so a ``(BLOCK_T, BLOCK_D)`` tile of
 steps is scanned with ``tl.associative_scan`` and the state is carried from tile to tile.
 Each program owns one (sequence, channel block) and walks the tiles of one *segment* of
@@ -22,7 +22,6 @@ kernels run on CPU tensors; the test suite does exactly that.
 
 from __future__ import annotations
 
-import functools
 import math
 
 import torch
@@ -30,6 +29,7 @@ import triton
 import triton.language as tl
 
 from ..._checks import compute_dtype
+from .._triton_utils import sm_count
 
 BLOCK_D_MAX = 64
 
@@ -256,11 +256,6 @@ def _fo_pool_segment_scan_kernel(
         state = tl.load(AGG_A + off, mask=dmask, other=1.0) * state + tl.load(AGG_B + off, mask=dmask, other=0.0)
 
 
-@functools.lru_cache(maxsize=None)
-def _sm_count(index: int) -> int:
-    return torch.cuda.get_device_properties(index).multi_processor_count
-
-
 def _plan(batch: int, time: int, dim: int, chunk: int, device: torch.device, segments: int | None,
           block_d: int | None = None):
     """Block sizes and the number of time segments for one call."""
@@ -273,7 +268,7 @@ def _plan(batch: int, time: int, dim: int, chunk: int, device: torch.device, seg
     if segments is None:
         segments = 1
         if device.type == "cuda":
-            sms = _sm_count(device.index if device.index is not None else torch.cuda.current_device())
+            sms = sm_count(device)
             # Split time only when (sequence, channel block) pairs cannot fill the GPU: the
             # split costs one extra read of f and z.
             if programs < 2 * sms:

@@ -111,9 +111,6 @@ def lstm(
         chk.like("h0", h0, "x", x, shape=(D, B, H), dims="(D, B, H)")
     if c0 is not None:
         chk.like("c0", c0, "x", x, shape=(D, B, H), dims="(D, B, H)")
-    if lengths is None:
-        lengths = torch.full((B,), T, dtype=torch.int64, device=x.device)
-    else:
-        lengths = chk.lengths(lengths, B, T, x.device, low=1)
+    lengths = chk.lengths(lengths, "x", x)
     out, h_n, c_n, _, _ = torch.ops.sublocal.lstm_fwd(x, lengths, weights, h0, c0, bidirectional)
     return out, h_n, c_n

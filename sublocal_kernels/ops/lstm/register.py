@@ -2,7 +2,7 @@
 
 The schemas and the CPU kernels come from C++ (csrc/ops.cpp, csrc/cpu/lstm.cpp); on CUDA the
 Triton kernels (triton.py) run. The forward's two workspace outputs (``gates``, ``states``)
-are saved for the backward and are not differentiable.
+are saved for the backward and follow the autograd convention of ``ops/_common.py``.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 
 from ..._checks import compute_dtype
+from .._common import any_needs_grad, register_autograd, zeros_if_none
 
 
 @torch.library.register_fake("sublocal::lstm_fwd")
@@ -18,12 +19,15 @@ def _lstm_fwd_fake(x, lengths, weights, h0, c0, bidirectional):
     H = weights[1].shape[1]
     D = 2 if bidirectional else 1
     sd = compute_dtype(x.dtype)
+    # CPU: the workspace has one row per valid step, sum(lengths) (data-dependent); CUDA keeps
+    # the (B, T) row layout, whose size needs no host sync.
+    rows = torch.library.get_ctx().new_dynamic_size() if x.device.type == "cpu" else B * T
     return (
         x.new_empty(B, T, D * H),
         x.new_empty(D, B, H),
         x.new_empty(D, B, H),
-        x.new_empty(D, B * T, 4 * H, dtype=sd),
-        x.new_empty(D, B * T, 2 * H, dtype=sd),
+        x.new_empty(D, rows, 4 * H, dtype=sd),
+        x.new_empty(D, rows, 2 * H, dtype=sd),
     )
 
 
@@ -45,34 +49,34 @@ def _setup_context(ctx, inputs, output):
     _, _, _, gates, states = output
     ctx.save_for_backward(x, lengths, h0, c0, gates, states, *weights)
     ctx.bidirectional = bidirectional
-    ctx.mark_non_differentiable(gates, states)
 
 
-def _backward(ctx, grad_out, grad_h_n, grad_c_n, _grad_gates, _grad_states):
+def _backward(ctx, grad_out, grad_h_n, grad_c_n):
+    nothing = (None, None, [None] * (len(ctx.saved_tensors) - 6), None, None, None)
+    if not any_needs_grad(ctx):
+        return nothing
     x, lengths, h0, c0, gates, states, *weights = ctx.saved_tensors
     B, T, _ = x.shape
     H = weights[1].shape[1]
     D = 2 if ctx.bidirectional else 1
-    if grad_out is None:
-        grad_out = x.new_zeros(B, T, D * H)
-    if grad_h_n is None:
-        grad_h_n = x.new_zeros(D, B, H)
-    if grad_c_n is None:
-        grad_c_n = x.new_zeros(D, B, H)
+    # The fused kernel computes every gradient in one pass over the recurrence; what no input
+    # needs is dropped here.
     grad_x, grad_w, grad_h0, grad_c0 = torch.ops.sublocal.lstm_bwd(
-        grad_out, grad_h_n, grad_c_n, x, lengths, weights, h0, c0, gates, states, ctx.bidirectional
+        zeros_if_none(grad_out, x, (B, T, D * H)), zeros_if_none(grad_h_n, x, (D, B, H)),
+        zeros_if_none(grad_c_n, x, (D, B, H)), x, lengths, weights, h0, c0, gates, states, ctx.bidirectional
     )
+    need_x, need_w, need_h0, need_c0 = ctx.needs_input_grad[0], ctx.needs_input_grad[2], *ctx.needs_input_grad[3:5]
     return (
-        grad_x,
+        grad_x if need_x else None,
         None,
-        list(grad_w),
-        grad_h0 if h0 is not None else None,
-        grad_c0 if c0 is not None else None,
+        [g if n else None for g, n in zip(grad_w, need_w)],
+        grad_h0 if need_h0 else None,
+        grad_c0 if need_c0 else None,
         None,
     )
 
 
-torch.library.register_autograd("sublocal::lstm_fwd", _backward, setup_context=_setup_context)
+register_autograd("lstm_fwd", _backward, _setup_context, outputs=3)
 
 
 @torch.library.register_kernel("sublocal::lstm_fwd", "cuda")

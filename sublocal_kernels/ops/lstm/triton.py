@@ -1,6 +1,6 @@
 """LSTM Triton kernels: the whole recurrence in one launch per direction pair.
 
-Design (kernel-notes.md, "design (1)"): the input projection ``x W_ih^T + b`` of every step and
+Design (docs/kernel-notes.md, "LSTM"): the input projection ``x W_ih^T + b`` of every step and
 both directions is one matrix product before the kernel (cuBLAS), and the weight and input
 gradients are single matrix products after the backward kernel. Only the recurrence walks
 time, inside one persistent launch: program ``(tile, direction)`` owns ``BLOCK_B`` sequences
@@ -25,25 +25,8 @@ import torch
 import triton
 import triton.language as tl
 
-from ... import _library
 from ..._checks import compute_dtype
-
-
-@triton.jit
-def _tanh(x):
-    # tanh(x) = 2 sigmoid(2x) - 1: one portable expression (CUDA, the interpreter, float64).
-    return 2.0 * tl.sigmoid(2.0 * x) - 1.0
-
-
-@triton.jit
-def _mm(a, b, UPCAST: tl.constexpr, PRECISION: tl.constexpr):
-    # UPCAST: multiply (bf16-rounded) operands in float32, for the interpreter only: Triton
-    # 3.6's interpreter returns garbage (1e10) for a bf16 tl.dot (numpy has no bf16); bf16
-    # products are exact in float32, so the result equals the GPU's bf16 MMA with float32
-    # accumulation up to summation order.
-    if UPCAST:
-        return tl.dot(a.to(tl.float32), b.to(tl.float32), input_precision="ieee")
-    return tl.dot(a, b, input_precision=PRECISION)
+from .._triton_utils import dot, dot_precision, tanh
 
 
 @triton.jit
@@ -52,7 +35,6 @@ def _lstm_fwd_kernel(
     B, T, H,
     NUM_DIRS: tl.constexpr, HAS_H0: tl.constexpr, HAS_C0: tl.constexpr,
     BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr, PRECISION: tl.constexpr,
-    UPCAST_DOT: tl.constexpr,
 ):
     tile = tl.program_id(0)
     d = tl.program_id(1)
@@ -96,19 +78,19 @@ def _lstm_fwd_kernel(
                 hk = h_prev.to(w_ty)
                 wm = kmask[:, None] & cmask[None, :]
                 wp = w_base + cols[None, :] * H + ks[:, None]
-                acc_i += _mm(hk, tl.load(wp, mask=wm, other=0.0), UPCAST_DOT, PRECISION)
-                acc_f += _mm(hk, tl.load(wp + H * H, mask=wm, other=0.0), UPCAST_DOT, PRECISION)
-                acc_g += _mm(hk, tl.load(wp + 2 * H * H, mask=wm, other=0.0), UPCAST_DOT, PRECISION)
-                acc_o += _mm(hk, tl.load(wp + 3 * H * H, mask=wm, other=0.0), UPCAST_DOT, PRECISION)
+                acc_i += dot(hk, tl.load(wp, mask=wm, other=0.0), PRECISION)
+                acc_f += dot(hk, tl.load(wp + H * H, mask=wm, other=0.0), PRECISION)
+                acc_g += dot(hk, tl.load(wp + 2 * H * H, mask=wm, other=0.0), PRECISION)
+                acc_o += dot(hk, tl.load(wp + 3 * H * H, mask=wm, other=0.0), PRECISION)
             gi = tl.sigmoid(acc_i)
             gf = tl.sigmoid(acc_f)
-            gg = _tanh(acc_g)
+            gg = tanh(acc_g)
             go = tl.sigmoid(acc_o)
             c_prev = tl.load(s_base + prow[:, None] * 2 * H + cols[None, :], mask=m2 & (s > 0), other=0.0)
             if HAS_C0:
                 c_prev += tl.load(C0 + (d * B + b)[:, None] * H + cols[None, :], mask=m2 & first, other=0.0).to(acc_ty)
             c = gf * c_prev + gi * gg
-            h = go * _tanh(c)
+            h = go * tanh(c)
             tl.store(gp, gi.to(acc_ty), mask=m2)
             tl.store(gp + H, gf.to(acc_ty), mask=m2)
             tl.store(gp + 2 * H, gg.to(acc_ty), mask=m2)
@@ -130,7 +112,6 @@ def _lstm_bwd_kernel(
     B, T, H,
     NUM_DIRS: tl.constexpr, HAS_C0: tl.constexpr,
     BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr, PRECISION: tl.constexpr,
-    UPCAST_DOT: tl.constexpr,
 ):
     # DH, DC (D, B, H) hold the gradients reaching h_s and c_s: grad_h_n and grad_c_n on entry
     # (a sequence's rows are untouched until its last step), grad_h0 and grad_c0 on exit.
@@ -177,7 +158,7 @@ def _lstm_bwd_kernel(
             dh = tl.load(DH + sp, mask=m2, other=0.0)
             dh += tl.load(GRAD_OUT + (row * NUM_DIRS)[:, None] * H + d * H + cols[None, :], mask=m2, other=0.0).to(acc_ty)
             dc = tl.load(DC + sp, mask=m2, other=0.0)
-            tc = _tanh(c)
+            tc = tanh(c)
             dcs = dc + dh * a_o * (1.0 - tc * tc)
             dp = dg_base + row[:, None] * 4 * H + cols[None, :]
             tl.store(dp, (dcs * a_g * a_i * (1.0 - a_i)).to(acc_ty), mask=m2)
@@ -197,7 +178,7 @@ def _lstm_bwd_kernel(
                 kmask = ks < 4 * H
                 dg = tl.load(dg_base + row[:, None] * 4 * H + ks[None, :], mask=active[:, None] & kmask[None, :], other=0.0)
                 w = tl.load(w_base + ks[:, None] * H + cols[None, :], mask=kmask[:, None] & cmask[None, :], other=0.0)
-                acc += _mm(dg.to(w_ty), w, UPCAST_DOT, PRECISION)
+                acc += dot(dg.to(w_ty), w, PRECISION)
             tl.store(DH + st_base[:, None] + cols[None, :], acc.to(acc_ty), mask=m2)
         tl.debug_barrier()
 
@@ -217,17 +198,6 @@ def _blocks(H: int, dtype: torch.dtype, block_b: int | None, block_h: int | None
     return block_b or 16, bh, bk
 
 
-def _precision(dtype: torch.dtype) -> str:
-    # float32 follows torch's matmul TF32 switch (off by default); other dtypes ignore it.
-    if dtype == torch.float32 and torch.backends.cuda.matmul.allow_tf32:
-        return "tf32"
-    return "ieee"
-
-
-def _upcast_dot(dtype: torch.dtype) -> bool:
-    return dtype == torch.bfloat16 and _library.triton_interpreting()
-
-
 def _split(weights, bidirectional: bool):
     D = 2 if bidirectional else 1
     per = len(weights) // D
@@ -240,7 +210,8 @@ def _sorted_order(lengths: torch.Tensor, device) -> tuple[torch.Tensor, torch.Te
     return lengths, order
 
 
-def lstm_fwd_triton(x, lengths, weights, h0, c0, bidirectional: bool, block_b=None, block_h=None, block_k=None):
+def lstm_fwd_triton(x, lengths, weights, h0, c0, bidirectional: bool, block_b=None, block_h=None, block_k=None,
+                    f32_dot=None):
     """Triton forward; same contract as ``torch.ops.sublocal.lstm_fwd`` (CUDA workspace layout)."""
     x = x.contiguous()
     B, T, C = x.shape
@@ -248,12 +219,15 @@ def lstm_fwd_triton(x, lengths, weights, h0, c0, bidirectional: bool, block_b=No
     H = weights[1].shape[1]
     sd = compute_dtype(x.dtype)
     dev = x.device
+    if lengths is None:
+        lengths = torch.full((B,), T, dtype=torch.int64, device=dev)
     out = torch.zeros(B, T, D * H, dtype=x.dtype, device=dev)
     h_n = torch.empty(D, B, H, dtype=x.dtype, device=dev)
     c_n = torch.empty(D, B, H, dtype=x.dtype, device=dev)
+    # The workspace rows at padding are never written: the backward masks them (torch.where)
+    # before any product reads them, so they need no zero fill.
     gates = torch.empty(D, B * T, 4 * H, dtype=sd, device=dev)
-    # Zeros so that the padded rows read by the backward's weight-gradient products are finite.
-    states = torch.zeros(D, B * T, 2 * H, dtype=sd, device=dev)
+    states = torch.empty(D, B * T, 2 * H, dtype=sd, device=dev)
     if B == 0 or T == 0:
         return out, h_n, c_n, gates, states
     x2 = x.reshape(B * T, C).to(sd)
@@ -272,14 +246,14 @@ def lstm_fwd_triton(x, lengths, weights, h0, c0, bidirectional: bool, block_b=No
         gates, states, out, h_n, c_n, h0c, c0c, whh, order, lengths,
         B, T, H,
         NUM_DIRS=D, HAS_H0=h0 is not None, HAS_C0=c0 is not None,
-        BLOCK_B=bb, BLOCK_H=bh, BLOCK_K=bk, PRECISION=_precision(x.dtype), UPCAST_DOT=_upcast_dot(x.dtype),
-        num_warps=4, num_stages=NUM_STAGES,
+        BLOCK_B=bb, BLOCK_H=bh, BLOCK_K=bk, PRECISION=dot_precision(x.dtype, f32_dot), num_warps=4,
+        num_stages=NUM_STAGES,
     )
     return out, h_n, c_n, gates, states
 
 
 def lstm_bwd_triton(grad_out, grad_h_n, grad_c_n, x, lengths, weights, h0, c0, gates, states,
-                    bidirectional: bool, block_b=None, block_h=None, block_k=None):
+                    bidirectional: bool, block_b=None, block_h=None, block_k=None, f32_dot=None):
     """Triton backward; same contract as ``torch.ops.sublocal.lstm_bwd`` (CUDA workspace layout)."""
     x = x.contiguous()
     B, T, C = x.shape
@@ -288,6 +262,8 @@ def lstm_bwd_triton(grad_out, grad_h_n, grad_c_n, x, lengths, weights, h0, c0, g
     H = weights[1].shape[1]
     sd = compute_dtype(x.dtype)
     dev = x.device
+    if lengths is None:
+        lengths = torch.full((B,), T, dtype=torch.int64, device=dev)
     dh = grad_h_n.to(sd).contiguous().clone()
     dc = grad_c_n.to(sd).contiguous().clone()
     dgates = torch.zeros(D, B * T, 4 * H, dtype=sd, device=dev)
@@ -300,8 +276,8 @@ def lstm_bwd_triton(grad_out, grad_h_n, grad_c_n, x, lengths, weights, h0, c0, g
             dgates, dh, dc, gates.contiguous(), states.contiguous(), grad_out.contiguous(), c0c, whh, order, lengths,
             B, T, H,
             NUM_DIRS=D, HAS_C0=c0 is not None,
-            BLOCK_B=bb, BLOCK_H=bh, BLOCK_K=bk, PRECISION=_precision(x.dtype), UPCAST_DOT=_upcast_dot(x.dtype),
-            num_warps=4, num_stages=NUM_STAGES,
+            BLOCK_B=bb, BLOCK_H=bh, BLOCK_K=bk, PRECISION=dot_precision(x.dtype, f32_dot), num_warps=4,
+            num_stages=NUM_STAGES,
         )
     else:
         lengths = lengths.to(device=dev, dtype=torch.int64)

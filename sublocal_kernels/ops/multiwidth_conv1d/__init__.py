@@ -103,7 +103,7 @@ def multiwidth_conv1d(
         chk.fail(f"`dilation` must be an int, got {type(dilation).__name__}", TypeError)
     if dilation < 1:
         chk.fail(f"`dilation` must be >= 1, got {dilation}")
-    lengths = chk.lengths(lengths, B, T, x.device, low=1)
+    lengths = chk.lengths(lengths, "x", x)
     bias_cat = torch.cat(list(bias)) if bias is not None else None
     return torch.ops.sublocal.multiwidth_conv1d_fwd(
         x, list(weights), bias_cat, lengths, activation or "none", causal, reverse, dilation

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import torch
 
+from .._common import register_autograd
+
 
 @torch.library.register_fake("sublocal::multiwidth_conv1d_fwd")
 def _fwd_fake(x, weights, bias, lengths, activation, causal, reverse, dilation):
@@ -43,7 +45,7 @@ def _backward(ctx, grad_y):
     need_w = any(ctx.needs_input_grad[1]) or bool(ctx.needs_input_grad[2])
     # The weights' gradient must mirror the Tensor[] argument: a list, of Nones if unused.
     no_weight_grads = [None] * len(weights)
-    if not (need_x or need_w):
+    if grad_y is None or not (need_x or need_w):
         return None, no_weight_grads, None, None, None, None, None, None
     grad_x, grad_w, grad_b = torch.ops.sublocal.multiwidth_conv1d_bwd(
         grad_y, x, weights, y, lengths, ctx.activation, ctx.causal, ctx.reverse, ctx.dilation, need_x, need_w
@@ -60,7 +62,7 @@ def _backward(ctx, grad_y):
     )
 
 
-torch.library.register_autograd("sublocal::multiwidth_conv1d_fwd", _backward, setup_context=_setup_context)
+register_autograd("multiwidth_conv1d_fwd", _backward, _setup_context, outputs=1)
 
 
 @torch.library.register_kernel("sublocal::multiwidth_conv1d_fwd", "cuda")

@@ -1,6 +1,6 @@
 """Multi-width conv1d Triton kernels: implicit GEMMs over the union of every width's taps.
 
-Design (kernel-notes.md). All widths share one window of ``span`` taps (tap ``p`` reads input
+Design (docs/kernel-notes.md). All widths share one window of ``span`` taps (tap ``p`` reads input
 position ``t + (p - left) * dilation``). Packing every width's weights into that window gives
 one weight matrix ``W`` of shape ``(span * C, N)`` (row ``p * C + c``, zero where a width does
 not use tap ``p``), so the forward for a tile of ``BLOCK_T`` positions and ``BLOCK_N`` output
@@ -19,9 +19,9 @@ The backward weights is ``X_col^T dy~`` reduced over all positions: the position
 across ``SPLITS`` programs per output tile whose partial sums are added in a fixed order
 afterwards (deterministic).
 
-float32 inputs use ``input_precision="tf32x3"`` (three TF32 tensor-core products, float32-level
-accuracy; one TF32 product would miss the float32 tolerance); bfloat16/float16 inputs use the
-tensor cores with float32 accumulation.
+float32 inputs follow the dot policy every op shares (``ops/_triton_utils.py``: ``tf32x3``
+unless PyTorch allows TF32, overridable per call with ``f32_dot=``); bfloat16/float16 inputs
+use the tensor cores with float32 accumulation.
 
 The launchers take plain tensors (any device), so under ``TRITON_INTERPRET=1`` the same
 kernels run on CPU tensors; the test suite does exactly that.
@@ -35,8 +35,8 @@ import torch
 import triton
 import triton.language as tl
 
-from ... import _library
 from ..._checks import compute_dtype
+from .._triton_utils import dot, dot_precision, sm_count
 from .reference import window
 
 
@@ -45,7 +45,7 @@ def _multiwidth_conv1d_fwd_kernel(
     X, W, BIAS, LEN, Y,
     T, C, N, KTOT, LEFT, DIL,
     HAS_BIAS: tl.constexpr, HAS_LENGTHS: tl.constexpr, RELU: tl.constexpr, PRECISION: tl.constexpr,
-    UPCAST_DOT: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+    BLOCK_T: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
     pid_t = tl.program_id(0)
     b = tl.program_id(1).to(tl.int64)
@@ -70,9 +70,7 @@ def _multiwidth_conv1d_fwd_kernel(
         xm = (s >= 0) & (s < L) & kmask[None, :]
         a = tl.load(x_base + s.to(tl.int64) * C + c[None, :], mask=xm, other=0.0)
         w = tl.load(W + kk[:, None].to(tl.int64) * N + n[None, :], mask=kmask[:, None] & nmask[None, :], other=0.0)
-        if UPCAST_DOT:
-            a, w = a.to(tl.float32), w.to(tl.float32)
-        acc += tl.dot(a, w, input_precision=PRECISION)
+        acc += dot(a, w, PRECISION)
     if HAS_BIAS:
         acc += tl.load(BIAS + n, mask=nmask, other=0.0).to(acc.dtype)[None, :]
     if RELU:
@@ -86,7 +84,7 @@ def _multiwidth_conv1d_fwd_kernel(
 def _multiwidth_conv1d_dx_kernel(
     DY, Y, WT, KTAP, KCOL, LEN, DX,
     T, C, N, KTOT, LEFT, DIL,
-    HAS_LENGTHS: tl.constexpr, RELU: tl.constexpr, PRECISION: tl.constexpr, UPCAST_DOT: tl.constexpr,
+    HAS_LENGTHS: tl.constexpr, RELU: tl.constexpr, PRECISION: tl.constexpr,
     BLOCK_T: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
     # dx[s, c] = sum_k dy~[s - (KTAP[k] - LEFT) * DIL, KCOL[k]] * WT[k, c] over the used (tap, column) pairs k.
@@ -115,9 +113,7 @@ def _multiwidth_conv1d_dx_kernel(
             yv = tl.load(Y + off, mask=m, other=0.0)
             g = tl.where(yv > 0, g, 0.0)
         w = tl.load(WT + kk[:, None].to(tl.int64) * C + c[None, :], mask=kmask[:, None] & cmask[None, :], other=0.0)
-        if UPCAST_DOT:
-            g, w = g.to(tl.float32), w.to(tl.float32)
-        acc += tl.dot(g, w, input_precision=PRECISION)
+        acc += dot(g, w, PRECISION)
     acc = tl.where((s < L)[:, None], acc, 0.0)
     tl.store(DX + b * T * C + s[:, None].to(tl.int64) * C + c[None, :], acc.to(DX.dtype.element_ty),
              mask=(s < T)[:, None] & cmask[None, :])
@@ -127,7 +123,7 @@ def _multiwidth_conv1d_dx_kernel(
 def _multiwidth_conv1d_dw_kernel(
     X, DY, Y, LEN, PART_W, PART_B,
     T, C, N, KTOT, LEFT, DIL, NTILES, NITEMS, SPLITS,
-    HAS_LENGTHS: tl.constexpr, RELU: tl.constexpr, PRECISION: tl.constexpr, UPCAST_DOT: tl.constexpr,
+    HAS_LENGTHS: tl.constexpr, RELU: tl.constexpr, PRECISION: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_T: tl.constexpr,
 ):
     # PART_W[split, k, n] = sum over this split's (sequence, tile) items of X_col[t, k] dy~[t, n],
@@ -164,9 +160,7 @@ def _multiwidth_conv1d_dw_kernel(
                 yv = tl.load(Y + off, mask=gm, other=0.0)
                 g = tl.where(yv > 0, g, 0.0)
             acc_b += tl.sum(g.to(acc_ty), axis=0)
-            if UPCAST_DOT:
-                a, g = a.to(tl.float32), g.to(tl.float32)
-            acc += tl.dot(a, g, input_precision=PRECISION)
+            acc += dot(a, g, PRECISION)
     tl.store(PART_W + (split * KTOT + k[:, None]).to(tl.int64) * N + n[None, :], acc,
              mask=kmask[:, None] & nmask[None, :])
     if pid_m == 0:
@@ -217,19 +211,6 @@ def _used_pairs(shapes: tuple, causal: bool, reverse: bool, device: torch.device
             torch.tensor(columns, dtype=torch.int32, device=device))
 
 
-def _precision(dtype: torch.dtype) -> str:
-    # float32: three TF32 tensor-core products (hi*hi + hi*lo + lo*hi), float32-level accuracy;
-    # plain TF32 would miss the float32 tolerance. float64 stays IEEE; bf16/fp16 ignore it.
-    return {torch.float32: "tf32x3", torch.float64: "ieee"}.get(dtype, "tf32")
-
-
-def _upcast_dot(dtype: torch.dtype) -> bool:
-    # Triton 3.6's interpreter multiplies bfloat16 tl.dot operands as their raw uint16 bits
-    # (create_dot on the stored arrays); there, and only there, bfloat16 tiles are widened to
-    # float32 before the product. The GPU runs the bfloat16 tensor-core product.
-    return dtype == torch.bfloat16 and _library.triton_interpreting()
-
-
 def _block(n: int, low: int, high: int) -> int:
     return max(low, min(high, triton.next_power_of_2(max(n, 1))))
 
@@ -239,7 +220,7 @@ def _lengths(lengths, device):
 
 
 def multiwidth_conv1d_fwd_triton(x, weights, bias, lengths, activation: str, causal: bool, reverse: bool,
-                                 dilation: int, block_t: int = 64):
+                                 dilation: int, block_t: int = 64, f32_dot: str | None = None):
     """Triton forward; same contract as ``torch.ops.sublocal.multiwidth_conv1d_fwd``."""
     x = x.contiguous()
     B, T, C = x.shape
@@ -256,18 +237,13 @@ def multiwidth_conv1d_fwd_triton(x, weights, bias, lengths, activation: str, cau
         x, w, bias if bias is not None else w, lengths if lengths is not None else w, y,
         T, C, N, span * C, left, dilation,
         HAS_BIAS=bias is not None, HAS_LENGTHS=lengths is not None, RELU=activation == "relu",
-        PRECISION=_precision(x.dtype), UPCAST_DOT=_upcast_dot(x.dtype), BLOCK_T=block_t, BLOCK_N=block_n, BLOCK_K=32, num_warps=4)
+        PRECISION=dot_precision(x.dtype, f32_dot), BLOCK_T=block_t, BLOCK_N=block_n, BLOCK_K=32, num_warps=4)
     return y
-
-
-@functools.lru_cache(maxsize=None)
-def _sm_count(index: int) -> int:
-    return torch.cuda.get_device_properties(index).multi_processor_count
 
 
 def multiwidth_conv1d_bwd_triton(grad_y, x, weights, y, lengths, activation: str, causal: bool, reverse: bool,
                                  dilation: int, need_grad_x: bool, need_grad_weights: bool, block_t: int = 64,
-                                 splits: int | None = None):
+                                 splits: int | None = None, f32_dot: str | None = None):
     """Triton backward; same contract as ``torch.ops.sublocal.multiwidth_conv1d_bwd``.
 
     ``splits`` overrides how many programs share the position reduction of the weight
@@ -279,7 +255,7 @@ def multiwidth_conv1d_bwd_triton(grad_y, x, weights, y, lengths, activation: str
     B, T, C = x.shape
     left, span, firsts, cols, N = _geometry(_shapes(weights), causal, reverse)
     lengths = _lengths(lengths, x.device)
-    prec = _precision(x.dtype)
+    prec = dot_precision(x.dtype, f32_dot)
     dummy = grad_y
     grad_x = torch.empty_like(x) if need_grad_x else x.new_empty(0)
     grad_w, grad_b = [], x.new_empty(0)
@@ -292,7 +268,7 @@ def multiwidth_conv1d_bwd_triton(grad_y, x, weights, y, lengths, activation: str
         _multiwidth_conv1d_dx_kernel[grid](
             grad_y, y if relu else dummy, wt, ktap, kcol, lengths if lengths is not None else dummy, grad_x,
             T, C, N, ktap.numel(), left, dilation,
-            HAS_LENGTHS=lengths is not None, RELU=relu, PRECISION=prec, UPCAST_DOT=_upcast_dot(x.dtype),
+            HAS_LENGTHS=lengths is not None, RELU=relu, PRECISION=prec,
             BLOCK_T=block_t, BLOCK_C=block_c, BLOCK_K=32, num_warps=4)
     if need_grad_weights:
         acc_dtype = compute_dtype(x.dtype)
@@ -304,7 +280,7 @@ def multiwidth_conv1d_bwd_triton(grad_y, x, weights, y, lengths, activation: str
         if splits is None:
             splits = 1
             if x.device.type == "cuda":
-                sms = _sm_count(x.device.index if x.device.index is not None else torch.cuda.current_device())
+                sms = sm_count(x.device)
                 splits = triton.cdiv(4 * sms, m_blocks * n_blocks)
         splits = max(1, min(int(splits), max(nitems, 1)))
         part_w = torch.zeros(splits, ktot, N, dtype=acc_dtype, device=x.device)
@@ -313,7 +289,7 @@ def multiwidth_conv1d_bwd_triton(grad_y, x, weights, y, lengths, activation: str
             _multiwidth_conv1d_dw_kernel[(m_blocks, n_blocks, splits)](
                 x, grad_y, y if relu else dummy, lengths if lengths is not None else dummy, part_w, part_b,
                 T, C, N, ktot, left, dilation, ntiles, nitems, splits,
-                HAS_LENGTHS=lengths is not None, RELU=relu, PRECISION=prec, UPCAST_DOT=_upcast_dot(x.dtype),
+                HAS_LENGTHS=lengths is not None, RELU=relu, PRECISION=prec,
                 BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_T=block_t, num_warps=4)
         # Partial sums added in split order: deterministic.
         full = part_w.sum(0).reshape(span, C, N)

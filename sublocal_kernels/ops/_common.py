@@ -1,0 +1,59 @@
+"""The autograd convention every op registers through.
+
+Each op's forward returns its real outputs first and then its workspaces (tensors saved for
+the backward: LSTM gates and states, fo-pool checkpoints, attention activations). The
+convention, written once here:
+
+- Workspaces are not differentiable, and gradients are never materialised: autograd hands
+  the backward ``None`` for every output the loss does not use instead of a freshly
+  allocated zero tensor. For the LSTM at `paper` those zeros were 1.57 GB (gates
+  (2, 128000, 1024) and states (2, 128000, 512) float32) allocated and filled per backward.
+- The op's backward receives only the real outputs' gradients, each possibly ``None``, and
+  replaces a ``None`` by zeros only where its kernel needs a tensor (see :func:`zeros_if_none`).
+- Gradients are computed only for the inputs in ``ctx.needs_input_grad``; when no input
+  needs one, the backward kernel does not run (:func:`any_needs_grad`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+
+def register_autograd(op: str, backward: Callable, setup_context: Callable, *, outputs: int) -> None:
+    """Registers ``backward`` for ``sublocal::<op>``, whose first ``outputs`` results are real.
+
+    ``setup_context(ctx, inputs, output)`` saves what the backward needs; the results after
+    the first ``outputs`` are marked non-differentiable here. ``backward(ctx, *grads)`` gets
+    the ``outputs`` real gradients (``None`` where unused) and returns one gradient per input.
+    """
+
+    def _setup(ctx, inputs, output):
+        output = output if isinstance(output, tuple) else (output,)
+        setup_context(ctx, inputs, output if len(output) > 1 else output[0])
+        workspaces = output[outputs:]
+        if workspaces:
+            ctx.mark_non_differentiable(*workspaces)
+        ctx.set_materialize_grads(False)
+
+    def _backward(ctx, *grads):
+        # Nothing depends on a workspace, so its gradient is None; anything else would mean a
+        # full-size zero tensor was made for it.
+        if any(g is not None for g in grads[outputs:]):
+            raise RuntimeError(f"sublocal::{op}: a workspace output received a gradient")
+        return backward(ctx, *grads[:outputs])
+
+    torch.library.register_autograd(f"sublocal::{op}", _backward, setup_context=_setup)
+
+
+def zeros_if_none(grad: torch.Tensor | None, like: torch.Tensor, shape=None) -> torch.Tensor:
+    """``grad``, or zeros shaped like ``like`` (or ``shape``) when the output was unused."""
+    if grad is not None:
+        return grad
+    return like.new_zeros(like.shape if shape is None else shape)
+
+
+def any_needs_grad(ctx) -> bool:
+    """Whether any input needs a gradient (a ``Tensor[]`` input's flag is a list)."""
+    return any(any(f) if isinstance(f, (list, tuple)) else bool(f) for f in ctx.needs_input_grad)

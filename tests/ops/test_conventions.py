@@ -1,0 +1,157 @@
+"""The conventions every op shares: autograd (ops/_common.py) and the `lengths` contract."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+import sublocal_kernels as sk
+
+B, T = 3, 5
+LENGTHS = torch.tensor([5, 2, 3])
+
+
+class _Record(TorchDispatchMode):
+    """Every op that runs, with the shapes of the tensors it returns."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        flat = out if isinstance(out, (tuple, list)) else [out]
+        self.calls.append((str(func), [tuple(t.shape) for t in flat if isinstance(t, torch.Tensor)], args))
+        return out
+
+    def zero_fills(self):
+        names = ("zeros", "zero_", "fill", "full", "new_zeros")
+        return [shape for name, shapes, _ in self.calls if any(n in name for n in names) for shape in shapes]
+
+
+def _lstm(lengths=LENGTHS, T=T):
+    torch.manual_seed(0)
+    layer = torch.nn.LSTM(4, 3, batch_first=True, bidirectional=True).double()
+    x = torch.randn(B, T, 4, dtype=torch.float64, requires_grad=True)
+    params = list(layer.parameters())
+    return (lambda lengths=lengths: sk.lstm(x, lengths, params)), (lambda: torch.ops.sublocal.lstm_fwd(
+        x, lengths, params, None, None, True)), x
+
+
+def _attention(lengths=LENGTHS, T=T):
+    torch.manual_seed(0)
+    h = torch.randn(B, T, 4, dtype=torch.float64, requires_grad=True)
+    w, v, b = torch.randn(4, 6, dtype=torch.float64), torch.randn(6, dtype=torch.float64), torch.zeros(6, dtype=torch.float64)
+    return (lambda lengths=lengths: sk.attention_pool(h, lengths, w, v, b)), (lambda: torch.ops.sublocal.attention_pool_fwd(
+        h, lengths, w, v, b)), h
+
+
+def _fo_pool(lengths=LENGTHS, T=T):
+    torch.manual_seed(0)
+    f = torch.rand(B, T, 4, dtype=torch.float64, requires_grad=True)
+    z = torch.randn(B, T, 4, dtype=torch.float64, requires_grad=True)
+    return (lambda lengths=lengths: sk.fo_pool(f, z, lengths=lengths)), (lambda: torch.ops.sublocal.fo_pool_fwd(
+        f, z, None, lengths, None, False, 32)), f
+
+
+def _conv(lengths=LENGTHS, T=T):
+    torch.manual_seed(0)
+    x = torch.randn(B, T, 4, dtype=torch.float64, requires_grad=True)
+    ws = [torch.randn(2, 4, k, dtype=torch.float64, requires_grad=True) for k in (1, 3)]
+    return (lambda lengths=lengths: (sk.multiwidth_conv1d(x, ws, lengths=lengths),)), (lambda: (
+        torch.ops.sublocal.multiwidth_conv1d_fwd(x, ws, None, lengths, "relu", False, False, 1),)), x
+
+
+OPS = {"lstm": _lstm, "attention_pool": _attention, "fo_pool": _fo_pool, "multiwidth_conv1d": _conv}
+# How many of each forward op's results are real outputs; the rest are workspaces.
+REAL_OUTPUTS = {"lstm": 3, "attention_pool": 2, "fo_pool": 2, "multiwidth_conv1d": 1}
+
+
+@pytest.mark.parametrize("op", OPS)
+def test_workspace_gradients_are_never_materialised(op):
+    """Only the first output is used: autograd hands the backward None for every other output,
+    workspaces included, and the backward allocates no zero tensor the size of a workspace."""
+    _, fwd, _ = OPS[op]()
+    results = fwd()
+    workspaces = [tuple(t.shape) for t in results[REAL_OUTPUTS[op]:]]
+    rec = _Record()
+    with rec:
+        results[0].sum().backward()
+    fills = rec.zero_fills()
+    assert not [s for s in fills if s in workspaces], (op, fills, workspaces)
+    assert any(f"{op}_bwd" in name for name, _, _ in rec.calls), "the backward kernel ran"
+
+
+def test_lstm_cpu_workspace_has_one_row_per_valid_step():
+    _, fwd, _ = _lstm()
+    _, _, _, gates, states = fwd()
+    n = int(LENGTHS.sum())
+    assert gates.shape == (2, n, 12) and states.shape == (2, n, 6)
+    _, fwd_all, _ = _lstm(lengths=None)
+    assert fwd_all()[3].shape == (2, B * T, 12)
+
+
+def test_only_needed_input_gradients_are_computed():
+    x = torch.randn(B, T, 4, dtype=torch.float64)  # no gradient wanted for x
+    ws = [torch.randn(2, 4, 3, dtype=torch.float64, requires_grad=True)]
+    rec = _Record()
+    y = sk.multiwidth_conv1d(x, ws, lengths=LENGTHS)
+    with rec:
+        y.sum().backward()
+    (args,) = [a for name, _, a in rec.calls if "multiwidth_conv1d_bwd" in name]
+    assert args[-2:] == (False, True)  # need_grad_x, need_grad_weights
+    assert x.grad is None and ws[0].grad is not None
+
+
+@pytest.mark.parametrize("op", OPS)
+def test_one_lengths_contract(op):
+    call, _, x = OPS[op]()
+    # None means every sequence has length T, in every op; a list of ints is accepted too.
+    for a, b in zip(call(None), call(torch.full((B,), T))):
+        assert torch.equal(a, b)
+    for a, b in zip(call([5, 2, 3]), call(LENGTHS.int())):
+        assert torch.equal(a, b)
+    # Length 0 is refused by every op with one message, in Python and in C++.
+    message = r"`lengths\[1\]` = 0 is out of range; each length must be in \[1, T\] = \[1, 5\]"
+    with pytest.raises(ValueError, match=f"^{op}: {message}"):
+        call(torch.tensor([5, 0, 3]))
+    _, fwd0, _ = OPS[op](lengths=torch.tensor([5, 0, 3]))
+    with pytest.raises(RuntimeError, match=message):
+        fwd0()
+    with pytest.raises(ValueError, match=r"`lengths\[0\]` = 6 is out of range"):
+        call(torch.tensor([6, 2, 3]))
+    # No steps at all leaves nothing to compute with when lengths is None.
+    empty_call, _, x0 = OPS[op](T=0)
+    with pytest.raises(ValueError, match=r"must have at least one step \(T >= 1\) when `lengths` is None"):
+        empty_call(None)
+
+
+def test_one_float32_dot_policy(monkeypatch):
+    """Every Triton launcher takes its dot precision from one rule (ops/_triton_utils.py)."""
+    pytest.importorskip("triton")
+    from sublocal_kernels.ops import _triton_utils as tu
+
+    matmul = torch.backends.cuda.matmul
+    before = torch.get_float32_matmul_precision(), matmul.allow_tf32
+    try:
+        torch.set_float32_matmul_precision("highest")
+        matmul.allow_tf32 = False
+        assert tu.dot_precision(torch.float32) == "tf32x3"
+        for setting in ("high", "medium"):
+            torch.set_float32_matmul_precision(setting)
+            assert tu.dot_precision(torch.float32) == "tf32"
+        torch.set_float32_matmul_precision("highest")
+        matmul.allow_tf32 = True
+        assert tu.dot_precision(torch.float32) == "tf32"
+        assert tu.dot_precision(torch.float32, "ieee") == "ieee"  # a per-call override wins
+    finally:
+        torch.set_float32_matmul_precision(before[0])
+        matmul.allow_tf32 = before[1]
+    with pytest.raises(ValueError, match="`f32_dot` must be one of"):
+        tu.dot_precision(torch.float32, "fast")
+    assert tu.dot_precision(torch.float64) == "ieee" and tu.dot_precision(torch.float16) == "ieee"
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    assert tu.dot_precision(torch.bfloat16) == tu.UPCAST
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    assert tu.dot_precision(torch.bfloat16) == "ieee"
