@@ -5,8 +5,8 @@
 
 Triton kernels: each op's launchers (``lstm_fwd_triton`` ...) run on small CPU tensors with their
 ``@triton.jit`` kernels swapped for recorders, over problems chosen so that every tile size,
-``num_warps`` and ``num_stages`` the launcher can pick is reached, for float32 (IEEE and TF32
-where the op offers both), bfloat16, float16 and float64, with every optional input present
+``num_warps`` and ``num_stages`` the launcher can pick is reached, for float32 (tf32x3, and plain
+TF32 as chosen when torch allows TF32), bfloat16, float16 and float64, with every optional input present
 (initial states, lengths, bias, output gate: the largest variant). Each recorded launch is then
 specialised exactly as Triton's runtime specialises it (its own binder: pointer alignment and
 integers divisible by 16 or equal to 1) and compiled by Triton's real compiler for sm_90. Its
@@ -89,33 +89,26 @@ def _lengths(B, T):
 
 
 def launches_lstm(dtype):
-    """Tile sizes: BLOCK_H = BLOCK_K = next power of two of H in [16, 64] (H = 9, 32, 256, 300)."""
+    """Tile sizes: BLOCK_H = BLOCK_K = next power of two of H in [16, 64] (32 for float64);
+    H = 9, 32, 256, 300."""
     import torch
     from sublocal_kernels.ops.lstm import triton as K
 
-    T, B = 3, 5
-    modes = [("ieee", False)] + ([("tf32", True)] if dtype == torch.float32 else [])
+    T, B, C = 3, 5, 20
     for H in (9, 32, 256, 300):
-        C = 20
-        for label, tf32 in modes:
-            old = torch.backends.cuda.matmul.allow_tf32
-            torch.backends.cuda.matmul.allow_tf32 = tf32
-            try:
-                ctx = {"op": "lstm", "case": f"H={H}" + (" tf32" if tf32 else "")}
-                weights = []
-                for _ in range(2):
-                    weights += [_t(4 * H, C, dtype=dtype), _t(4 * H, H, dtype=dtype), _t(4 * H, dtype=dtype),
-                                _t(4 * H, dtype=dtype)]
-                x = _t(B, T, C, dtype=dtype)
-                h0, c0 = _t(2, B, H, dtype=dtype), _t(2, B, H, dtype=dtype)
-                L = _lengths(B, T)
-                yield ctx, lambda: K.lstm_fwd_triton(x, L, weights, h0, c0, True)
-                sd = torch.float64 if dtype == torch.float64 else torch.float32
-                gates, states = _t(2, B * T, 4 * H, dtype=sd), _t(2, B * T, 2 * H, dtype=sd)
-                yield ctx, lambda: K.lstm_bwd_triton(_t(B, T, 2 * H, dtype=dtype), h0, c0, x, L, weights, h0, c0,
-                                                     gates, states, True)
-            finally:
-                torch.backends.cuda.matmul.allow_tf32 = old
+        ctx = {"op": "lstm", "case": f"H={H}"}
+        weights = []
+        for _ in range(2):
+            weights += [_t(4 * H, C, dtype=dtype), _t(4 * H, H, dtype=dtype), _t(4 * H, dtype=dtype),
+                        _t(4 * H, dtype=dtype)]
+        x = _t(B, T, C, dtype=dtype)
+        h0, c0 = _t(2, B, H, dtype=dtype), _t(2, B, H, dtype=dtype)
+        L = _lengths(B, T)
+        yield ctx, lambda: K.lstm_fwd_triton(x, L, weights, h0, c0, True)
+        sd = torch.float64 if dtype == torch.float64 else torch.float32
+        gates, states = _t(2, B * T, 4 * H, dtype=sd), _t(2, B * T, 2 * H, dtype=sd)
+        yield ctx, lambda: K.lstm_bwd_triton(_t(B, T, 2 * H, dtype=dtype), h0, c0, x, L, weights, h0, c0,
+                                             gates, states, True)
 
 
 def launches_fo_pool(dtype):
@@ -188,12 +181,22 @@ def record_launches(ops=None) -> list:
         mod_name, gen = OPS[op]
         mod = importlib.import_module(mod_name)
         for dt in DTYPES:
-            context: dict = {}
-            with recording([mod], sink, context):
-                for ctx, call in gen(getattr(torch, dt)):
-                    context.clear()
-                    context.update(ctx, dtype=dt)
-                    call()
+            # float32 products are tf32x3 by default and plain TF32 when torch allows TF32
+            # (sublocal_kernels.ops._triton_utils.dot_precision): both are launcher choices.
+            for tf32 in ((False, True) if dt == "float32" else (False,)):
+                context: dict = {}
+                old = torch.backends.cuda.matmul.allow_tf32
+                torch.backends.cuda.matmul.allow_tf32 = tf32
+                try:
+                    with recording([mod], sink, context):
+                        for ctx, call in gen(getattr(torch, dt)):
+                            context.clear()
+                            context.update(ctx, dtype=dt)
+                            if tf32:
+                                context["case"] += " allow_tf32"
+                            call()
+                finally:
+                    torch.backends.cuda.matmul.allow_tf32 = old
     return sink
 
 

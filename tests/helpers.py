@@ -41,18 +41,3 @@ def random_lengths(batch: int, time: int, low: int = MIN_LENGTH, generator: torc
     for i, v in enumerate(special[:batch]):
         lengths[i] = v
     return lengths[torch.randperm(batch, generator=generator)]
-
-
-def compile_for_sm90(script: str, cache_dir, timeout: int = 600) -> None:
-    """Run ``script`` (which compiles Triton kernels with ``triton.compile(...,
-    target=GPUTarget("cuda", 90, 32))`` and prints ``compiled``) in a fresh interpreter without
-    TRITON_INTERPRET, so Triton's real compiler lowers them to sm_90 cubin on a machine with no
-    GPU. Fails with the script's stderr."""
-    import subprocess
-    import sys
-
-    pytest.importorskip("triton")
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    env["TRITON_CACHE_DIR"] = str(cache_dir)
-    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=timeout)
-    assert done.returncode == 0 and "compiled" in done.stdout, done.stderr[-3000:]

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 import sublocal_kernels as sk
 from sublocal_kernels.ops.fo_pool import CHUNK, fo_pool_ref
-from tests.helpers import assert_close, compile_for_sm90, random_lengths, triton_interpreted
+from tests.helpers import assert_close, random_lengths, triton_interpreted
 
 OP_FWD = torch.ops.sublocal.fo_pool_fwd
 OP_BWD = torch.ops.sublocal.fo_pool_bwd
@@ -404,47 +404,3 @@ def test_cuda_matches_cpu(backend, B, T, D, reverse, dtype, monkeypatch, poisone
     assert_close(c, cr, dtype, name="c_last")
     for a, e in zip(g, gr):
         assert_close(a, e, dtype, scale=8.0, name="grad")
-
-
-_AOT_SCRIPT = r"""
-import importlib, itertools
-import triton
-from triton.backends.compiler import GPUTarget
-from triton.compiler import ASTSource
-
-K = importlib.import_module("sublocal_kernels.ops.fo_pool.triton")
-ints = {"T", "D", "NC", "TILES_PER_SEG", "NSEG"}
-for dtype, reverse, aggregate in itertools.product(["bf16", "fp32", "fp64"], [False, True], [False, True]):
-    state = "fp64" if dtype == "fp64" else "fp32"
-    for fn in (K._fo_pool_fwd_kernel, K._fo_pool_bwd_kernel):
-        consts = dict(HAS_OUTPUT=True, HAS_LENGTHS=True, HAS_INIT=True, REVERSE=reverse,
-                      AGGREGATE_ONLY=aggregate, USE_SEG_IN=not aggregate, BLOCK_T=32, BLOCK_D=64)
-        signature = {}
-        for p in fn.params:
-            if p.is_constexpr:
-                signature[p.name] = "constexpr"
-            elif p.name in ints:
-                signature[p.name] = "i32"
-            elif p.name == "LEN":
-                signature[p.name] = "*i64"
-            elif p.name in ("CKPT", "SEG_IN", "AGG_A", "AGG_B"):
-                signature[p.name] = "*" + state
-            else:
-                signature[p.name] = "*" + dtype
-        consts = {k: v for k, v in consts.items() if k in signature}
-        kernel = triton.compile(ASTSource(fn=fn, signature=signature, constexprs=consts),
-                                target=GPUTarget("cuda", 90, 32), options={"num_warps": 4})
-        assert "cubin" in kernel.asm, fn.__name__
-    fn = K._fo_pool_segment_scan_kernel
-    signature = {p.name: ("constexpr" if p.is_constexpr else "i32" if p.name in ints else "*" + state) for p in fn.params}
-    triton.compile(ASTSource(fn=fn, signature=signature, constexprs=dict(HAS_START=True, BACKWARD=reverse, BLOCK_D=64)),
-                   target=GPUTarget("cuda", 90, 32), options={"num_warps": 4})
-print("compiled")
-"""
-
-
-@pytest.mark.triton
-def test_triton_kernels_compile_for_sm90(tmp_path):
-    """The GPU path without a GPU: Triton's real compiler (not the interpreter) lowers every
-    fo-pool kernel variant (dtypes, directions, the time-split passes) to sm_90 cubin."""
-    compile_for_sm90(_AOT_SCRIPT, tmp_path, timeout=600)

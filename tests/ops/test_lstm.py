@@ -11,7 +11,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 import sublocal_kernels as sk
 from sublocal_kernels.ops.lstm import lstm_ref, weight_names
-from tests.helpers import assert_close, compile_for_sm90, random_lengths, triton_interpreted
+from tests.helpers import assert_close, random_lengths, triton_interpreted
 
 OP_FWD = torch.ops.sublocal.lstm_fwd
 OP_BWD = torch.ops.sublocal.lstm_bwd
@@ -490,44 +490,3 @@ def test_cuda_matches_cpu(B, T, C, H, pattern, bidirectional, dtype, poisoned):
         assert_close(a, e, dtype, scale=scale, name="output")
     for a, e in zip(g_got, g_want):
         assert_close(a, e, dtype, scale=scale * GRAD_SCALE, name="grad")
-
-
-_AOT_SCRIPT = r"""
-import importlib, itertools, sys
-import triton
-from triton.backends.compiler import GPUTarget
-from triton.compiler import ASTSource
-
-K = importlib.import_module("sublocal_kernels.ops.lstm.triton")
-ints = {"B", "T", "H"}
-state_args = {"GATES", "STATES", "DGATES", "DH", "DC"}
-for dtype, precision, dirs, block_h in [("fp32", "tf32x3", 2, 64), ("fp32", "tf32", 1, 32), ("bf16", "ieee", 2, 64),
-                                        ("fp16", "ieee", 2, 16), ("fp64", "ieee", 2, 16)]:
-    state = "fp64" if dtype == "fp64" else "fp32"
-    for fn in (K._lstm_fwd_kernel, K._lstm_bwd_kernel):
-        signature = {}
-        for p in fn.params:
-            if p.is_constexpr:
-                signature[p.name] = "constexpr"
-            elif p.name in ints:
-                signature[p.name] = "i32"
-            elif p.name in ("ORDER", "LEN"):
-                signature[p.name] = "*i64"
-            else:
-                signature[p.name] = "*" + (state if p.name in state_args else dtype)
-        consts = dict(NUM_DIRS=dirs, HAS_H0=True, HAS_C0=True, BLOCK_B=16, BLOCK_H=block_h, BLOCK_K=block_h,
-                      PRECISION=precision)
-        consts = {k: v for k, v in consts.items() if k in signature}
-        kernel = triton.compile(ASTSource(fn=fn, signature=signature, constexprs=consts),
-                                target=GPUTarget("cuda", 90, 32), options={"num_warps": 4})
-        assert "cubin" in kernel.asm, (fn.__name__, dtype)
-print("compiled")
-"""
-
-
-@pytest.mark.triton
-def test_triton_kernels_compile_for_sm90(tmp_path):
-    """The GPU path without a GPU: Triton's real compiler (not the interpreter) lowers both LSTM
-    kernels to sm_90 cubin for every dtype the op takes, float32 with and without TF32, one and
-    two directions and the tile sizes the launcher picks."""
-    compile_for_sm90(_AOT_SCRIPT, tmp_path, timeout=600)

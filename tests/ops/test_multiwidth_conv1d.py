@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 import sublocal_kernels as sk
 from sublocal_kernels.ops.multiwidth_conv1d import multiwidth_conv1d_ref
-from tests.helpers import assert_close, compile_for_sm90, random_lengths, triton_interpreted
+from tests.helpers import assert_close, random_lengths, triton_interpreted
 
 OP_FWD = torch.ops.sublocal.multiwidth_conv1d_fwd
 OP_BWD = torch.ops.sublocal.multiwidth_conv1d_bwd
@@ -500,56 +500,6 @@ def test_triton_low_precision_noncontiguous_and_partial_grads(dtype):
     assert gx2.numel() == 0
     for a, e in zip(gw, gr[1:3]):
         assert_close(a, e, dtype, scale=4.0 * float(e.abs().max()), name="grad weight")
-
-
-_AOT_SCRIPT = r"""
-import importlib, sys
-import triton
-from triton.backends.compiler import GPUTarget
-from triton.compiler import ASTSource
-
-K = importlib.import_module("sublocal_kernels.ops.multiwidth_conv1d.triton")
-POINTERS = {"LEN": "*i64", "KTAP": "*i32", "KCOL": "*i32"}
-for name, dtype, precision in [("fwd", "bf16", "ieee"), ("dx", "bf16", "ieee"), ("dw", "bf16", "ieee"),
-                               ("dx", "fp32", "tf32x3"), ("fwd", "fp32", "tf32"), ("dw", "fp64", "ieee")]:
-    fn = getattr(K, f"_multiwidth_conv1d_{name}_kernel")
-    constexprs = dict(HAS_BIAS=True, HAS_LENGTHS=True, RELU=True, PRECISION=precision,
-                      BLOCK_T=64, BLOCK_N=64, BLOCK_C=32, BLOCK_K=32, BLOCK_M=64)
-    signature, consts = {}, {}
-    for p in fn.params:
-        if p.is_constexpr:
-            signature[p.name] = "constexpr"
-            consts[p.name] = constexprs[p.name]
-        elif p.name in POINTERS:
-            signature[p.name] = POINTERS[p.name]
-        elif p.name in ("PART_W", "PART_B"):
-            signature[p.name] = "*fp64" if dtype == "fp64" else "*fp32"
-        elif p.name in ("X", "W", "BIAS", "Y", "DY", "WT", "DX"):
-            signature[p.name] = "*" + dtype
-        else:
-            signature[p.name] = "i32"
-    kernel = triton.compile(ASTSource(fn=fn, signature=signature, constexprs=consts),
-                            target=GPUTarget("cuda", 90, 32), options={"num_warps": 4})
-    ptx = kernel.asm["ptx"]
-    assert "cubin" in kernel.asm, name
-    if dtype == "bf16":
-        assert "wgmma.mma_async" in ptx and ".bf16.bf16" in ptx, f"{name}: no bf16 tensor-core product"
-    elif dtype == "fp32":
-        # tf32x3: three TF32 products per tile product (a float32-accurate split, not one TF32 product)
-        assert ptx.count("wgmma.mma_async") >= 3 and ".tf32.tf32" in ptx, f"{name}: no tf32x3 product"
-    else:
-        # float64 tensor-core mma (DMMA) or FMA: both IEEE float64
-        assert ".tf32" not in ptx and (".f64.f64.f64.f64" in ptx or "fma.rn.f64" in ptx), f"{name}: not float64"
-print("compiled")
-"""
-
-
-@pytest.mark.triton
-def test_triton_kernels_compile_for_sm90(tmp_path):
-    """The GPU path without a GPU: Triton's own compiler (not the interpreter) lowers the kernels
-    to sm_90 PTX and cubin; bfloat16 products use the tensor cores, float32 ones tf32x3, float64
-    ones float64 arithmetic."""
-    compile_for_sm90(_AOT_SCRIPT, tmp_path, timeout=300)
 
 
 # ---- CUDA (skipped where no GPU is present) --------------------------------------------------
