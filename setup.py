@@ -29,7 +29,12 @@ except ImportError:  # pragma: no cover - a message, not a code path
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 # `pip install --no-build-isolation` ignores pyproject's build requirements, ninja included; without
-# ninja torch compiles the sources one after another (6 minutes on the 2-core CI machine).
+# ninja torch compiles the sources one after another (6 minutes on the 2-core CI machine). torch
+# looks for `ninja` on PATH only, so a ninja installed in a virtual environment that is not
+# activated (`.venv/bin/pip install ...`) would be missed: look beside this interpreter too.
+_bin = os.path.dirname(sys.executable)
+if os.path.isfile(os.path.join(_bin, "ninja")):
+    os.environ["PATH"] = _bin + os.pathsep + os.environ.get("PATH", "")
 if not cpp_extension.is_ninja_available():
     print("\n*** sublocal-kernels: ninja is not installed: the extension compiles serially and slowly. "
           "Install it first: pip install ninja ***\n", file=sys.stderr)
