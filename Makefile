@@ -23,9 +23,13 @@ $(STAMP): requirements-dev.txt pyproject.toml setup.py
 	SUBLOCAL_NO_EXTENSION=1 $(PY) -m pip install --quiet --no-build-isolation --no-deps -e .
 	touch $(STAMP)
 
-# Incremental rebuild of sublocal_kernels/_C*.so (ninja recompiles only what changed).
+# Incremental rebuild of sublocal_kernels/_C*.so (ninja recompiles only what changed). The
+# compiler's output goes to build/build.log and is shown only when the build fails.
 build: $(STAMP)
-	$(PY) setup.py --quiet build_ext --inplace
+	@mkdir -p $(BUILD)
+	@echo "build: compiling sublocal_kernels._C (log: $(BUILD)/build.log)"
+	@$(PY) setup.py --quiet build_ext --inplace >$(BUILD)/build.log 2>&1 || \
+	  { cat $(BUILD)/build.log; echo "build: FAILED (the compiler's output is above and in $(BUILD)/build.log)"; exit 1; }
 
 # nvcc compile check of every csrc/cuda/*.cu for sm_90 (no GPU needed). Set
 # SUBLOCAL_SKIP_CUDA_CHECK=1 on a machine without nvcc.

@@ -2,8 +2,8 @@
 
 Build without build isolation, after torch is installed:
 
-    pip install torch==2.13.0            # CPU machines
-    pip install --no-build-isolation -e .
+    pip install torch==2.13.0 ninja      # CPU machines (ninja: parallel, incremental compiles)
+    pip install --no-build-isolation -e ".[models]"   # the ops plus what the CLI needs
     python setup.py build_ext --inplace  # incremental rebuild
 
 Set SUBLOCAL_NO_CUDA=1 to skip the CUDA sources on a CUDA machine, MAX_JOBS to bound
@@ -27,6 +27,17 @@ except ImportError:  # pragma: no cover - a message, not a code path
     )
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+
+# `pip install --no-build-isolation` ignores pyproject's build requirements, ninja included; without
+# ninja torch compiles the sources one after another (6 minutes on the 2-core CI machine). torch
+# looks for `ninja` on PATH only, so a ninja installed in a virtual environment that is not
+# activated (`.venv/bin/pip install ...`) would be missed: look beside this interpreter too.
+_bin = os.path.dirname(sys.executable)
+if os.path.isfile(os.path.join(_bin, "ninja")):
+    os.environ["PATH"] = _bin + os.pathsep + os.environ.get("PATH", "")
+if not cpp_extension.is_ninja_available():
+    print("\n*** sublocal-kernels: ninja is not installed: the extension compiles serially and slowly. "
+          "Install it first: pip install ninja ***\n", file=sys.stderr)
 DEBUG = os.environ.get("SUBLOCAL_DEBUG", "0") == "1"
 
 

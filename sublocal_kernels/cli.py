@@ -14,70 +14,212 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
+import traceback
+import warnings
 
 __all__ = ["main", "build_parser"]
 
 
+EXIT_STATUS = """exit status:
+  0    success
+  1    the data, a file, a checkpoint, the run directory, the device or a missing package
+       stopped the command (the message names which)
+  2    a flag or argument is wrong (the message names it)
+  130  interrupted (Ctrl-C); a training run resumes from its last checkpoint with --resume
+  141  standard output was closed early (e.g. piped into head): the rest is not written
+
+Errors are one line, "sublocal COMMAND: error: ..."; --debug also prints the traceback.
+Warnings are one line each on standard error, "sublocal COMMAND: warning: ..."."""
+
+
+class CommandError(Exception):
+    """An expected failure: one line on standard error and exit ``status``."""
+
+    def __init__(self, message: str, status: int = 1):
+        super().__init__(message)
+        self.status = status
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """Wraps one-paragraph descriptions; keeps the layout of texts with line breaks (the epilogs)."""
+
+    def _fill_text(self, text, width, indent):
+        if "\n" in text:
+            return super()._fill_text(text, width, indent)
+        return argparse.HelpFormatter._fill_text(self, text, width, indent)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (``sublocal train: error: argument --dropout: ...``)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def _int_list(text: str) -> list[int]:
     try:
-        return [int(v) for v in text.split(",") if v]
+        values = [int(v) for v in text.split(",") if v]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected comma-separated positive integers, got {text!r}")
+    return values
 
 
-def _optional_int(text: str):
-    return None if text.lower() in ("none", "full", "0") else int(text)
+def _int_at_least(low: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
+        return value
+    return parse
+
+
+def _float_in(low: float, high: float = math.inf, low_open: bool = False, high_open: bool = True):
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        ok = (value > low if low_open else value >= low) and (value < high if high_open else value <= high)
+        if not ok or math.isnan(value):
+            if high == math.inf and low > -math.inf:
+                wanted = f"must be {'>' if low_open else '>='} {low:g}"
+            elif high == math.inf:
+                wanted = "must be a finite number"
+            else:
+                wanted = f"must be in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+            raise argparse.ArgumentTypeError(f"{wanted}, got {text}")
+        return value
+    return parse
+
+
+_positive = _int_at_least(1)
+_non_negative = _int_at_least(0)
+_fraction = _float_in(0.0, 1.0)
+
+
+def _max_length(text: str):
+    if text.lower() in ("none", "full"):
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer or 'full', got {text!r}") from None
+    if value < 2:
+        raise argparse.ArgumentTypeError(f"must be at least 2 (the first and last N/2 residues are kept) or "
+                                         f"'full', got {value}")
+    return value
+
+
+def _device_name(text: str) -> str:
+    """The spelling only (``foo`` is a usage error); whether the device exists is checked later."""
+    name = text.strip().lower()
+    kind, _, index = name.partition(":")
+    if name == "auto" or (kind in ("cpu", "cuda") and (not index or index.isdigit()) and not (kind == "cpu" and index)):
+        return name
+    raise argparse.ArgumentTypeError(f"expected auto, cpu, cuda or cuda:N, got {text!r}")
+
+
+def _device(args):
+    """``args.device`` as a torch device, or a :class:`CommandError` naming ``--device``."""
+    from .training import resolve_device
+
+    try:
+        return resolve_device(args.device)
+    except ValueError as err:
+        raise CommandError(f"--device {args.device}: {err}") from None
+
+
+def _existing(path: str, what: str) -> None:
+    if not os.path.exists(path):
+        raise CommandError(f"{what} {path}: no such file or directory")
+
+
+def _add_common(p, device_default: str = "auto") -> None:
+    p.add_argument("--device", default=device_default, type=_device_name,
+                   help=f"auto, cpu, cuda or cuda:N (default: {device_default})")
+    p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                   help="on an error, also print the traceback")
 
 
 def _add_train(sub):
-    p = sub.add_parser("train", help="train a classifier on labelled sequences",
+    p = sub.add_parser("train", help="train a classifier on labelled sequences", epilog=TRAIN_EPILOG,
+                       formatter_class=_Formatter,
                        description="Train a classifier. DATA: FASTA with DeepLoc headers (>ID Location-M [test]), "
-                                   "a directory of per-class FASTA files, or a TSV/CSV with id, sequence, label.")
+                                   "a directory of per-class FASTA files, or a TSV/CSV with id, sequence, label "
+                                   "(any of them gzipped).")
     p.add_argument("data")
     p.add_argument("--model", default="alstm", choices=["alstm", "rlstm", "cnnlstm", "qrnn", "tcn"])
-    p.add_argument("--out", default="runs/sublocal", help="run directory (checkpoints, summary)")
+    p.add_argument("--out", default="runs/sublocal",
+                   help="run directory (checkpoints, summary); must be new or empty unless --resume or --overwrite")
     p.add_argument("--format", default="auto", choices=["auto", "deeploc", "directory", "table"])
     p.add_argument("--alphabet", default="protein", choices=["protein", "nucleotide", "rna", "dna"])
     p.add_argument("--encoding", default="onehot", choices=["onehot", "blosum80", "onehot+blosum80", "embedding"])
     p.add_argument("--features", default=None, help=".npz of per-residue features keyed by record id")
-    p.add_argument("--max-length", type=_optional_int, default=None,
-                   help="the paper's truncation: keep the first and last MAX_LENGTH/2 residues (default: full length)")
-    p.add_argument("--epochs", type=int, default=100)
-    p.add_argument("--lr", type=float, default=2e-4, help="Adam learning rate (paper: 2e-4)")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--max-tokens", type=int, default=None, help="cap on padded residues per batch")
-    p.add_argument("--clip-norm", type=float, default=5.0, help="gradient-norm clipping (0: off)")
-    p.add_argument("--weight-decay", type=float, default=0.0)
-    p.add_argument("--val-fraction", type=float, default=0.1)
-    p.add_argument("--test-fraction", type=float, default=0.1, help="ignored when records carry a test flag")
-    p.add_argument("--seed", type=int, default=0, help="model initialisation, batch order, dropout (and the split)")
-    p.add_argument("--split-seed", type=int, default=None, help="the split's own seed (default: --seed)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
-    p.add_argument("--resume", action="store_true", help="continue OUT/last.json exactly where it stopped")
-    p.add_argument("--checkpoint-every", type=int, default=0, help="also write OUT/last every N steps (0: per epoch)")
-    p.add_argument("--progress", dest="progress", action="store_true", default=None, help="progress bar (default: on a TTY)")
+    p.add_argument("--max-length", type=_max_length, default=None,
+                   help="the paper's truncation: keep the first and last MAX_LENGTH/2 residues (at least 2; "
+                        "default 'full': the whole sequence)")
+    p.add_argument("--epochs", type=_positive, default=100)
+    p.add_argument("--lr", type=_float_in(0.0, low_open=True), default=2e-4, help="Adam learning rate (paper: 2e-4)")
+    p.add_argument("--batch-size", type=_positive, default=32)
+    p.add_argument("--max-tokens", type=_positive, default=None, help="cap on padded residues per batch")
+    p.add_argument("--clip-norm", type=_float_in(0.0), default=5.0, help="gradient-norm clipping (0: off)")
+    p.add_argument("--weight-decay", type=_float_in(0.0), default=0.0)
+    p.add_argument("--val-fraction", type=_fraction, default=0.1)
+    p.add_argument("--test-fraction", type=_fraction, default=0.1, help="ignored when records carry a test flag")
+    p.add_argument("--seed", type=_non_negative, default=0,
+                   help="model initialisation, batch order, dropout (and the split)")
+    p.add_argument("--split-seed", type=_non_negative, default=None, help="the split's own seed (default: --seed)")
+    again = p.add_mutually_exclusive_group()
+    again.add_argument("--resume", action="store_true",
+                       help="continue OUT/last.json exactly where it stopped (see 'resuming' below)")
+    again.add_argument("--overwrite", action="store_true", help="replace the run already in --out")
+    p.add_argument("--checkpoint-every", type=_non_negative, default=0,
+                   help="also write OUT/last every N steps (0: per epoch)")
+    p.add_argument("--progress", dest="progress", action="store_true", default=None,
+                   help="progress bar (default: on a terminal, when tqdm is installed)")
     p.add_argument("--no-progress", dest="progress", action="store_false")
+    _add_common(p)
     g = p.add_argument_group("model hyperparameters (defaults: the model's, i.e. the paper's)")
-    g.add_argument("--hidden-size", type=int)
-    g.add_argument("--num-layers", type=int)
-    g.add_argument("--attention-size", type=int)
-    g.add_argument("--dense-size", type=int)
-    g.add_argument("--dropout", type=float)
-    g.add_argument("--conv-dropout", type=float)
+    g.add_argument("--hidden-size", type=_positive)
+    g.add_argument("--num-layers", type=_positive)
+    g.add_argument("--attention-size", type=_positive)
+    g.add_argument("--dense-size", type=_positive)
+    g.add_argument("--dropout", type=_fraction)
+    g.add_argument("--conv-dropout", type=_fraction)
     g.add_argument("--widths", type=_int_list, help="conv widths, e.g. 1,3,5,9,15,21")
-    g.add_argument("--filters-per-width", type=int)
-    g.add_argument("--embedding-dim", type=int)
-    g.add_argument("--window", type=int, help="QRNN convolution width")
+    g.add_argument("--filters-per-width", type=_positive)
+    g.add_argument("--embedding-dim", type=_positive)
+    g.add_argument("--window", type=_positive, help="QRNN convolution width")
     g.add_argument("--unidirectional", action="store_true", help="QRNN: one direction only")
     g.add_argument("--pooling", choices=["attention", "mean"])
-    g.add_argument("--channels", type=int, help="TCN channels")
-    g.add_argument("--num-levels", type=int, help="TCN levels (dilations 1, 2, 4, ...)")
-    g.add_argument("--kernel-size", type=int, help="TCN kernel size")
-    g.add_argument("--forget-bias", type=float, help="added to the LSTM forget-gate bias at initialisation")
+    g.add_argument("--channels", type=_positive, help="TCN channels")
+    g.add_argument("--num-levels", type=_positive, help="TCN levels (dilations 1, 2, 4, ...)")
+    g.add_argument("--kernel-size", type=_positive, help="TCN kernel size")
+    g.add_argument("--forget-bias", type=_float_in(-math.inf, math.inf, True, True),
+                   help="added to the LSTM forget-gate bias at initialisation")
     g.add_argument("--layers", choices=["sublocal", "torch"], help="build from sublocal_kernels.nn (default) or torch.nn")
     p.set_defaults(func=cmd_train)
+
+
+TRAIN_EPILOG = """resuming:
+  --resume continues OUT/last.json with the checkpoint's settings. The flags it may change are
+  --epochs, --device, --progress/--no-progress and --checkpoint-every; any other flag given
+  with a value different from the checkpoint's is refused, listing each difference.
+
+run directories:
+  OUT/.lock holds the running process's PID: a second run on the same OUT is refused, and a
+  lock whose process is gone is taken over with a warning. Temporary files of an interrupted
+  write are removed.
+
+""" + EXIT_STATUS
 
 
 MODEL_ARGS = ("hidden_size", "num_layers", "attention_size", "dense_size", "dropout", "conv_dropout", "widths",
@@ -101,15 +243,86 @@ def train_config_from_args(args):
                        device=args.device, checkpoint_every=args.checkpoint_every, progress=args.progress)
 
 
+def _model_flags_fit(args, cfg) -> None:
+    """Build the model once, before any data is read, so a hyperparameter the model rejects
+    (or does not take) is reported against its flag."""
+    from .models import build_model
+
+    kwargs = dict(cfg.model_args, alphabet=cfg.alphabet, encoding=cfg.encoding)
+    try:
+        build_model(cfg.model, num_classes=2, **kwargs)
+    except TypeError as err:
+        bad = str(err).rsplit("'", 2)[-2] if "'" in str(err) else str(err)
+        flag = "--unidirectional" if bad == "bidirectional" else f"--{bad.replace('_', '-')}"
+        raise CommandError(f"{flag} does not apply to --model {cfg.model}", 2) from None
+    except ValueError as err:
+        message = str(err)
+        for name in cfg.model_args:
+            message = message.replace(f"`{name}`", f"--{name.replace('_', '-')}")
+        raise CommandError(message, 2) from None
+
+
+def _given(argv: list[str], command_parser, args) -> set[str]:
+    """The destinations of the flags given on the command line (not filled in by defaults)."""
+    unset = object()
+    ns = argparse.Namespace(**{k: unset for k in vars(args)})
+    command_parser.parse_known_args(argv, ns)
+    return {k for k, v in vars(ns).items() if v is not unset}
+
+
+def _resume_config(args, given: set[str]):
+    """The checkpoint's config with the flags given on this command line applied on top (the
+    trainer then refuses those that a resume may not change)."""
+    import dataclasses
+
+    from .training import TrainConfig
+    from .training.checkpoint import read_checkpoint_meta
+
+    cfg = train_config_from_args(args)
+    last = os.path.join(args.out, "last.json")
+    if not os.path.isfile(last):
+        return cfg  # the trainer reports the missing checkpoint
+    _, meta = read_checkpoint_meta(last)
+    if "train_config" not in meta:
+        return cfg
+    saved = TrainConfig.from_json(meta["train_config"])
+    fields = {f.name for f in dataclasses.fields(TrainConfig)} - {"model_args"}
+    merged = {name: getattr(cfg, name) if name in given else getattr(saved, name) for name in fields}
+    model_args = dict(saved.model_args)
+    for name in MODEL_ARGS:
+        if name in given:
+            model_args[name] = cfg.model_args[name]
+    if "unidirectional" in given:
+        model_args["bidirectional"] = False
+    return TrainConfig(model_args=model_args, **merged)
+
+
 def cmd_train(args) -> int:
+    from ._optional import require
+    from .data import detect_format
     from .training import train
 
-    summary = train(train_config_from_args(args), resume=args.resume)
-    return 0 if summary["history"] or args.resume else 1
+    _existing(args.data, "DATA")
+    if args.features is not None:
+        _existing(args.features, "--features")
+    if args.val_fraction + args.test_fraction >= 1:
+        raise CommandError(f"--val-fraction {args.val_fraction:g} and --test-fraction {args.test_fraction:g} leave "
+                           "nothing to train on: their sum must be below 1", 2)
+    cfg = _resume_config(args, args.given) if args.resume else train_config_from_args(args)
+    _model_flags_fit(args, cfg)
+    _device(args)
+    require("safetensors.torch", "checkpoints")
+    if (detect_format(args.data) if args.format == "auto" else args.format) != "table":
+        require("Bio.SeqIO", "reading FASTA")
+    if args.progress:
+        require("tqdm", "the progress bar (--progress)")
+    train(cfg, resume=args.resume, overwrite=args.overwrite)
+    return 0
 
 
 def _add_evaluate(sub):
     p = sub.add_parser("evaluate", help="accuracy, per-class MCC and F1, confusion matrix",
+                       epilog=EXIT_STATUS, formatter_class=_Formatter,
                        description="Evaluate a checkpoint (a run directory means its best checkpoint; several, "
                                    "comma-separated, are an ensemble) on labelled data.")
     p.add_argument("checkpoint")
@@ -119,8 +332,8 @@ def _add_evaluate(sub):
     p.add_argument("--split", default="all", choices=["all", "train", "val", "test"],
                    help="evaluate one part of the checkpoint's own split of DATA (default: every record)")
     p.add_argument("--out", default=None, help="directory for report.json, report.txt and confusion.png")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--device", default="auto")
+    p.add_argument("--batch-size", type=_positive, default=64)
+    _add_common(p)
     p.set_defaults(func=cmd_evaluate)
 
 
@@ -141,16 +354,25 @@ def _checkpoint_data(args, ck):
     return ds, parts[getattr(args, "split", "all")]
 
 
+def _check_inputs(args) -> None:
+    _existing(args.data, "DATA")
+    if args.features is not None:
+        _existing(args.features, "--features")
+
+
 def cmd_evaluate(args) -> int:
-    from .training import classification_report, load_predictor, resolve_device, run_model
+    from ._optional import require
+    from .training import classification_report, load_predictor, run_model
     from .training.metrics import confusion_matrix, format_report, plot_confusion
 
-    device = resolve_device(args.device)
+    _check_inputs(args)
+    device = _device(args)
+    if args.out:
+        require("matplotlib", "the confusion-matrix plot of evaluate --out")
     ck = load_predictor(args.checkpoint, device)
     ds, idx = _checkpoint_data(args, ck)
     if len(idx) == 0:
-        print(f"no sequences in split {args.split!r}", file=sys.stderr)
-        return 1
+        raise CommandError(f"{args.data}: no sequences in the checkpoint's {args.split!r} split of it")
     probs, loss_sum, n = run_model(ck.model, ds, idx, device, args.batch_size)
     report = classification_report(confusion_matrix(ds.labels[idx], probs.argmax(1), len(ds.classes)), ds.classes)
     report["loss"] = float(loss_sum) / n
@@ -168,46 +390,64 @@ def cmd_evaluate(args) -> int:
 
 def _add_predict(sub):
     p = sub.add_parser("predict", help="TSV of id, predicted compartment, per-class probabilities",
-                       description="Predict every record of a FASTA file, streaming it in chunks.")
+                       formatter_class=_Formatter, epilog=EXIT_STATUS,
+                       description="Predict every record of a FASTA file (plain or gzipped), streaming it: rows "
+                                   "come in input order, each batch's as soon as it is done. Records sharing an id "
+                                   "get a warning and a row each. With -o, the file appears only when complete; a "
+                                   "failed or interrupted run leaves nothing behind.")
     p.add_argument("checkpoint")
     p.add_argument("fasta")
     p.add_argument("-o", "--out", default="-", help="output TSV (default: standard output)")
     p.add_argument("--features", default=None)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--chunk", type=int, default=2048, help="records read at a time")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--batch-size", type=_positive, default=64)
+    p.add_argument("--chunk", type=_positive, default=None,
+                   help="records read and sorted by length at a time (default: one batch); a larger chunk "
+                        "pads less, and a row is written once the records before it are done")
+    _add_common(p)
     p.set_defaults(func=cmd_predict)
 
 
 def cmd_predict(args) -> int:
-    from .training import load_predictor, predict_file, resolve_device
+    from .training import load_predictor, predict_file
 
-    device = resolve_device(args.device)
+    _existing(args.fasta, "FASTA")
+    if args.features is not None:
+        _existing(args.features, "--features")
+    device = _device(args)
     ck = load_predictor(args.checkpoint, device)
     if args.out == "-":
         predict_file(ck, args.fasta, sys.stdout, device, args.batch_size, args.chunk, args.features)
         return 0
-    tmp = args.out + ".partial"
-    with open(tmp, "w") as fh:
-        n = predict_file(ck, args.fasta, fh, device, args.batch_size, args.chunk, args.features)
-    os.replace(tmp, args.out)
+    directory = os.path.dirname(os.path.abspath(args.out))
+    if not os.path.isdir(directory):
+        raise CommandError(f"--out {args.out}: no such directory {directory}")
+    tmp = os.path.join(directory, f".{os.path.basename(args.out)}.{os.getpid()}.partial")
+    try:
+        with open(tmp, "w") as fh:
+            n = predict_file(ck, args.fasta, fh, device, args.batch_size, args.chunk, args.features)
+        os.replace(tmp, args.out)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
     print(f"wrote {n} predictions to {args.out}", file=sys.stderr)
     return 0
 
 
 def _add_plot(sub):
-    p = sub.add_parser("plot", help="attention per class, filter logos, t-SNE map (PNG)")
+    p = sub.add_parser("plot", help="attention per class, filter logos, t-SNE map (PNG)",
+                       epilog=EXIT_STATUS, formatter_class=_Formatter)
     p.add_argument("checkpoint")
     p.add_argument("data")
     p.add_argument("--out", default="plots")
     p.add_argument("--format", default="auto", choices=["auto", "deeploc", "directory", "table"])
     p.add_argument("--features", default=None)
     p.add_argument("--split", default="all", choices=["all", "train", "val", "test"])
-    p.add_argument("--max-sequences", type=int, default=2000, help="t-SNE and attention over at most this many")
-    p.add_argument("--window", type=int, default=100, help="residues shown from each terminus")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-sequences", type=_int_at_least(5), default=2000,
+                   help="t-SNE and attention over at most this many (at least 5)")
+    p.add_argument("--window", type=_positive, default=100, help="residues shown from each terminus")
+    p.add_argument("--batch-size", type=_positive, default=64)
+    p.add_argument("--seed", type=_non_negative, default=0)
+    _add_common(p)
     p.set_defaults(func=cmd_plot)
 
 
@@ -215,9 +455,11 @@ def cmd_plot(args) -> int:
     import numpy as np
 
     from .plots import make_plots
-    from .training import load_checkpoint, resolve_device
+    from .training import load_checkpoint
 
-    device = resolve_device(args.device)
+    _check_inputs(args)
+    device = _device(args)
+    _require_plotting()
     ck = load_checkpoint(args.checkpoint, device)
     ds, idx = _checkpoint_data(args, ck)
     if len(idx) > args.max_sequences:
@@ -229,10 +471,11 @@ def cmd_plot(args) -> int:
 
 
 def _add_demo(sub):
-    p = sub.add_parser("demo", help="synthetic set, A-LSTM on CPU, test accuracy, attention on signals, plots")
-    p.add_argument("--out", default="demo_out")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="cpu")
+    p = sub.add_parser("demo", help="synthetic set, A-LSTM on CPU, test accuracy, attention on signals, plots",
+                       epilog=EXIT_STATUS, formatter_class=_Formatter)
+    p.add_argument("--out", default="demo_out", help="the demo's directory (its previous contents are replaced)")
+    p.add_argument("--seed", type=_non_negative, default=0)
+    _add_common(p, "cpu")
     p.add_argument("--quick", action="store_true", help="a smaller set and fewer epochs (a smoke test)")
     p.add_argument("--layers", choices=["sublocal", "torch"], default=None,
                    help="build the A-LSTM from sublocal_kernels.nn (default) or stock torch.nn layers")
@@ -241,9 +484,18 @@ def _add_demo(sub):
     p.set_defaults(func=cmd_demo)
 
 
+def _require_plotting() -> None:
+    from ._optional import require
+
+    for module in ("matplotlib", "logomaker", "sklearn"):
+        require(module, "the plots")
+
+
 def cmd_demo(args) -> int:
     from .demo import run_demo
 
+    _device(args)
+    _require_plotting()
     run_demo(args.out, seed=args.seed, device=args.device, quick=args.quick, progress=args.progress,
              layers=args.layers)
     # The demo is a showcase: it prints whether the targets were met (and records it in
@@ -252,18 +504,74 @@ def cmd_demo(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sublocal", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = _Parser(prog="sublocal", description=__doc__.split("\n\n")[0].replace("``", ""), epilog=EXIT_STATUS,
+                     formatter_class=_Formatter)
+    parser.add_argument("--debug", action="store_true", help="on an error, also print the traceback")
     sub = parser.add_subparsers(dest="command", required=True)
     for add in (_add_train, _add_evaluate, _add_predict, _add_plot, _add_demo):
         add(sub)
+    parser.commands = sub.choices
     return parser
 
 
+# Failures the commands expect (bad data, files, checkpoints, devices, run directories, missing
+# packages): one line, status 1. Anything else is a bug and keeps its traceback.
+EXPECTED = (ValueError, OSError, EOFError, ImportError)
+
+
+def _one_line(err: BaseException) -> str:
+    text = str(err) or type(err).__name__
+    return " ".join(part.strip() for part in text.splitlines() if part.strip())
+
+
+def _show_warning(prog: str):
+    def show(message, category, filename, lineno, file=None, line=None):
+        print(f"{prog}: warning: {_one_line(message) if isinstance(message, Warning) else message}",
+              file=sys.stderr, flush=True)
+    return show
+
+
+def _stdout_closed() -> int:
+    """Standard output's reader went away (``sublocal predict ... | head``): stop quietly, as a
+    Unix tool killed by SIGPIPE would, without Python's "Exception ignored" message at exit."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout is not a file descriptor (captured in-process)
+        pass
+    return 128 + 13  # 128 + SIGPIPE, the status a shell reports for a tool killed by it
+
+
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser()
-    args = parser.parse_args(argv)
-    return args.func(args)
+    args, rest = parser.parse_known_args(argv)
+    if rest:  # reported by the command's own parser: "sublocal train: error: ..."
+        parser.commands[args.command].error(f"unrecognized arguments: {' '.join(rest)}")
+    if args.command == "train":
+        at = argv.index("train")
+        args.given = _given(argv[at + 1:], parser.commands["train"], args)
+    prog = f"sublocal {args.command}"
+    # Under torchrun every rank runs this; only rank 0 reports warnings.
+    quiet = int(os.environ.get("RANK", "0")) != 0
+    with warnings.catch_warnings():
+        if quiet:
+            warnings.simplefilter("ignore")
+        else:
+            warnings.simplefilter("always", UserWarning)
+            warnings.showwarning = _show_warning(prog)
+        try:
+            return args.func(args)
+        except BrokenPipeError:
+            return _stdout_closed()
+        except KeyboardInterrupt:
+            print(f"{prog}: interrupted", file=sys.stderr)
+            return 130
+        except (CommandError, *EXPECTED) as err:
+            if args.debug:
+                traceback.print_exc()
+            print(f"{prog}: error: {_one_line(err)}", file=sys.stderr)
+            return err.status if isinstance(err, CommandError) else 1
 
 
 if __name__ == "__main__":

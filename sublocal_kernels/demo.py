@@ -73,7 +73,7 @@ def run_demo(out: str = "demo_out", seed: int = 0, device: str = "cpu", quick: b
                       seed=seed, device=device,
                       val_fraction=0.1, test_fraction=0.1, progress=progress)
     t_train = time.perf_counter()
-    summary = train(cfg, log=log)
+    summary = train(cfg, log=log, overwrite=True)  # a rerun of the demo replaces its previous run
     train_s = time.perf_counter() - t_train
 
     dev = torch.device(device)

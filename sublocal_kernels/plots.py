@@ -13,7 +13,7 @@ from .data import SequenceDataset
 from .data.encodings import ResidueEncoder
 from .models.layers import conv_filter_weights
 
-__all__ = ["collect_outputs", "plot_attention", "plot_filter_logos", "plot_tsne", "make_plots"]
+__all__ = ["collect_outputs", "plot_attention", "attention_figure", "plot_filter_logos", "plot_tsne", "make_plots"]
 
 
 def _plt():
@@ -69,21 +69,33 @@ def plot_attention(att, labels, classes, path: str, window: int = 100, title: st
     """Mean attention weight per true class along the sequence: the first ``window`` residues
     (N-termini aligned) beside the last ``window`` (C-termini aligned)."""
     plt = _plt()
+    fig = attention_figure(att, labels, classes, window, title)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def attention_figure(att, labels, classes, window: int = 100, title: str | None = None):
+    """The figure of :func:`plot_attention` (the caller saves and closes it)."""
+    plt = _plt()
     n_mean, c_mean = _aligned_means(att, labels, classes, window)
     vmax = np.nanpercentile(np.concatenate([n_mean.ravel(), c_mean.ravel()]), 99) or 1.0
+    from matplotlib.ticker import MaxNLocator
+
     fig, axes = plt.subplots(1, 2, figsize=(12, 1.0 + 0.45 * len(classes)), sharey=True,
                              gridspec_kw={"wspace": 0.05})
-    for ax, data, label, ext in ((axes[0], n_mean, "position from the N-terminus", (0, window)),
-                                 (axes[1], c_mean, "position from the C-terminus", (-window, 0))):
+    # The panels meet where the N-terminal axis ends (window) and the C-terminal one starts
+    # (-window): those two tick labels would overlap, so each panel leaves out its inner one.
+    for ax, data, label, ext, prune in ((axes[0], n_mean, "position from the N-terminus", (0, window), "upper"),
+                                        (axes[1], c_mean, "position from the C-terminus", (-window, 0), "lower")):
         im = ax.imshow(np.ma.masked_invalid(data), aspect="auto", cmap="viridis", vmin=0, vmax=vmax,
                        extent=(ext[0], ext[1], len(classes) - 0.5, -0.5), interpolation="nearest")
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=6, integer=True, prune=prune))
         ax.set_xlabel(label)
     axes[0].set_yticks(range(len(classes)), classes)
     fig.colorbar(im, ax=axes, fraction=0.03, label="mean attention weight")
     fig.suptitle(title or "Attention per class (N- and C-termini aligned)")
-    fig.savefig(path, dpi=120, bbox_inches="tight")
-    plt.close(fig)
-    return path
+    return fig
 
 
 def _letter_responses(model) -> tuple[list, str]:

@@ -15,8 +15,8 @@ from .alphabets import AMINO_ACIDS, NUCLEOTIDE, NUCLEOTIDES, PROTEIN, Alphabet, 
 from .dataset import (Batch, LengthBucketSampler, SequenceDataset, collate, kept_positions, load_features,
                       stratified_split, truncate_middle)
 from .encodings import ENCODINGS, ResidueEncoder, blosum80_table, encoding_table, onehot_table
-from .readers import (DataFormatError, Record, detect_format, iter_fasta, load_records, read_deeploc, read_directory,
-                      read_fasta, read_table)
+from .readers import (DataFormatError, DataWarning, Record, detect_format, iter_fasta, load_records, open_text,
+                      read_deeploc, read_directory, read_fasta, read_table)
 from .synthetic import (SYNTHETIC_CLASSES, SyntheticSet, attention_near_signal, make_synthetic, near_signal_fraction,
                         read_signals, write_synthetic)
 
@@ -25,7 +25,7 @@ __all__ = [
     "Batch", "LengthBucketSampler", "SequenceDataset", "collate", "kept_positions", "load_features",
     "stratified_split", "truncate_middle",
     "ENCODINGS", "ResidueEncoder", "blosum80_table", "encoding_table", "onehot_table",
-    "DataFormatError", "Record", "detect_format", "iter_fasta", "load_records", "read_deeploc", "read_directory",
+    "DataFormatError", "DataWarning", "Record", "detect_format", "open_text", "iter_fasta", "load_records", "read_deeploc", "read_directory",
     "read_fasta", "read_table",
     "SYNTHETIC_CLASSES", "SyntheticSet", "attention_near_signal", "make_synthetic", "near_signal_fraction",
     "read_signals", "write_synthetic",

@@ -53,7 +53,17 @@ def load_features(path, records: Sequence[Record]) -> list[np.ndarray]:
     the record's (cleaned) length, one ``F`` for all. Errors name the file and the record."""
     path = os.fspath(path)
     out = []
-    with np.load(path, allow_pickle=False) as npz:
+    try:
+        npz = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as err:
+        if isinstance(err, FileNotFoundError):
+            raise FileNotFoundError(f"{path}: no such features file") from None
+        raise DataFormatError(path, None, None, "not an .npz archive of per-record arrays (numpy.savez); "
+                              f"numpy says: {err}") from None
+    if not isinstance(npz, np.lib.npyio.NpzFile):
+        raise DataFormatError(path, None, None, "expected an .npz archive of per-record arrays keyed by id "
+                              "(numpy.savez), got a single .npy array")
+    with npz:
         width = None
         for r in records:
             if r.id not in npz.files:

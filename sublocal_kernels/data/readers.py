@@ -17,11 +17,16 @@ Formats:
   columns ``id``, ``sequence`` and ``label`` (any order, any case; an optional ``partition``
   column; other columns are ignored).
 - ``fasta``: FASTA without labels (prediction input); the header's first word is the id.
+
+Any of these files may be gzip-compressed (recognised by its first bytes, whatever its name;
+``.fasta.gz`` and ``.tsv.gz`` names count as ``.fasta`` and ``.tsv``): it is decompressed as it
+is read, never in full. A UTF-8 byte-order mark at the start of a file is ignored.
 """
 
 from __future__ import annotations
 
 import csv
+import gzip
 import os
 from dataclasses import dataclass
 from typing import Iterator
@@ -29,7 +34,7 @@ from typing import Iterator
 from .._optional import require
 from .alphabets import Alphabet, SequenceError, get_alphabet
 
-__all__ = ["Record", "DataFormatError", "read_fasta", "read_deeploc", "read_directory", "read_table",
+__all__ = ["Record", "DataFormatError", "DataWarning", "open_text", "read_fasta", "read_deeploc", "read_directory", "read_table",
            "load_records", "detect_format", "FASTA_SUFFIXES", "TABLE_SUFFIXES", "iter_fasta"]
 
 FASTA_SUFFIXES = (".fasta", ".fa", ".faa", ".fas", ".fna", ".ffn", ".frn", ".seq")
@@ -48,6 +53,39 @@ class DataFormatError(ValueError):
         if record is not None:
             where += f", record {record!r}"
         super().__init__(f"{where}: {message}")
+
+
+class DataWarning(UserWarning):
+    """The data can be used, but not quite as asked (e.g. a class too small for the split)."""
+
+
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+def open_text(path, newline: str | None = None):
+    """``path`` as a text stream: gzip files (by their magic bytes) are decompressed as they are
+    read; a UTF-8 byte-order mark is dropped; bytes that are not UTF-8 read as U+FFFD, which the
+    alphabets then report with their position."""
+    with open(path, "rb") as fh:
+        magic = fh.read(2)
+    if magic == GZIP_MAGIC:
+        return gzip.open(path, "rt", encoding="utf-8-sig", errors="replace", newline=newline)
+    return open(path, "r", encoding="utf-8-sig", errors="replace", newline=newline)
+
+
+def _lines(fh, path):
+    """The lines of ``fh``, with a truncated or damaged gzip stream reported against ``path``."""
+    try:
+        yield from fh
+    except (EOFError, gzip.BadGzipFile) as err:
+        raise DataFormatError(path, None, None, f"damaged gzip file ({err})") from None
+
+
+def _stem_suffix(name: str) -> tuple[str, str]:
+    """``("x", ".fasta")`` for ``x.fasta`` and ``x.fasta.gz``: the name without ``.gz`` split."""
+    base = name[:-3] if name.lower().endswith(".gz") else name
+    stem, ext = os.path.splitext(base)
+    return stem, ext.lower()
 
 
 @dataclass
@@ -73,12 +111,16 @@ def _header_lines(path) -> tuple[list[int], int]:
     non-blank text comes before the first header (``Bio.SeqIO`` would skip it silently)."""
     headers = []
     n = 0
-    with open(path, "r", encoding="utf-8", errors="replace") as fh:
-        for n, line in enumerate(fh, 1):
+    with open_text(path) as fh:
+        for n, line in enumerate(_lines(fh, path), 1):
             if line.startswith(">"):
                 headers.append(n)
             elif not headers and line.strip() and not line.startswith(";"):
-                raise DataFormatError(path, n, None, f"expected a FASTA header starting with '>', got {line.strip()[:40]!r}")
+                if "\ufffd" in line:
+                    raise DataFormatError(path, n, None, "not UTF-8 text: a compressed file other than gzip? "
+                                          "Decompress it (gzip is read as it is)")
+                raise DataFormatError(path, n, None, f"expected a FASTA header starting with '>', got "
+                                      f"{line.strip()[:40]!r}")
     return headers, n
 
 
@@ -86,7 +128,7 @@ def _locate(path, header_line: int, position: int) -> int:
     """The 1-based line holding residue ``position`` (0-based) of the record whose header is on
     ``header_line``; only called to report an error."""
     seen = 0
-    with open(path, "r", encoding="utf-8", errors="replace") as fh:
+    with open_text(path) as fh:
         for n, line in enumerate(fh, 1):
             if n <= header_line:
                 continue
@@ -112,7 +154,7 @@ def iter_fasta(path, alphabet="protein", header: str = "plain", classes=None, la
     headers, _ = _header_lines(path)
     if not headers:
         raise DataFormatError(path, None, None, "no FASTA records (no line starts with '>')")
-    with open(path, "r", encoding="utf-8", errors="replace") as fh:
+    with open_text(path) as fh:
         for i, rec in enumerate(require("Bio.SeqIO", "reading FASTA").parse(fh, "fasta")):
             line = headers[i]
             yield _make_record(path, line, rec.id, rec.description, str(rec.seq), alphabet, header, classes, label)
@@ -161,14 +203,16 @@ def read_deeploc(path, alphabet="protein", classes=None) -> list[Record]:
 
 def read_directory(path, alphabet="protein", classes=None) -> list[Record]:
     """A directory of per-class FASTA files: ``<label><suffix>`` for suffixes in
-    :data:`FASTA_SUFFIXES`; records of all files, in sorted file-name order."""
+    :data:`FASTA_SUFFIXES` (optionally followed by ``.gz``); records of all files, in sorted
+    file-name order."""
     path = os.fspath(path)
-    files = sorted(f for f in os.listdir(path) if f.lower().endswith(FASTA_SUFFIXES) and not f.startswith("."))
+    files = sorted(f for f in os.listdir(path) if _stem_suffix(f)[1] in FASTA_SUFFIXES and not f.startswith("."))
     if not files:
-        raise DataFormatError(path, None, None, f"no FASTA files (suffixes {', '.join(FASTA_SUFFIXES)}) in directory")
+        raise DataFormatError(path, None, None, f"no FASTA files (suffixes {', '.join(FASTA_SUFFIXES)}, "
+                              "optionally .gz) in directory")
     records = []
     for f in files:
-        label = os.path.splitext(f)[0]
+        label = _stem_suffix(f)[0]
         full = os.path.join(path, f)
         if classes is not None and label not in classes:
             raise DataFormatError(full, None, None, f"unknown label {label!r} (from the file name); known: "
@@ -179,14 +223,15 @@ def read_directory(path, alphabet="protein", classes=None) -> list[Record]:
 
 def read_table(path, alphabet="protein", classes=None, delimiter: str | None = None) -> list[Record]:
     """A TSV/CSV file with a header row naming ``id``, ``sequence`` and ``label`` columns
-    (optional ``partition``). ``delimiter`` defaults to tab for ``.tsv``/``.tab``, comma otherwise."""
+    (optional ``partition``). ``delimiter`` defaults to comma for ``.csv`` (and ``.csv.gz``), tab
+    otherwise."""
     alphabet = get_alphabet(alphabet)
     path = os.fspath(path)
     if delimiter is None:
-        delimiter = "," if path.lower().endswith(".csv") else "\t"
+        delimiter = "," if _stem_suffix(path)[1] == ".csv" else "\t"
     records = []
-    with open(path, "r", encoding="utf-8", errors="replace", newline="") as fh:
-        reader = csv.reader(fh, delimiter=delimiter)
+    with open_text(path, newline="") as fh:
+        reader = csv.reader(_lines(fh, path), delimiter=delimiter)
         try:
             head = next(reader)
         except StopIteration:
@@ -224,11 +269,12 @@ def read_table(path, alphabet="protein", classes=None, delimiter: str | None = N
 
 
 def detect_format(path) -> str:
-    """``"directory"`` for a directory, ``"table"`` for ``.tsv``/``.tab``/``.csv``, else ``"deeploc"``."""
+    """``"directory"`` for a directory, ``"table"`` for ``.tsv``/``.tab``/``.csv`` (also with
+    ``.gz``), else ``"deeploc"``."""
     path = os.fspath(path)
     if os.path.isdir(path):
         return "directory"
-    if path.lower().endswith(TABLE_SUFFIXES):
+    if _stem_suffix(os.path.basename(path))[1] in TABLE_SUFFIXES:
         return "table"
     return "deeploc"
 

@@ -7,12 +7,15 @@ A checkpoint named ``NAME`` in a run directory is two files:
 - ``NAME.json``: the model's name and constructor config, the class names, the data settings
   (alphabet, truncation, features), the training state (epoch, step within the epoch, history,
   best validation loss, the training config) and the optimizer's scalars, plus the SHA-256 of
-  the ``.safetensors`` file.
+  the ``.safetensors`` file (``tensors_sha256``) and the SHA-256 of the JSON document itself
+  without that field (``sha256``, over its canonical form: sorted keys, no spaces).
 
 Both files are written atomically (a temporary file in the same directory, flushed, fsynced,
 then ``os.replace``): the tensors first, the JSON last. A crash between the two leaves a JSON
-whose hash does not match the tensors, which :func:`load_checkpoint` reports instead of loading
-a mixture.
+whose hash does not match the tensors, and an edited JSON (say, a changed hidden size) no
+longer matches its own hash: :func:`load_checkpoint` reports either, naming the file, instead of
+loading a mixture. Every error raised here is a :class:`CheckpointError` (or
+``FileNotFoundError``) whose message starts with the file's path.
 """
 
 from __future__ import annotations
@@ -29,11 +32,21 @@ from .._optional import require
 
 from ..models import Ensemble, build_model
 
-__all__ = ["FORMAT", "save_checkpoint", "load_checkpoint", "Checkpoint", "atomic_write", "resolve_checkpoint",
-           "load_predictor"]
+__all__ = ["FORMAT", "save_checkpoint", "load_checkpoint", "Checkpoint", "CheckpointError", "atomic_write",
+           "resolve_checkpoint", "read_checkpoint_meta", "load_predictor"]
 
 FORMAT = "sublocal-checkpoint"
-VERSION = 1
+# 1: ``sha256`` covered the tensors only; 2: ``tensors_sha256`` the tensors, ``sha256`` the JSON.
+VERSION = 2
+
+
+class CheckpointError(ValueError):
+    """A checkpoint cannot be used; the message starts with the file it is about."""
+
+
+def _doc_sha256(doc: dict) -> str:
+    body = {k: v for k, v in doc.items() if k != "sha256"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 def atomic_write(path: str, data: bytes) -> None:
@@ -101,7 +114,8 @@ def save_checkpoint(directory: str, name: str, model: torch.nn.Module, meta: dic
         tensors.update(opt_tensors)
     blob = require("safetensors.torch", "checkpoints").save(tensors, metadata={"format": FORMAT})
     doc["tensors"] = f"{name}.safetensors"
-    doc["sha256"] = hashlib.sha256(blob).hexdigest()
+    doc["tensors_sha256"] = hashlib.sha256(blob).hexdigest()
+    doc["sha256"] = _doc_sha256(doc)
     atomic_write(os.path.join(directory, f"{name}.safetensors"), blob)
     json_path = os.path.join(directory, f"{name}.json")
     atomic_write(json_path, (json.dumps(doc, indent=1, sort_keys=True) + "\n").encode())
@@ -125,10 +139,11 @@ class Checkpoint:
     def load_optimizer(self, optimizer: torch.optim.Optimizer) -> None:
         """Restore the optimizer's state exactly (tensors bit for bit, scalars from the JSON)."""
         if "optimizer" not in self.meta:
-            raise ValueError(f"{self.path}: no optimizer state (not a training checkpoint)")
+            raise CheckpointError(f"{self.path}: no optimizer state (not a training checkpoint)")
         om = self.meta["optimizer"]
         if om["type"] != type(optimizer).__name__:
-            raise ValueError(f"{self.path}: optimizer is {om['type']}, cannot restore into {type(optimizer).__name__}")
+            raise CheckpointError(f"{self.path}: optimizer is {om['type']}, cannot restore into "
+                                  f"{type(optimizer).__name__}")
         state: dict = {}
         for key, value in self.optim_tensors.items():
             _, idx, name = key.split(".", 2)
@@ -159,28 +174,65 @@ def resolve_checkpoint(path: str) -> str:
     return path
 
 
+def read_checkpoint_meta(path: str) -> tuple[str, dict]:
+    """The JSON path and document of a checkpoint (see :func:`resolve_checkpoint`), checked
+    against its own SHA-256; the tensors are not read."""
+    json_path = resolve_checkpoint(path)
+    with open(json_path, "rb") as fh:
+        raw = fh.read()
+    try:
+        meta = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise CheckpointError(f"{json_path}: not valid JSON ({err})") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        got = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
+        raise CheckpointError(f"{json_path}: not a {FORMAT} file (format={got!r})")
+    version = meta.get("version")
+    if version not in (1, VERSION):
+        raise CheckpointError(f"{json_path}: checkpoint version {version!r}; this sublocal-kernels reads "
+                              f"versions 1 and {VERSION}")
+    missing = [k for k in ("model", "model_config", "tensors", "sha256", "classes") if k not in meta]
+    if missing:
+        raise CheckpointError(f"{json_path}: incomplete checkpoint JSON (no {', '.join(missing)})")
+    if version >= 2 and _doc_sha256(meta) != meta["sha256"]:
+        raise CheckpointError(f"{json_path}: the JSON does not match the SHA-256 recorded in it (it was edited "
+                              "or damaged after it was written); use an unedited copy")
+    return json_path, meta
+
+
 def load_checkpoint(path: str, device="cpu") -> Checkpoint:
     """Load a checkpoint written by :func:`save_checkpoint` (see :func:`resolve_checkpoint` for
-    ``path``). Raises ``ValueError`` when the JSON is not a checkpoint or does not match its
-    tensors file."""
-    json_path = resolve_checkpoint(path)
-    with open(json_path) as fh:
-        try:
-            meta = json.load(fh)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{json_path}: not valid JSON ({err})") from None
-    if meta.get("format") != FORMAT:
-        raise ValueError(f"{json_path}: not a {FORMAT} file (format={meta.get('format')!r})")
+    ``path``). Raises :class:`CheckpointError`, naming the file, when the JSON is not a
+    checkpoint, was edited, or does not match its tensors file."""
+    json_path, meta = read_checkpoint_meta(path)
     tensor_path = os.path.join(os.path.dirname(json_path), meta["tensors"])
-    with open(tensor_path, "rb") as fh:
-        blob = fh.read()
-    if hashlib.sha256(blob).hexdigest() != meta["sha256"]:
-        raise ValueError(f"{json_path}: {tensor_path} does not match the SHA-256 recorded in the JSON "
-                         "(a write was interrupted, or the files come from different checkpoints)")
-    tensors = require("safetensors.torch", "checkpoints").load(blob)
-    model = build_model(meta["model"], **meta["model_config"])
+    try:
+        with open(tensor_path, "rb") as fh:
+            blob = fh.read()
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{tensor_path}: no such file (the tensors of {json_path})") from None
+    expected = meta["tensors_sha256"] if meta["version"] >= 2 else meta["sha256"]
+    if hashlib.sha256(blob).hexdigest() != expected:
+        raise CheckpointError(f"{tensor_path} does not match the SHA-256 recorded in {json_path} "
+                              "(a write was interrupted, or the files come from different checkpoints)")
+    safetensors = require("safetensors.torch", "checkpoints")
+    try:
+        tensors = safetensors.load(blob)
+    except Exception as err:  # safetensors raises its own SafetensorError (an Exception)
+        if type(err).__name__ != "SafetensorError":
+            raise
+        raise CheckpointError(f"{tensor_path}: not a readable safetensors file ({err})") from None
+    try:
+        model = build_model(meta["model"], **meta["model_config"])
+    except (TypeError, ValueError) as err:
+        raise CheckpointError(f"{json_path}: cannot build model {meta['model']!r} from its config ({err})") from None
     state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
-    model.load_state_dict(state, strict=True)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        first = [line.strip() for line in str(err).splitlines()[1:] if line.strip()][:2]
+        raise CheckpointError(f"{tensor_path}: its tensors do not fit the model described in {json_path} "
+                              f"({'; '.join(first)})") from None
     model.to(device).eval()
     optim = {k: v for k, v in tensors.items() if k.startswith("optim.")}
     return Checkpoint(json_path, model, meta, optim)
@@ -199,7 +251,7 @@ def load_predictor(paths, device="cpu") -> Checkpoint:
     for ck in cks[1:]:
         for key in ("classes", "alphabet", "max_length"):
             if ck.meta.get(key) != first.get(key):
-                raise ValueError(f"ensemble members differ in {key}: {cks[0].path} has {first.get(key)!r}, "
-                                 f"{ck.path} has {ck.meta.get(key)!r}")
+                raise CheckpointError(f"{ck.path}: ensemble members differ in {key}: {cks[0].path} has "
+                                      f"{first.get(key)!r}, {ck.path} has {ck.meta.get(key)!r}")
     meta = dict(first, ensemble=[ck.path for ck in cks])
     return Checkpoint(",".join(ck.path for ck in cks), Ensemble([ck.model for ck in cks]).eval(), meta)

@@ -12,12 +12,15 @@ gradient).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import itertools
 import json
 import math
 import os
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -25,15 +28,20 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .._optional import require
-from ..data import (LengthBucketSampler, SequenceDataset, collate, get_alphabet, iter_fasta, load_records,
-                    stratified_split)
+from .._optional import MissingDependency, require
+from ..data import (DataFormatError, DataWarning, LengthBucketSampler, SequenceDataset, collate, get_alphabet,
+                    iter_fasta, load_records, stratified_split)
 from ..models import build_model
-from .checkpoint import Checkpoint, atomic_write, load_checkpoint, save_checkpoint
+from .checkpoint import Checkpoint, CheckpointError, atomic_write, load_checkpoint, save_checkpoint
 from .metrics import classification_report, confusion_matrix
+from .rundir import run_directory
 
 __all__ = ["TrainConfig", "train", "prepare_data", "evaluate_model", "predict_file", "run_model",
-           "DistributedContext", "distributed_context", "step_seed"]
+           "DistributedContext", "distributed_context", "step_seed", "RESUMABLE", "resume_differences"]
+
+# The settings a resumed run may change: how long it runs, where, and how it reports. Anything
+# else (data, split, model, optimizer) would make the resumed run a different run.
+RESUMABLE = ("epochs", "device", "progress", "checkpoint_every", "out", "eval_batch_size")
 
 
 @dataclass
@@ -73,6 +81,35 @@ class TrainConfig:
         return cls(**{k: v for k, v in doc.items() if k in names})
 
 
+def _flag(name: str) -> str:
+    """The command-line spelling of a config field or model argument."""
+    return {"data": "DATA", "bidirectional": "--unidirectional"}.get(name, "--" + name.replace("_", "-"))
+
+
+def resume_differences(given: TrainConfig, saved: TrainConfig) -> list[str]:
+    """``"--flag VALUE (checkpoint: VALUE)"`` for every setting outside :data:`RESUMABLE` in
+    which ``given`` differs from ``saved`` (model arguments one by one; DATA compared as an
+    absolute path)."""
+    out = []
+    for f in dataclasses.fields(TrainConfig):
+        a, b = getattr(given, f.name), getattr(saved, f.name)
+        if f.name in RESUMABLE:
+            continue
+        if f.name == "model_args":
+            def show(args, key):
+                return repr(args[key]) if key in args else "the model's default"
+
+            for key in sorted(set(a) | set(b)):
+                if a.get(key) != b.get(key):
+                    out.append(f"{_flag(key)} {show(a, key)} (checkpoint: {show(b, key)})")
+        elif f.name in ("data", "features") and a is not None and b is not None:
+            if os.path.abspath(a) != os.path.abspath(b):
+                out.append(f"{_flag(f.name)} {a!r} (checkpoint: {b!r})")
+        elif a != b:
+            out.append(f"{_flag(f.name)} {a!r} (checkpoint: {b!r})")
+    return out
+
+
 # --------------------------------------------------------------------------------------------
 # Distributed set-up (torchrun)
 
@@ -106,12 +143,25 @@ def distributed_context(device: torch.device) -> DistributedContext:
 
 
 def resolve_device(name: str, ctx: DistributedContext | None = None) -> torch.device:
+    """``auto`` (CUDA when available), ``cpu``, ``cuda`` (this process's ``LOCAL_RANK`` GPU) or
+    ``cuda:N``. Raises ``ValueError`` for any other name and for a GPU this machine lacks."""
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(name)
-    if device.type == "cuda" and device.index is None:
-        local = int(os.environ.get("LOCAL_RANK", "0"))
-        device = torch.device("cuda", local)
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):
+        raise ValueError(f"unknown device {name!r}: expected auto, cpu, cuda or cuda:N")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            why = "this torch build has no CUDA" if torch.version.cuda is None else "no CUDA GPU is visible"
+            raise ValueError(f"device {name!r} is not available: {why} (torch {torch.__version__})")
+        if device.index is None:
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        if device.index >= torch.cuda.device_count():
+            raise ValueError(f"device {name!r} is not available: this machine has {torch.cuda.device_count()} "
+                             "CUDA device(s)")
     return device
 
 
@@ -124,11 +174,21 @@ def step_seed(seed: int, epoch: int, step: int, rank: int) -> int:
 # Data
 
 
-def prepare_data(cfg: TrainConfig, classes=None) -> tuple[SequenceDataset, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+def prepare_data(cfg: TrainConfig, classes=None, warn: bool = False
+                 ) -> tuple[SequenceDataset, tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Read ``cfg.data``, tokenise it, and split it (seeded, stratified). Records flagged
     ``test`` (DeepLoc headers or a ``partition`` column) form the test set when there are any;
-    the rest is split into training and validation."""
+    the rest is split into training and validation.
+
+    Without ``classes`` (training: the classes come from the data) fewer than two classes is a
+    :class:`~sublocal_kernels.data.DataFormatError`. ``warn``: a :class:`DataWarning` for each
+    empty split and for each class too small to reach every split."""
     records = load_records(cfg.data, cfg.format, cfg.alphabet, classes)
+    if classes is None:
+        found = sorted({r.label for r in records})
+        if len(found) < 2:
+            raise DataFormatError(cfg.data, None, None, f"{len(records)} sequences, all of class {found[0]!r}: a "
+                                  "classifier needs sequences of at least two classes")
     ds = SequenceDataset(records, classes, cfg.alphabet, cfg.max_length, cfg.features)
     flagged = np.array([r.partition == "test" for r in ds.records])
     seed = cfg.seed if cfg.split_seed is None else cfg.split_seed
@@ -136,9 +196,37 @@ def prepare_data(cfg: TrainConfig, classes=None) -> tuple[SequenceDataset, tuple
         rest = np.flatnonzero(~flagged)
         v = cfg.val_fraction
         tr, va = stratified_split(ds.labels[rest], (1 - v, v), seed)
-        return ds, (rest[tr], rest[va], np.flatnonzero(flagged))
-    v, t = cfg.val_fraction, cfg.test_fraction
-    return ds, stratified_split(ds.labels, (1 - v - t, v, t), seed)
+        parts = (rest[tr], rest[va], np.flatnonzero(flagged))
+        fractions = (1 - v, v, 0.0)  # the flagged test set is the data's choice: not checked per class
+    else:
+        v, t = cfg.val_fraction, cfg.test_fraction
+        fractions = (1 - v - t, v, t)
+        parts = stratified_split(ds.labels, fractions, seed)
+    if warn:
+        _warn_split(cfg.data, ds, parts, fractions)
+    return ds, parts
+
+
+def _warn_split(data, ds: SequenceDataset, parts, fractions) -> None:
+    names = ("training", "validation", "test")
+    empty = [j for j, p in enumerate(parts) if len(p) == 0 and fractions[j] > 0]
+    for j in empty:
+        if j == 0:
+            continue  # an error, raised by the trainer
+        what = {1: "every epoch's checkpoint is kept as the best", 2: "no test report"}[j]
+        why = f"{len(ds)} sequences in {len(ds.classes)} classes are too few for a {names[j]} fraction of " \
+              f"{fractions[j]:g}"
+        warnings.warn(f"{data}: the {names[j]} split is empty ({why}): {what}", DataWarning, stacklevel=3)
+    checked = [j for j, f in enumerate(fractions) if f > 0 and j not in empty]
+    for k, c in enumerate(ds.classes):
+        counts = [int((ds.labels[p] == k).sum()) for p in parts]
+        absent = [names[j] for j in checked if counts[j] == 0]
+        if absent:
+            present = [names[j] for j in range(3) if counts[j]]
+            n = sum(counts)
+            warnings.warn(f"{data}: class {c!r} has {n} sequence{'s' if n != 1 else ''}, too few for the split: "
+                          f"kept in {' and '.join(present)} only (none in {' or '.join(absent)})", DataWarning,
+                          stacklevel=3)
 
 
 # --------------------------------------------------------------------------------------------
@@ -147,11 +235,13 @@ def prepare_data(cfg: TrainConfig, classes=None) -> tuple[SequenceDataset, tuple
 
 @torch.no_grad()
 def run_model(model, ds: SequenceDataset, indices, device, batch_size: int = 64, details: bool = False,
-              ctx: DistributedContext | None = None, callback: Callable | None = None):
+              ctx: DistributedContext | None = None, callback: Callable | None = None,
+              on_probs: Callable | None = None):
     """Run ``model`` over ``ds[indices]`` in length-sorted batches (rank ``r`` of ``W`` takes
     every ``W``-th batch). Returns ``(probs (N, K) float32, loss_sum, n)`` in the order of
     ``indices`` (rows of other ranks' batches are zero); with ``callback``, calls
-    ``callback(batch, output)`` per batch with the :class:`ClassifierOutput`."""
+    ``callback(batch, output)`` per batch with the :class:`ClassifierOutput`; with
+    ``on_probs``, calls ``on_probs(positions, probs)`` per batch (positions into ``indices``)."""
     ctx = ctx or DistributedContext()
     indices = np.asarray(indices, dtype=np.int64)
     was_training = model.training
@@ -174,6 +264,8 @@ def run_model(model, ds: SequenceDataset, indices, device, batch_size: int = 64,
         probs[local] = torch.softmax(logits.float(), -1).cpu().numpy()
         if callback is not None:
             callback(batch, out)
+        if on_probs is not None:
+            on_probs(np.asarray(local), probs[local])
     model.train(was_training)
     return probs, loss_sum, len(indices)
 
@@ -209,8 +301,15 @@ def evaluate_model(model, ds: SequenceDataset, indices, device, batch_size: int 
 
 
 def _progress(enabled: bool | None):
+    """tqdm when asked for (``True``: tqdm must be installed) or, for ``None``, when standard
+    error is a terminal and tqdm is installed."""
     if enabled is None:
-        enabled = sys.stderr.isatty()
+        if not sys.stderr.isatty():
+            return None
+        try:
+            return require("tqdm", "the progress bar").tqdm
+        except MissingDependency:
+            return None
     if not enabled:
         return None
     return require("tqdm", "the progress bar").tqdm
@@ -228,29 +327,46 @@ def _log(ctx: DistributedContext, msg: str) -> None:
 
 
 def train(cfg: TrainConfig, resume: bool = False, log: Callable[[str], None] | None = None,
-          stop_after_steps: int | None = None) -> dict:
+          stop_after_steps: int | None = None, overwrite: bool = False) -> dict:
     """Train ``cfg.model`` on ``cfg.data``; write ``best`` and ``last`` checkpoints into
     ``cfg.out``; return a summary (history, best validation loss, test report of the best
     checkpoint).
 
-    ``resume``: continue from ``cfg.out/last.json`` (its saved config wins, except ``epochs``).
+    ``cfg.out`` is held by :func:`~sublocal_kernels.training.rundir.run_directory` for the
+    whole run (rank 0 only when distributed): a directory in use by another run is refused, and
+    so is one that already holds files, unless ``resume`` or ``overwrite``.
+    ``resume``: continue from ``cfg.out/last.json``; ``cfg`` must equal the checkpoint's config
+    except in :data:`RESUMABLE` (a ``ValueError`` lists every difference).
     ``stop_after_steps``: stop after this many optimizer steps (simulates an interrupted run).
     """
     device = resolve_device(cfg.device)
     ctx = distributed_context(device)
+    with run_directory(cfg.out, resume, overwrite) if ctx.is_main else contextlib.nullcontext():
+        return _train(cfg, resume, log, stop_after_steps, device, ctx)
+
+
+def _train(cfg: TrainConfig, resume: bool, log, stop_after_steps, device, ctx: DistributedContext) -> dict:
     say = log or (lambda m: _log(ctx, m))
     last_path = os.path.join(cfg.out, "last.json")
     resumed: Checkpoint | None = None
     if resume:
         if not os.path.isfile(last_path):
-            raise FileNotFoundError(f"--resume: no checkpoint to resume from at {last_path}")
+            raise FileNotFoundError(f"{last_path}: no checkpoint to resume from (--resume continues a run "
+                                    "directory that holds last.json)")
         resumed = load_checkpoint(last_path, device)
+        if "train_config" not in resumed.meta or "train_state" not in resumed.meta:
+            raise CheckpointError(f"{last_path}: not a training checkpoint (no training config and state)")
         saved = TrainConfig.from_json(resumed.meta["train_config"])
-        saved.epochs, saved.progress, saved.device, saved.out = cfg.epochs, cfg.progress, cfg.device, cfg.out
-        cfg = saved
-    ds, (tr, va, te) = prepare_data(cfg)
+        diffs = resume_differences(cfg, saved)
+        if diffs:
+            raise ValueError(f"{last_path}: --resume with settings that differ from the checkpoint's: "
+                             f"{'; '.join(diffs)}. A resume may change only "
+                             f"{', '.join(_flag(n) for n in RESUMABLE if n not in ('out', 'eval_batch_size'))}")
+        cfg = dataclasses.replace(saved, **{n: getattr(cfg, n) for n in RESUMABLE})
+    ds, (tr, va, te) = prepare_data(cfg, warn=ctx.is_main and not resume)
     if len(tr) == 0:
-        raise ValueError(f"{cfg.data}: no training sequences after the split")
+        raise DataFormatError(cfg.data, None, None, f"no training sequences after the split ({len(ds)} sequences, "
+                              f"validation fraction {cfg.val_fraction:g}, test fraction {cfg.test_fraction:g})")
     torch.manual_seed(cfg.seed)
     model_args = dict(cfg.model_args)
     model_args.setdefault("alphabet", ds.alphabet.name)
@@ -274,9 +390,10 @@ def train(cfg: TrainConfig, resume: bool = False, log: Callable[[str], None] | N
                                   max_tokens=cfg.max_tokens, num_replicas=ctx.world_size, rank=ctx.rank)
     tqdm = _progress(cfg.progress) if ctx.is_main else None
     if ctx.is_main:
-        os.makedirs(cfg.out, exist_ok=True)
-        with open(os.path.join(cfg.out, "config.json"), "w") as fh:
-            json.dump(cfg.to_json(), fh, indent=1)
+        atomic_write(os.path.join(cfg.out, "config.json"), (json.dumps(cfg.to_json(), indent=1) + "\n").encode())
+    if resumed is not None and state["epoch"] >= cfg.epochs and ctx.is_main:
+        warnings.warn(f"{last_path}: already trained for {state['epoch']} epochs (--epochs {cfg.epochs}): nothing "
+                      "to train; pass a larger --epochs to continue", DataWarning, stacklevel=2)
     say(f"{cfg.model}: {sum(p.numel() for p in model.parameters())} parameters, classes {ds.classes}; "
         f"train/val/test = {len(tr)}/{len(va)}/{len(te)} sequences on {device}"
         + (f", {ctx.world_size} processes" if ctx.active else ""))
@@ -399,34 +516,67 @@ def _json_ready(value):
 # Prediction
 
 
-def predict_file(checkpoint: Checkpoint, fasta: str, out, device, batch_size: int = 64, chunk: int = 2048,
+def predict_file(checkpoint: Checkpoint, fasta: str, out, device, batch_size: int = 64, chunk: int | None = None,
                  features: str | None = None) -> int:
-    """Write ``id, prediction, p_<class>...`` rows (TSV) for every record of ``fasta``, reading
-    ``chunk`` records at a time (constant memory for any file size). Returns the row count."""
+    """Write ``id, prediction, p_<class>...`` rows (TSV) for every record of ``fasta`` (plain or
+    gzip), in input order, reading ``chunk`` records at a time (default: ``batch_size``; constant
+    memory for any file size). Within a chunk, batches run in length order; after each batch
+    the rows whose records and all earlier ones are done are written and ``out`` is flushed, so
+    a reader of ``out`` gets rows as soon as they are complete. Returns the row count. Records
+    with an id seen before get a :class:`DataWarning` (one for the file, naming the first)."""
     meta = checkpoint.meta
     classes = meta["classes"]
     alphabet = get_alphabet(meta["alphabet"])
     model = checkpoint.model.to(device).eval()
+    chunk = chunk or batch_size
     need_features = int(meta.get("num_features", 0) or 0)
     if need_features and features is None:
-        raise ValueError(f"this model reads {need_features} precomputed features per residue: pass --features FILE.npz")
+        raise ValueError(f"{checkpoint.path}: this model reads {need_features} precomputed features per residue: "
+                         "pass --features FILE.npz")
+    records = iter_fasta(fasta, alphabet, "plain")
+    first = next(records, None)  # the file is checked before anything is written
     out.write("id\tprediction\t" + "\t".join(f"p_{c}" for c in classes) + "\n")
     n = 0
     pending = []
+    seen: dict[str, int] = {}
+    duplicates: list[tuple[str, int, int]] = []
 
     def flush():
         nonlocal n
         ds = SequenceDataset(pending, classes, alphabet, meta.get("max_length"), features)
-        probs, _, _ = run_model(model, ds, np.arange(len(ds)), device, batch_size)
-        for rec, p in zip(pending, probs):
-            out.write(f"{rec.id}\t{classes[int(p.argmax())]}\t" + "\t".join(f"{v:.6f}" for v in p) + "\n")
+        rows: list[str | None] = [None] * len(pending)
+        written = 0
+
+        def emit(positions, probs):
+            nonlocal written
+            for k, p in zip(positions.tolist(), probs):
+                rows[k] = f"{pending[k].id}\t{classes[int(p.argmax())]}\t" + "\t".join(f"{v:.6f}" for v in p) + "\n"
+            done = written
+            while done < len(rows) and rows[done] is not None:
+                done += 1
+            if done > written:
+                out.write("".join(rows[written:done]))
+                out.flush()
+                written = done
+
+        run_model(model, ds, np.arange(len(ds)), device, batch_size, on_probs=emit)
         n += len(pending)
         pending.clear()
 
-    for rec in iter_fasta(fasta, alphabet, "plain"):
+    for rec in itertools.chain([first] if first is not None else [], records):
+        line = rec.source[1] if rec.source else None
+        if rec.id in seen:
+            duplicates.append((rec.id, seen[rec.id], line))
+        else:
+            seen[rec.id] = line
         pending.append(rec)
         if len(pending) >= chunk:
             flush()
     if pending:
         flush()
+    if duplicates:
+        rid, first, again = duplicates[0]
+        more = f" and {len(duplicates) - 1} more" if len(duplicates) > 1 else ""
+        warnings.warn(f"{fasta}: duplicate id {rid!r} (lines {first} and {again}){more}: each record has its own "
+                      "row, in input order", DataWarning, stacklevel=2)
     return n

@@ -15,3 +15,39 @@ def tiny_fasta(tmp_path_factory):
     data = make_synthetic(n_per_class=6, min_length=50, max_length=90, seed=3)
     fasta, _ = write_synthetic(data, d)
     return fasta
+
+
+def run_cli(capsys, *argv):
+    """``sublocal ARGV`` in this process: ``(status, stdout, stderr)``, argparse's exits included."""
+    from sublocal_kernels.cli import main
+
+    try:
+        status = main([str(a) for a in argv])
+    except SystemExit as exc:
+        status = exc.code
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def one_error(err: str, command: str) -> str:
+    """The single line of ``err``, which must be ``sublocal COMMAND: error: ...``; its message."""
+    lines = err.splitlines()
+    assert len(lines) == 1, err
+    prefix = f"sublocal {command}: error: "
+    assert lines[0].startswith(prefix), err
+    return lines[0][len(prefix):]
+
+
+def warnings_of(err: str, command: str) -> list[str]:
+    prefix = f"sublocal {command}: warning: "
+    return [line[len(prefix):] for line in err.splitlines() if line.startswith(prefix)]
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tiny_fasta, tmp_path_factory):
+    """A trained run directory (one epoch of the tiny A-LSTM), shared by the read-only tests."""
+    from sublocal_kernels.cli import main
+
+    out = tmp_path_factory.mktemp("tiny-run") / "run"
+    assert main(["train", tiny_fasta, "--out", str(out), "--epochs", "1", *TINY]) == 0
+    return str(out)

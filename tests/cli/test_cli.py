@@ -99,8 +99,12 @@ def test_resume_reproduces_uninterrupted_run(tiny_fasta, tmp_path):
 
 
 def test_resume_without_checkpoint(tiny_fasta, tmp_path):
+    from sublocal_kernels.training import train as train_fn
+    from sublocal_kernels.training import TrainConfig
+
+    (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="no checkpoint to resume"):
-        main(["train", tiny_fasta, "--out", str(tmp_path / "empty"), "--resume", *TINY])
+        train_fn(TrainConfig(data=tiny_fasta, out=str(tmp_path / "empty")), resume=True)
 
 
 def test_evaluate_predict_plot(tiny_fasta, tmp_path, capsys):
@@ -134,13 +138,16 @@ def test_evaluate_predict_plot(tiny_fasta, tmp_path, capsys):
         assert os.path.getsize(tmp_path / "plots" / name) > 1000, name
 
 
-def test_cli_errors(tmp_path):
-    with pytest.raises(SystemExit):
+def test_cli_errors(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
         main(["train"])
+    assert exc.value.code == 2
+    assert capsys.readouterr().err == ("sublocal train: error: the following arguments are required: data "
+                                       "(see sublocal train --help)\n")
     bad = tmp_path / "bad.fasta"
     bad.write_text(">A1 Nucleus-S\nMK1V\n")
-    with pytest.raises(ValueError, match=r"bad.fasta, line 2, record 'A1'"):
-        main(["train", str(bad), "--out", str(tmp_path / "o"), *TINY])
+    assert main(["train", str(bad), "--out", str(tmp_path / "o"), *TINY]) == 1
+    assert capsys.readouterr().err.startswith(f"sublocal train: error: {bad}, line 2, record 'A1'")
 
 
 def test_console_entry_point():

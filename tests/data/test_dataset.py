@@ -108,3 +108,19 @@ def test_stratified_split():
     assert not np.array_equal(stratified_split(labels, (0.8, 0.1, 0.1), seed=1)[2], te)
     with pytest.raises(ValueError, match="sum to 1"):
         stratified_split(labels, (0.5, 0.1))
+
+
+def test_features_file_that_is_not_an_npz(tmp_path):
+    from sublocal_kernels.data import load_features
+
+    recs = [Record("r1", "MKV")]
+    bad = tmp_path / "f.npz"
+    bad.write_text("not numpy")
+    with pytest.raises(DataFormatError, match=r"f.npz: not an .npz archive"):
+        load_features(str(bad), recs)
+    one = tmp_path / "one.npy"
+    np.save(one, np.zeros((3, 2)))
+    with pytest.raises(DataFormatError, match=r"one.npy: expected an .npz archive"):
+        load_features(str(one), recs)
+    with pytest.raises(FileNotFoundError, match=r"nope.npz: no such features file"):
+        load_features(str(tmp_path / "nope.npz"), recs)

@@ -170,3 +170,47 @@ def test_nucleotide_fasta(tmp_path):
     path = write(tmp_path, "r.fa", ">t1\nacgtn\n")
     assert read_fasta(path, alphabet="nucleotide")[0].sequence == "ACGUN"
     assert os.path.exists(path)
+
+
+def _gzip(path, text: bytes):
+    import gzip
+
+    with gzip.open(path, "wb") as fh:
+        fh.write(text)
+    return str(path)
+
+
+def test_gzip_and_byte_order_mark_read_like_plain_text(tmp_path):
+    plain = read_deeploc(write(tmp_path, "d.fasta", DEEPLOC))
+    bom = b"\xef\xbb\xbf"
+    gz = load_records(_gzip(tmp_path / "d.fasta.gz", DEEPLOC.encode()))
+    gz_name_free = load_records(_gzip(tmp_path / "d.data", bom + DEEPLOC.encode()), format="deeploc")
+    (tmp_path / "b.fasta").write_bytes(bom + DEEPLOC.encode())
+    with_bom = load_records(str(tmp_path / "b.fasta"))
+    for recs in (gz, gz_name_free, with_bom):
+        assert [(r.id, r.sequence, r.label, r.partition) for r in recs] == \
+            [(r.id, r.sequence, r.label, r.partition) for r in plain]
+    table = b"id,sequence,label\nA1,MKV,Nucleus\nA2,MKL,Cytoplasm\n"
+    for path in (_gzip(tmp_path / "t.csv.gz", table), _gzip(tmp_path / "t2.csv.gz", bom + table)):
+        recs = load_records(path)  # .csv.gz: a table, comma-separated
+        assert [(r.id, r.label) for r in recs] == [("A1", "Nucleus"), ("A2", "Cytoplasm")]
+    d = tmp_path / "dir"
+    d.mkdir()
+    _gzip(d / "Nucleus.fasta.gz", b">n1\nMKV\n")
+    (d / "Cytoplasm.fa").write_bytes(bom + b">c1\nMKL\n")
+    assert [(r.id, r.label) for r in load_records(str(d))] == [("c1", "Cytoplasm"), ("n1", "Nucleus")]
+
+
+def test_gzip_errors_name_the_file(tmp_path):
+    whole = _gzip(tmp_path / "d.fasta.gz", DEEPLOC.encode() * 50)
+    cut = tmp_path / "cut.fasta.gz"
+    cut.write_bytes(open(whole, "rb").read()[:60])
+    with pytest.raises(DataFormatError, match=r"cut.fasta.gz: damaged gzip file"):
+        read_deeploc(str(cut))
+    bad = _gzip(tmp_path / "bad.fasta.gz", b">A1 Nucleus-S\nMKV\nMK1V\n")
+    with pytest.raises(DataFormatError, match=r"bad.fasta.gz, line 3, record 'A1'"):
+        read_deeploc(bad)
+    other = tmp_path / "x.fasta"
+    other.write_bytes(b"BZh91AY&SY\xa5\x9c\xff\x00\x13")
+    with pytest.raises(DataFormatError, match=r"x.fasta, line 1: not UTF-8 text"):
+        read_deeploc(str(other))
