@@ -35,7 +35,8 @@ def _optional_int(text: str):
 def _add_train(sub):
     p = sub.add_parser("train", help="train a classifier on labelled sequences",
                        description="Train a classifier. DATA: FASTA with DeepLoc headers (>ID Location-M [test]), "
-                                   "a directory of per-class FASTA files, or a TSV/CSV with id, sequence, label.")
+                                   "a directory of per-class FASTA files, or a TSV/CSV with id, sequence, label. "
+                                   "Training steps run with subnormal floats flushed to zero (torch.set_flush_denormal).")
     p.add_argument("data")
     p.add_argument("--model", default="alstm", choices=["alstm", "rlstm", "cnnlstm", "qrnn", "tcn"])
     p.add_argument("--out", default="runs/sublocal", help="run directory (checkpoints, summary)")

@@ -30,6 +30,7 @@ from ..data import (LengthBucketSampler, SequenceDataset, collate, get_alphabet,
                     stratified_split)
 from ..models import build_model
 from .checkpoint import Checkpoint, atomic_write, load_checkpoint, save_checkpoint
+from .fp_mode import flush_denormal_steps
 from .metrics import classification_report, confusion_matrix
 
 __all__ = ["TrainConfig", "train", "prepare_data", "evaluate_model", "predict_file", "run_model",
@@ -295,7 +296,7 @@ def train(cfg: TrainConfig, resume: bool = False, log: Callable[[str], None] | N
         t0, last_refresh = time.perf_counter(), 0.0
         model.train()
         step = start_step
-        for step in range(start_step, len(batches)):
+        for step in flush_denormal_steps(range(start_step, len(batches))):
             global_batch = batches[step]
             torch.manual_seed(step_seed(cfg.seed, epoch, step, ctx.rank))
             local = sampler.shard(global_batch)
