@@ -233,7 +233,7 @@ def finish_rows(rows: list[Row], machine: dict) -> list[Row]:
         peak = machine["peak_tflops"].get(r.dtype) or machine["peak_tflops"].get("float32")
         floor_s = max(r.bytes / bw, r.flops / (peak * 1e12) if peak else 0.0)
         r.floor_ms = floor_s * 1e3
-        r.frac_of_floor = r.floor_ms / r.ms_p50 if r.ms_p50 > 0 else None
+        r.frac_of_floor = r.floor_ms / r.ms_p50 if r.ms_p50 > 0 and r.floor_ms > 0 else None
     by_case: dict[tuple, dict[str, Row]] = {}
     for r in rows:
         by_case.setdefault((r.op, r.shape, r.dtype, r.mode), {})[r.provider] = r
@@ -264,6 +264,10 @@ def write_results(rows: list[Row], machine: dict, path: Path | None = None) -> P
     return path
 
 
+def _mode_order(mode: str) -> int:
+    return MODES.index(mode) if mode in MODES else len(MODES)
+
+
 def format_table(rows: list[dict | Row], machine: dict | None = None, markdown: bool = False) -> str:
     """One line per (op, shape, dtype, mode): our time, the fraction of the floor, each peer's ratio."""
     rows = [dataclasses.asdict(r) if isinstance(r, Row) else r for r in rows]
@@ -271,7 +275,7 @@ def format_table(rows: list[dict | Row], machine: dict | None = None, markdown: 
     peers = sorted({p for r in ours for p in r.get("vs", {})})
     head = ["op", "shape", "dtype", "mode", "sublocal ms", "of floor"] + [f"vs {p}" for p in peers]
     lines = []
-    for r in sorted(ours, key=lambda r: (r["op"], r["shape"], r["dtype"], MODES.index(r["mode"]))):
+    for r in sorted(ours, key=lambda r: (r["op"], r["shape"], r["dtype"], _mode_order(r["mode"]))):
         frac = r.get("frac_of_floor")
         cells = [r["op"], r["shape"], r["dtype"], r["mode"], f"{r['ms_p50']:.3f}",
                  f"{100 * frac:.0f}%" if frac is not None else "-"]
@@ -305,6 +309,10 @@ class BenchSpec:
     shapes: dict[str, Shape] = {}
     all_providers: tuple[str, ...] = ()
     reference: str = "ref-eager"
+    # The modes a case can have (a whole-model benchmark has its own: "train", "infer").
+    modes: tuple[str, ...] = MODES
+    # The shapes a smoke run (--benchmark-disable) checks; None: every selected shape.
+    smoke_shapes: tuple[str, ...] | None = None
     # Providers that take minutes per call on a CPU; `--quick` (the demo) leaves them out there.
     slow_on_cpu: tuple[str, ...] = ()
     # norm-relative error allowed between a provider and the reference in smoke checks

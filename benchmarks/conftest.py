@@ -20,7 +20,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import (  # noqa: E402
-    MODES, Row, finish_rows, format_table, measure_machine, smoke, write_results)
+    Row, finish_rows, format_table, measure_machine, smoke, write_results)
 
 SLOW_CALL_S = 20.0  # CPU calls longer than this are timed SLOW_ROUNDS times with no extra warm-up
 SLOW_ROUNDS = 1
@@ -72,8 +72,10 @@ def pytest_generate_tests(metafunc):
     is_smoke = _smoke(config)
     shapes = _list(config, "--bench-shapes") or spec.default_shapes(device)
     shapes = [s for s in shapes if s in spec.shapes]
+    if is_smoke and spec.smoke_shapes is not None:
+        shapes = [s for s in shapes if s in spec.smoke_shapes]
     dtypes = _list(config, "--bench-dtypes") or (["float32"] if device.type == "cpu" else ["float32", "bfloat16"])
-    modes = _list(config, "--bench-modes") or list(MODES)
+    modes = _list(config, "--bench-modes") or list(spec.modes)
     providers = _list(config, "--bench-providers") or spec.providers(device, is_smoke)
     providers = [p for p in providers if p in spec.all_providers]
     if config.getoption("--bench-quick") and device.type == "cpu":
