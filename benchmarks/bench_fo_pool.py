@@ -9,7 +9,10 @@ Providers:
                     on CPU, where one compile takes about a minute here
   accelerated-scan  the accelerated-scan package's Triton scan (GPU, where installed), on
                     transposed (B, D, T) copies with T padded to a power of two
-Bytes: fwd reads f, z, o and writes h; bwd reads dh, f, z, o and writes df, dz, do.
+Bytes: fwd reads f, z, o and writes h; bwd reads dh, f, z, o and writes df, dz, do (the
+checkpoints, 1/32 of a state tensor, are left out), counted as streamed reads and writes
+against the copy yardstick's bus traffic (common.streamed_bytes: the yardstick's stores also
+read their lines, which streaming stores need not).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import importlib.util
 import torch
 
 import sublocal_kernels as sk
-from benchmarks.common import FO_POOL_SHAPES, BenchSpec, Shape, make_modes
+from benchmarks.common import FO_POOL_SHAPES, BenchSpec, Shape, make_modes, streamed_bytes
 
 
 def loop_fo_pool(f, z, o):
@@ -108,9 +111,9 @@ class FoPoolBench(BenchSpec):
     def cost(self, shape, dtype, mode):
         n = shape.B * shape.T * shape.D
         es = torch.empty((), dtype=dtype).element_size()
-        tensors = {"fwd": 4, "bwd": 7, "fwd+bwd": 11}[mode]
+        reads, writes = {"fwd": (3, 1), "bwd": (4, 3), "fwd+bwd": (7, 4)}[mode]
         flops = {"fwd": 5, "bwd": 10, "fwd+bwd": 15}[mode] * n
-        return tensors * n * es, flops
+        return int(streamed_bytes(reads * n * es, writes * n * es)), flops
 
 
 SPEC = FoPoolBench()

@@ -97,12 +97,14 @@ def pytest_generate_tests(metafunc):
     is_smoke = _smoke(config)
     shapes = _list(config, "--bench-shapes") or spec.default_shapes(device)
     shapes = [s for s in shapes if s in spec.shapes]
+    if is_smoke and spec.smoke_shapes is not None:
+        shapes = [s for s in shapes if s in spec.smoke_shapes]
     dtypes = _list(config, "--bench-dtypes") or (["float32"] if device.type == "cpu" else ["float32", "bfloat16"])
-    modes = _list(config, "--bench-modes") or list(MODES)
+    modes = _list(config, "--bench-modes") or list(spec.modes)
     providers = _list(config, "--bench-providers") or spec.providers(device, is_smoke)
     providers = [p for p in providers if p in spec.all_providers]
     profile = _profile(config)
-    if profile == "quick" and not _list(config, "--bench-modes"):
+    if profile == "quick" and not _list(config, "--bench-modes") and tuple(spec.modes) == MODES:
         modes = ["fwd+bwd"] if device.type == "cpu" else ["fwd", "fwd+bwd"]
     skip = measured_keys(Path(config.getoption("--bench-skip-existing"))) \
         if config.getoption("--bench-skip-existing") else set()

@@ -40,6 +40,7 @@
 #include <vector>
 
 #include "attention_pool.h"
+#include "cpu/fp_mode.h"
 #include "output_cache.h"
 
 namespace sublocal {
@@ -64,6 +65,7 @@ void parallel_items(int64_t n, const F& f) {
   std::atomic<int64_t> next{0};
   const at::ThreadLocalState state;
   at::parallel_for(0, workers, 1, [&](int64_t begin, int64_t end) {
+    const FlushDenormalGuard flush;
     at::ThreadLocalStateGuard guard(state);
     for (int64_t w = begin; w < end; ++w) {
       for (int64_t it = next.fetch_add(1); it < n; it = next.fetch_add(1)) f(it, w);
@@ -158,6 +160,7 @@ void fwd_impl(const AttentionPoolArgs& a, const Plan& plan, at::Tensor& context,
   scalar_t* ctx_out = context.data_ptr<scalar_t>();
   scalar_t* alpha_out = alpha.data_ptr<scalar_t>();
   at::parallel_for(0, B, 1, [&](int64_t begin, int64_t end) {
+    const FlushDenormalGuard flush;
     std::vector<acc_t> c(D);
     for (int64_t b = begin; b < end; ++b) {
       const int64_t i0 = plan.seq_items[b], i1 = plan.seq_items[b + 1];
@@ -223,6 +226,7 @@ void bwd_impl(const AttentionPoolArgs& a, const Plan& plan, const at::Tensor& gr
   // sum_s alpha_s grad_alpha_s + dc . context: no pass over h needed.
   std::vector<acc_t> g(B);
   at::parallel_for(0, B, 16, [&](int64_t begin, int64_t end) {
+    const FlushDenormalGuard flush;
     for (int64_t b = begin; b < end; ++b) {
       acc_t s = 0;
       if (ga != nullptr) {
@@ -298,6 +302,7 @@ void bwd_impl(const AttentionPoolArgs& a, const Plan& plan, const at::Tensor& gr
 
   scalar_t* ghp = grad_h.data_ptr<scalar_t>();
   at::parallel_for(0, B, 16, [&](int64_t begin, int64_t end) {
+    const FlushDenormalGuard flush;
     for (int64_t b = begin; b < end; ++b) std::fill(ghp + (b * T + L[b]) * D, ghp + (b + 1) * T * D, scalar_t(0));
   });
   grad_w.copy_(dw_part.sum(0));

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "fo_pool.h"
+#include "cpu/fp_mode.h"
 #include "output_cache.h"
 
 namespace sublocal {
@@ -155,6 +156,7 @@ void fwd_kernel(const FoPoolShape& p, const scalar_t* F, const scalar_t* Z, cons
   const int64_t ntiles = (D + tile - 1) / tile;
   const int64_t rows = p.reverse ? std::min(chunk, std::max<int64_t>(T, 1)) : 0;
   at::parallel_for(0, p.batch * ntiles, 1, [&](int64_t begin, int64_t end) {
+    const FlushDenormalGuard flush;
     std::vector<acc_t> cbuf(tile), fb(rows * tile), zb(rows * tile), ob(HAS_OUTPUT ? rows * tile : 0);
     acc_t* c = cbuf.data();
     for (int64_t item = begin; item < end; ++item) {
@@ -213,6 +215,7 @@ void bwd_kernel(const FoPoolShape& p, const scalar_t* dH, const scalar_t* dC, co
   const int64_t ntiles = (D + tile - 1) / tile;
   const int64_t rows = std::min(chunk, std::max<int64_t>(T, 1));
   at::parallel_for(0, p.batch * ntiles, 1, [&](int64_t begin, int64_t end) {
+    const FlushDenormalGuard flush;
     std::vector<acc_t> qbuf(tile), cbuf(tile), fb(rows * tile), zb(rows * tile), gb(rows * tile),
         ob(HAS_OUTPUT && p.reverse ? rows * tile : 0);
     acc_t* q = qbuf.data();

@@ -44,6 +44,7 @@
 #include <numeric>
 #include <vector>
 
+#include "cpu/fp_mode.h"
 #include "cpu/output_cache.h"
 #include "lstm.h"
 
@@ -290,6 +291,7 @@ void lstm_fwd_impl(const LstmArgs& a, const Plan& p, at::Tensor& out, at::Tensor
   const scalar_t* X = a.x.data_ptr<scalar_t>();
   scalar_t* O = out.data_ptr<scalar_t>();
   at::parallel_for(0, D * ntiles, 1, [&](int64_t begin, int64_t end) {
+    const FlushDenormalGuard flush;
     // OpenMP workers do not inherit the caller's thread-local dispatch state: keep the ATen
     // calls below autograd here too (the weights may require grad).
     at::AutoDispatchBelowADInplaceOrView below_autograd;
@@ -339,6 +341,7 @@ void lstm_fwd_impl(const LstmArgs& a, const Plan& p, at::Tensor& out, at::Tensor
   });
   // Padded positions of the output are zero.
   at::parallel_for(0, B, 1, [&](int64_t begin, int64_t end) {
+    const FlushDenormalGuard flush;
     for (int64_t i = begin; i < end; ++i) {
       scalar_t* o = O + (p.order[i] * T + p.len[i]) * D * H;
       std::fill_n(o, (T - p.len[i]) * D * H, scalar_t(0));
@@ -377,6 +380,7 @@ void lstm_bwd_impl(const LstmArgs& a, const Plan& p, const at::Tensor& grad_out,
   const scalar_t* dHn = grad_h_n.data_ptr<scalar_t>();
   const scalar_t* dCn = grad_c_n.data_ptr<scalar_t>();
   at::parallel_for(0, D * ntiles, 1, [&](int64_t begin, int64_t end) {
+    const FlushDenormalGuard flush;
     // OpenMP workers do not inherit the caller's thread-local dispatch state: keep the ATen
     // calls below autograd here too (the weights may require grad).
     at::AutoDispatchBelowADInplaceOrView below_autograd;

@@ -29,6 +29,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "cpu/fp_mode.h"
 #include "multiwidth_conv1d.h"
 #include "output_cache.h"
 
@@ -243,6 +244,7 @@ template <typename scalar_t>
 void zero_padding(scalar_t* data, const int64_t* lengths, int64_t B, int64_t T, int64_t width) {
   if (!lengths) return;
   at::parallel_for(0, B, 1, [&](int64_t begin, int64_t end) {
+    const FlushDenormalGuard flush;
     for (int64_t b = begin; b < end; ++b) {
       const int64_t L = std::min(std::max<int64_t>(lengths[b], 0), T);
       std::fill(data + (b * T + L) * width, data + (b + 1) * T * width, scalar_t(0));
@@ -284,6 +286,7 @@ at::Tensor multiwidth_conv1d_fwd_cpu(const at::Tensor& x_in, at::TensorList weig
     // float32/float64 results go straight into y; float16/bfloat16 through a float buffer.
     constexpr bool direct = std::is_same_v<scalar_t, acc_t>;
     at::parallel_for(0, static_cast<int64_t>(items.size()), 1, [&](int64_t begin, int64_t end) {
+      const FlushDenormalGuard flush;
       std::vector<acc_t> xbuf((kTile + halo + kPadRows) * g.channels + kPadRows);
       std::vector<acc_t> out(direct ? 0 : kTile * npad);
       MwcFwdTile<acc_t> p{xbuf.data(), wpack.data(), bpack.data(), g.tap_col_lo.data(), g.tap_col_hi.data(),
@@ -471,13 +474,17 @@ std::tuple<at::Tensor, std::vector<at::Tensor>, at::Tensor> multiwidth_conv1d_bw
 
     if (need_grad_weights) {
       at::parallel_for(0, n_chunks, 1, [&](int64_t begin, int64_t end) {
+        const FlushDenormalGuard flush;
         for (int64_t c = begin; c < end; ++c)
           run_items(c * n_items / n_chunks, (c + 1) * n_items / n_chunks, acc.data() + c * acc_elems);
       });
       // Chunk sums in chunk order (deterministic), then unpacked into each width's layout.
-      for (int64_t c = 1; c < n_chunks; ++c) {
-        const acc_t* src = acc.data() + c * acc_elems;
-        for (int64_t e = 0; e < acc_elems; ++e) acc[e] += src[e];
+      {
+        const FlushDenormalGuard flush;  // serial arithmetic on the calling thread (fp_mode.h)
+        for (int64_t c = 1; c < n_chunks; ++c) {
+          const acc_t* src = acc.data() + c * acc_elems;
+          for (int64_t e = 0; e < acc_elems; ++e) acc[e] += src[e];
+        }
       }
       for (size_t i = 0; i < weights.size(); ++i) {
         scalar_t* dst = grad_w[i].data_ptr<scalar_t>();
@@ -492,7 +499,10 @@ std::tuple<at::Tensor, std::vector<at::Tensor>, at::Tensor> multiwidth_conv1d_bw
       scalar_t* dbias = grad_bias.data_ptr<scalar_t>();
       for (int64_t n = 0; n < g.filters; ++n) dbias[n] = static_cast<scalar_t>(db[n]);
     } else if (need_grad_x) {
-      at::parallel_for(0, n_items, 1, [&](int64_t begin, int64_t end) { run_items(begin, end, nullptr); });
+      at::parallel_for(0, n_items, 1, [&](int64_t begin, int64_t end) {
+        const FlushDenormalGuard flush;
+        run_items(begin, end, nullptr);
+      });
     }
   });
   return {grad_x, grad_w, grad_bias};

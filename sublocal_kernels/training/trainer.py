@@ -33,6 +33,7 @@ from ..data import (DataFormatError, DataWarning, LengthBucketSampler, SequenceD
                     iter_fasta, load_records, stratified_split)
 from ..models import build_model
 from .checkpoint import Checkpoint, CheckpointError, atomic_write, load_checkpoint, save_checkpoint
+from .fp_mode import flush_denormal_steps
 from .metrics import classification_report, confusion_matrix
 from .rundir import run_directory
 
@@ -412,7 +413,7 @@ def _train(cfg: TrainConfig, resume: bool, log, stop_after_steps, device, ctx: D
         t0, last_refresh = time.perf_counter(), 0.0
         model.train()
         step = start_step
-        for step in range(start_step, len(batches)):
+        for step in flush_denormal_steps(range(start_step, len(batches))):
             global_batch = batches[step]
             torch.manual_seed(step_seed(cfg.seed, epoch, step, ctx.rank))
             local = sampler.shard(global_batch)

@@ -1,0 +1,48 @@
+"""Flush-to-zero for the layers that are not ours (Linear, Adam, losses) during training.
+
+Our CPU kernels flush subnormal floats themselves (README, Precision). The rest of a training
+step runs in PyTorch at the caller's floating-point mode; :func:`flush_denormal` sets
+``torch.set_flush_denormal(True)`` for a block and restores the mode found on entry. PyTorch
+sets the mode of the calling thread only (the intra-op pool's threads keep theirs), which covers
+the small elementwise ops of a classifier head and Adam, run on the calling thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+__all__ = ["flush_denormal", "flushing_denormal", "flush_denormal_steps"]
+
+
+def flushing_denormal() -> bool:
+    """Whether this thread flushes subnormal floats to zero now (PyTorch has no getter: a
+    subnormal float32 product is computed and looked at)."""
+    return (torch.tensor(1e-30) * torch.tensor(1e-10)).item() == 0.0
+
+
+@contextlib.contextmanager
+def flush_denormal(enabled: bool = True):
+    """Run the block with subnormal floats flushed to zero on this thread (float32 values below
+    about 1.2e-38 become 0); the previous mode comes back on exit, exceptions included. A no-op
+    where the CPU has no such mode (``torch.set_flush_denormal`` returns False) or when not
+    ``enabled``."""
+    if not enabled:
+        yield
+        return
+    before = flushing_denormal()
+    torch.set_flush_denormal(True)
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(before)
+
+
+def flush_denormal_steps(steps):
+    """Iterate over ``steps`` with subnormal floats flushed to zero while the loop body runs
+    (between the items), the previous mode restored when the loop ends, breaks or raises: a
+    training loop's ``for`` line. (The generator is closed, and the mode restored, as soon as
+    the loop lets go of it.)"""
+    with flush_denormal():
+        yield from steps

@@ -1,0 +1,59 @@
+"""The whole-model benchmark's harness hooks: its modes and smoke cases, rows without a floor,
+and the subnormal check of its decay case."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from benchmarks.bench_models import SPEC, make_lengths
+from benchmarks.common import Row, finish_rows, format_table, smoke
+
+ROOT = Path(__file__).resolve().parents[2]
+MACHINE = {"bandwidth_gbs": 100.0, "peak_tflops": {"float32": 1.0}, "torch": "x", "cpu": "test cpu", "threads": 2}
+
+
+def _collected(*extra):
+    done = subprocess.run([sys.executable, "-m", "pytest", "benchmarks/bench_models.py", "--collect-only", "-q",
+                           "-p", "no:cacheprovider", "--bench-device=cpu", *extra],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode in (0, 5), done.stdout[-2000:] + done.stderr[-2000:]
+    return [line for line in done.stdout.splitlines() if "::test_bench[" in line]
+
+
+def test_cases_smoke_selection_and_quick():
+    full = _collected()
+    assert len(full) == len(SPEC.shapes) * 2 * 3  # every case, train and infer, three providers
+    assert any("rlstm-paper-float32-train-torch-ftz" in c for c in full)
+    smoke_run = _collected("--benchmark-disable")
+    assert {c.split("[")[1].split("-float32")[0] for c in smoke_run} == set(SPEC.smoke_shapes)
+    assert not any("torch-ftz" in c for c in smoke_run)
+    # The demo (run --quick asks for fwd+bwd): no model case, only pytest's skipped placeholder.
+    assert all("[NOTSET]" in c for c in _collected("--bench-quick", "--bench-modes=fwd+bwd"))
+
+
+def test_rows_without_a_floor():
+    rows = finish_rows([Row("models", "rlstm-paper", "float32", "train", "sublocal", 2.0, 2.0, 2.0, 0, 0),
+                        Row("models", "rlstm-paper", "float32", "train", "torch", 8.0, 8.0, 8.0, 0, 0)], MACHINE)
+    assert rows[0].frac_of_floor is None and rows[0].vs == {"torch": 4.0}
+    assert "4.00x" in format_table(rows, MACHINE)
+
+
+def test_protein_lengths():
+    lengths = make_lengths(SPEC.shapes["rlstm-protein"])
+    assert lengths.max() <= 5000 and lengths.min() >= 20
+    assert 350 <= float(lengths.float().median()) <= 550
+
+
+def test_decay_check_fails_when_ours_holds_subnormals():
+    case = type("Case", (), {"shape": smoke(SPEC.shapes["rlstm-decay"]), "mode": "train", "provider": "sublocal",
+                             "dtype": torch.float32})()
+    loss, flat = torch.tensor(1.0), torch.ones(5)
+    ref_x = torch.tensor([1.0, 1e-40, 0.0])
+    SPEC.check((loss, flat, torch.tensor([1.0, 0.0, 0.0])), (loss, flat, ref_x), case)
+    with pytest.raises(AssertionError, match="holds subnormals"):
+        SPEC.check((loss, flat, ref_x), (loss, flat, ref_x), case)
+    with pytest.raises(AssertionError, match="holds no subnormals"):
+        SPEC.check((loss, flat, torch.ones(3)), (loss, flat, torch.ones(3)), case)
