@@ -142,8 +142,12 @@ class ModelsBench(BenchSpec):
 
     def supports(self, provider, mode, device, smoke):
         # CPU only for now (the GPU builds need the fused layers' Triton paths timed with CUDA
-        # events); `run --quick` asks for fwd+bwd, which a whole model does not have.
+        # events).
         return device.type == "cpu" and mode in self.modes
+
+    def in_profile(self, profile, shape, provider, device):
+        # Whole models take minutes per case on a CPU: not in the quick profile (make demo).
+        return profile != "quick"
 
     def make_problem(self, shape: ModelShape, dtype, device):
         cfg = model_config(shape)

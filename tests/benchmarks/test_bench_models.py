@@ -30,7 +30,8 @@ def test_cases_smoke_selection_and_quick():
     smoke_run = _collected("--benchmark-disable")
     assert {c.split("[")[1].split("-float32")[0] for c in smoke_run} == set(SPEC.smoke_shapes)
     assert not any("torch-ftz" in c for c in smoke_run)
-    # The demo (run --quick asks for fwd+bwd): no model case, only pytest's skipped placeholder.
+    # The demo (the quick profile): no model case, only pytest's skipped placeholder.
+    assert all("[NOTSET]" in c for c in _collected("--bench-quick"))
     assert all("[NOTSET]" in c for c in _collected("--bench-quick", "--bench-modes=fwd+bwd"))
 
 
