@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Sequence
 
 import numpy as np
@@ -43,15 +44,20 @@ def classification_report(cm: np.ndarray, classes: Sequence[str]) -> dict:
         precision = recall = f1 = np.zeros(K)
         support = np.zeros(K, dtype=np.int64)
     per = {}
-    for k, name in enumerate(classes):
-        mcc = float(skm.matthews_corrcoef(true == k, pred == k)) if n else 0.0
-        per[name] = {"mcc": mcc, "f1": float(f1[k]), "precision": float(precision[k]),
-                     "recall": float(recall[k]), "support": int(support[k])}
+    with warnings.catch_warnings():
+        # matthews_corrcoef has no `labels`: where one label is all there is (a class never
+        # predicted and never present, a one-class split) it warns, and returns 0, as documented.
+        warnings.filterwarnings("ignore", message="A single label was found", category=UserWarning)
+        for k, name in enumerate(classes):
+            mcc = float(skm.matthews_corrcoef(true == k, pred == k)) if n else 0.0
+            per[name] = {"mcc": mcc, "f1": float(f1[k]), "precision": float(precision[k]),
+                         "recall": float(recall[k]), "support": int(support[k])}
+        multi_mcc = float(skm.matthews_corrcoef(true, pred)) if n else 0.0
     present = [v for v in per.values() if v["support"] > 0]
     return {
         "n": n,
         "accuracy": float(skm.accuracy_score(true, pred)) if n else 0.0,
-        "mcc": float(skm.matthews_corrcoef(true, pred)) if n else 0.0,
+        "mcc": multi_mcc,
         "macro_mcc": float(np.mean([v["mcc"] for v in present])) if present else 0.0,
         "macro_f1": float(np.mean([v["f1"] for v in present])) if present else 0.0,
         "per_class": per,
