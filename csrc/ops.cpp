@@ -75,6 +75,21 @@ TORCH_LIBRARY(sublocal, m) {
       "Tensor v_a, Tensor? b_a, Tensor context, Tensor alpha, Tensor activations) -> "
       "(Tensor grad_h, Tensor grad_w_a, Tensor grad_v_a, Tensor grad_b_a)");
 
+  // ---- channel-wise attention pooling: alpha[b, :, d] = softmax of logits[b, :, d] over valid
+  // steps ; context[b, d] = sum_t alpha values ; maxpool[b, d] = max over valid steps of values --
+  // alpha is (B, T, D) when return_alpha, else (0,). lse (B, D) in the accumulation dtype (the
+  // log-sum-exp of the logits over valid steps) and argmax (B, D) int64 (the max-pool's step) are
+  // the forward's workspaces for the backward, which recomputes alpha = exp(logits - lse). The
+  // grad_* inputs may be None (the output was unused: zeros); a grad_values / grad_logits output
+  // is an empty tensor unless need_grad_values / need_grad_logits.
+  m.def(
+      "channel_attention_pool_fwd(Tensor values, Tensor logits, Tensor lengths, bool return_alpha) -> "
+      "(Tensor context, Tensor maxpool, Tensor alpha, Tensor lse, Tensor argmax)");
+  m.def(
+      "channel_attention_pool_bwd(Tensor? grad_context, Tensor? grad_maxpool, Tensor? grad_alpha, Tensor values, "
+      "Tensor logits, Tensor lengths, Tensor context, Tensor lse, Tensor argmax, bool need_grad_values, "
+      "bool need_grad_logits) -> (Tensor grad_values, Tensor grad_logits)");
+
   // ---- multi-width conv1d: every width of a conv bank in one pass ---------------------------
   // x (B, T, C); weights[i] (F_i, C, k_i); bias (sum F_i,) the widths' biases concatenated;
   // y (B, T, sum F_i). activation: "relu" or "none". causal: taps t-(k-1)*d .. t, else

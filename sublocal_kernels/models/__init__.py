@@ -8,10 +8,11 @@ several models' probabilities). :func:`build_model` makes one from its command-l
 from .classifiers import ALSTM, CNNLSTM, RLSTM, ClassifierOutput, QRNNClassifier, SequenceClassifier, TCNClassifier
 from .ensemble import Ensemble
 from .layers import LAYER_SETS, convert_state_dict
+from .light_attention import LightAttention
 
 MODELS = {cls.name: cls for cls in (RLSTM, ALSTM, CNNLSTM, QRNNClassifier, TCNClassifier)}
 
-__all__ = ["ALSTM", "CNNLSTM", "RLSTM", "QRNNClassifier", "TCNClassifier", "Ensemble", "ClassifierOutput",
+__all__ = ["ALSTM", "CNNLSTM", "RLSTM", "QRNNClassifier", "TCNClassifier", "LightAttention", "Ensemble", "ClassifierOutput",
            "SequenceClassifier", "MODELS", "LAYER_SETS", "build_model", "convert_state_dict"]
 
 

@@ -23,8 +23,8 @@ from ..ops.lstm import weight_names
 
 LAYER_SETS = ("sublocal", "torch")
 
-__all__ = ["LAYER_SETS", "make_conv", "make_lstm", "make_attention", "make_qrnn", "run_lstm", "run_qrnn", "add_forget_bias", "masked_mean",
-           "pad_mask", "conv_filter_weights", "reverse_within_lengths", "TorchBiLSTM", "TorchMultiWidthConv1d", "TorchAttentionPool", "TorchQRNN", "convert_state_dict"]
+__all__ = ["LAYER_SETS", "make_conv", "make_lstm", "make_attention", "make_channel_attention", "make_qrnn", "run_lstm", "run_qrnn", "add_forget_bias", "masked_mean",
+           "pad_mask", "conv_filter_weights", "reverse_within_lengths", "TorchBiLSTM", "TorchMultiWidthConv1d", "TorchAttentionPool", "TorchChannelAttentionPool", "TorchQRNN", "convert_state_dict"]
 
 
 def _check_layers(layers: str) -> str:
@@ -207,6 +207,26 @@ def make_attention(layers: str, input_size: int, attention_size: int = 400) -> n
     if _check_layers(layers) == "torch":
         return TorchAttentionPool(input_size, attention_size)
     return snn.AttentionPool(input_size, attention_size=attention_size)
+
+
+class TorchChannelAttentionPool(nn.Module):
+    """Channel-wise attention pooling from stock ops: ``alpha`` a softmax of the logits over each
+    sequence's valid steps for every channel, ``context = (alpha * values).sum(1)``, and the
+    values' max over valid steps (the Light Attention paper's pooling)."""
+
+    def forward(self, values: torch.Tensor, logits: torch.Tensor, lengths: torch.Tensor,
+                return_alpha: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        pad = ~pad_mask(lengths.to(values.device), values.shape[1])[..., None]
+        alpha = torch.softmax(logits.masked_fill(pad, float("-inf")), dim=1)
+        context = (alpha * values).sum(1)
+        maxpool = values.masked_fill(pad, float("-inf")).max(1).values
+        return context, maxpool, alpha if return_alpha else None
+
+
+def make_channel_attention(layers: str) -> nn.Module:
+    if _check_layers(layers) == "torch":
+        return TorchChannelAttentionPool()
+    return snn.ChannelAttentionPool()
 
 
 # --------------------------------------------------------------------------------------------
