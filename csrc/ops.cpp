@@ -39,6 +39,11 @@ TORCH_LIBRARY(sublocal, m) {
       "fo_pool_bwd(Tensor grad_h, Tensor grad_c_last, Tensor forget, Tensor z, Tensor? output, "
       "Tensor? lengths, Tensor checkpoints, bool reverse, int chunk) -> "
       "(Tensor grad_forget, Tensor grad_z, Tensor grad_output, Tensor grad_initial)");
+  // fo_pool_fwd without `checkpoints`, for when no gradient is needed; `chunk` is the tile length
+  // of the GPU kernels' scan (the CPU kernel does not use it).
+  m.def(
+      "fo_pool_infer(Tensor forget, Tensor z, Tensor? output, Tensor? lengths, Tensor? initial, "
+      "bool reverse, int chunk) -> (Tensor h, Tensor c_last)");
   // ---- CUDA C++ backends of fo-pool (see the note at the top) -------------------------------
   m.def(
       "_fo_pool_fwd_cuda(Tensor forget, Tensor z, Tensor? output, Tensor? lengths, Tensor? initial, "
@@ -61,6 +66,11 @@ TORCH_LIBRARY(sublocal, m) {
       "lstm_bwd(Tensor grad_out, Tensor grad_h_n, Tensor grad_c_n, Tensor x, Tensor? lengths, Tensor[] weights, "
       "Tensor? h0, Tensor? c0, Tensor gates, Tensor states, bool bidirectional) -> "
       "(Tensor grad_x, Tensor[] grad_weights, Tensor grad_h0, Tensor grad_c0)");
+  // lstm_fwd without the workspace, for when no gradient is needed (no autograd formula: its
+  // registered backward refuses).
+  m.def(
+      "lstm_infer(Tensor x, Tensor? lengths, Tensor[] weights, Tensor? h0, Tensor? c0, bool bidirectional) -> "
+      "(Tensor out, Tensor h_n, Tensor c_n)");
 
   // ---- attention pooling: e_t = tanh(h_t W_a + b_a) . v_a ; alpha = softmax over valid steps ;
   // context = sum_t alpha_t h_t ---------------------------------------------------------------
@@ -74,6 +84,10 @@ TORCH_LIBRARY(sublocal, m) {
       "attention_pool_bwd(Tensor grad_context, Tensor? grad_alpha, Tensor h, Tensor lengths, Tensor w_a, "
       "Tensor v_a, Tensor? b_a, Tensor context, Tensor alpha, Tensor activations) -> "
       "(Tensor grad_h, Tensor grad_w_a, Tensor grad_v_a, Tensor grad_b_a)");
+  // attention_pool_fwd without `activations`, for when no gradient is needed.
+  m.def(
+      "attention_pool_infer(Tensor h, Tensor lengths, Tensor w_a, Tensor v_a, Tensor? b_a) -> "
+      "(Tensor context, Tensor alpha)");
 
   // ---- channel-wise attention pooling: alpha[b, :, d] = softmax of logits[b, :, d] over valid
   // steps ; context[b, d] = sum_t alpha values ; maxpool[b, d] = max over valid steps of values --

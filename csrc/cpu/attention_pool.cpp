@@ -123,12 +123,24 @@ void fwd_impl(const AttentionPoolArgs& a, const Plan& plan, at::Tensor& context,
 
   const int64_t n_workers = std::min<int64_t>(at::get_num_threads(), std::max<int64_t>(n_items, 1));
   std::vector<std::vector<acc_t>> probs(n_workers, std::vector<acc_t>(kRows));
+  // Without `act` (inference: nothing kept for a backward) each worker computes its item's
+  // activations in a (kRows, A) scratch block instead of the item's rows of `act`. MKL's GEMM
+  // result depends on the output's address modulo 64 bytes (measured: 1-ulp differences at
+  // odd float64 offsets, A = 7), so the block starts where the rows would in a (64-byte
+  // aligned) `act`, and both paths give the same bits.
+  constexpr int64_t kAlign = 64 / static_cast<int64_t>(sizeof(acc_t));
+  std::vector<at::Tensor> scratch;
+  if (!act.defined()) {
+    for (int64_t w = 0; w < n_workers; ++w)
+      scratch.push_back(at::empty({kRows * A + kAlign}, a.h.options().dtype(acc_type)));
+  }
   parallel_items(n_items, [&](int64_t it, int64_t worker) {
     acc_t* prob = probs[worker].data();
     const int64_t b = plan.seq[it], n = plan.rows[it], row = plan.packed[it];
     const at::Tensor hb = h2.narrow(0, b * T + plan.start[it], n);
     const at::Tensor hb_acc = kSame ? hb : hb.to(acc_type);
-    at::Tensor ab = act.narrow(0, row, n);
+    at::Tensor ab = act.defined() ? act.narrow(0, row, n)
+                                  : scratch[worker].narrow(0, row * A % kAlign, n * A).view({n, A});
     if (p.has_bias) {
       at::addmm_out(ab, bias, hb_acc, w);
     } else {
@@ -199,6 +211,23 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> attention_pool_fwd_cpu(const at::
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, a.h.scalar_type(), "attention_pool_fwd_cpu",
                                   [&] { fwd_impl<scalar_t>(a, plan, context, alpha, act); });
   return {context, alpha, act};
+}
+
+// The forward without `activations`, for when no gradient is needed (sublocal::attention_pool_infer).
+std::tuple<at::Tensor, at::Tensor> attention_pool_infer_cpu(const at::Tensor& h, const at::Tensor& lengths,
+                                                            const at::Tensor& w_a, const at::Tensor& v_a,
+                                                            const std::optional<at::Tensor>& b_a) {
+  const char* op = "sublocal::attention_pool_infer";
+  auto a = attention_pool_prepare(op, h, lengths, w_a, v_a, b_a);
+  const auto& p = a.shape;
+  check_length_values(a.lengths, p.time, op);
+  const Plan plan = make_plan(a.lengths.data_ptr<int64_t>(), p.batch);
+  auto context = at::empty({p.batch, p.dim}, a.h.options());
+  auto alpha = at::empty({p.batch, p.time}, a.h.options());
+  at::Tensor none;
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, a.h.scalar_type(), "attention_pool_infer_cpu",
+                                  [&] { fwd_impl<scalar_t>(a, plan, context, alpha, none); });
+  return {context, alpha};
 }
 
 template <typename scalar_t>
@@ -354,6 +383,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> attention_pool_bwd_cp
 TORCH_LIBRARY_IMPL(sublocal, CPU, m) {
   m.impl("attention_pool_fwd", &attention_pool_fwd_cpu);
   m.impl("attention_pool_bwd", &attention_pool_bwd_cpu);
+  m.impl("attention_pool_infer", &attention_pool_infer_cpu);
 }
 
 }  // namespace sublocal

@@ -164,9 +164,10 @@ void fwd_kernel(const FoPoolShape& p, const scalar_t* F, const scalar_t* Z, cons
       const int64_t L = lengths ? lengths[b] : T;
       for (int64_t d = 0; d < n; ++d) c[d] = init ? static_cast<acc_t>(init[b * D + d0 + d]) : acc_t(0);
       const int64_t base = b * T * D + d0;
-      acc_t* ck = ckpt + b * NC * D + d0;
+      // ckpt is null on the inference path (nothing kept for a backward).
+      acc_t* ck = ckpt ? ckpt + b * NC * D + d0 : nullptr;
       for (int64_t k = 0; k * chunk < L; ++k) {
-        std::copy(c, c + n, ck + k * D);
+        if (ck) std::copy(c, c + n, ck + k * D);
         const int64_t s0 = k * chunk, m = std::min(chunk, L - s0);
         if (!p.reverse) {
           // Steps ascend in time: read and write the rows in place.
@@ -188,7 +189,7 @@ void fwd_kernel(const FoPoolShape& p, const scalar_t* F, const scalar_t* Z, cons
         unstage_rows(zb.data(), tile, H + base, t0, m, D, n);
       }
       // Checkpoints at or past the end hold the final state.
-      for (int64_t k = (L + chunk - 1) / chunk; k < NC; ++k) std::copy(c, c + n, ck + k * D);
+      for (int64_t k = (L + chunk - 1) / chunk; ck && k < NC; ++k) std::copy(c, c + n, ck + k * D);
       zero_rows(H + base, L, T, D, n);
       for (int64_t d = 0; d < n; ++d) c_last[b * D + d0 + d] = static_cast<scalar_t>(c[d]);
     }
@@ -287,6 +288,28 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> fo_pool_fwd_cpu(
   return {h, c_last, ckpt};
 }
 
+// The forward without `checkpoints`, for when no gradient is needed (sublocal::fo_pool_infer).
+std::tuple<at::Tensor, at::Tensor> fo_pool_infer_cpu(const at::Tensor& forget, const at::Tensor& z,
+                                                     const std::optional<at::Tensor>& output,
+                                                     const std::optional<at::Tensor>& lengths,
+                                                     const std::optional<at::Tensor>& initial, bool reverse,
+                                                     int64_t chunk) {
+  auto a = fo_pool_fwd_prepare(forget, z, output, lengths, initial, reverse, chunk);
+  const auto& p = a.shape;
+  check_length_values(a.lengths, p.time, "sublocal::fo_pool_infer");
+  auto h = cpu_output({p.batch, p.time, p.dim}, a.forget.options());
+  auto c_last = at::empty({p.batch, p.dim}, a.forget.options());
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, a.forget.scalar_type(), "fo_pool_infer_cpu", [&] {
+    const scalar_t* O = p.has_output ? a.output.data_ptr<scalar_t>() : nullptr;
+    const int64_t* L = p.has_lengths ? a.lengths.data_ptr<int64_t>() : nullptr;
+    const scalar_t* I = p.has_initial ? a.initial.data_ptr<scalar_t>() : nullptr;
+    auto run = p.has_output ? fwd_kernel<scalar_t, true> : fwd_kernel<scalar_t, false>;
+    run(p, a.forget.data_ptr<scalar_t>(), a.z.data_ptr<scalar_t>(), O, L, I, h.data_ptr<scalar_t>(),
+        c_last.data_ptr<scalar_t>(), nullptr);
+  });
+  return {h, c_last};
+}
+
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> fo_pool_bwd_cpu(
     const at::Tensor& grad_h, const at::Tensor& grad_c_last, const at::Tensor& forget,
     const at::Tensor& z, const std::optional<at::Tensor>& output,
@@ -318,6 +341,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> fo_pool_bwd_cpu(
 TORCH_LIBRARY_IMPL(sublocal, CPU, m) {
   m.impl("fo_pool_fwd", &fo_pool_fwd_cpu);
   m.impl("fo_pool_bwd", &fo_pool_bwd_cpu);
+  m.impl("fo_pool_infer", &fo_pool_infer_cpu);
 }
 
 }  // namespace sublocal

@@ -349,6 +349,93 @@ void lstm_fwd_impl(const LstmArgs& a, const Plan& p, at::Tensor& out, at::Tensor
   });
 }
 
+// Inference forward: lstm_fwd_impl's schedule and arithmetic (the same GEMM on the same rows,
+// the same cell), but nothing is kept for a backward. A work item holds only its current
+// step's gates, (tile rows, 4H), and the states of the previous and the current step, two
+// (tile rows, 2H) buffers used in turn, instead of the (D, N, 4H) + (D, N, 2H) workspace
+// (1.6 GB float32 at `paper`); each sequence's h_n and c_n are written at its last step.
+// MKL's GEMM result depends on the output's address modulo 64 bytes (1-ulp differences
+// measured at odd offsets), so each step's gate block starts where its rows would in the
+// (64-byte aligned) workspace, and the outputs equal lstm_fwd_impl's bit for bit.
+template <typename scalar_t>
+void lstm_infer_impl(const LstmArgs& a, const Plan& p, at::Tensor& out, at::Tensor& h_n, at::Tensor& c_n,
+                     const at::TensorOptions& aopts) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const auto& sh = a.shape;
+  const int64_t B = sh.batch, T = sh.time, C = sh.input, H = sh.hidden, D = sh.dirs;
+  const int64_t hb = sh.has_bias ? 1 : 0, K = C + hb + H, ho = C + hb;
+  const auto acc = c10::typeMetaToScalarType(aopts.dtype());
+  at::Tensor wt[2], h0s[2], c0s[2];
+  for (int64_t d = 0; d < D; ++d) {
+    wt[d] = fused_weight(a.w[d], sh.has_bias, acc).t();
+    h0s[d] = sorted_state<scalar_t, acc_t>(a.h0, p, d, H, aopts);
+    c0s[d] = sorted_state<scalar_t, acc_t>(a.c0, p, d, H, aopts);
+  }
+  const int64_t ntiles = static_cast<int64_t>(p.tile_start.size()) - 1;
+  const scalar_t* X = a.x.data_ptr<scalar_t>();
+  scalar_t* O = out.data_ptr<scalar_t>();
+  scalar_t* HN = h_n.data_ptr<scalar_t>();
+  scalar_t* CN = c_n.data_ptr<scalar_t>();
+  at::parallel_for(0, D * ntiles, 1, [&](int64_t begin, int64_t end) {
+    // OpenMP workers do not inherit the caller's thread-local dispatch state: keep the ATen
+    // calls below autograd here too (the weights may require grad).
+    at::AutoDispatchBelowADInplaceOrView below_autograd;
+    for (int64_t item = begin; item < end; ++item) {
+      const int64_t d = item / ntiles, i0 = p.tile_start[item % ntiles], i1 = p.tile_start[item % ntiles + 1];
+      const int64_t nt = i1 - i0;
+      constexpr int64_t kAlign = 64 / static_cast<int64_t>(sizeof(acc_t));
+      at::Tensor z = at::empty({nt, K}, aopts), g = at::empty({nt * 4 * H + kAlign}, aopts);
+      at::Tensor st = at::empty({2, nt, 2 * H}, aopts);
+      acc_t* Z = z.data_ptr<acc_t>();
+      acc_t* Sp = st.data_ptr<acc_t>();
+      for (int64_t r = 0; r < nt; ++r) {
+        if (hb) Z[r * K + C] = acc_t(1);
+        std::copy_n(h0s[d].data_ptr<acc_t>() + (i0 + r) * H, H, Z + r * K + ho);
+      }
+      for (int64_t s = 0; s < p.max_len; ++s) {
+        const int64_t n = std::min(p.active[s], i1) - i0;
+        if (n <= 0) break;
+        for (int64_t r = 0; r < n; ++r) {
+          const int64_t i = i0 + r;
+          const scalar_t* src = X + (p.order[i] * T + time_of(d, s, p.len[i])) * C;
+          for (int64_t k = 0; k < C; ++k) Z[r * K + k] = static_cast<acc_t>(src[k]);
+        }
+        const int64_t shift = (d * p.total + p.offsets[s] + i0) * 4 * H % kAlign;
+        at::Tensor gs = g.narrow(0, shift, n * 4 * H).view({n, 4 * H});
+        at::mm_out(gs, z.narrow(0, 0, n), wt[d]);
+        acc_t* Gp = g.data_ptr<acc_t>() + shift;
+        acc_t* cur = Sp + (s % 2) * nt * 2 * H;
+        const acc_t* cprev = s == 0 ? c0s[d].data_ptr<acc_t>() + i0 * H : Sp + ((s + 1) % 2) * nt * 2 * H;
+        cell_fwd(n, H, Gp, cprev, s == 0 ? H : 2 * H, cur);
+        for (int64_t r = 0; r < n; ++r) {
+          const int64_t i = i0 + r;
+          const acc_t* h = cur + r * 2 * H + H;
+          std::copy_n(h, H, Z + r * K + ho);
+          scalar_t* o = O + (p.order[i] * T + time_of(d, s, p.len[i])) * D * H + d * H;
+          for (int64_t j = 0; j < H; ++j) o[j] = static_cast<scalar_t>(h[j]);
+        }
+        // Ranks [n_next, n) of the tile ran their last step now.
+        const int64_t n_next = s + 1 < p.max_len ? std::max<int64_t>(std::min(p.active[s + 1], i1) - i0, 0) : 0;
+        for (int64_t r = n_next; r < n; ++r) {
+          const acc_t* c = cur + r * 2 * H;
+          const int64_t b = p.order[i0 + r];
+          for (int64_t j = 0; j < H; ++j) {
+            CN[(d * B + b) * H + j] = static_cast<scalar_t>(c[j]);
+            HN[(d * B + b) * H + j] = static_cast<scalar_t>(c[H + j]);
+          }
+        }
+      }
+    }
+  });
+  // Padded positions of the output are zero.
+  at::parallel_for(0, B, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      scalar_t* o = O + (p.order[i] * T + p.len[i]) * D * H;
+      std::fill_n(o, (T - p.len[i]) * D * H, scalar_t(0));
+    }
+  });
+}
+
 // Rows of (step, sequence) pairs gathered before the weight-gradient GEMM runs: 1024 rows of
 // dgates are 4 MB at H=256, so each GEMM reads data the step loop has just written.
 constexpr int64_t kChunkRows = 1024;
@@ -490,6 +577,28 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> lstm_fwd_
   return {out, h_n, c_n, gates, states};
 }
 
+// The forward without the workspace, for when no gradient is needed (sublocal::lstm_infer).
+std::tuple<at::Tensor, at::Tensor, at::Tensor> lstm_infer_cpu(const at::Tensor& x,
+                                                              const std::optional<at::Tensor>& lengths,
+                                                              at::TensorList weights,
+                                                              const std::optional<at::Tensor>& h0,
+                                                              const std::optional<at::Tensor>& c0, bool bidirectional) {
+  const char* op = "sublocal::lstm_infer";
+  const LstmArgs a = lstm_prepare(x, lengths, weights, h0, c0, bidirectional, op);
+  const auto& sh = a.shape;
+  const int64_t B = sh.batch, T = sh.time, H = sh.hidden, D = sh.dirs;
+  const Plan p = make_plan(a.lengths, B, T, D, op);
+  auto opts = a.x.options();
+  auto out = cpu_output({B, T, D * H}, opts);
+  auto h_n = at::empty({D, B, H}, opts);
+  auto c_n = at::empty({D, B, H}, opts);
+  if (B == 0) return {out, h_n, c_n};
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, a.x.scalar_type(), "lstm_infer_cpu", [&] {
+    lstm_infer_impl<scalar_t>(a, p, out, h_n, c_n, opts.dtype(state_dtype(a.x.scalar_type())));
+  });
+  return {out, h_n, c_n};
+}
+
 // ---- backward --------------------------------------------------------------------------------
 
 std::tuple<at::Tensor, std::vector<at::Tensor>, at::Tensor, at::Tensor> lstm_bwd_cpu(
@@ -528,6 +637,7 @@ std::tuple<at::Tensor, std::vector<at::Tensor>, at::Tensor, at::Tensor> lstm_bwd
 TORCH_LIBRARY_IMPL(sublocal, CPU, m) {
   m.impl("lstm_fwd", &lstm_fwd_cpu);
   m.impl("lstm_bwd", &lstm_bwd_cpu);
+  m.impl("lstm_infer", &lstm_infer_cpu);
 }
 
 }  // namespace sublocal

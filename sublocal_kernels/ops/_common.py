@@ -57,3 +57,38 @@ def zeros_if_none(grad: torch.Tensor | None, like: torch.Tensor, shape=None) -> 
 def any_needs_grad(ctx) -> bool:
     """Whether any input needs a gradient (a ``Tensor[]`` input's flag is a list)."""
     return any(any(f) if isinstance(f, (list, tuple)) else bool(f) for f in ctx.needs_input_grad)
+
+
+def grad_needed(*inputs) -> bool:
+    """Whether autograd would record a call on ``inputs`` (tensors, None, or lists of them).
+
+    False under ``torch.no_grad()`` and ``torch.inference_mode()``, or when no input requires a
+    gradient: then each public op calls its ``<op>_infer`` variant, which keeps nothing for a
+    backward. Traceable by torch.compile (a guard on grad mode and on each ``requires_grad``).
+    """
+    if not torch.is_grad_enabled():
+        return False
+    for t in inputs:
+        if isinstance(t, (list, tuple)):
+            if any(isinstance(u, torch.Tensor) and u.requires_grad for u in t):
+                return True
+        elif isinstance(t, torch.Tensor) and t.requires_grad:
+            return True
+    return False
+
+
+def register_no_backward(op: str, training_op: str) -> None:
+    """Registers for ``sublocal::<op>`` (an inference variant) a backward that refuses.
+
+    The public functions call ``op`` only when no gradient is needed; a direct caller who
+    differentiates through it gets this error instead of a silent zero or autograd's warning.
+    """
+
+    def _setup(ctx, inputs, output):
+        pass
+
+    def _backward(ctx, *grads):
+        raise RuntimeError(f"sublocal::{op} keeps nothing for a backward; use sublocal::{training_op} "
+                           "(the public function does when a gradient is needed)")
+
+    torch.library.register_autograd(f"sublocal::{op}", _backward, setup_context=_setup)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from ..._checks import ArgChecker
+from .._common import grad_needed
 from . import register as _register  # noqa: F401  (fake, autograd and CUDA kernels)
 from .reference import attention_pool_ref
 
@@ -42,7 +43,8 @@ def attention_pool(
     usual ``exp(m_i - m)`` rescaling), so long sequences, length 1 and large score magnitudes
     give no overflow and no NaN. Products accumulate in float32 for float16/bfloat16 inputs
     (float64 for float64). Gradients flow to ``h``, ``w_a``, ``v_a`` and ``b_a``, from both
-    outputs.
+    outputs. When no gradient is needed (``torch.no_grad()``, ``torch.inference_mode()``, or no
+    input requiring one) the CPU forward keeps no ``tanh`` activations for a backward.
 
     Equivalent to: :func:`attention_pool_ref`, i.e. ``nn.Linear(D, A)``, ``torch.tanh``, a
     product with ``v_a``, ``F.softmax`` with padded steps set to ``-inf``, and ``torch.bmm``.
@@ -70,5 +72,7 @@ def attention_pool(
     lengths = chk.lengths(lengths, "h", h)
     if lengths is None:
         lengths = torch.full((B,), T, dtype=torch.int64, device=h.device)
+    if not grad_needed(h, w_a, v_a, b_a):
+        return torch.ops.sublocal.attention_pool_infer(h, lengths, w_a, v_a, b_a)
     context, alpha, _ = torch.ops.sublocal.attention_pool_fwd(h, lengths, w_a, v_a, b_a)
     return context, alpha

@@ -8,6 +8,7 @@ CPU kernel keeps ``tanh(h_t W_a + b_a)`` of the valid steps, ``(sum(lengths), A)
 a CPU the GEMMs are the whole cost and recomputing one would cost a third more time; the GPU
 kernels recompute it in the backward (tensor cores make that cheap, memory is what runs out)
 and return a ``(0, A)`` tensor. The fake mirrors that, with a data-dependent row count on CPU.
+``attention_pool_infer`` is the forward without ``activations``, for when no gradient is needed.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 import torch
 
 from ..._checks import compute_dtype
-from .._common import any_needs_grad, register_autograd, zeros_if_none
+from .._common import any_needs_grad, register_autograd, register_no_backward, zeros_if_none
 
 
 @torch.library.register_fake("sublocal::attention_pool_fwd")
@@ -30,6 +31,12 @@ def _attention_pool_fwd_fake(h, lengths, w_a, v_a, b_a):
         rows = 0
     activations = h.new_empty(rows, A, dtype=compute_dtype(h.dtype))
     return context, alpha, activations
+
+
+@torch.library.register_fake("sublocal::attention_pool_infer")
+def _attention_pool_infer_fake(h, lengths, w_a, v_a, b_a):
+    B, T, D = h.shape
+    return h.new_empty(B, D), h.new_empty(B, T)
 
 
 @torch.library.register_fake("sublocal::attention_pool_bwd")
@@ -62,6 +69,7 @@ def _backward(ctx, grad_context, grad_alpha):
 
 
 register_autograd("attention_pool_fwd", _backward, _setup_context, outputs=2)
+register_no_backward("attention_pool_infer", "attention_pool_fwd")
 
 
 @torch.library.register_kernel("sublocal::attention_pool_fwd", "cuda")
@@ -76,3 +84,12 @@ def _attention_pool_bwd_cuda(grad_context, grad_alpha, h, lengths, w_a, v_a, b_a
     from .triton import attention_pool_bwd_triton
 
     return attention_pool_bwd_triton(grad_context, grad_alpha, h, lengths, w_a, v_a, b_a, context, alpha)
+
+
+@torch.library.register_kernel("sublocal::attention_pool_infer", "cuda")
+def _attention_pool_infer_cuda(h, lengths, w_a, v_a, b_a):
+    from .triton import attention_pool_fwd_triton
+
+    # The GPU forward keeps nothing for its backward already (a (0, A) `activations`).
+    context, alpha, _ = attention_pool_fwd_triton(h, lengths, w_a, v_a, b_a)
+    return context, alpha

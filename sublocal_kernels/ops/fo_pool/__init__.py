@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from ..._checks import ArgChecker
+from .._common import grad_needed
 from . import register as _register  # noqa: F401  (fake, autograd and CUDA kernels)
 from .reference import fo_pool_ref
 
@@ -45,7 +46,9 @@ def fo_pool(
         ``c_last`` is ``(B, D)``, the state after each sequence's last valid step.
 
     The state is carried and accumulated in float32 for float16/bfloat16 inputs (float64 for
-    float64). Gradients flow to ``forget``, ``z``, ``output`` and ``initial``.
+    float64). Gradients flow to ``forget``, ``z``, ``output`` and ``initial``. When no gradient
+    is needed (``torch.no_grad()``, ``torch.inference_mode()``, or no input requiring one) the
+    forward keeps no checkpoints for a backward.
 
     Equivalent to: :func:`fo_pool_ref` (a loop over time).
 
@@ -71,5 +74,7 @@ def fo_pool(
     if not isinstance(reverse, bool):
         chk.fail(f"`reverse` must be a bool, got {type(reverse).__name__}", TypeError)
     lengths = chk.lengths(lengths, "forget", forget)
+    if not grad_needed(forget, z, output, initial):
+        return torch.ops.sublocal.fo_pool_infer(forget, z, output, lengths, initial, reverse, CHUNK)
     h, c_last, _ = torch.ops.sublocal.fo_pool_fwd(forget, z, output, lengths, initial, reverse, CHUNK)
     return h, c_last

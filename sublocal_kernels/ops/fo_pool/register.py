@@ -14,7 +14,7 @@ import torch
 
 from ... import _library
 from ..._checks import compute_dtype
-from .._common import any_needs_grad, register_autograd, zeros_if_none
+from .._common import any_needs_grad, register_autograd, register_no_backward, zeros_if_none
 
 _OP = "fo_pool"
 
@@ -26,6 +26,12 @@ def _fo_pool_fwd_fake(forget, z, output, lengths, initial, reverse, chunk):
     c_last = forget.new_empty(B, D)
     ckpt = forget.new_empty(B, T // chunk + 1, D, dtype=compute_dtype(forget.dtype))
     return h, c_last, ckpt
+
+
+@torch.library.register_fake("sublocal::fo_pool_infer")
+def _fo_pool_infer_fake(forget, z, output, lengths, initial, reverse, chunk):
+    B, T, D = forget.shape
+    return torch.empty_like(forget, memory_format=torch.contiguous_format), forget.new_empty(B, D)
 
 
 @torch.library.register_fake("sublocal::fo_pool_bwd")
@@ -68,6 +74,7 @@ def _backward(ctx, grad_h, grad_c_last):
 
 
 register_autograd("fo_pool_fwd", _backward, _setup_context, outputs=2)
+register_no_backward("fo_pool_infer", "fo_pool_fwd")
 
 
 def _use_cuda_cpp() -> bool:
@@ -102,3 +109,11 @@ def _fo_pool_bwd_cuda(grad_h, grad_c_last, forget, z, output, lengths, checkpoin
     from .triton import fo_pool_bwd_triton
 
     return fo_pool_bwd_triton(grad_h, grad_c_last, forget, z, output, lengths, checkpoints, reverse, chunk)
+
+
+@torch.library.register_kernel("sublocal::fo_pool_infer", "cuda")
+def _fo_pool_infer_cuda(forget, z, output, lengths, initial, reverse, chunk):
+    # The GPU kernels store the checkpoints as they scan; at T // chunk + 1 rows per sequence
+    # they are 1/chunk of the input's size, freed here as soon as the call returns.
+    h, c_last, _ = _fo_pool_fwd_cuda(forget, z, output, lengths, initial, reverse, chunk)
+    return h, c_last

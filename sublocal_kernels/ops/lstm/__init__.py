@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import torch
 
 from ..._checks import ArgChecker
+from .._common import grad_needed
 from . import register as _register  # noqa: F401  (fake, autograd and CUDA kernels)
 from .reference import lstm_ref
 
@@ -81,7 +82,10 @@ def lstm(
     The cell state and every accumulation are float32 for float16/bfloat16 inputs (float64
     for float64). Gradients flow to ``x``, every weight and bias, ``h0`` and ``c0``; the
     backward runs only the recurrence step by step and computes the input and weight
-    gradients as single matrix products over all valid steps.
+    gradients as single matrix products over all valid steps. When no gradient is needed
+    (under ``torch.no_grad()`` or ``torch.inference_mode()``, or when no input requires one)
+    the forward keeps nothing for a backward (``sublocal::lstm_infer``): same outputs, none
+    of the training forward's gates and states workspace.
 
     Equivalent to::
 
@@ -112,5 +116,7 @@ def lstm(
     if c0 is not None:
         chk.like("c0", c0, "x", x, shape=(D, B, H), dims="(D, B, H)")
     lengths = chk.lengths(lengths, "x", x)
+    if not grad_needed(x, weights, h0, c0):
+        return torch.ops.sublocal.lstm_infer(x, lengths, weights, h0, c0, bidirectional)
     out, h_n, c_n, _, _ = torch.ops.sublocal.lstm_fwd(x, lengths, weights, h0, c0, bidirectional)
     return out, h_n, c_n

@@ -3,6 +3,7 @@
 The schemas and the CPU kernels come from C++ (csrc/ops.cpp, csrc/cpu/lstm.cpp); on CUDA the
 Triton kernels (triton.py) run. The forward's two workspace outputs (``gates``, ``states``)
 are saved for the backward and follow the autograd convention of ``ops/_common.py``.
+``lstm_infer`` is the forward without them, for when no gradient is needed.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import torch
 
 from ..._checks import compute_dtype
-from .._common import any_needs_grad, register_autograd, zeros_if_none
+from .._common import any_needs_grad, register_autograd, register_no_backward, zeros_if_none
 
 
 @torch.library.register_fake("sublocal::lstm_fwd")
@@ -29,6 +30,14 @@ def _lstm_fwd_fake(x, lengths, weights, h0, c0, bidirectional):
         x.new_empty(D, rows, 4 * H, dtype=sd),
         x.new_empty(D, rows, 2 * H, dtype=sd),
     )
+
+
+@torch.library.register_fake("sublocal::lstm_infer")
+def _lstm_infer_fake(x, lengths, weights, h0, c0, bidirectional):
+    B, T, _ = x.shape
+    H = weights[1].shape[1]
+    D = 2 if bidirectional else 1
+    return x.new_empty(B, T, D * H), x.new_empty(D, B, H), x.new_empty(D, B, H)
 
 
 @torch.library.register_fake("sublocal::lstm_bwd")
@@ -77,6 +86,7 @@ def _backward(ctx, grad_out, grad_h_n, grad_c_n):
 
 
 register_autograd("lstm_fwd", _backward, _setup_context, outputs=3)
+register_no_backward("lstm_infer", "lstm_fwd")
 
 
 @torch.library.register_kernel("sublocal::lstm_fwd", "cuda")
@@ -91,3 +101,10 @@ def _lstm_bwd_cuda(grad_out, grad_h_n, grad_c_n, x, lengths, weights, h0, c0, ga
     from .triton import lstm_bwd_triton
 
     return lstm_bwd_triton(grad_out, grad_h_n, grad_c_n, x, lengths, weights, h0, c0, gates, states, bidirectional)
+
+
+@torch.library.register_kernel("sublocal::lstm_infer", "cuda")
+def _lstm_infer_cuda(x, lengths, weights, h0, c0, bidirectional):
+    from .triton import lstm_infer_triton
+
+    return lstm_infer_triton(x, lengths, weights, h0, c0, bidirectional)

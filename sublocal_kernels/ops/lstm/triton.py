@@ -107,6 +107,99 @@ def _lstm_fwd_kernel(
 
 
 @triton.jit
+def _lstm_infer_kernel(
+    X, WIH, BIAS, OUT, HN, CN, CST, H0, C0, WHH, ORDER, LEN,
+    B, T, C, H,
+    NUM_DIRS: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_H0: tl.constexpr, HAS_C0: tl.constexpr,
+    BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_C: tl.constexpr,
+    PRECISION: tl.constexpr, PROJ_PRECISION: tl.constexpr,
+):
+    # _lstm_fwd_kernel without the workspace: the input projection x_t W_ih^T + b is computed
+    # here per step (state dtype, like the training path's projection GEMM), h_{t-1} is read
+    # back from OUT (its value in the input dtype is exactly what the W_hh product consumes,
+    # h_prev.to(w_ty)), and c lives in CST (D, B, H), each element read and then overwritten
+    # by the same thread.
+    tile = tl.program_id(0)
+    d = tl.program_id(1)
+    ranks = tile * BLOCK_B + tl.arange(0, BLOCK_B)
+    rmask = ranks < B
+    b = tl.load(ORDER + ranks, mask=rmask, other=0).to(tl.int64)
+    L = tl.load(LEN + b, mask=rmask, other=0).to(tl.int32)
+    L = tl.minimum(tl.maximum(L, 0), T)
+    L = tl.where(rmask, L, 0)
+    n_steps = tl.max(L, axis=0)
+    acc_ty = CST.dtype.element_ty
+    w_ty = WHH.dtype.element_ty
+    c_base = CST + d * B * H
+    w_base = WHH + d * 4 * H * H
+    wi_base = WIH + d * 4 * H * C
+    for s in range(0, n_steps):
+        active = s < L
+        t = tl.where(d == 0, s, L - 1 - s)
+        tp = tl.where(d == 0, t - 1, t + 1)
+        row = b * T + t
+        prow = b * T + tp
+        first = s == 0
+        last = active & (s == L - 1)
+        for j0 in range(0, H, BLOCK_H):
+            cols = j0 + tl.arange(0, BLOCK_H)
+            cmask = cols < H
+            m2 = active[:, None] & cmask[None, :]
+            acc_i = tl.zeros([BLOCK_B, BLOCK_H], dtype=acc_ty)
+            acc_f = tl.zeros([BLOCK_B, BLOCK_H], dtype=acc_ty)
+            acc_g = tl.zeros([BLOCK_B, BLOCK_H], dtype=acc_ty)
+            acc_o = tl.zeros([BLOCK_B, BLOCK_H], dtype=acc_ty)
+            if HAS_BIAS:
+                bp = BIAS + d * 4 * H + cols
+                acc_i += tl.load(bp, mask=cmask, other=0.0)[None, :]
+                acc_f += tl.load(bp + H, mask=cmask, other=0.0)[None, :]
+                acc_g += tl.load(bp + 2 * H, mask=cmask, other=0.0)[None, :]
+                acc_o += tl.load(bp + 3 * H, mask=cmask, other=0.0)[None, :]
+            for q0 in range(0, C, BLOCK_C):
+                cs = q0 + tl.arange(0, BLOCK_C)
+                qmask = cs < C
+                xk = tl.load(X + row[:, None] * C + cs[None, :], mask=active[:, None] & qmask[None, :],
+                             other=0.0).to(acc_ty)
+                wm = qmask[:, None] & cmask[None, :]
+                wp = wi_base + cols[None, :] * C + cs[:, None]
+                acc_i += dot(xk, tl.load(wp, mask=wm, other=0.0), PROJ_PRECISION)
+                acc_f += dot(xk, tl.load(wp + H * C, mask=wm, other=0.0), PROJ_PRECISION)
+                acc_g += dot(xk, tl.load(wp + 2 * H * C, mask=wm, other=0.0), PROJ_PRECISION)
+                acc_o += dot(xk, tl.load(wp + 3 * H * C, mask=wm, other=0.0), PROJ_PRECISION)
+            for k0 in range(0, H, BLOCK_K):
+                ks = k0 + tl.arange(0, BLOCK_K)
+                kmask = ks < H
+                mk = active[:, None] & kmask[None, :]
+                hk = tl.load(OUT + (prow * NUM_DIRS)[:, None] * H + d * H + ks[None, :], mask=mk & (s > 0),
+                             other=0.0).to(w_ty)
+                if HAS_H0:
+                    hk += tl.load(H0 + (d * B + b)[:, None] * H + ks[None, :], mask=mk & first, other=0.0).to(w_ty)
+                wm = kmask[:, None] & cmask[None, :]
+                wp = w_base + cols[None, :] * H + ks[:, None]
+                acc_i += dot(hk, tl.load(wp, mask=wm, other=0.0), PRECISION)
+                acc_f += dot(hk, tl.load(wp + H * H, mask=wm, other=0.0), PRECISION)
+                acc_g += dot(hk, tl.load(wp + 2 * H * H, mask=wm, other=0.0), PRECISION)
+                acc_o += dot(hk, tl.load(wp + 3 * H * H, mask=wm, other=0.0), PRECISION)
+            gi = tl.sigmoid(acc_i)
+            gf = tl.sigmoid(acc_f)
+            gg = tanh(acc_g)
+            go = tl.sigmoid(acc_o)
+            cp = c_base + b[:, None] * H + cols[None, :]
+            c_prev = tl.load(cp, mask=m2 & (s > 0), other=0.0)
+            if HAS_C0:
+                c_prev += tl.load(C0 + (d * B + b)[:, None] * H + cols[None, :], mask=m2 & first, other=0.0).to(acc_ty)
+            c = gf * c_prev + gi * gg
+            h = go * tanh(c)
+            tl.store(cp, c.to(acc_ty), mask=m2)
+            tl.store(OUT + (row * NUM_DIRS)[:, None] * H + d * H + cols[None, :], h.to(OUT.dtype.element_ty), mask=m2)
+            ml = last[:, None] & cmask[None, :]
+            tl.store(HN + (d * B + b)[:, None] * H + cols[None, :], h.to(HN.dtype.element_ty), mask=ml)
+            tl.store(CN + (d * B + b)[:, None] * H + cols[None, :], c.to(CN.dtype.element_ty), mask=ml)
+        # This step's h (global memory) must be visible to every thread before the next step.
+        tl.debug_barrier()
+
+
+@triton.jit
 def _lstm_bwd_kernel(
     DGATES, DH, DC, GATES, STATES, GRAD_OUT, C0, WHH, ORDER, LEN,
     B, T, H,
@@ -250,6 +343,45 @@ def lstm_fwd_triton(x, lengths, weights, h0, c0, bidirectional: bool, block_b=No
         num_stages=NUM_STAGES,
     )
     return out, h_n, c_n, gates, states
+
+
+def lstm_infer_triton(x, lengths, weights, h0, c0, bidirectional: bool, block_b=None, block_h=None, block_k=None,
+                      f32_dot=None):
+    """Triton inference forward; same contract as ``torch.ops.sublocal.lstm_infer``.
+
+    Allocates only the outputs and a ``(D, B, H)`` cell state: no gates, no states, no
+    ``(D, B*T, 4H)`` projection (it is computed per step inside the kernel).
+    """
+    x = x.contiguous()
+    B, T, C = x.shape
+    D, per, wd = _split(list(weights), bidirectional)
+    H = weights[1].shape[1]
+    sd = compute_dtype(x.dtype)
+    dev = x.device
+    if lengths is None:
+        lengths = torch.full((B,), T, dtype=torch.int64, device=dev)
+    out = torch.zeros(B, T, D * H, dtype=x.dtype, device=dev)
+    h_n = torch.empty(D, B, H, dtype=x.dtype, device=dev)
+    c_n = torch.empty(D, B, H, dtype=x.dtype, device=dev)
+    if B == 0 or T == 0:
+        return out, h_n, c_n
+    cst = torch.empty(D, B, H, dtype=sd, device=dev)
+    wih = torch.stack([wd[d][0] for d in range(D)]).to(sd).contiguous()
+    bias = (torch.stack([wd[d][2].to(sd) + wd[d][3].to(sd) for d in range(D)]).contiguous() if per == 4 else cst)
+    whh = torch.stack([wd[d][1] for d in range(D)]).contiguous()
+    lengths, order = _sorted_order(lengths, dev)
+    bb, bh, bk = _blocks(H, block_b, block_h, block_k)
+    bc = max(16, min(64, triton.next_power_of_2(C)))
+    h0c = h0.contiguous() if h0 is not None else cst
+    c0c = c0.contiguous() if c0 is not None else cst
+    _lstm_infer_kernel[(triton.cdiv(B, bb), D)](
+        x, wih, bias, out, h_n, c_n, cst, h0c, c0c, whh, order, lengths,
+        B, T, C, H,
+        NUM_DIRS=D, HAS_BIAS=per == 4, HAS_H0=h0 is not None, HAS_C0=c0 is not None,
+        BLOCK_B=bb, BLOCK_H=bh, BLOCK_K=bk, BLOCK_C=bc, PRECISION=dot_precision(x.dtype, f32_dot),
+        PROJ_PRECISION=dot_precision(sd, f32_dot), num_warps=4,
+    )
+    return out, h_n, c_n
 
 
 def lstm_bwd_triton(grad_out, grad_h_n, grad_c_n, x, lengths, weights, h0, c0, gates, states,
