@@ -105,6 +105,7 @@ def launches_lstm(dtype):
         h0, c0 = _t(2, B, H, dtype=dtype), _t(2, B, H, dtype=dtype)
         L = _lengths(B, T)
         yield ctx, lambda: K.lstm_fwd_triton(x, L, weights, h0, c0, True)
+        yield ctx, lambda: K.lstm_infer_triton(x, L, weights, h0, c0, True)
         sd = torch.float64 if dtype == torch.float64 else torch.float32
         gates, states = _t(2, B * T, 4 * H, dtype=sd), _t(2, B * T, 2 * H, dtype=sd)
         yield ctx, lambda: K.lstm_bwd_triton(_t(B, T, 2 * H, dtype=dtype), h0, c0, x, L, weights, h0, c0,
@@ -162,11 +163,32 @@ def launches_attention_pool(dtype):
         yield ctx, lambda: K.attention_pool_bwd_triton(ctx_, alpha, h, L, w, v, b, ctx_, alpha, dw_split=2)
 
 
+def launches_channel_attention_pool(dtype):
+    """One (sequence, channel block) per program; with and without alpha, every gradient or only
+    the logits'."""
+    import torch
+    from sublocal_kernels.ops.channel_attention_pool import triton as K
+
+    B, T = 3, 70
+    sd = torch.float64 if dtype == torch.float64 else torch.float32
+    for D in (9, 1024):
+        ctx = {"op": "channel_attention_pool", "case": f"D={D}"}
+        v, e, L = _t(B, T, D, dtype=dtype), _t(B, T, D, dtype=dtype), _lengths(B, T)
+        c = _t(B, D, dtype=dtype)
+        lse, arg = torch.zeros(B, D, dtype=sd), torch.zeros(B, D, dtype=torch.int64)
+        for alpha in (False, True):
+            yield ctx, lambda: K.channel_attention_pool_fwd_triton(v, e, L, alpha)
+        yield ctx, lambda: K.channel_attention_pool_bwd_triton(c, c, v, v, e, L, c, lse, arg, True, True)
+        yield ctx, lambda: K.channel_attention_pool_bwd_triton(c, None, None, v, e, L, c, lse, arg, False, True)
+
+
 OPS = {
     "lstm": ("sublocal_kernels.ops.lstm.triton", launches_lstm),
     "fo_pool": ("sublocal_kernels.ops.fo_pool.triton", launches_fo_pool),
     "multiwidth_conv1d": ("sublocal_kernels.ops.multiwidth_conv1d.triton", launches_multiwidth_conv1d),
     "attention_pool": ("sublocal_kernels.ops.attention_pool.triton", launches_attention_pool),
+    "channel_attention_pool": ("sublocal_kernels.ops.channel_attention_pool.triton",
+                               launches_channel_attention_pool),
 }
 
 

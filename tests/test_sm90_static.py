@@ -47,6 +47,8 @@ def test_every_gpu_kernel_fits_sm90(tmp_path):
     lstm_f32 = {r["config"]["BLOCK_H"] for r in triton_rows if r["kernel"] == "_lstm_fwd_kernel" and r["dtype"] == "float32"}
     lstm_f64 = {r["config"]["BLOCK_H"] for r in triton_rows if r["kernel"] == "_lstm_fwd_kernel" and r["dtype"] == "float64"}
     assert lstm_f32 == {16, 32, 64} and lstm_f64 == {16, 32}
+    assert {r["config"]["BLOCK_H"] for r in triton_rows
+            if r["kernel"] == "_lstm_infer_kernel" and r["dtype"] == "float64"} == {16, 32}
     assert {r["config"]["BLOCK_D"] for r in triton_rows if r["kernel"] == "_fo_pool_fwd_kernel"} == {16, 32, 64}
     assert {r["config"]["BLOCK_N"] for r in triton_rows if r["kernel"] == "_multiwidth_conv1d_fwd_kernel"} == {
         16, 32, 64, 128}

@@ -31,6 +31,7 @@
 #include <limits>
 
 #include "channel_attention_pool.h"
+#include "cpu/fp_mode.h"
 #include "output_cache.h"
 
 namespace sublocal {
@@ -60,7 +61,7 @@ void fwd_impl(const ChannelAttentionPoolArgs& a, bool return_alpha, at::Tensor& 
   constexpr acc_t kNegInf = -std::numeric_limits<acc_t>::infinity();
 
   at::parallel_for(0, a.batch * n_blocks, 1, [&](int64_t begin, int64_t end) {
-    // SUBLOCAL_FTZ_GUARD: the flush-to-zero guard of csrc/cpu/fp_mode.h belongs here.
+    const FlushDenormalGuard flush;
     acc_t m[kChannels], s[kChannels], c[kChannels], vmax[kChannels], bm[kChannels];
     int64_t arg[kChannels];
     for (int64_t item = begin; item < end; ++item) {
@@ -159,7 +160,7 @@ void bwd_impl(const ChannelAttentionPoolArgs& a, const at::Tensor& grad_context,
   scalar_t* gl = grad_logits.defined() ? grad_logits.data_ptr<scalar_t>() : nullptr;
 
   at::parallel_for(0, a.batch * n_blocks, 1, [&](int64_t begin, int64_t end) {
-    // SUBLOCAL_FTZ_GUARD: the flush-to-zero guard of csrc/cpu/fp_mode.h belongs here.
+    const FlushDenormalGuard flush;
     acc_t g[kChannels], dc[kChannels], cx[kChannels];
     for (int64_t item = begin; item < end; ++item) {
       const int64_t b = item / n_blocks, d0 = (item % n_blocks) * kChannels;

@@ -377,6 +377,7 @@ void lstm_infer_impl(const LstmArgs& a, const Plan& p, at::Tensor& out, at::Tens
   scalar_t* HN = h_n.data_ptr<scalar_t>();
   scalar_t* CN = c_n.data_ptr<scalar_t>();
   at::parallel_for(0, D * ntiles, 1, [&](int64_t begin, int64_t end) {
+    const FlushDenormalGuard flush;
     // OpenMP workers do not inherit the caller's thread-local dispatch state: keep the ATen
     // calls below autograd here too (the weights may require grad).
     at::AutoDispatchBelowADInplaceOrView below_autograd;
@@ -429,6 +430,7 @@ void lstm_infer_impl(const LstmArgs& a, const Plan& p, at::Tensor& out, at::Tens
   });
   // Padded positions of the output are zero.
   at::parallel_for(0, B, 1, [&](int64_t begin, int64_t end) {
+    const FlushDenormalGuard flush;
     for (int64_t i = begin; i < end; ++i) {
       scalar_t* o = O + (p.order[i] * T + p.len[i]) * D * H;
       std::fill_n(o, (T - p.len[i]) * D * H, scalar_t(0));

@@ -72,8 +72,16 @@ def run_conv(ref=False):
     return leaf_grads((y.sum(),), [x, *ws], None) + (y,)
 
 
+def run_channel_attention_pool(ref=False):
+    v = torch.randn(4, 26, 19, requires_grad=True)
+    e = torch.randn(4, 26, 19, requires_grad=True)
+    fn = sk.channel_attention_pool_ref if ref else sk.channel_attention_pool
+    ctx, mx, alpha = fn(v, e, torch.tensor([26, 2, 11, 17]), return_alpha=True)
+    return leaf_grads((ctx.sum() + mx.sum() + (alpha * torch.arange(26.0)[:, None]).sum(),), [v, e], None) + (ctx, mx)
+
+
 OPS = {"fo_pool": run_fo_pool, "lstm": run_lstm, "attention_pool": run_attention_pool,
-       "multiwidth_conv1d": run_conv}
+       "multiwidth_conv1d": run_conv, "channel_attention_pool": run_channel_attention_pool}
 
 
 @pytest.mark.parametrize("caller_flush", [False, True], ids=["caller-ieee", "caller-flush"])

@@ -370,7 +370,7 @@ def lstm_infer_triton(x, lengths, weights, h0, c0, bidirectional: bool, block_b=
     bias = (torch.stack([wd[d][2].to(sd) + wd[d][3].to(sd) for d in range(D)]).contiguous() if per == 4 else cst)
     whh = torch.stack([wd[d][1] for d in range(D)]).contiguous()
     lengths, order = _sorted_order(lengths, dev)
-    bb, bh, bk = _blocks(H, block_b, block_h, block_k)
+    bb, bh, bk = _blocks(H, x.dtype, block_b, block_h, block_k)
     bc = max(16, min(64, triton.next_power_of_2(C)))
     h0c = h0.contiguous() if h0 is not None else cst
     c0c = c0.contiguous() if c0 is not None else cst
@@ -379,7 +379,7 @@ def lstm_infer_triton(x, lengths, weights, h0, c0, bidirectional: bool, block_b=
         B, T, C, H,
         NUM_DIRS=D, HAS_BIAS=per == 4, HAS_H0=h0 is not None, HAS_C0=c0 is not None,
         BLOCK_B=bb, BLOCK_H=bh, BLOCK_K=bk, BLOCK_C=bc, PRECISION=dot_precision(x.dtype, f32_dot),
-        PROJ_PRECISION=dot_precision(sd, f32_dot), num_warps=4,
+        PROJ_PRECISION=dot_precision(sd, f32_dot), num_warps=4, num_stages=NUM_STAGES,
     )
     return out, h_n, c_n
 
