@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 import sublocal_kernels as sk
 from sublocal_kernels.ops.channel_attention_pool import channel_attention_pool_ref
-from tests.helpers import TOLERANCES, assert_close, compile_for_sm90, random_lengths, triton_interpreted
+from tests.helpers import TOLERANCES, assert_close, random_lengths, triton_interpreted
 from tests.ops.test_conventions import _Record
 
 OP_FWD = torch.ops.sublocal.channel_attention_pool_fwd
@@ -435,44 +435,6 @@ def test_triton_low_precision_and_noncontiguous(dtype):
     for name, x, y in zip(["values", "logits"], g, gr):
         assert x.dtype == dtype
         assert_close(x, y, dtype, scale=2.0, name=f"grad {name}")
-
-
-_AOT_SCRIPT = r"""
-import importlib
-import triton
-from triton.backends.compiler import GPUTarget
-from triton.compiler import ASTSource
-
-K = importlib.import_module("sublocal_kernels.ops.channel_attention_pool.triton")
-FLAGS = dict(RETURN_ALPHA=True, HAS_DC=True, HAS_DM=True, HAS_GA=True, NEED_DV=True, NEED_DE=True, BLOCK_T=32,
-             BLOCK_D=64)
-for name in ("fwd", "bwd"):
-    for dtype in ("bf16", "fp16", "fp32", "fp64"):
-        fn = getattr(K, f"_channel_attention_pool_{name}_kernel")
-        signature, consts = {}, {}
-        for p in fn.params:
-            if p.is_constexpr:
-                signature[p.name] = "constexpr"
-                consts[p.name] = FLAGS[p.name]
-            elif p.name in ("LEN", "ARG"):
-                signature[p.name] = "*i64"
-            elif p.name == "LSE":
-                signature[p.name] = "*fp64" if dtype == "fp64" else "*fp32"
-            elif p.name in ("T", "D"):
-                signature[p.name] = "i32"
-            else:
-                signature[p.name] = "*" + dtype
-        kernel = triton.compile(ASTSource(fn=fn, signature=signature, constexprs=consts),
-                                target=GPUTarget("cuda", 90, 32), options={"num_warps": 4})
-        assert "cubin" in kernel.asm, (name, dtype)
-print("compiled")
-"""
-
-
-@pytest.mark.triton
-def test_triton_kernels_compile_for_sm90(tmp_path):
-    """The GPU path without a GPU: Triton's own compiler lowers both kernels, every dtype, to sm_90 cubin."""
-    compile_for_sm90(_AOT_SCRIPT, tmp_path, timeout=300)
 
 
 # ---- CUDA (skipped where no GPU is present) --------------------------------------------------

@@ -16,7 +16,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 import sublocal_kernels as sk
 from sublocal_kernels.ops.fo_pool import CHUNK
-from tests.helpers import assert_close, compile_for_sm90, random_lengths, triton_interpreted
+from tests.helpers import assert_close, random_lengths, triton_interpreted
 
 DTYPES = [pytest.param(torch.float32, id="f32"), pytest.param(torch.float64, id="f64")]
 MODES = ["no_grad", "inference_mode", "no_requires_grad"]
@@ -355,43 +355,6 @@ def test_triton_infer_low_precision(dtype):
     for a, e in zip(got, want):
         assert a.dtype == dtype
         assert_close(a, e, dtype)
-
-
-_AOT_SCRIPT = r"""
-import importlib
-import triton
-from triton.backends.compiler import GPUTarget
-from triton.compiler import ASTSource
-
-K = importlib.import_module("sublocal_kernels.ops.lstm.triton")
-fn = K._lstm_infer_kernel
-for dtype, precision, proj, dirs, block_h in [("fp32", "tf32x3", "tf32x3", 2, 64), ("fp32", "tf32", "tf32", 1, 32),
-                                              ("bf16", "ieee", "tf32x3", 2, 64), ("fp16", "ieee", "tf32x3", 2, 16),
-                                              ("fp64", "ieee", "ieee", 2, 16)]:
-    state = "fp64" if dtype == "fp64" else "fp32"
-    signature = {}
-    for p in fn.params:
-        if p.is_constexpr:
-            signature[p.name] = "constexpr"
-        elif p.name in ("B", "T", "C", "H"):
-            signature[p.name] = "i32"
-        elif p.name in ("ORDER", "LEN"):
-            signature[p.name] = "*i64"
-        else:
-            signature[p.name] = "*" + (state if p.name in ("WIH", "BIAS", "CST") else dtype)
-    consts = dict(NUM_DIRS=dirs, HAS_BIAS=True, HAS_H0=True, HAS_C0=True, BLOCK_B=16, BLOCK_H=block_h,
-                  BLOCK_K=block_h, BLOCK_C=32, PRECISION=precision, PROJ_PRECISION=proj)
-    kernel = triton.compile(ASTSource(fn=fn, signature=signature, constexprs=consts),
-                            target=GPUTarget("cuda", 90, 32), options={"num_warps": 4})
-    assert "cubin" in kernel.asm, dtype
-print("compiled")
-"""
-
-
-@pytest.mark.triton
-def test_triton_infer_kernel_compiles_for_sm90(tmp_path):
-    """The inference kernel through Triton's real compiler to sm_90 cubin, every dtype."""
-    compile_for_sm90(_AOT_SCRIPT, tmp_path, timeout=600)
 
 
 # ---- CUDA (skipped where no GPU is present) ---------------------------------------------------
