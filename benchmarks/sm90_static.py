@@ -17,7 +17,7 @@ report. A compile on a machine without a GPU never checks shared memory; a kerne
 CUDA C++ kernels (csrc/cuda/*.cu): nvcc for sm_90 with ``-Xptxas -v`` gives registers, spills
 and static shared memory per kernel instantiation.
 
-Run it in a process without ``TRITON_INTERPRET`` (it removes the variable before Triton loads).
+``main`` removes ``TRITON_INTERPRET`` from its own process before Triton loads the kernels.
 """
 
 from __future__ import annotations
@@ -33,9 +33,6 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-
-os.environ.pop("TRITON_INTERPRET", None)
-os.environ["TRITON_DUMP_PTXAS_LOG"] = "1"  # ptxas -v output, printed by Triton after each compile
 
 ROOT = Path(__file__).resolve().parent.parent
 SMEM_LIMIT = 232_448  # bytes of shared memory one block may use on sm_90 (opt-in maximum)
@@ -439,6 +436,11 @@ def write_summary(path: Path, rows: list[dict]) -> None:
 
 
 def main(argv=None) -> int:
+    # Set here, not at import (a test process imports this module and must keep its interpreter):
+    # before any @triton.jit is created, Triton's real compiler instead of the interpreter, and
+    # ptxas -v output printed by Triton after each compile.
+    os.environ.pop("TRITON_INTERPRET", None)
+    os.environ["TRITON_DUMP_PTXAS_LOG"] = "1"
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--ops", default=None, help=f"comma-separated of {', '.join(OPS)} (default: all)")
     ap.add_argument("--json", default=None, help="write the table to this JSON file")
