@@ -29,7 +29,7 @@ import sys
 import torch
 
 import sublocal_kernels as sk
-from benchmarks.common import SHAPES, BenchSpec, Shape, make_modes, random_lengths
+from benchmarks.common import SHAPES, BenchSpec, Shape, make_modes, output_cache_mb, peak_rss_above, random_lengths
 
 ATTENTION_SHAPES = {name: SHAPES[name] for name in ("paper", "full-length", "rna")}
 
@@ -98,14 +98,6 @@ def test_bench(bench, bench_case):
 
 # ---- CPU peak memory (python -m benchmarks.bench_attention_pool --memory) ----------------------
 
-def _status_mb(field: str) -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no {field} in /proc/self/status")
-
-
 def _peak_memory_child(provider: str, shape_name: str, threads: int) -> dict:
     torch.set_num_threads(threads)
     spec = AttentionPoolBench()
@@ -113,15 +105,9 @@ def _peak_memory_child(provider: str, shape_name: str, threads: int) -> dict:
     spec.build(spec.make_problem(SHAPES[shape_name].scaled(B=4, T=64), torch.float32, cpu), provider)["fwd+bwd"]()
     problem = spec.make_problem(SHAPES[shape_name], torch.float32, cpu)
     fn = spec.build(problem, provider)["fwd+bwd"]
-    # Linux: writing 5 to clear_refs resets the peak resident size (VmHWM) to the current one.
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")
-    before = _status_mb("VmRSS")
-    grads = fn()
-    peak = _status_mb("VmHWM")
-    del grads
-    return {"provider": provider, "shape": shape_name, "threads": threads, "rss_before_mb": round(before, 1),
-            "peak_above_before_mb": round(peak - before, 1)}
+    before, above = peak_rss_above(fn)
+    return {"provider": provider, "shape": shape_name, "threads": threads, "output_cache_mb": output_cache_mb(),
+            "rss_before_mb": before, "peak_above_before_mb": above}
 
 
 def measure_peak_memory(shape_name: str = "paper", threads: int = 2,

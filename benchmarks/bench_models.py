@@ -39,14 +39,13 @@ import argparse
 import dataclasses
 import json
 import math
-import os
 import subprocess
 import sys
 from dataclasses import dataclass
 
 import torch
 
-from benchmarks.common import BenchSpec, Shape
+from benchmarks.common import BenchSpec, Shape, output_cache_mb, peak_rss_above
 from sublocal_kernels.data.alphabets import get_alphabet
 from sublocal_kernels.models import build_model, convert_state_dict
 from sublocal_kernels.training.fp_mode import flush_denormal
@@ -222,14 +221,6 @@ def test_bench(bench, bench_case):
 
 # ---- CPU peak memory (python -m benchmarks.bench_models --memory) ------------------------------
 
-def _status_mb(field: str) -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no {field} in /proc/self/status")
-
-
 def _peak_memory_child(provider: str, shape_name: str, threads: int) -> dict:
     torch.set_num_threads(threads)
     spec = ModelsBench()
@@ -237,16 +228,10 @@ def _peak_memory_child(provider: str, shape_name: str, threads: int) -> dict:
     shape = spec.shapes[shape_name]
     spec.build(spec.make_problem(dataclasses.replace(shape, B=2, T=64), torch.float32, cpu), provider)["train"]()
     fn = spec.build(spec.make_problem(shape, torch.float32, cpu), provider)["train"]
-    # Linux: writing 5 to clear_refs resets the peak resident size (VmHWM) to the current one.
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")
-    before = _status_mb("VmRSS")
-    out = fn()
-    peak = _status_mb("VmHWM")
-    del out
+    before, above = peak_rss_above(fn)
     return {"model": shape.model, "shape": shape_name, "provider": provider, "threads": threads,
-            "output_cache_mb": int(os.environ.get("SUBLOCAL_CPU_CACHE_MB", "2048")),
-            "rss_before_mb": round(before, 1), "peak_above_before_mb": round(peak - before, 1)}
+            "output_cache_mb": output_cache_mb(),
+            "rss_before_mb": before, "peak_above_before_mb": above}
 
 
 def measure_peak_memory(shape_names, threads: int = 2, providers=("sublocal", "torch")) -> list[dict]:

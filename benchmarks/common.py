@@ -237,6 +237,33 @@ def git_commit() -> str:
         return "unknown"
 
 
+# ---- CPU peak memory (each provider in a fresh process) ---------------------------------------
+
+def _status_mb(field: str) -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no {field} in /proc/self/status")
+
+
+def peak_rss_above(fn: Callable[[], object]) -> tuple[float, float]:
+    """(resident MB before, peak resident MB above it) over one call of ``fn`` in this process."""
+    # Linux: writing 5 to clear_refs resets the peak resident size (VmHWM) to the current one.
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    before = _status_mb("VmRSS")
+    out = fn()
+    peak = _status_mb("VmHWM")
+    del out
+    return round(before, 1), round(peak - before, 1)
+
+
+def output_cache_mb() -> int:
+    """The CPU output cache's cap in this process (SUBLOCAL_CPU_CACHE_MB; 0, the default, is off)."""
+    return int(os.environ.get("SUBLOCAL_CPU_CACHE_MB", "0"))
+
+
 # ---- results ----------------------------------------------------------------------------------
 
 @dataclass
