@@ -23,13 +23,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
 
 import torch
 
 import sublocal_kernels as sk
-from benchmarks.common import SHAPES, BenchSpec, Shape, make_modes, output_cache_mb, peak_rss_above, random_lengths
+from benchmarks.common import (SHAPES, BenchSpec, Shape, make_modes, peak_memory_child,
+                               peak_memory_in_subprocesses, random_lengths)
 
 ATTENTION_SHAPES = {name: SHAPES[name] for name in ("paper", "full-length", "rna")}
 
@@ -99,27 +98,14 @@ def test_bench(bench, bench_case):
 # ---- CPU peak memory (python -m benchmarks.bench_attention_pool --memory) ----------------------
 
 def _peak_memory_child(provider: str, shape_name: str, threads: int) -> dict:
-    torch.set_num_threads(threads)
-    spec = AttentionPoolBench()
-    cpu = torch.device("cpu")
-    spec.build(spec.make_problem(SHAPES[shape_name].scaled(B=4, T=64), torch.float32, cpu), provider)["fwd+bwd"]()
-    problem = spec.make_problem(SHAPES[shape_name], torch.float32, cpu)
-    fn = spec.build(problem, provider)["fwd+bwd"]
-    before, above = peak_rss_above(fn)
-    return {"provider": provider, "shape": shape_name, "threads": threads, "output_cache_mb": output_cache_mb(),
-            "rss_before_mb": before, "peak_above_before_mb": above}
+    return peak_memory_child(AttentionPoolBench(), SHAPES[shape_name], provider, "fwd+bwd", threads)
 
 
 def measure_peak_memory(shape_name: str = "paper", threads: int = 2,
                         providers=("sublocal", "ref-eager")) -> list[dict]:
     """Each provider's CPU peak memory over one forward+backward, each in a fresh process."""
-    out = []
-    for p in providers:
-        res = subprocess.run([sys.executable, "-m", "benchmarks.bench_attention_pool", "--memory-child", p,
-                              "--shape", shape_name, "--threads", str(threads)],
-                             capture_output=True, text=True, check=True)
-        out.append(json.loads(res.stdout.strip().splitlines()[-1]))
-    return out
+    return peak_memory_in_subprocesses("benchmarks.bench_attention_pool",
+                                       [[p, "--shape", shape_name, "--threads", str(threads)] for p in providers])
 
 
 if __name__ == "__main__":

@@ -39,13 +39,11 @@ import argparse
 import dataclasses
 import json
 import math
-import subprocess
-import sys
 from dataclasses import dataclass
 
 import torch
 
-from benchmarks.common import BenchSpec, Shape, output_cache_mb, peak_rss_above
+from benchmarks.common import BenchSpec, Shape, peak_memory_child, peak_memory_in_subprocesses
 from sublocal_kernels.data.alphabets import get_alphabet
 from sublocal_kernels.models import build_model, convert_state_dict
 from sublocal_kernels.training.fp_mode import flush_denormal
@@ -222,28 +220,15 @@ def test_bench(bench, bench_case):
 # ---- CPU peak memory (python -m benchmarks.bench_models --memory) ------------------------------
 
 def _peak_memory_child(provider: str, shape_name: str, threads: int) -> dict:
-    torch.set_num_threads(threads)
     spec = ModelsBench()
-    cpu = torch.device("cpu")
     shape = spec.shapes[shape_name]
-    spec.build(spec.make_problem(dataclasses.replace(shape, B=2, T=64), torch.float32, cpu), provider)["train"]()
-    fn = spec.build(spec.make_problem(shape, torch.float32, cpu), provider)["train"]
-    before, above = peak_rss_above(fn)
-    return {"model": shape.model, "shape": shape_name, "provider": provider, "threads": threads,
-            "output_cache_mb": output_cache_mb(),
-            "rss_before_mb": before, "peak_above_before_mb": above}
+    return {"model": shape.model, **peak_memory_child(spec, shape, provider, "train", threads)}
 
 
 def measure_peak_memory(shape_names, threads: int = 2, providers=("sublocal", "torch")) -> list[dict]:
     """Each (shape, provider)'s CPU peak memory over one training step, each in a fresh process."""
-    out = []
-    for name in shape_names:
-        for p in providers:
-            res = subprocess.run([sys.executable, "-m", "benchmarks.bench_models", "--memory-child", p,
-                                  "--shapes", name, "--threads", str(threads)],
-                                 capture_output=True, text=True, check=True)
-            out.append(json.loads(res.stdout.strip().splitlines()[-1]))
-    return out
+    return peak_memory_in_subprocesses("benchmarks.bench_models", [[p, "--shapes", name, "--threads", str(threads)]
+                                                                   for name in shape_names for p in providers])
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ import os
 import platform
 import re
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -257,6 +258,31 @@ def peak_rss_above(fn: Callable[[], object]) -> tuple[float, float]:
     peak = _status_mb("VmHWM")
     del out
     return round(before, 1), round(peak - before, 1)
+
+
+def peak_memory_child(spec: "BenchSpec", shape: Shape, provider: str, mode: str, threads: int) -> dict:
+    """One ``mode`` call of ``provider`` at ``shape`` on the CPU, after a warm-up at a small size
+    (imports, first-call set-up), and its peak resident memory above what was resident before.
+    Run it in a fresh process per provider (:func:`peak_memory_in_subprocesses`)."""
+    torch.set_num_threads(threads)
+    cpu = torch.device("cpu")
+    spec.build(spec.make_problem(shape.scaled(B=min(shape.B, 2), T=min(shape.T, 64)), torch.float32, cpu),
+               provider)[mode]()
+    fn = spec.build(spec.make_problem(shape, torch.float32, cpu), provider)[mode]
+    before, above = peak_rss_above(fn)
+    return {"shape": shape.name, "provider": provider, "mode": mode, "threads": threads,
+            "output_cache_mb": output_cache_mb(), "rss_before_mb": before, "peak_above_before_mb": above}
+
+
+def peak_memory_in_subprocesses(module: str, jobs: Sequence[Sequence[str]]) -> list[dict]:
+    """Runs ``python -m <module> --memory-child ...`` once per job (its arguments), each in a fresh
+    process, and returns the JSON line each prints last."""
+    out = []
+    for args in jobs:
+        res = subprocess.run([sys.executable, "-m", module, "--memory-child", *args],
+                             capture_output=True, text=True, check=True)
+        out.append(json.loads(res.stdout.strip().splitlines()[-1]))
+    return out
 
 
 def output_cache_mb() -> int:
