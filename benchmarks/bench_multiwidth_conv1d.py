@@ -76,7 +76,7 @@ class MultiwidthConv1dBench(BenchSpec):
     def build(self, problem, provider):
         x, weights, biases, lengths, mask = problem
         if provider == "sublocal":
-            forward = lambda: (sk.multiwidth_conv1d(x, weights, biases, lengths),)  # noqa: E731
+            forward = lambda: (sk.multiwidth_conv1d(x, lengths, weights, biases),)  # noqa: E731
         elif provider == "ref-eager":
             forward = lambda: eager_bank(x, weights, biases, mask)  # noqa: E731
         elif provider == "ref-compile":

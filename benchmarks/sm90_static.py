@@ -141,9 +141,9 @@ def launches_multiwidth_conv1d(dtype):
         x = _t(B, T, C, dtype=dtype)
         ws = [_t(filters, C, k, dtype=dtype) for k in widths]
         bias, L = _t(filters * len(widths), dtype=dtype), _lengths(B, T)
-        yield ctx, lambda: K.multiwidth_conv1d_fwd_triton(x, ws, bias, L, "relu", False, False, 1)
+        yield ctx, lambda: K.multiwidth_conv1d_fwd_triton(x, L, ws, bias, "relu", False, False, 1)
         y = _t(B, T, filters * len(widths), dtype=dtype)
-        yield ctx, lambda: K.multiwidth_conv1d_bwd_triton(y, x, ws, y, L, "relu", False, False, 1, True, True, splits=2)
+        yield ctx, lambda: K.multiwidth_conv1d_bwd_triton(y, x, L, ws, y, "relu", False, False, 1, True, True, splits=2)
 
 
 def launches_attention_pool(dtype):

@@ -21,7 +21,8 @@ struct AttentionPoolArgs {
   AttentionPoolShape shape;
 };
 
-inline AttentionPoolArgs attention_pool_prepare(const char* op, const at::Tensor& h, const at::Tensor& lengths,
+inline AttentionPoolArgs attention_pool_prepare(const char* op, const at::Tensor& h,
+                                                const std::optional<at::Tensor>& lengths,
                                                 const at::Tensor& w_a, const at::Tensor& v_a,
                                                 const std::optional<at::Tensor>& b_a) {
   check_float_tensor(h, op, "h", 3);
@@ -44,7 +45,7 @@ inline AttentionPoolArgs attention_pool_prepare(const char* op, const at::Tensor
     a.b_a = b_a->contiguous();
     a.shape.has_bias = true;
   }
-  a.lengths = prepare_lengths(lengths, a.shape.batch, h.device(), op);
+  a.lengths = prepare_lengths_or_full(lengths, a.shape.batch, a.shape.time, h.device(), op);
   return a;
 }
 

@@ -17,7 +17,8 @@ struct ChannelAttentionPoolArgs {
 };
 
 inline ChannelAttentionPoolArgs channel_attention_pool_prepare(const char* op, const at::Tensor& values,
-                                                               const at::Tensor& logits, const at::Tensor& lengths) {
+                                                               const at::Tensor& logits,
+                                                               const std::optional<at::Tensor>& lengths) {
   check_float_tensor(values, op, "values", 3);
   check_like(logits, values, op, "logits", "values");
   check_shape(logits, values.sizes(), op, "logits");
@@ -27,7 +28,7 @@ inline ChannelAttentionPoolArgs channel_attention_pool_prepare(const char* op, c
   a.dim = values.size(2);
   a.values = values.contiguous();
   a.logits = logits.contiguous();
-  a.lengths = prepare_lengths(lengths, a.batch, values.device(), op);
+  a.lengths = prepare_lengths_or_full(lengths, a.batch, a.time, values.device(), op);
   return a;
 }
 

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
 #include <c10/util/Exception.h>
 
 #include <optional>
@@ -40,6 +41,14 @@ inline at::Tensor prepare_lengths(const std::optional<at::Tensor>& lengths, int6
   TORCH_CHECK(l.scalar_type() == at::kInt || l.scalar_type() == at::kLong, op,
               ": `lengths` must be int32 or int64, got ", l.scalar_type());
   return l.to(device, at::kLong).contiguous();
+}
+
+// prepare_lengths for kernels that read a length per sequence whatever the input: absent
+// becomes (batch,) int64 filled with `time` (the same meaning, "every sequence has length T").
+inline at::Tensor prepare_lengths_or_full(const std::optional<at::Tensor>& lengths, int64_t batch, int64_t time,
+                                          const c10::Device& device, const char* op) {
+  at::Tensor l = prepare_lengths(lengths, batch, device, op);
+  return l.defined() ? l : at::empty({batch}, at::TensorOptions().dtype(at::kLong).device(device)).fill_(time);
 }
 
 // The `lengths` contract of every op (README, "Variable-length sequences"; the Python side is

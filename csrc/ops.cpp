@@ -78,15 +78,15 @@ TORCH_LIBRARY(sublocal, m) {
   // steps kept by the CPU kernel for its backward; (0, A) from the GPU kernels, which recompute
   // it. grad_b_a is (0,) when b_a is None; grad_alpha None means zeros.
   m.def(
-      "attention_pool_fwd(Tensor h, Tensor lengths, Tensor w_a, Tensor v_a, Tensor? b_a) -> "
+      "attention_pool_fwd(Tensor h, Tensor? lengths, Tensor w_a, Tensor v_a, Tensor? b_a) -> "
       "(Tensor context, Tensor alpha, Tensor activations)");
   m.def(
-      "attention_pool_bwd(Tensor grad_context, Tensor? grad_alpha, Tensor h, Tensor lengths, Tensor w_a, "
+      "attention_pool_bwd(Tensor grad_context, Tensor? grad_alpha, Tensor h, Tensor? lengths, Tensor w_a, "
       "Tensor v_a, Tensor? b_a, Tensor context, Tensor alpha, Tensor activations) -> "
       "(Tensor grad_h, Tensor grad_w_a, Tensor grad_v_a, Tensor grad_b_a)");
   // attention_pool_fwd without `activations`, for when no gradient is needed.
   m.def(
-      "attention_pool_infer(Tensor h, Tensor lengths, Tensor w_a, Tensor v_a, Tensor? b_a) -> "
+      "attention_pool_infer(Tensor h, Tensor? lengths, Tensor w_a, Tensor v_a, Tensor? b_a) -> "
       "(Tensor context, Tensor alpha)");
 
   // ---- channel-wise attention pooling: alpha[b, :, d] = softmax of logits[b, :, d] over valid
@@ -97,11 +97,11 @@ TORCH_LIBRARY(sublocal, m) {
   // grad_* inputs may be None (the output was unused: zeros); a grad_values / grad_logits output
   // is an empty tensor unless need_grad_values / need_grad_logits.
   m.def(
-      "channel_attention_pool_fwd(Tensor values, Tensor logits, Tensor lengths, bool return_alpha) -> "
+      "channel_attention_pool_fwd(Tensor values, Tensor logits, Tensor? lengths, bool return_alpha) -> "
       "(Tensor context, Tensor maxpool, Tensor alpha, Tensor lse, Tensor argmax)");
   m.def(
       "channel_attention_pool_bwd(Tensor? grad_context, Tensor? grad_maxpool, Tensor? grad_alpha, Tensor values, "
-      "Tensor logits, Tensor lengths, Tensor context, Tensor lse, Tensor argmax, bool need_grad_values, "
+      "Tensor logits, Tensor? lengths, Tensor context, Tensor lse, Tensor argmax, bool need_grad_values, "
       "bool need_grad_logits) -> (Tensor grad_values, Tensor grad_logits)");
 
   // ---- multi-width conv1d: every width of a conv bank in one pass ---------------------------
@@ -110,13 +110,13 @@ TORCH_LIBRARY(sublocal, m) {
   // t-(k/2)*d .. t+((k-1)/2)*d; reverse runs each sequence backwards (flip within its length,
   // convolve, flip back). Inputs at or past lengths[b] read as zero; outputs there are 0.
   m.def(
-      "multiwidth_conv1d_fwd(Tensor x, Tensor[] weights, Tensor? bias, Tensor? lengths, str activation, "
+      "multiwidth_conv1d_fwd(Tensor x, Tensor? lengths, Tensor[] weights, Tensor? bias, str activation, "
       "bool causal, bool reverse, int dilation) -> Tensor");
   // y is the forward output (the ReLU mask is recomputed as y > 0), None without activation.
   // grad_x is an empty tensor unless need_grad_x; grad_weights is empty and grad_bias an empty
   // tensor unless need_grad_weights.
   m.def(
-      "multiwidth_conv1d_bwd(Tensor grad_y, Tensor x, Tensor[] weights, Tensor? y, Tensor? lengths, "
+      "multiwidth_conv1d_bwd(Tensor grad_y, Tensor x, Tensor? lengths, Tensor[] weights, Tensor? y, "
       "str activation, bool causal, bool reverse, int dilation, bool need_grad_x, bool need_grad_weights) -> "
       "(Tensor grad_x, Tensor[] grad_weights, Tensor grad_bias)");
 }

@@ -195,7 +195,7 @@ void fwd_impl(const AttentionPoolArgs& a, const Plan& plan, at::Tensor& context,
   });
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> attention_pool_fwd_cpu(const at::Tensor& h, const at::Tensor& lengths,
+std::tuple<at::Tensor, at::Tensor, at::Tensor> attention_pool_fwd_cpu(const at::Tensor& h, const std::optional<at::Tensor>& lengths,
                                                                       const at::Tensor& w_a, const at::Tensor& v_a,
                                                                       const std::optional<at::Tensor>& b_a) {
   const char* op = "sublocal::attention_pool_fwd";
@@ -214,7 +214,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> attention_pool_fwd_cpu(const at::
 }
 
 // The forward without `activations`, for when no gradient is needed (sublocal::attention_pool_infer).
-std::tuple<at::Tensor, at::Tensor> attention_pool_infer_cpu(const at::Tensor& h, const at::Tensor& lengths,
+std::tuple<at::Tensor, at::Tensor> attention_pool_infer_cpu(const at::Tensor& h, const std::optional<at::Tensor>& lengths,
                                                             const at::Tensor& w_a, const at::Tensor& v_a,
                                                             const std::optional<at::Tensor>& b_a) {
   const char* op = "sublocal::attention_pool_infer";
@@ -341,8 +341,8 @@ void bwd_impl(const AttentionPoolArgs& a, const Plan& plan, const at::Tensor& gr
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> attention_pool_bwd_cpu(
     const at::Tensor& grad_context, const std::optional<at::Tensor>& grad_alpha, const at::Tensor& h,
-    const at::Tensor& lengths, const at::Tensor& w_a, const at::Tensor& v_a, const std::optional<at::Tensor>& b_a,
-    const at::Tensor& context, const at::Tensor& alpha, const at::Tensor& activations) {
+    const std::optional<at::Tensor>& lengths, const at::Tensor& w_a, const at::Tensor& v_a,
+    const std::optional<at::Tensor>& b_a, const at::Tensor& context, const at::Tensor& alpha, const at::Tensor& activations) {
   const char* op = "sublocal::attention_pool_bwd";
   auto a = attention_pool_prepare(op, h, lengths, w_a, v_a, b_a);
   const auto& p = a.shape;

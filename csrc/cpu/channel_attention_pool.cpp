@@ -125,7 +125,8 @@ void fwd_impl(const ChannelAttentionPoolArgs& a, bool return_alpha, at::Tensor& 
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> channel_attention_pool_fwd_cpu(
-    const at::Tensor& values, const at::Tensor& logits, const at::Tensor& lengths, bool return_alpha) {
+    const at::Tensor& values, const at::Tensor& logits, const std::optional<at::Tensor>& lengths,
+    bool return_alpha) {
   const char* op = "sublocal::channel_attention_pool_fwd";
   auto a = channel_attention_pool_prepare(op, values, logits, lengths);
   check_length_values(a.lengths, a.time, op);
@@ -217,7 +218,7 @@ at::Tensor optional_grad(const std::optional<at::Tensor>& grad, const ChannelAtt
 std::tuple<at::Tensor, at::Tensor> channel_attention_pool_bwd_cpu(
     const std::optional<at::Tensor>& grad_context, const std::optional<at::Tensor>& grad_maxpool,
     const std::optional<at::Tensor>& grad_alpha, const at::Tensor& values, const at::Tensor& logits,
-    const at::Tensor& lengths, const at::Tensor& context, const at::Tensor& lse, const at::Tensor& argmax,
+    const std::optional<at::Tensor>& lengths, const at::Tensor& context, const at::Tensor& lse, const at::Tensor& argmax,
     bool need_grad_values, bool need_grad_logits) {
   const char* op = "sublocal::channel_attention_pool_bwd";
   auto a = channel_attention_pool_prepare(op, values, logits, lengths);

@@ -252,9 +252,9 @@ void zero_padding(scalar_t* data, const int64_t* lengths, int64_t B, int64_t T, 
   });
 }
 
-at::Tensor multiwidth_conv1d_fwd_cpu(const at::Tensor& x_in, at::TensorList weights_in,
-                                     const std::optional<at::Tensor>& bias_in,
-                                     const std::optional<at::Tensor>& lengths_in, c10::string_view activation,
+at::Tensor multiwidth_conv1d_fwd_cpu(const at::Tensor& x_in, const std::optional<at::Tensor>& lengths_in,
+                                     at::TensorList weights_in, const std::optional<at::Tensor>& bias_in,
+                                     c10::string_view activation,
                                      bool causal, bool reverse, int64_t dilation) {
   const char* op = "sublocal::multiwidth_conv1d_fwd";
   const MwcGeometry g = mwc_geometry(x_in, weights_in, bias_in, activation, causal, reverse, dilation, op);
@@ -323,8 +323,8 @@ int64_t weight_grad_chunks(int64_t n_items, int64_t acc_elems, int64_t elem_byte
 }
 
 std::tuple<at::Tensor, std::vector<at::Tensor>, at::Tensor> multiwidth_conv1d_bwd_cpu(
-    const at::Tensor& grad_y_in, const at::Tensor& x_in, at::TensorList weights_in,
-    const std::optional<at::Tensor>& y_in, const std::optional<at::Tensor>& lengths_in,
+    const at::Tensor& grad_y_in, const at::Tensor& x_in, const std::optional<at::Tensor>& lengths_in,
+    at::TensorList weights_in, const std::optional<at::Tensor>& y_in,
     c10::string_view activation, bool causal, bool reverse, int64_t dilation, bool need_grad_x,
     bool need_grad_weights) {
   const char* op = "sublocal::multiwidth_conv1d_bwd";

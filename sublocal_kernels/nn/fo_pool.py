@@ -131,7 +131,7 @@ class QRNN(nn.Module):
         # concatenation along the last dimension as long as the convolution's own backward.
         H = self.hidden_size
         conv = lambda i: multiwidth_conv1d(  # noqa: E731
-            x, [weight[i * H:(i + 1) * H]], [bias[i * H:(i + 1) * H]], lengths, activation=None, causal=True,
+            x, lengths, [weight[i * H:(i + 1) * H]], [bias[i * H:(i + 1) * H]], activation=None, causal=True,
             reverse=reverse)
         z, f = torch.tanh(conv(0)), torch.sigmoid(conv(1))
         o = torch.sigmoid(conv(2)) if self.output_gate else None

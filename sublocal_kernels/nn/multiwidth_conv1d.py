@@ -107,7 +107,7 @@ class MultiWidthConv1d(nn.Module):
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         return multiwidth_conv1d(
-            x, list(self.weights), list(self.biases) if self.biases is not None else None, lengths,
+            x, lengths, list(self.weights), list(self.biases) if self.biases is not None else None,
             self.activation, self.causal, self.dilation, self.reverse)
 
     def extra_repr(self) -> str:

@@ -92,3 +92,37 @@ def register_no_backward(op: str, training_op: str) -> None:
                            "(the public function does when a gradient is needed)")
 
     torch.library.register_autograd(f"sublocal::{op}", _backward, setup_context=_setup)
+
+
+def lengths_second(legacy: Callable) -> Callable:
+    """Keeps the pre-0.2 argument order of an op whose ``lengths`` moved to second place.
+
+    Every public op takes ``lengths`` right after its per-step inputs (``lstm(x, lengths,
+    weights)``). ``multiwidth_conv1d`` used to take it after ``weights, bias``. The wrapped
+    function has the new signature; a call whose second positional argument is a list of
+    tensors (the old ``weights``: the new ``lengths`` is a tensor, a list of ints or None) is
+    bound to ``legacy``'s signature instead, with a ``DeprecationWarning``, and forwarded by
+    keyword. ``legacy`` is only a signature; its body never runs.
+    """
+    import functools
+    import inspect
+    import warnings
+
+    old = inspect.signature(legacy)
+
+    def decorate(func: Callable) -> Callable:
+        @functools.wraps(func)
+        def wrapper(*args, **kwargs):
+            if len(args) >= 2 and isinstance(args[1], (list, tuple)) and len(args[1]) > 0 \
+                    and all(isinstance(w, torch.Tensor) for w in args[1]):
+                warnings.warn(
+                    f"{func.__name__}(x, weights, bias, lengths, ...) is deprecated: pass lengths second, "
+                    f"{func.__name__}(x, lengths, weights, bias, ...), as every op takes it",
+                    DeprecationWarning, stacklevel=2)
+                bound = old.bind(*args, **kwargs)
+                return func(**bound.arguments)
+            return func(*args, **kwargs)
+
+        return wrapper
+
+    return decorate

@@ -33,6 +33,20 @@ def sm_count(device: torch.device) -> int:
     return _sm_count(device.index if device.index is not None else torch.cuda.current_device())
 
 
+def device_lengths(lengths: torch.Tensor | None, device: torch.device, batch: int | None = None,
+                   time: int | None = None) -> torch.Tensor | None:
+    """``lengths`` as contiguous int64 on ``device``, the form every kernel reads.
+
+    None stays None (the kernels' "all T" path), unless ``batch`` and ``time`` are given: then it
+    becomes ``(batch,)`` filled with ``time``, for kernels that read a length per sequence always.
+    """
+    if lengths is None:
+        if batch is None or time is None:
+            return None
+        return torch.full((batch,), time, dtype=torch.int64, device=device)
+    return lengths.to(device=device, dtype=torch.int64).contiguous()
+
+
 def dot_precision(dtype: torch.dtype, f32_dot: str | None = None) -> str:
     """The ``PRECISION`` constexpr of :func:`dot` for operands of ``dtype``.
 

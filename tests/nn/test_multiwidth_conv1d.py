@@ -46,7 +46,7 @@ def test_forward_with_lengths_matches_reference():
     L = torch.tensor([30, 1, 12, 29])
     y = layer(x, L)
     assert y.shape == (4, 30, layer.out_channels) and layer.out_channels == 5
-    assert_close(y, multiwidth_conv1d_ref(x, list(layer.weights), list(layer.biases), L, None, True, 2))
+    assert_close(y, multiwidth_conv1d_ref(x, L, list(layer.weights), list(layer.biases), None, True, 2))
 
 
 def test_causal_from_conv1d_idioms():

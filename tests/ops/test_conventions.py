@@ -59,13 +59,25 @@ def _conv(lengths=LENGTHS, T=T):
     torch.manual_seed(0)
     x = torch.randn(B, T, 4, dtype=torch.float64, requires_grad=True)
     ws = [torch.randn(2, 4, k, dtype=torch.float64, requires_grad=True) for k in (1, 3)]
-    return (lambda lengths=lengths: (sk.multiwidth_conv1d(x, ws, lengths=lengths),)), (lambda: (
-        torch.ops.sublocal.multiwidth_conv1d_fwd(x, ws, None, lengths, "relu", False, False, 1),)), x
+    return (lambda lengths=lengths: (sk.multiwidth_conv1d(x, lengths, ws),)), (lambda: (
+        torch.ops.sublocal.multiwidth_conv1d_fwd(x, lengths, ws, None, "relu", False, False, 1),)), x
 
 
-OPS = {"lstm": _lstm, "attention_pool": _attention, "fo_pool": _fo_pool, "multiwidth_conv1d": _conv}
+def _channel_attention(lengths=LENGTHS, T=T):
+    torch.manual_seed(0)
+    v = torch.randn(B, T, 4, dtype=torch.float64, requires_grad=True)
+    e = torch.randn(B, T, 4, dtype=torch.float64, requires_grad=True)
+    return (lambda lengths=lengths: sk.channel_attention_pool(v, e, lengths)), (
+        lambda: torch.ops.sublocal.channel_attention_pool_fwd(v, e, lengths, False)), v
+
+
+OPS = {"lstm": _lstm, "attention_pool": _attention, "fo_pool": _fo_pool, "multiwidth_conv1d": _conv,
+       "channel_attention_pool": _channel_attention}
 # How many of each forward op's results are real outputs; the rest are workspaces.
-REAL_OUTPUTS = {"lstm": 3, "attention_pool": 2, "fo_pool": 2, "multiwidth_conv1d": 1}
+REAL_OUTPUTS = {"lstm": 3, "attention_pool": 2, "fo_pool": 2, "multiwidth_conv1d": 1, "channel_attention_pool": 3}
+# Each public op's per-step (B, T, ...) inputs: `lengths` comes right after them, everywhere.
+PER_STEP_INPUTS = {"lstm": ["x"], "attention_pool": ["h"], "fo_pool": ["forget", "z", "output"],
+                   "multiwidth_conv1d": ["x"], "channel_attention_pool": ["values", "logits"]}
 
 
 @pytest.mark.parametrize("op", OPS)
@@ -96,7 +108,7 @@ def test_only_needed_input_gradients_are_computed():
     x = torch.randn(B, T, 4, dtype=torch.float64)  # no gradient wanted for x
     ws = [torch.randn(2, 4, 3, dtype=torch.float64, requires_grad=True)]
     rec = _Record()
-    y = sk.multiwidth_conv1d(x, ws, lengths=LENGTHS)
+    y = sk.multiwidth_conv1d(x, LENGTHS, ws)
     with rec:
         y.sum().backward()
     (args,) = [a for name, _, a in rec.calls if "multiwidth_conv1d_bwd" in name]
@@ -109,9 +121,9 @@ def test_one_lengths_contract(op):
     call, _, x = OPS[op]()
     # None means every sequence has length T, in every op; a list of ints is accepted too.
     for a, b in zip(call(None), call(torch.full((B,), T))):
-        assert torch.equal(a, b)
+        assert (a is None and b is None) or torch.equal(a, b)
     for a, b in zip(call([5, 2, 3]), call(LENGTHS.int())):
-        assert torch.equal(a, b)
+        assert (a is None and b is None) or torch.equal(a, b)
     # Length 0 is refused by every op with one message, in Python and in C++.
     message = r"`lengths\[1\]` = 0 is out of range; each length must be in \[1, T\] = \[1, 5\]"
     with pytest.raises(ValueError, match=f"^{op}: {message}"):
@@ -125,6 +137,63 @@ def test_one_lengths_contract(op):
     empty_call, _, x0 = OPS[op](T=0)
     with pytest.raises(ValueError, match=r"must have at least one step \(T >= 1\) when `lengths` is None"):
         empty_call(None)
+
+
+@pytest.mark.parametrize("op", OPS)
+def test_lengths_comes_right_after_the_per_step_inputs(op):
+    """The same argument at the same place in every public op and its reference."""
+    import inspect
+
+    expected = PER_STEP_INPUTS[op] + ["lengths"]
+    for fn in (getattr(sk, op), getattr(sk, f"{op}_ref")):
+        assert list(inspect.signature(fn).parameters)[:len(expected)] == expected, fn
+
+
+def test_every_schema_takes_optional_lengths():
+    """Every kernel-level op takes `Tensor? lengths` (None: every sequence has length T), and
+    right after its per-step inputs in the forward ops."""
+    schemas = {name: getattr(torch.ops.sublocal, name).default._schema for name in torch.ops.sublocal
+               if not name.startswith("_cpu_cache")}
+    with_lengths = {n: s for n, s in schemas.items() if any(a.name == "lengths" for a in s.arguments)}
+    assert len(with_lengths) >= 12, sorted(with_lengths)
+    for name, schema in with_lengths.items():
+        (arg,) = [a for a in schema.arguments if a.name == "lengths"]
+        assert str(arg.type) == "Optional[Tensor]", (name, str(arg.type))
+    for op, inputs in PER_STEP_INPUTS.items():
+        names = [a.name for a in schemas[f"{op}_fwd"].arguments]
+        assert names.index("lengths") == len(inputs), (op, names)
+
+
+def test_schema_level_lengths_none_means_all_steps():
+    """attention pooling and channel-wise pooling used to require a lengths tensor at the
+    kernel level; None now means the same as a full-length tensor there too."""
+    for op in ("attention_pool", "channel_attention_pool"):
+        _, fwd_none, _ = OPS[op](lengths=None)
+        _, fwd_full, _ = OPS[op](lengths=torch.full((B,), T))
+        for a, b in zip(fwd_none(), fwd_full()):
+            assert torch.equal(a, b), op
+
+
+def test_conv_old_argument_order_still_works_with_a_warning():
+    import warnings
+
+    torch.manual_seed(0)
+    x = torch.randn(B, T, 4, dtype=torch.float64)
+    ws = [torch.randn(2, 4, k, dtype=torch.float64) for k in (1, 3)]
+    bs = [torch.randn(2, dtype=torch.float64) for _ in ws]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the new order warns about nothing
+        expected = sk.multiwidth_conv1d(x, LENGTHS, ws, bs, None, True)
+        assert torch.equal(sk.multiwidth_conv1d(x, weights=ws, bias=bs, lengths=LENGTHS, activation=None,
+                                                causal=True), expected)
+    for fn in (sk.multiwidth_conv1d, sk.multiwidth_conv1d_ref):
+        for old in (lambda: fn(x, ws, bs, LENGTHS, None, True),
+                    lambda: fn(x, ws, bs, lengths=LENGTHS, activation=None, causal=True)):
+            with pytest.warns(DeprecationWarning, match=r"pass lengths second"):
+                got = old()
+            torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
+    with pytest.warns(DeprecationWarning), pytest.raises(TypeError, match="multiple values"):
+        sk.multiwidth_conv1d(x, ws, bs, LENGTHS, lengths=LENGTHS)
 
 
 def test_one_float32_dot_policy(monkeypatch):

@@ -128,7 +128,7 @@ def test_dispatch(mode):
         out, _, _ = sk.lstm(x, L, list(params))
         ctx, _ = sk.attention_pool(out, L, w_a, v_a)
         h, _ = sk.fo_pool(torch.sigmoid(out), out, lengths=L)
-        y = sk.multiwidth_conv1d(x, conv_w, lengths=L)
+        y = sk.multiwidth_conv1d(x, L, conv_w)
         return ctx.sum() + h.sum() + y.sum()
 
     if mode == "grad":
@@ -156,7 +156,7 @@ def test_multiwidth_conv1d_keeps_nothing():
             return r
 
     with torch.no_grad(), Outputs():
-        y = sk.multiwidth_conv1d(x, w, lengths=torch.tensor([11, 4]))
+        y = sk.multiwidth_conv1d(x, torch.tensor([11, 4]), w)
     assert len(outs) == 1 and isinstance(outs[0], torch.Tensor) and outs[0].shape == y.shape
 
 

@@ -45,7 +45,7 @@ def run_with_grads(fn, x, ws, bs, L, grad_y, **kw):
     x = x.detach().clone().requires_grad_(True)
     ws = [w.detach().clone().requires_grad_(True) for w in ws]
     bs = [b.detach().clone().requires_grad_(True) for b in bs] if bs is not None else None
-    y = fn(x, ws, bs, L, **kw)
+    y = fn(x, L, ws, bs, **kw)
     leaves = [x, *ws, *(bs or [])]
     grads = torch.autograd.grad(y, leaves, grad_y)
     return y.detach(), grads
@@ -104,7 +104,7 @@ def test_windows_are_those_documented(k):
                         (False, True): ((k - 1) // 2, k // 2), (True, True): (0, k - 1)}
     for (causal, reverse), (left, right) in expected_windows.items():
         assert window(k, causal, reverse) == (left, right)
-        y = sk.multiwidth_conv1d(x, [w], activation=None, causal=causal, reverse=reverse, dilation=d)[0, :, 0]
+        y = sk.multiwidth_conv1d(x, None, [w], activation=None, causal=causal, reverse=reverse, dilation=d)[0, :, 0]
         # output t reads 10 when 10 = t + (j - left) * d for some tap j in [0, k)
         seen = sorted(10 - (j - left) * d for j in range(k))
         assert torch.nonzero(y).flatten().tolist() == [t for t in seen if 0 <= t < T]
@@ -115,10 +115,10 @@ def test_reverse_is_the_flipped_sequence(causal):
     """reverse=True: flip each sequence within its length, convolve, flip back."""
     x, ws, bs, L = make_inputs(4, 30, 3, (2, 3, 6))
     kw = dict(causal=causal, dilation=2)
-    y = sk.multiwidth_conv1d(x, ws, bs, L, reverse=True, **kw)
+    y = sk.multiwidth_conv1d(x, L, ws, bs, reverse=True, **kw)
     for b in range(4):
         n = int(L[b])
-        expected = sk.multiwidth_conv1d(x[b:b + 1, :n].flip(1), ws, bs, **kw)[0].flip(0)
+        expected = sk.multiwidth_conv1d(x[b:b + 1, :n].flip(1), None, ws, bs, **kw)[0].flip(0)
         assert_close(y[b, :n], expected)
 
 
@@ -161,8 +161,8 @@ def test_cpu_low_precision(dtype, poisoned):
 
 def test_single_width_single_filter_no_bias_no_lengths():
     x, ws, _, _ = make_inputs(2, 9, 3, (5,), filters=1)
-    y = sk.multiwidth_conv1d(x, ws, activation=None)
-    yr = multiwidth_conv1d_ref(x, ws, activation=None)
+    y = sk.multiwidth_conv1d(x, None, ws, activation=None)
+    yr = multiwidth_conv1d_ref(x, None, ws, activation=None)
     assert_close(y, yr)
     # Without lengths every sequence is T long; without activation the output is a plain conv.
     conv = torch.nn.functional.conv1d(x.transpose(1, 2), ws[0], padding=2).transpose(1, 2)
@@ -175,7 +175,7 @@ def test_matches_nn_conv1d_bank_on_full_lengths():
     convs = [torch.nn.Conv1d(20, 10, k, padding=k // 2).double() for k in PAPER_WIDTHS]
     x = torch.randn(3, 50, 20, dtype=torch.float64)
     expected = torch.relu(torch.cat([c(x.transpose(1, 2)) for c in convs], 1)).transpose(1, 2)
-    got = sk.multiwidth_conv1d(x, [c.weight for c in convs], [c.bias for c in convs], torch.tensor([50, 50, 50]))
+    got = sk.multiwidth_conv1d(x, torch.tensor([50, 50, 50]), [c.weight for c in convs], [c.bias for c in convs])
     assert_close(got, expected)
 
 
@@ -183,14 +183,14 @@ def test_each_sequence_as_if_alone():
     """A sequence's outputs do not depend on what lies past its length (padding garbage included)."""
     x, ws, bs, _ = make_inputs(3, 40, 6, (3, 4, 9))
     L = torch.tensor([40, 13, 1])
-    y = sk.multiwidth_conv1d(x, ws, bs, L)
+    y = sk.multiwidth_conv1d(x, L, ws, bs)
     for b in range(3):
         n = int(L[b])
-        alone = sk.multiwidth_conv1d(x[b:b + 1, :n], ws, bs)
+        alone = sk.multiwidth_conv1d(x[b:b + 1, :n], None, ws, bs)
         assert_close(y[b:b + 1, :n], alone)
         garbage = x.clone()
         garbage[b, n:] = 1e6
-        assert torch.equal(sk.multiwidth_conv1d(garbage, ws, bs, L)[b], y[b])
+        assert torch.equal(sk.multiwidth_conv1d(garbage, L, ws, bs)[b], y[b])
 
 
 def test_weight_grads_do_not_depend_on_thread_count():
@@ -216,30 +216,30 @@ def test_noncontiguous_inputs():
     bs = [torch.randn(8, dtype=torch.float64)[::2] for _ in ws]
     L = torch.tensor([29, 1, 17], dtype=torch.int32)
     assert not (x.is_contiguous() or ws[1].is_contiguous() or bs[0].is_contiguous())
-    y = sk.multiwidth_conv1d(x, ws, bs, L, causal=True)
-    assert_close(y, multiwidth_conv1d_ref(x.contiguous(), [w.contiguous() for w in ws],
-                                          [b.contiguous() for b in bs], L, causal=True))
+    y = sk.multiwidth_conv1d(x, L, ws, bs, causal=True)
+    assert_close(y, multiwidth_conv1d_ref(x.contiguous(), L, [w.contiguous() for w in ws],
+                                          [b.contiguous() for b in bs], causal=True))
     # gradients arriving non-contiguous (an expanded tensor from .sum()), with and without ReLU
     for activation in ("relu", None):
         xs = [x.clone().requires_grad_(True) for _ in range(2)]
-        sk.multiwidth_conv1d(xs[0], ws, bs, L, activation=activation).sum().backward()
-        multiwidth_conv1d_ref(xs[1], ws, bs, L, activation=activation).sum().backward()
+        sk.multiwidth_conv1d(xs[0], L, ws, bs, activation=activation).sum().backward()
+        multiwidth_conv1d_ref(xs[1], L, ws, bs, activation=activation).sum().backward()
         assert_close(xs[0].grad, xs[1].grad)
 
 
 def test_lengths_forms():
     x, ws, bs, _ = make_inputs(3, 6, 2, (3,))
-    y1 = sk.multiwidth_conv1d(x, ws, bs, [6, 1, 2])
-    y2 = sk.multiwidth_conv1d(x, ws, bs, torch.tensor([6, 1, 2], dtype=torch.int32))
+    y1 = sk.multiwidth_conv1d(x, [6, 1, 2], ws, bs)
+    y2 = sk.multiwidth_conv1d(x, torch.tensor([6, 1, 2], dtype=torch.int32), ws, bs)
     assert torch.equal(y1, y2)
-    y3 = sk.multiwidth_conv1d(x, ws, bs, None)
-    y4 = sk.multiwidth_conv1d(x, ws, bs, [6, 6, 6])
+    y3 = sk.multiwidth_conv1d(x, None, ws, bs)
+    y4 = sk.multiwidth_conv1d(x, [6, 6, 6], ws, bs)
     assert torch.equal(y3, y4)
 
 
 def test_empty_batch():
     x, ws, bs, _ = make_inputs(0, 5, 3, (3, 5))
-    y = sk.multiwidth_conv1d(x.requires_grad_(True), ws, bs)
+    y = sk.multiwidth_conv1d(x.requires_grad_(True), None, ws, bs)
     assert y.shape == (0, 5, 7)
     y.sum().backward()
     assert x.grad.shape == x.shape
@@ -251,11 +251,11 @@ def test_grad_only_for_weights_or_only_for_x():
     _, ref = run_with_grads(sk.multiwidth_conv1d, x, ws, bs, L, grad_y)
     # x only: weights are constants
     xg = x.clone().requires_grad_(True)
-    (gx,) = torch.autograd.grad(sk.multiwidth_conv1d(xg, ws, bs, L), [xg], grad_y)
+    (gx,) = torch.autograd.grad(sk.multiwidth_conv1d(xg, L, ws, bs), [xg], grad_y)
     assert torch.equal(gx, ref[0])
     # weights only (the first layer on a one-hot input): no input gradient is computed
     wg = [w.clone().requires_grad_(True) for w in ws]
-    gw = torch.autograd.grad(sk.multiwidth_conv1d(x, wg, bs, L), wg, grad_y)
+    gw = torch.autograd.grad(sk.multiwidth_conv1d(x, L, wg, bs), wg, grad_y)
     for a, e in zip(gw, ref[1:3]):
         assert torch.equal(a, e)
 
@@ -270,14 +270,14 @@ def test_gradcheck(causal, dilation, activation, reverse):
     n = len(ws)
 
     def fn(x_, *params):
-        return sk.multiwidth_conv1d(x_, list(params[:n]), list(params[n:]), L, activation, causal, dilation, reverse)
+        return sk.multiwidth_conv1d(x_, L, list(params[:n]), list(params[n:]), activation, causal, dilation, reverse)
 
     assert torch.autograd.gradcheck(fn, (x, *ws, *bs))
 
 
 def test_gradcheck_no_bias_no_lengths():
     x, ws, _, _ = make_inputs(2, 8, 2, (4, 3), filters=2, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda x_, a, b: sk.multiwidth_conv1d(x_, [a, b], activation=None), (x, *ws))
+    assert torch.autograd.gradcheck(lambda x_, a, b: sk.multiwidth_conv1d(x_, None, [a, b], activation=None), (x, *ws))
 
 
 @pytest.mark.parametrize("requires_grad", [False, True], ids=["nograd", "grad"])
@@ -286,17 +286,17 @@ def test_opcheck(requires_grad, variant):
     if variant == "full":
         x, ws, bs, L = make_inputs(3, 13, 5, (1, 4, 3), dtype=torch.float32, requires_grad=requires_grad)
         bias = torch.cat(bs).detach().requires_grad_(requires_grad)
-        args = (x, ws, bias, L, "relu", False, True, 2)
+        args = (x, L, ws, bias, "relu", False, True, 2)
     else:
         x, ws, _, _ = make_inputs(2, 5, 3, (2,), dtype=torch.float32, bias=False, lengths=None,
                                   requires_grad=requires_grad)
-        args = (x, ws, None, None, "none", True, False, 1)
+        args = (x, None, ws, None, "none", True, False, 1)
     torch.library.opcheck(OP_FWD, args)
     d = [a.detach() if isinstance(a, torch.Tensor) else a for a in args]
     ws_d = [w.detach() for w in ws]
-    y = OP_FWD(d[0], ws_d, *d[2:])
+    y = OP_FWD(d[0], d[1], ws_d, *d[3:])
     for need_x, need_w in [(True, True), (True, False), (False, True)]:
-        torch.library.opcheck(OP_BWD, (torch.randn_like(y), d[0], ws_d, y if args[4] == "relu" else None, d[3],
+        torch.library.opcheck(OP_BWD, (torch.randn_like(y), d[0], d[1], ws_d, y if args[4] == "relu" else None,
                                        *args[4:], need_x, need_w))
 
 
@@ -304,7 +304,7 @@ def test_torch_compile_fullgraph():
     x, ws, bs, L = make_inputs(3, 40, 8, (3, 4, 9), dtype=torch.float32, requires_grad=True)
 
     def layer(x, ws, bs, L):
-        y = sk.multiwidth_conv1d(torch.tanh(x), ws, bs, L, dilation=2)
+        y = sk.multiwidth_conv1d(torch.tanh(x), L, ws, bs, dilation=2)
         return (y * 2).square().sum()
 
     compiled = torch.compile(layer, fullgraph=True)
@@ -415,22 +415,22 @@ def test_op_level_checks_for_direct_callers():
     x, ws, bs, L = make_inputs(2, 5, 3, (1, 3), dtype=torch.float32)
     b = torch.cat(bs)
     with pytest.raises(RuntimeError, match=r"`lengths\[0\]` = 9 is out of range"):
-        OP_FWD(x, ws, b, torch.tensor([9, 1]), "relu", False, False, 1)
+        OP_FWD(x, torch.tensor([9, 1]), ws, b, "relu", False, False, 1)
     with pytest.raises(RuntimeError, match=r"`weights\[1\]` must have shape \(F_i, 3, k_i\)"):
-        OP_FWD(x, [ws[0], ws[1][:, :2]], b, L, "relu", False, False, 1)
+        OP_FWD(x, L, [ws[0], ws[1][:, :2]], b, "relu", False, False, 1)
     with pytest.raises(RuntimeError, match=r"`bias` must have shape \[7\], got \[4\]"):
-        OP_FWD(x, ws, b[:4], L, "relu", False, False, 1)
+        OP_FWD(x, L, ws, b[:4], "relu", False, False, 1)
     with pytest.raises(RuntimeError, match=r"`activation` must be \"relu\" or \"none\""):
-        OP_FWD(x, ws, b, L, "gelu", False, False, 1)
+        OP_FWD(x, L, ws, b, "gelu", False, False, 1)
     with pytest.raises(RuntimeError, match=r"`dilation` must be >= 1"):
-        OP_FWD(x, ws, b, L, "relu", False, False, 0)
+        OP_FWD(x, L, ws, b, "relu", False, False, 0)
     with pytest.raises(RuntimeError, match=r"`weights` must hold at least one"):
-        OP_FWD(x, [], b, L, "relu", False, False, 1)
-    y = OP_FWD(x, ws, b, L, "relu", False, False, 1)
+        OP_FWD(x, L, [], b, "relu", False, False, 1)
+    y = OP_FWD(x, L, ws, b, "relu", False, False, 1)
     with pytest.raises(RuntimeError, match=r"`y` \(the forward output\) is required"):
-        OP_BWD(y, x, ws, None, L, "relu", False, False, 1, True, True)
+        OP_BWD(y, x, L, ws, None, "relu", False, False, 1, True, True)
     with pytest.raises(RuntimeError, match=r"`grad_y` must have shape"):
-        OP_BWD(y[:, :, :3], x, ws, y, L, "relu", False, False, 1, True, True)
+        OP_BWD(y[:, :, :3], x, L, ws, y, "relu", False, False, 1, True, True)
 
 
 # ---- Triton kernels on CPU tensors (interpreter) ---------------------------------------------
@@ -458,9 +458,9 @@ def test_triton_matches_reference(B, T, C, widths, causal, reverse, dilation, ac
     yr, gr = run_with_grads(multiwidth_conv1d_ref, x, ws, bs, L, grad_y, **kw)
     act = activation or "none"
     # block_t=16: several position tiles per sequence even at these small T
-    y = multiwidth_conv1d_fwd_triton(x, ws, torch.cat(bs), L, act, causal, reverse, dilation, block_t=16)
+    y = multiwidth_conv1d_fwd_triton(x, L, ws, torch.cat(bs), act, causal, reverse, dilation, block_t=16)
     assert_close(y, yr, name="y")
-    gx, gw, gb = multiwidth_conv1d_bwd_triton(grad_y, x, ws, y, L, act, causal, reverse, dilation, True, True,
+    gx, gw, gb = multiwidth_conv1d_bwd_triton(grad_y, x, L, ws, y, act, causal, reverse, dilation, True, True,
                                               block_t=16, splits=splits)
     n = len(ws)
     assert_close(gx, gr[0], name="grad x")
@@ -485,17 +485,17 @@ def test_triton_low_precision_noncontiguous_and_partial_grads(dtype):
     bias = torch.cat(bs64).to(dtype)
     L = torch.tensor([30, 9])
     grad_y = torch.randn(B, T, 7).to(dtype)
-    y = multiwidth_conv1d_fwd_triton(x, ws, bias, L, "relu", False, False, 1, block_t=16)
+    y = multiwidth_conv1d_fwd_triton(x, L, ws, bias, "relu", False, False, 1, block_t=16)
     d = lambda t: t.double()  # noqa: E731
     yr, gr = run_with_grads(multiwidth_conv1d_ref, d(x), [d(w) for w in ws], [d(b) for b in torch.split(bias, [3, 4])],
                             L, d(grad_y))
     assert y.dtype == dtype
     assert_close(y, yr, dtype, scale=2.0)
-    gx, gw, gb = multiwidth_conv1d_bwd_triton(grad_y, x, ws, y, L, "relu", False, False, 1, True, False,
+    gx, gw, gb = multiwidth_conv1d_bwd_triton(grad_y, x, L, ws, y, "relu", False, False, 1, True, False,
                                               block_t=16)
     assert gw == [] and gb.numel() == 0
     assert_close(gx, gr[0], dtype, scale=4.0, name="grad x")
-    gx2, gw, gb = multiwidth_conv1d_bwd_triton(grad_y, x, ws, y, L, "relu", False, False, 1, False, True,
+    gx2, gw, gb = multiwidth_conv1d_bwd_triton(grad_y, x, L, ws, y, "relu", False, False, 1, False, True,
                                                block_t=16, splits=2)
     assert gx2.numel() == 0
     for a, e in zip(gw, gr[1:3]):

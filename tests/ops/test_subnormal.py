@@ -68,7 +68,7 @@ def run_attention_pool(ref=False):
 def run_conv(ref=False):
     x = torch.randn(4, 30, 5, requires_grad=True)
     ws = [torch.randn(3, 5, k, requires_grad=True) for k in (1, 3, 5)]
-    y = (sk.multiwidth_conv1d_ref if ref else sk.multiwidth_conv1d)(x, ws, lengths=torch.tensor([30, 4, 17, 9]))
+    y = (sk.multiwidth_conv1d_ref if ref else sk.multiwidth_conv1d)(x, torch.tensor([30, 4, 17, 9]), ws)
     return leaf_grads((y.sum(),), [x, *ws], None) + (y,)
 
 
@@ -186,8 +186,8 @@ def test_subnormal_inputs_read_as_zero_in_conv_and_attention():
     # subnormal results. Batch 8 spreads the work over every intra-op thread.
     x = torch.full((8, 40, 5), 1e-40)
     ws = [torch.full((4, 5, k), 0.5) for k in (1, 3)]
-    y_ref = sk.multiwidth_conv1d_ref(x, ws, activation=None)
-    y = sk.multiwidth_conv1d(x, ws, activation=None)
+    y_ref = sk.multiwidth_conv1d_ref(x, None, ws, activation=None)
+    y = sk.multiwidth_conv1d(x, None, ws, activation=None)
     assert subnormal(y_ref).all()
     assert (y == 0).all()
     h = torch.full((8, 30, 6), 3e-39)

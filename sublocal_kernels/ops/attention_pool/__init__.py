@@ -62,7 +62,7 @@ def attention_pool(
     """
     chk = ArgChecker("attention_pool")
     chk.tensor("h", h, 3, dims="(B, T, D)")
-    B, T, D = h.shape
+    D = h.shape[2]
     chk.tensor("w_a", w_a, 2, dims="(D, A)")
     A = w_a.shape[1]
     chk.like("w_a", w_a, "h", h, shape=(D, A), dims="(D, A)")
@@ -70,8 +70,6 @@ def attention_pool(
     if b_a is not None:
         chk.like("b_a", b_a, "h", h, shape=(A,), dims="(A,)")
     lengths = chk.lengths(lengths, "h", h)
-    if lengths is None:
-        lengths = torch.full((B,), T, dtype=torch.int64, device=h.device)
     if not grad_needed(h, w_a, v_a, b_a):
         return torch.ops.sublocal.attention_pool_infer(h, lengths, w_a, v_a, b_a)
     context, alpha, _ = torch.ops.sublocal.attention_pool_fwd(h, lengths, w_a, v_a, b_a)

@@ -45,7 +45,7 @@ import triton
 import triton.language as tl
 
 from ..._checks import compute_dtype
-from .._triton_utils import dot, dot_precision, sm_count, tanh
+from .._triton_utils import device_lengths, dot, dot_precision, sm_count, tanh
 
 # The largest transient r tensor of the backward, in elements (64 MB in bfloat16).
 R_CHUNK_ELEMENTS = 1 << 25
@@ -308,7 +308,7 @@ def _config(dtype: torch.dtype, block_t, block_d, block_a, f32_dot=None):
 def _prepare(h, lengths, w_a, v_a, b_a):
     h, w_a, v_a = h.contiguous(), w_a.contiguous(), v_a.contiguous()
     b_a = b_a.contiguous() if b_a is not None else None
-    lengths = lengths.to(device=h.device, dtype=torch.int64).contiguous()
+    lengths = device_lengths(lengths, h.device, h.shape[0], h.shape[1])
     return h, lengths, w_a, v_a, b_a
 
 

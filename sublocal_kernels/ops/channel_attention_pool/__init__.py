@@ -66,8 +66,5 @@ def channel_attention_pool(
     if not isinstance(return_alpha, bool):
         chk.fail(f"`return_alpha` must be a bool, got {type(return_alpha).__name__}", TypeError)
     lengths = chk.lengths(lengths, "values", values)
-    B, T, _ = values.shape
-    if lengths is None:
-        lengths = torch.full((B,), T, dtype=torch.int64, device=values.device)
     context, maxpool, alpha, _, _ = torch.ops.sublocal.channel_attention_pool_fwd(values, logits, lengths, return_alpha)
     return context, maxpool, alpha if return_alpha else None

@@ -30,6 +30,7 @@ import triton
 import triton.language as tl
 
 from ..._checks import compute_dtype
+from .._triton_utils import device_lengths
 
 
 @triton.jit
@@ -153,8 +154,8 @@ def _config(dtype: torch.dtype, block_t, block_d):
 
 
 def _prepare(values, logits, lengths):
-    return (values.contiguous(), logits.contiguous(),
-            lengths.to(device=values.device, dtype=torch.int64).contiguous())
+    B, T, _ = values.shape
+    return values.contiguous(), logits.contiguous(), device_lengths(lengths, values.device, B, T)
 
 
 def channel_attention_pool_fwd_triton(values, logits, lengths, return_alpha, *, block_t=None, block_d=None):

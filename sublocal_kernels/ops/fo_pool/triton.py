@@ -29,7 +29,7 @@ import triton
 import triton.language as tl
 
 from ..._checks import compute_dtype
-from .._triton_utils import sm_count
+from .._triton_utils import device_lengths, sm_count
 
 BLOCK_D_MAX = 64
 
@@ -290,7 +290,7 @@ def fo_pool_fwd_triton(forget, z, output, lengths, initial, reverse: bool, chunk
     forget, z = forget.contiguous(), z.contiguous()
     output = output.contiguous() if output is not None else None
     initial = initial.contiguous() if initial is not None else None
-    lengths = lengths.to(device=forget.device, dtype=torch.int64).contiguous() if lengths is not None else None
+    lengths = device_lengths(lengths, forget.device)
     B, T, D = forget.shape
     NC = T // chunk + 1
     sd = compute_dtype(forget.dtype)
@@ -329,7 +329,7 @@ def fo_pool_bwd_triton(grad_h, grad_c_last, forget, z, output, lengths, checkpoi
     grad_h, grad_c_last = grad_h.contiguous(), grad_c_last.contiguous()
     forget, z, checkpoints = forget.contiguous(), z.contiguous(), checkpoints.contiguous()
     output = output.contiguous() if output is not None else None
-    lengths = lengths.to(device=forget.device, dtype=torch.int64).contiguous() if lengths is not None else None
+    lengths = device_lengths(lengths, forget.device)
     B, T, D = forget.shape
     NC = T // chunk + 1
     sd = compute_dtype(forget.dtype)

@@ -26,7 +26,7 @@ import triton
 import triton.language as tl
 
 from ..._checks import compute_dtype
-from .._triton_utils import dot, dot_precision, tanh
+from .._triton_utils import device_lengths, dot, dot_precision, tanh
 
 
 @triton.jit
@@ -298,7 +298,7 @@ def _split(weights, bidirectional: bool):
 
 
 def _sorted_order(lengths: torch.Tensor, device) -> tuple[torch.Tensor, torch.Tensor]:
-    lengths = lengths.to(device=device, dtype=torch.int64).contiguous()
+    lengths = device_lengths(lengths, device)
     order = torch.sort(lengths, descending=True, stable=True).indices.contiguous()
     return lengths, order
 

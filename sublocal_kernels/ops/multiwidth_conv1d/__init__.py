@@ -7,19 +7,21 @@ from collections.abc import Sequence
 import torch
 
 from ..._checks import ArgChecker
+from .._common import lengths_second
 from . import register as _register  # noqa: F401  (fake, autograd and CUDA kernels)
-from .reference import multiwidth_conv1d_ref, window
+from .reference import _legacy_order, multiwidth_conv1d_ref, window
 
 __all__ = ["multiwidth_conv1d", "multiwidth_conv1d_ref", "window"]
 
 ACTIVATIONS = ("relu", None)
 
 
+@lengths_second(_legacy_order)
 def multiwidth_conv1d(
     x: torch.Tensor,
+    lengths: torch.Tensor | Sequence[int] | None,
     weights: Sequence[torch.Tensor],
     bias: Sequence[torch.Tensor] | None = None,
-    lengths: torch.Tensor | None = None,
     activation: str | None = "relu",
     causal: bool = False,
     dilation: int = 1,
@@ -33,13 +35,13 @@ def multiwidth_conv1d(
 
     Args:
         x: ``(B, T, C)`` float16/bfloat16/float32/float64, batch first, channels last.
-        weights: a list of ``(F_i, C, k_i)`` tensors (``nn.Conv1d.weight`` layout), same dtype
-            and device as ``x``; any number of widths, any ``k_i >= 1``, odd or even.
-        bias: a list of ``(F_i,)`` tensors, one per width, or None.
         lengths: ``(B,)`` int32/int64 (any device, or a list of ints) with values in
             ``[1, T]``, or None (all ``T``). Each sequence is convolved as if it ended at its
             own length: inputs at or past ``lengths[b]`` count as zero (exactly like
             ``nn.Conv1d`` run on that sequence alone) and outputs there are zero.
+        weights: a list of ``(F_i, C, k_i)`` tensors (``nn.Conv1d.weight`` layout), same dtype
+            and device as ``x``; any number of widths, any ``k_i >= 1``, odd or even.
+        bias: a list of ``(F_i,)`` tensors, one per width, or None.
         activation: ``"relu"`` (fused) or None.
         causal: position ``t`` sees ``t - (k_i - 1) * dilation ... t`` (QRNN, dilated TCN);
             otherwise ('same') ``t - (k_i // 2) * dilation ... t + ((k_i - 1) // 2) * dilation``
@@ -58,6 +60,9 @@ def multiwidth_conv1d(
     Accumulates in float32 for float16/bfloat16 inputs (float64 for float64). Gradients flow
     to ``x``, every weight and every bias; the backward recomputes the ReLU mask from ``y``.
 
+    ``lengths`` comes second, as in every op; the old order ``(x, weights, bias, lengths, ...)``
+    still works and warns (``DeprecationWarning``).
+
     Equivalent to: :func:`multiwidth_conv1d_ref`; with all lengths ``T`` and odd widths,
     ``relu(cat([nn.Conv1d(C, F_i, k_i, padding=k_i // 2)(x.transpose(1, 2)) ...], 1)).transpose(1, 2)``.
 
@@ -66,7 +71,7 @@ def multiwidth_conv1d(
         >>> import torch, sublocal_kernels as sk
         >>> x = torch.randn(3, 50, 20)                  # 3 sequences, padded to 50, 20 channels
         >>> weights = [torch.randn(10, 20, k, requires_grad=True) for k in (1, 3, 5, 9, 15, 21)]
-        >>> y = sk.multiwidth_conv1d(x, weights, lengths=torch.tensor([50, 17, 1]))
+        >>> y = sk.multiwidth_conv1d(x, torch.tensor([50, 17, 1]), weights)
         >>> y.shape, bool((y[1, 17:] == 0).all())
         (torch.Size([3, 50, 60]), True)
         >>> y.sum().backward()
@@ -106,5 +111,5 @@ def multiwidth_conv1d(
     lengths = chk.lengths(lengths, "x", x)
     bias_cat = torch.cat(list(bias)) if bias is not None else None
     return torch.ops.sublocal.multiwidth_conv1d_fwd(
-        x, list(weights), bias_cat, lengths, activation or "none", causal, reverse, dilation
+        x, lengths, list(weights), bias_cat, activation or "none", causal, reverse, dilation
     )

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from ..._checks import compute_dtype
+from .._common import lengths_second
 
 
 def window(kernel_size: int, causal: bool, reverse: bool = False) -> tuple[int, int]:
@@ -21,11 +22,17 @@ def window(kernel_size: int, causal: bool, reverse: bool = False) -> tuple[int, 
     return (right, left) if reverse else (left, right)
 
 
+def _legacy_order(x, weights, bias=None, lengths=None, activation="relu", causal=False, dilation=1,
+                  reverse=False):
+    """The argument order before ``lengths`` moved to second place (signature only)."""
+
+
+@lengths_second(_legacy_order)
 def multiwidth_conv1d_ref(
     x: torch.Tensor,
+    lengths: torch.Tensor | Sequence[int] | None,
     weights: Sequence[torch.Tensor],
     bias: Sequence[torch.Tensor] | None = None,
-    lengths: torch.Tensor | None = None,
     activation: str | None = "relu",
     causal: bool = False,
     dilation: int = 1,
@@ -36,10 +43,11 @@ def multiwidth_conv1d_ref(
 
     Args:
         x: ``(B, T, C)`` float, batch first, channels last.
+        lengths: ``(B,)`` int in ``[1, T]`` (a tensor or a list of ints), or None (all ``T``).
+            Inputs at or past a sequence's length count as zero, exactly as if the sequence
+            were convolved alone.
         weights: one ``(F_i, C, k_i)`` tensor per width (``nn.Conv1d.weight`` layout).
         bias: one ``(F_i,)`` tensor per width, or None.
-        lengths: ``(B,)`` int in ``[1, T]``, or None (all ``T``). Inputs at or past a
-            sequence's length count as zero, exactly as if the sequence were convolved alone.
         activation: ``"relu"`` or None.
         causal: output position ``t`` sees inputs ``t - (k_i - 1) * dilation ... t``;
             otherwise ('same') ``t - (k_i // 2) * dilation ... t + ((k_i - 1) // 2) * dilation``.
@@ -64,7 +72,7 @@ def multiwidth_conv1d_ref(
 
         >>> x = torch.randn(2, 6, 4)
         >>> w = [torch.randn(3, 4, 1), torch.randn(5, 4, 3)]
-        >>> y = multiwidth_conv1d_ref(x, w, lengths=torch.tensor([6, 2]))
+        >>> y = multiwidth_conv1d_ref(x, torch.tensor([6, 2]), w)
         >>> y.shape, bool((y[1, 2:] == 0).all())
         (torch.Size([2, 6, 8]), True)
     """
@@ -73,6 +81,7 @@ def multiwidth_conv1d_ref(
     B, T, _ = x.shape
     valid = torch.ones(B, T, dtype=torch.bool, device=x.device)
     if lengths is not None:
+        lengths = torch.as_tensor(lengths)
         valid = torch.arange(T, device=x.device)[None, :] < lengths.to(x.device)[:, None]
     xt = (x.to(cd) * valid[:, :, None]).transpose(1, 2)  # (B, C, T), zero past each length
     outs = []

@@ -36,7 +36,7 @@ import triton
 import triton.language as tl
 
 from ..._checks import compute_dtype
-from .._triton_utils import dot, dot_precision, sm_count
+from .._triton_utils import device_lengths, dot, dot_precision, sm_count
 from .reference import window
 
 
@@ -215,11 +215,7 @@ def _block(n: int, low: int, high: int) -> int:
     return max(low, min(high, triton.next_power_of_2(max(n, 1))))
 
 
-def _lengths(lengths, device):
-    return lengths.to(device=device, dtype=torch.int64).contiguous() if lengths is not None else None
-
-
-def multiwidth_conv1d_fwd_triton(x, weights, bias, lengths, activation: str, causal: bool, reverse: bool,
+def multiwidth_conv1d_fwd_triton(x, lengths, weights, bias, activation: str, causal: bool, reverse: bool,
                                  dilation: int, block_t: int = 64, f32_dot: str | None = None):
     """Triton forward; same contract as ``torch.ops.sublocal.multiwidth_conv1d_fwd``."""
     x = x.contiguous()
@@ -230,7 +226,7 @@ def multiwidth_conv1d_fwd_triton(x, weights, bias, lengths, activation: str, cau
         return y
     w = _pack(weights, causal, reverse, x.dtype).reshape(span * C, N)
     bias = bias.contiguous() if bias is not None else None
-    lengths = _lengths(lengths, x.device)
+    lengths = device_lengths(lengths, x.device)
     block_n = _block(N, 16, 128)
     grid = (triton.cdiv(T, block_t), B, triton.cdiv(N, block_n))
     _multiwidth_conv1d_fwd_kernel[grid](
@@ -241,7 +237,7 @@ def multiwidth_conv1d_fwd_triton(x, weights, bias, lengths, activation: str, cau
     return y
 
 
-def multiwidth_conv1d_bwd_triton(grad_y, x, weights, y, lengths, activation: str, causal: bool, reverse: bool,
+def multiwidth_conv1d_bwd_triton(grad_y, x, lengths, weights, y, activation: str, causal: bool, reverse: bool,
                                  dilation: int, need_grad_x: bool, need_grad_weights: bool, block_t: int = 64,
                                  splits: int | None = None, f32_dot: str | None = None):
     """Triton backward; same contract as ``torch.ops.sublocal.multiwidth_conv1d_bwd``.
@@ -254,7 +250,7 @@ def multiwidth_conv1d_bwd_triton(grad_y, x, weights, y, lengths, activation: str
     y = y.contiguous() if relu else None
     B, T, C = x.shape
     left, span, firsts, cols, N = _geometry(_shapes(weights), causal, reverse)
-    lengths = _lengths(lengths, x.device)
+    lengths = device_lengths(lengths, x.device)
     prec = dot_precision(x.dtype, f32_dot)
     dummy = grad_y
     grad_x = torch.empty_like(x) if need_grad_x else x.new_empty(0)
