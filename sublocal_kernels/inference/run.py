@@ -21,7 +21,6 @@ from __future__ import annotations
 import array
 import hashlib
 import os
-import queue
 import warnings
 from dataclasses import dataclass, field
 from typing import Iterator
@@ -156,66 +155,107 @@ class PredictSummary:
     output: str
 
 
-def _worker_main(spec: PredictorSpec, threads: int, tasks, results) -> None:  # pragma: no cover - a subprocess
+def _worker_main(spec: PredictorSpec, threads: int, tasks, conn) -> None:  # pragma: no cover - a subprocess
     import torch
 
     torch.set_num_threads(threads)
     try:
         predictor = Predictor(spec)
     except BaseException as err:
-        results.put(("error", None, f"{type(err).__name__}: {err}"))
+        conn.send(("error", None, f"{type(err).__name__}: {err}"))
         return
     at = _fail_at()
     while True:
-        task = tasks.get()
-        if task is None:
+        window = tasks.get()
+        if window is None:
             return
-        window = task
         if _hits(window, at):
             os._exit(FAULT_STATUS)
         try:
-            results.put(("ok", window.index, predictor.predict_window(window.records)))
+            # A pipe, not a queue: send() returns once the bytes are in the pipe, so a result sent
+            # before the process dies still arrives (a queue's feeder thread would lose it).
+            conn.send(("ok", window.index, predictor.predict_window(window.records)))
         except BaseException as err:
-            results.put(("error", window.index, f"{type(err).__name__}: {err}"))
+            conn.send(("error", window.index, f"{type(err).__name__}: {err}"))
 
 
 class _Pool:
-    """``n`` spawned worker processes, window ``k`` to worker ``k mod n``."""
+    """``n`` spawned worker processes, window ``k`` to worker ``k mod n``; tasks through a queue
+    each (the parent never blocks handing one over), results through a pipe each."""
 
     def __init__(self, spec: PredictorSpec, n: int, threads: int):
         import multiprocessing
 
         ctx = multiprocessing.get_context("spawn")
         self.n = n
-        self.results = ctx.Queue()
         self.tasks = [ctx.Queue() for _ in range(n)]
-        self.procs = [ctx.Process(target=_worker_main, args=(spec, threads, self.tasks[i], self.results), daemon=True,
+        pipes = [ctx.Pipe(duplex=False) for _ in range(n)]
+        self.conns = [r for r, _ in pipes]
+        self.procs = [ctx.Process(target=_worker_main, args=(spec, threads, self.tasks[i], pipes[i][1]), daemon=True,
                                   name=f"sublocal-predict-{i + 1}") for i in range(n)]
         for p in self.procs:
             p.start()
+        for _, w in pipes:
+            w.close()  # the children hold the write ends: a dead child reads as end of file
+        self.open = set(range(n))
+        self.dead: set[int] = set()
+        self.failure: tuple[str, int] | None = None  # (message, the first window lost)
         self.held: dict[int, Window] = {}
 
     def submit(self, window: Window) -> None:
         self.held[window.index] = window
-        self.tasks[shard_of(window.index, self.n)].put(window)
+        i = shard_of(window.index, self.n)
+        if i in self.dead:
+            self._fail(i, window.index)
+        else:
+            self.tasks[i].put(window)
+
+    def ready(self) -> bool:
+        return self.failure is not None or any(self.conns[i].poll() for i in self.open)
+
+    def _fail(self, i: int, k: int) -> None:
+        p = self.procs[i]
+        p.join(timeout=5)
+        if self.failure is None or k < self.failure[1]:
+            self.failure = (f"worker {i + 1} of {self.n} (pid {p.pid}) exited with status {p.exitcode} while "
+                            f"predicting {self.held[k].range_text()}", k)
+
+    def _dead(self, i: int) -> None:
+        self.open.discard(i)
+        self.dead.add(i)
+        mine = sorted(k for k in self.held if shard_of(k, self.n) == i)
+        if mine:
+            self._fail(i, mine[0])
 
     def get(self) -> tuple[Window, str]:
-        """The next finished window (any order); raises :class:`WorkerError` for a dead worker."""
+        """The next finished window (any order). After a worker died, the windows before the one
+        it held still come from the others; then :class:`WorkerError` names the lost records."""
+        from multiprocessing.connection import wait
+
         while True:
-            try:
-                status, k, payload = self.results.get(timeout=0.5)
-            except queue.Empty:
-                for i, p in enumerate(self.procs):
-                    mine = sorted(k for k in self.held if shard_of(k, self.n) == i)
-                    if not p.is_alive() and mine:
-                        w = self.held[mine[0]]
-                        raise WorkerError(f"worker {i + 1} of {self.n} (pid {p.pid}) exited with status {p.exitcode} "
-                                          f"while predicting {w.range_text()}")
-                continue
-            if status == "error":
-                where = f" while predicting {self.held[k].range_text()}" if k is not None else ""
-                raise WorkerError(f"a worker failed{where}: {payload}")
-            return self.held.pop(k), payload
+            if self.failure is not None and not any(k < self.failure[1] and shard_of(k, self.n) not in self.dead
+                                                    for k in self.held):
+                raise WorkerError(self.failure[0])
+            for i in sorted(self.open):
+                conn = self.conns[i]
+                if not conn.poll():
+                    continue
+                try:
+                    status, k, payload = conn.recv()
+                except EOFError:
+                    self._dead(i)
+                    break
+                if status == "error":
+                    where = f" while predicting {self.held[k].range_text()}" if k is not None else ""
+                    raise WorkerError(f"worker {i + 1} of {self.n} failed{where}: {payload}")
+                return self.held.pop(k), payload
+            else:
+                for i in sorted(self.open):
+                    if not self.procs[i].is_alive() and not self.conns[i].poll():
+                        self._dead(i)
+                if self.open:
+                    wait([self.conns[i] for i in self.open] + [self.procs[i].sentinel for i in self.open],
+                         timeout=1.0)
 
     def close(self) -> None:
         for q in self.tasks:
@@ -228,6 +268,8 @@ class _Pool:
             if p.is_alive():
                 p.terminate()
                 p.join(timeout=5)
+        for c in self.conns:
+            c.close()
 
 
 def _progress_bar(progress, total, initial):
@@ -294,7 +336,7 @@ def predict(spec: PredictorSpec, fasta, out: str = "-", *, window: int = 1024, r
                 bar.update(w.end - w.start)
 
         def drain(block: bool) -> None:
-            while pool.held and (block or not pool.results.empty()):
+            while pool.held and (block or pool.ready()):
                 w, text = pool.get()
                 finished[w.index] = text
                 while order and order[0].index in finished:
@@ -331,8 +373,8 @@ def predict(spec: PredictorSpec, fasta, out: str = "-", *, window: int = 1024, r
         kept = sink.abandon()
         if not kept:
             raise
-        hint = "--resume --on-error skip to skip the bad record" if isinstance(err, DataFormatError) else "--resume"
-        note = f"the {sink.rows} rows of records 1-{done} are kept in {kept}: rerun with {hint} to continue"
+        hint = "--resume --on-error skip (skipping the bad record)" if isinstance(err, DataFormatError) else "--resume"
+        note = f"the {sink.rows} rows of records 1-{done} are kept in {kept}: continue with {hint}"
         if isinstance(err, DataFormatError):
             raise DataFormatError(err.path, err.line, err.record, f"{err.reason}; {note}") from None
         raise WorkerError(f"{err}; {note}") from None
