@@ -406,24 +406,26 @@ def _add_predict(sub):
     p.add_argument("--format", default="tsv", choices=["tsv", "jsonl"], help="rows as TSV (default) or JSON lines")
     p.add_argument("--attention-summary", action="store_true",
                    help="add the residue window with the highest summed attention (attention models only)")
-    p.add_argument("--attention-window", type=_positive, default=15, help="its width in residues (default: 15)")
-    p.add_argument("--features", default=None, help=".npz of per-residue features keyed by record id")
-    p.add_argument("--window", type=_positive, default=None,
+    p.add_argument("--attention-window", type=_positive, metavar="N", default=15,
+                   help="its width in residues (default: 15)")
+    p.add_argument("--features", default=None, metavar="NPZ", help=".npz of per-residue features keyed by record id")
+    p.add_argument("--window", type=_positive, default=None, metavar="N",
                    help="records read, sorted by length and written at a time (default: 1024)")
     p.add_argument("--chunk", type=_positive, default=None, help=argparse.SUPPRESS)  # the old name of --window
-    p.add_argument("--max-tokens", type=_positive, default=32768,
+    p.add_argument("--max-tokens", type=_positive, default=32768, metavar="N",
                    help="padded residues per batch, longest length x records (default: 32768); a longer "
                         "record is a batch of its own")
-    p.add_argument("--batch-size", type=_positive, default=256, help="records per batch at most (default: 256)")
+    p.add_argument("--batch-size", type=_positive, default=256, metavar="N",
+                   help="records per batch at most (default: 256)")
     again = p.add_mutually_exclusive_group()
     again.add_argument("--resume", action="store_true",
                        help="continue the interrupted run that left OUT.partial (see 'resuming' below)")
     again.add_argument("--overwrite", action="store_true", help="replace an existing OUT (or OUT.partial)")
     p.add_argument("--on-error", choices=["stop", "skip"], default="stop",
                    help="a malformed record: stop (default; the rows before it are kept) or skip it with a warning")
-    p.add_argument("--workers", type=_positive, default=None,
+    p.add_argument("--workers", type=_positive, metavar="N", default=None,
                    help="CPU processes, each predicting every N-th window (default: max(1, cores // 2))")
-    p.add_argument("--threads", type=_positive, default=None,
+    p.add_argument("--threads", type=_positive, metavar="N", default=None,
                    help="torch threads per process (default: cores // workers)")
     p.add_argument("--progress", dest="progress", action="store_true", default=None,
                    help="progress bar with sequences/s and ETA on standard error (default: on a terminal)")
@@ -449,13 +451,16 @@ resuming:
 
 workers:
   On CPU, --workers N spawns N processes with --threads each and deals the windows
-  round-robin; the parent reads the input and writes one output in input order.
+  round-robin; the parent reads the input and writes one output in input order. Under
+  torchrun (WORLD_SIZE > 1) each rank predicts every WORLD_SIZE-th window into
+  OUT.rank<R>-of-<W>.partial and rank 0 merges the parts into OUT; --resume continues them.
 
 """ + EXIT_STATUS
 
 
 def cmd_predict(args) -> int:
     from .inference import PredictorSpec, cpu_cores, default_workers, predict
+    from .inference.distributed import predict_rank, world
 
     _existing(args.fasta, "FASTA")
     if args.features is not None:
@@ -464,7 +469,11 @@ def cmd_predict(args) -> int:
     if args.resume and args.out == "-":
         raise CommandError("--resume needs -o/--out: standard output cannot be continued", 2)
     workers, threads = default_workers(str(device))
-    if args.workers is not None:
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        workers, threads = 1, max(1, cpu_cores() // int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+        if args.workers not in (None, 1):
+            raise CommandError("--workers: under torchrun each rank is one process (use --nproc_per_node)", 2)
+    elif args.workers is not None:
         if args.workers > 1 and device.type != "cpu":
             raise CommandError(f"--workers {args.workers} runs CPU processes; on {device} use one process "
                                "(several GPUs: torchrun)", 2)
@@ -480,9 +489,16 @@ def cmd_predict(args) -> int:
     spec = PredictorSpec(args.checkpoint, str(device), args.format,
                          args.attention_window if args.attention_summary else None, args.max_tokens, args.batch_size,
                          args.features)
-    summary = predict(spec, args.fasta, args.out, window=window, resume=args.resume, overwrite=args.overwrite,
-                      workers=workers, threads=threads, on_error=args.on_error, progress=args.progress)
-    if args.out != "-":
+    rank, world_size = world()
+    if world_size > 1:  # torchrun: this rank's shard, rank 0 merges
+        if args.out == "-":
+            raise CommandError("under torchrun, -o/--out is needed (the ranks' parts are merged into it)", 2)
+        summary = predict_rank(spec, args.fasta, args.out, rank, world_size, window=window, resume=args.resume,
+                               overwrite=args.overwrite, on_error=args.on_error)
+    else:
+        summary = predict(spec, args.fasta, args.out, window=window, resume=args.resume, overwrite=args.overwrite,
+                          workers=workers, threads=threads, on_error=args.on_error, progress=args.progress)
+    if args.out != "-" and rank == 0:
         extra = f" ({summary.skipped} malformed records skipped)" if summary.skipped else ""
         print(f"wrote {summary.rows} predictions to {args.out}{extra}", file=sys.stderr)
     return 0

@@ -86,12 +86,15 @@ class FileOutput:
     row and returns the number of input records already done.
     """
 
-    def __init__(self, path: str, identity: dict, resume: bool = False, overwrite: bool = False):
+    def __init__(self, path: str, identity: dict, resume: bool = False, overwrite: bool = False,
+                 track_windows: bool = False):
         self.path, self.identity, self.resume, self.overwrite = path, identity, resume, overwrite
         self.partial, self.sidecar = partial_paths(path)
         self.description = self.partial
         self.fh = None
         self.state = {"records": 0, "rows": 0, "bytes": 0, "skipped": 0}
+        if track_windows:  # a shard's part: [window index, records done, bytes, rows] per window
+            self.state["windows"] = []
 
     def _save(self) -> None:
         doc = {"format": SIDECAR_FORMAT, "version": 1, **self.identity, **self.state}
@@ -142,11 +145,17 @@ class FileOutput:
         self.fh.flush()
         os.fsync(self.fh.fileno())
 
-    def write_window(self, text: str, records_done: int, rows: int, skipped: int) -> None:
+    def write_window(self, text: str, records_done: int, rows: int, skipped: int, index: int | None = None) -> None:
         self._append(text)
-        self.state = {"records": records_done, "rows": self.state["rows"] + rows, "bytes": self.fh.tell(),
-                      "skipped": self.state["skipped"] + skipped}
+        self.state.update(records=records_done, rows=self.state["rows"] + rows, bytes=self.fh.tell(),
+                          skipped=self.state["skipped"] + skipped)
+        if "windows" in self.state:
+            self.state["windows"].append([index, records_done, self.state["bytes"], rows])
         self._save()
+
+    def close(self) -> None:
+        """Close, keeping the partial file and its sidecar (a shard's part, merged later)."""
+        self.fh.close()
 
     def write_cut(self, text: str) -> None:
         """Only for fault injection: bytes that no sidecar counts (a crash in the middle of a write)."""

@@ -34,7 +34,8 @@ def save_model(directory, name="alstm", seed=0, meta=None, **config):
     torch.manual_seed(seed)
     config = {k: v for k, v in {**SMALL, **config}.items() if v is not None}
     model = build_model(name, num_classes=len(CLASSES), **config).eval()
-    doc = {"classes": CLASSES, "alphabet": "protein", "max_length": None, "encoding": "onehot", "num_features": 0}
+    doc = {"classes": CLASSES, "alphabet": "protein", "max_length": None, "encoding": "onehot",
+           "num_features": 0}
     return save_checkpoint(str(directory), f"{name}{seed}", model, {**doc, **(meta or {})})
 
 
@@ -303,3 +304,30 @@ def test_shard_assignment_and_default_workers():
     assert [shard_of(k, 3) for k in range(7)] == [0, 1, 2, 0, 1, 2, 0]
     assert default_workers("cpu", 16) == (8, 2) and default_workers("cpu", 2) == (1, 2)
     assert default_workers("cpu", 1) == (1, 1) and default_workers("cuda:0", 16) == (1, 16)
+
+
+def torchrun(models, path, out, *extra, fail_at=None):
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    if fail_at is not None:
+        env[FAIL_AT_ENV] = str(fail_at)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m",
+           "sublocal_kernels.cli", "predict", models["a"], path, "-o", str(out), "--window", "5", "--device", "cpu",
+           "--threads", "1", *extra]
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+
+
+@pytest.mark.slow
+def test_torchrun_killed_rank_then_resume_merges_in_order(models, fasta, tmp_path, capsys):
+    # Two gloo ranks (windows dealt round-robin); rank 1 dies in the middle of writing its
+    # second window (records 16-20) and torchrun ends rank 0; --resume continues both parts and
+    # rank 0 merges them into the same bytes as one process writes.
+    ref = tmp_path / "ref.tsv"
+    assert predict(capsys, models["a"], fasta, "-o", ref, "--window", "5")[0] == 0
+    out = tmp_path / "two.tsv"
+    proc = torchrun(models, fasta, out, fail_at=18)
+    assert proc.returncode != 0 and not os.path.exists(out)
+    assert os.path.exists(tmp_path / "two.tsv.rank1-of-2.partial.json")
+    proc = torchrun(models, fasta, out, "--resume")
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert open(out, "rb").read() == open(ref, "rb").read()
+    assert sorted(os.listdir(tmp_path)) == ["ref.tsv", "two.tsv"], "the ranks' parts are removed after the merge"
