@@ -272,13 +272,15 @@ class _Pool:
             c.close()
 
 
-def _progress_bar(progress, total, initial):
+def _progress_bar(progress, fasta, initial):
+    """tqdm on standard error (see the trainer's rule), its total from a count of the headers."""
     from ..training.trainer import _progress
 
     tqdm = _progress(progress)
     if tqdm is None:
         return None
-    return tqdm(total=total, initial=initial, unit="seq", desc="predict", dynamic_ncols=True, smoothing=0.1)
+    return tqdm(total=count_records(fasta), initial=initial, unit="seq", desc="predict", dynamic_ncols=True,
+                smoothing=0.1)
 
 
 def predict(spec: PredictorSpec, fasta, out: str = "-", *, window: int = 1024, resume: bool = False,
@@ -313,7 +315,7 @@ def predict(spec: PredictorSpec, fasta, out: str = "-", *, window: int = 1024, r
         sink = FileOutput(out, identity, resume=resume, overwrite=overwrite)
     start = sink.start(header)
     duplicates = _Duplicates()
-    bar = _progress_bar(progress, count_records(fasta), start)
+    bar = _progress_bar(progress, fasta, start)
     at = _fail_at()
     pool = None
     done = start

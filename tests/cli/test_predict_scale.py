@@ -57,7 +57,8 @@ MIXED = [30, 5, 400, 12, 90, 3000, 7, 61, 250, 33, 18, 140, 9, 75, 300, 41, 22, 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
     d = tmp_path_factory.mktemp("models")
-    return {"a": save_model(d, seed=0), "b": save_model(d, seed=1), "rlstm": save_model(d, "rlstm", seed=2, attention_size=None)}
+    return {"a": save_model(d, seed=0), "b": save_model(d, seed=1),
+            "rlstm": save_model(d, "rlstm", seed=2, attention_size=None)}
 
 
 @pytest.fixture(scope="module")
@@ -331,3 +332,20 @@ def test_torchrun_killed_rank_then_resume_merges_in_order(models, fasta, tmp_pat
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert open(out, "rb").read() == open(ref, "rb").read()
     assert sorted(os.listdir(tmp_path)) == ["ref.tsv", "two.tsv"], "the ranks' parts are removed after the merge"
+
+
+def test_streaming_reader_matches_the_training_reader(fasta, tmp_path):
+    import gzip
+
+    from sublocal_kernels.data import iter_fasta
+    from sublocal_kernels.inference import count_records, records_from
+
+    text = open(fasta, "rb").read()
+    gz = tmp_path / "bom.fasta.gz"
+    gz.write_bytes(gzip.compress(b"\xef\xbb\xbf" + text))
+    want = [(r.id, r.sequence, r.source[1]) for r in iter_fasta(fasta)]
+    for path in (fasta, gz):
+        got = [(r.id, r.sequence, r.source[1]) for _, r in records_from(path, "protein")]
+        assert got == want
+        assert count_records(path) == len(MIXED)
+    assert [p for p, _ in records_from(fasta, "protein", start=20)] == [20, 21, 22]
