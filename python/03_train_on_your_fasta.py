@@ -15,7 +15,8 @@ import sys
 import tempfile
 
 from sublocal_kernels.data import load_records, make_synthetic, write_synthetic
-from sublocal_kernels.training import TrainConfig, load_checkpoint, predict_file, train
+from sublocal_kernels.inference import PredictorSpec, predict
+from sublocal_kernels.training import TrainConfig, train
 
 
 def main(argv=None):
@@ -43,10 +44,9 @@ def main(argv=None):
     summary = train(cfg)  # best.{safetensors,json} and last.{safetensors,json} in cfg.out
     print(f"test accuracy of the best checkpoint: {summary['test']['accuracy']:.3f}")
 
-    ck = load_checkpoint(os.path.join(cfg.out, "best.json"))
     out_tsv = os.path.join(work, "predictions.tsv")
-    with open(out_tsv, "w") as fh:
-        n = predict_file(ck, fasta, fh, "cpu")
+    # Streams the file in windows, token-budget batches, rows in input order (sublocal predict).
+    n = predict(PredictorSpec([os.path.join(cfg.out, "best.json")]), fasta, out_tsv, overwrite=True).rows
     print(f"wrote {n} predictions to {out_tsv}:")
     with open(out_tsv) as fh:
         for line in list(fh)[:4]:

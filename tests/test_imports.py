@@ -26,6 +26,7 @@ def test_core_and_models_import_without_optional_packages():
     done = _run("""
         import sublocal_kernels, sublocal_kernels.ops, sublocal_kernels.nn
         import sublocal_kernels.models, sublocal_kernels.data, sublocal_kernels.training, sublocal_kernels.cli
+        import sublocal_kernels.inference, sublocal_kernels.inference.distributed
         assert all(sys.modules.get(m) is None for m in %r), "an optional package was imported"
         print("imported")
     """ % sorted(OPTIONAL))

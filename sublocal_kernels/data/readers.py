@@ -116,12 +116,16 @@ def _header_lines(path) -> tuple[list[int], int]:
             if line.startswith(">"):
                 headers.append(n)
             elif not headers and line.strip() and not line.startswith(";"):
-                if "\ufffd" in line:
-                    raise DataFormatError(path, n, None, "not UTF-8 text: a compressed file other than gzip? "
-                                          "Decompress it (gzip is read as it is)")
-                raise DataFormatError(path, n, None, f"expected a FASTA header starting with '>', got "
-                                      f"{line.strip()[:40]!r}")
+                raise not_a_header(path, n, line)
     return headers, n
+
+
+def not_a_header(path, n: int, line: str) -> DataFormatError:
+    """The error for non-blank text on line ``n`` before a FASTA file's first header."""
+    if "\ufffd" in line:
+        return DataFormatError(path, n, None, "not UTF-8 text: a compressed file other than gzip? "
+                               "Decompress it (gzip is read as it is)")
+    return DataFormatError(path, n, None, f"expected a FASTA header starting with '>', got {line.strip()[:40]!r}")
 
 
 def _locate(path, header_line: int, position: int) -> int:

@@ -4,11 +4,11 @@ from .checkpoint import (Checkpoint, CheckpointError, atomic_write, load_checkpo
                          read_checkpoint_meta, resolve_checkpoint, save_checkpoint)
 from .metrics import classification_report, confusion_matrix, format_report, plot_confusion
 from .rundir import RunDirError, RunWarning, run_directory
-from .trainer import (RESUMABLE, DistributedContext, TrainConfig, distributed_context, evaluate_model, predict_file,
+from .trainer import (RESUMABLE, DistributedContext, TrainConfig, distributed_context, evaluate_model,
                       prepare_data, resolve_device, resume_differences, run_model, step_seed, train)
 
 __all__ = ["Checkpoint", "CheckpointError", "atomic_write", "load_checkpoint", "load_predictor", "read_checkpoint_meta",
            "resolve_checkpoint", "save_checkpoint", "classification_report", "confusion_matrix", "format_report",
            "plot_confusion", "RunDirError", "RunWarning", "run_directory", "RESUMABLE", "DistributedContext",
-           "TrainConfig", "distributed_context", "evaluate_model", "predict_file", "prepare_data", "resolve_device",
+           "TrainConfig", "distributed_context", "evaluate_model", "prepare_data", "resolve_device",
            "resume_differences", "run_model", "step_seed", "train"]

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import itertools
 import json
 import math
 import os
@@ -29,15 +28,15 @@ import torch
 import torch.nn.functional as F
 
 from .._optional import MissingDependency, require
-from ..data import (DataFormatError, DataWarning, LengthBucketSampler, SequenceDataset, collate, get_alphabet,
-                    iter_fasta, load_records, stratified_split)
+from ..data import (DataFormatError, DataWarning, LengthBucketSampler, SequenceDataset, collate, load_records,
+                    stratified_split)
 from ..models import build_model
 from .checkpoint import Checkpoint, CheckpointError, atomic_write, load_checkpoint, save_checkpoint
 from .fp_mode import flush_denormal_steps
 from .metrics import classification_report, confusion_matrix
 from .rundir import run_directory
 
-__all__ = ["TrainConfig", "train", "prepare_data", "evaluate_model", "predict_file", "run_model",
+__all__ = ["TrainConfig", "train", "prepare_data", "evaluate_model", "run_model",
            "DistributedContext", "distributed_context", "step_seed", "RESUMABLE", "resume_differences"]
 
 # The settings a resumed run may change: how long it runs, where, and how it reports. Anything
@@ -511,73 +510,3 @@ def _json_ready(value):
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
-
-
-# --------------------------------------------------------------------------------------------
-# Prediction
-
-
-def predict_file(checkpoint: Checkpoint, fasta: str, out, device, batch_size: int = 64, chunk: int | None = None,
-                 features: str | None = None) -> int:
-    """Write ``id, prediction, p_<class>...`` rows (TSV) for every record of ``fasta`` (plain or
-    gzip), in input order, reading ``chunk`` records at a time (default: ``batch_size``; constant
-    memory for any file size). Within a chunk, batches run in length order; after each batch
-    the rows whose records and all earlier ones are done are written and ``out`` is flushed, so
-    a reader of ``out`` gets rows as soon as they are complete. Returns the row count. Records
-    with an id seen before get a :class:`DataWarning` (one for the file, naming the first)."""
-    meta = checkpoint.meta
-    classes = meta["classes"]
-    alphabet = get_alphabet(meta["alphabet"])
-    model = checkpoint.model.to(device).eval()
-    chunk = chunk or batch_size
-    need_features = int(meta.get("num_features", 0) or 0)
-    if need_features and features is None:
-        raise ValueError(f"{checkpoint.path}: this model reads {need_features} precomputed features per residue: "
-                         "pass --features FILE.npz")
-    records = iter_fasta(fasta, alphabet, "plain")
-    first = next(records, None)  # the file is checked before anything is written
-    out.write("id\tprediction\t" + "\t".join(f"p_{c}" for c in classes) + "\n")
-    n = 0
-    pending = []
-    seen: dict[str, int] = {}
-    duplicates: list[tuple[str, int, int]] = []
-
-    def flush():
-        nonlocal n
-        ds = SequenceDataset(pending, classes, alphabet, meta.get("max_length"), features)
-        rows: list[str | None] = [None] * len(pending)
-        written = 0
-
-        def emit(positions, probs):
-            nonlocal written
-            for k, p in zip(positions.tolist(), probs):
-                rows[k] = f"{pending[k].id}\t{classes[int(p.argmax())]}\t" + "\t".join(f"{v:.6f}" for v in p) + "\n"
-            done = written
-            while done < len(rows) and rows[done] is not None:
-                done += 1
-            if done > written:
-                out.write("".join(rows[written:done]))
-                out.flush()
-                written = done
-
-        run_model(model, ds, np.arange(len(ds)), device, batch_size, on_probs=emit)
-        n += len(pending)
-        pending.clear()
-
-    for rec in itertools.chain([first] if first is not None else [], records):
-        line = rec.source[1] if rec.source else None
-        if rec.id in seen:
-            duplicates.append((rec.id, seen[rec.id], line))
-        else:
-            seen[rec.id] = line
-        pending.append(rec)
-        if len(pending) >= chunk:
-            flush()
-    if pending:
-        flush()
-    if duplicates:
-        rid, first, again = duplicates[0]
-        more = f" and {len(duplicates) - 1} more" if len(duplicates) > 1 else ""
-        warnings.warn(f"{fasta}: duplicate id {rid!r} (lines {first} and {again}){more}: each record has its own "
-                      "row, in input order", DataWarning, stacklevel=2)
-    return n

@@ -1,5 +1,5 @@
 """Pipeline manners: gzip and byte-order marks, streaming predict output, a closed stdout, a
-failed predict leaving nothing behind, duplicate ids, and missing optional packages."""
+failed predict keeping only whole rows, duplicate ids, and missing optional packages."""
 
 import gzip
 import io
@@ -45,7 +45,7 @@ def test_predict_streams_rows_in_input_order(tiny_run, tiny_fasta, capsys, monke
     got, reference, _ = run_cli(capsys, "predict", tiny_run, tiny_fasta)
     ids = [line.split()[0][1:] for line in open(tiny_fasta) if line.startswith(">")]
     assert [row.split("\t")[0] for row in reference.splitlines()[1:]] == ids
-    for chunk in ([], ["--chunk", "12"]):
+    for chunk in (["--window", "4"], ["--chunk", "12"]):  # --chunk: the old name of --window
         out = Recorder()
         monkeypatch.setattr(sys, "stdout", out)
         assert run_cli(capsys, "predict", tiny_run, tiny_fasta, "--batch-size", "4", *chunk)[0] == 0
@@ -56,7 +56,7 @@ def test_predict_streams_rows_in_input_order(tiny_run, tiny_fasta, capsys, monke
                                    [[float(v) for v in r.split("\t")[2:]] for r in want_rows[1:]], atol=1e-5)
         rows = out.flushes
         assert rows == sorted(rows) and rows[-1] == 43
-        if not chunk:  # one batch per chunk: every batch's rows are written when it is done
+        if chunk[0] == "--window":  # every window's rows are written when it is done
             assert all(b - a <= 4 for a, b in zip([1] + rows, rows)), rows
             assert len(set(rows)) >= 11
 
@@ -65,8 +65,9 @@ def test_closed_stdout_ends_quietly(tiny_run, tmp_path):
     # Enough rows (1000, 72 KB) to overflow the pipe's 64 KiB buffer after the reader has gone.
     fasta = tmp_path / "many.fasta"
     fasta.write_text("".join(f">SYN{i}\nMKVLAAGIVALLLAGC\n" for i in range(1000)))
+    # Windows of 10 records: rows keep coming after the reader has gone.
     proc = subprocess.Popen([sys.executable, "-m", "sublocal_kernels.cli", "predict", tiny_run, fasta,
-                             "--device", "cpu"], stdout=subprocess.PIPE,
+                             "--device", "cpu", "--window", "10"], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE)
     assert proc.stdout.readline().startswith(b"id\tprediction")
     first = proc.stdout.readline()
@@ -76,16 +77,26 @@ def test_closed_stdout_ends_quietly(tiny_run, tmp_path):
     assert first.startswith(b"SYN") and err == "", err
 
 
-def test_failed_predict_leaves_nothing(tiny_run, tiny_fasta, tmp_path, capsys):
-    bad = tmp_path / "bad.fasta"
-    bad.write_text(open(tiny_fasta).read() + ">late\nMK1V\n")
+def test_failed_predict_keeps_only_whole_rows(tiny_run, tiny_fasta, tmp_path, capsys):
+    # A bad first record leaves nothing; a bad later one keeps the rows before it, resumable
+    # (tests/cli/test_predict_scale.py resumes it), and never touches p.tsv itself.
     out_dir = tmp_path / "out"
     out_dir.mkdir()
+    first = tmp_path / "first.fasta"
+    first.write_text(">early\nMK1V\n" + open(tiny_fasta).read())
+    got, out, err = run_cli(capsys, "predict", tiny_run, first, "-o", out_dir / "p.tsv")
+    assert got == 1 and one_error(err, "predict").startswith(f"{first}, line 2, record 'early'")
+    assert os.listdir(out_dir) == []
+    bad = tmp_path / "bad.fasta"
+    bad.write_text(open(tiny_fasta).read() + ">late\nMK1V\n")
     got, out, err = run_cli(capsys, "predict", tiny_run, bad, "-o", out_dir / "p.tsv", "--batch-size", "4")
     line = len(open(tiny_fasta).read().splitlines()) + 2
-    assert got == 1 and one_error(err, "predict").startswith(f"{bad}, line {line}, record 'late'")
-    assert os.listdir(out_dir) == []
-    got, out, err = run_cli(capsys, "predict", tiny_run, tiny_fasta, "-o", out_dir / "p.tsv")
+    message = one_error(err, "predict")
+    assert got == 1 and message.startswith(f"{bad}, line {line}, record 'late'")
+    assert f"the 42 rows of records 1-42 are kept in {out_dir / 'p.tsv.partial'}" in message
+    assert sorted(os.listdir(out_dir)) == ["p.tsv.partial", "p.tsv.partial.json"]
+    assert len(open(out_dir / "p.tsv.partial").read().splitlines()) == 43
+    got, out, err = run_cli(capsys, "predict", tiny_run, tiny_fasta, "-o", out_dir / "p.tsv", "--overwrite")
     assert got == 0 and os.listdir(out_dir) == ["p.tsv"] and err == f"wrote 42 predictions to {out_dir / 'p.tsv'}\n"
 
 
