@@ -198,8 +198,9 @@ def _make_record(path, line, rec_id, description, seq, alphabet: Alphabet, heade
         label, membrane = loc, code
     elif header != "plain":
         raise ValueError(f"header must be 'plain' or 'deeploc', got {header!r}")
-    if classes is not None and label is not None and label not in classes:
-        raise DataFormatError(path, line, rec_id, f"unknown label {label!r}; known: {', '.join(classes)}")
+    unknown = [c for c in (label.split(LABEL_SEP) if label else ()) if classes is not None and c not in classes]
+    if unknown:
+        raise DataFormatError(path, line, rec_id, f"unknown label {unknown[0]!r}; known: {', '.join(classes)}")
     try:
         clean = alphabet.clean(seq)
     except SequenceError as err:

@@ -163,13 +163,18 @@ def make_synthetic(n_per_class: int = 100, min_length: int = 50, max_length: int
     for cls in classes:
         for _ in range(n_per_class):
             items.append((cls, *_one(rng, cls, min_length, max_length, composition_concentration)))
+    return _shuffled(items, rng, tuple(classes))
+
+
+def _shuffled(items, rng, classes) -> SyntheticSet:
+    """``(label, sequence, spans)`` items in a random order, numbered ``SYN000001`` ..."""
     order = rng.permutation(len(items))
     records, signals = [], []
     for k, i in enumerate(order):
-        cls, seq, spans = items[i]
-        records.append(Record(f"SYN{k + 1:06d}", seq, cls, None, "U", None))
+        label, seq, spans = items[i]
+        records.append(Record(f"SYN{k + 1:06d}", seq, label, None, "U", None))
         signals.append(spans)
-    return SyntheticSet(records, signals, tuple(classes))
+    return SyntheticSet(records, signals, classes)
 
 
 def _one(rng, cls, min_length: int, max_length: int, concentration: float):
@@ -250,14 +255,7 @@ def make_multilabel_synthetic(n_per_class: int = 60, n_per_pair: int = 60, min_l
         for _ in range(n_per_pair):
             seq, spans = _one(rng, tuple(pair), min_length, max_length, composition_concentration)
             items.append((";".join(sorted(pair)), seq, spans))
-    order = rng.permutation(len(items))
-    records, signals = [], []
-    for k, i in enumerate(order):
-        label, seq, spans = items[i]
-        records.append(Record(f"SYN{k + 1:06d}", seq, label, None, "U", None))
-        signals.append(spans)
-    names = tuple(sorted(set(classes) | {c for pair in pairs for c in pair}))
-    return SyntheticSet(records, signals, names)
+    return _shuffled(items, rng, tuple(sorted(set(classes) | {c for pair in pairs for c in pair})))
 
 
 def write_synthetic(data: SyntheticSet, directory, name: str = "synthetic") -> tuple[str, str]:
