@@ -157,13 +157,25 @@ def _add_train(sub):
                                    "(any of them gzipped). Training steps run with subnormal floats flushed to zero "
                                    "(torch.set_flush_denormal).")
     p.add_argument("data")
-    p.add_argument("--model", default="alstm", choices=["alstm", "rlstm", "cnnlstm", "qrnn", "tcn"])
+    p.add_argument("--model", default="alstm", choices=["alstm", "rlstm", "cnnlstm", "qrnn", "tcn", "light-attention"],
+                   help="light-attention reads per-residue embeddings (--features FILE.h5, best with --encoding none)")
     p.add_argument("--out", default="runs/sublocal",
                    help="run directory (checkpoints, summary); must be new or empty unless --resume or --overwrite")
     p.add_argument("--format", default="auto", choices=["auto", "deeploc", "directory", "table"])
     p.add_argument("--alphabet", default="protein", choices=["protein", "nucleotide", "rna", "dna"])
-    p.add_argument("--encoding", default="onehot", choices=["onehot", "blosum80", "onehot+blosum80", "embedding"])
-    p.add_argument("--features", default=None, help=".npz of per-residue features keyed by record id")
+    p.add_argument("--encoding", default="onehot", choices=["onehot", "blosum80", "onehot+blosum80", "embedding", "none"],
+                   help="how residues are encoded; 'none': the --features alone (e.g. language-model embeddings)")
+    p.add_argument("--features", default=None,
+                   help="per-residue features keyed by record id: HDF5 (.h5/.hdf5, one (L, D) dataset per id, as "
+                        "protein embedding tools write) or .npz, read lazily per batch; appended to the encoding")
+    p.add_argument("--multi-label", action="store_true",
+                   help="several labels per sequence (a label column 'A;B', one 0/1 column per class, or the same "
+                        "id or sequence under several labels): sigmoid outputs and binary cross-entropy; each "
+                        "class's threshold is tuned on the validation split to maximise that class's F1 and "
+                        "stored in the checkpoint (a class with no validation positives keeps 0.5, with a warning)")
+    p.add_argument("--val-partition", default=None,
+                   help="with an integer partition column (predefined folds, as DeepLoc 2.0's Partition): the fold "
+                        "that validates (default: the lowest); the others train")
     p.add_argument("--max-length", type=_max_length, default=None,
                    help="the paper's truncation: keep the first and last MAX_LENGTH/2 residues (at least 2; "
                         "default 'full': the whole sequence)")
@@ -206,6 +218,7 @@ def _add_train(sub):
     g.add_argument("--kernel-size", type=_positive, help="TCN kernel size")
     g.add_argument("--forget-bias", type=_float_in(-math.inf, math.inf, True, True),
                    help="added to the LSTM forget-gate bias at initialisation")
+    g.add_argument("--hidden", type=_positive, help="Light Attention: width of the MLP's hidden layer")
     g.add_argument("--layers", choices=["sublocal", "torch"], help="build from sublocal_kernels.nn (default) or torch.nn")
     p.set_defaults(func=cmd_train)
 
@@ -225,7 +238,7 @@ run directories:
 
 MODEL_ARGS = ("hidden_size", "num_layers", "attention_size", "dense_size", "dropout", "conv_dropout", "widths",
               "filters_per_width", "embedding_dim", "window", "pooling", "channels", "num_levels", "kernel_size",
-              "forget_bias", "layers")
+              "forget_bias", "hidden", "layers")
 
 
 def train_config_from_args(args):
@@ -240,7 +253,7 @@ def train_config_from_args(args):
                        epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, max_tokens=args.max_tokens,
                        clip_norm=args.clip_norm or None, weight_decay=args.weight_decay,
                        val_fraction=args.val_fraction, test_fraction=args.test_fraction, seed=args.seed,
-                       split_seed=args.split_seed,
+                       split_seed=args.split_seed, multi_label=args.multi_label, val_partition=args.val_partition,
                        device=args.device, checkpoint_every=args.checkpoint_every, progress=args.progress)
 
 
@@ -248,9 +261,12 @@ def _model_flags_fit(args, cfg) -> None:
     """Build the model once, before any data is read, so a hyperparameter the model rejects
     (or does not take) is reported against its flag."""
     from .models import build_model
+    from .training.trainer import model_inputs
 
-    kwargs = dict(cfg.model_args, alphabet=cfg.alphabet, encoding=cfg.encoding)
+    # The features' width is known only once the file is read: stand in a width for the check.
+    width = ((cfg.model_args.get("embedding_dim") if cfg.model == "light-attention" else None) or 8) if cfg.features else 0
     try:
+        kwargs = dict(cfg.model_args, **model_inputs(cfg.model, cfg.alphabet, cfg.encoding, width, cfg.model_args))
         build_model(cfg.model, num_classes=2, **kwargs)
     except TypeError as err:
         bad = str(err).rsplit("'", 2)[-2] if "'" in str(err) else str(err)
@@ -306,6 +322,8 @@ def cmd_train(args) -> int:
     _existing(args.data, "DATA")
     if args.features is not None:
         _existing(args.features, "--features")
+    elif args.encoding == "none" and not args.resume:
+        raise CommandError("--encoding none reads precomputed features only: pass --features FILE (.h5 or .npz)", 2)
     if args.val_fraction + args.test_fraction >= 1:
         raise CommandError(f"--val-fraction {args.val_fraction:g} and --test-fraction {args.test_fraction:g} leave "
                            "nothing to train on: their sum must be below 1", 2)
@@ -338,8 +356,9 @@ def _add_evaluate(sub):
     p.set_defaults(func=cmd_evaluate)
 
 
-def _checkpoint_data(args, ck):
-    """The checkpoint's data settings applied to DATA, and the indices of ``--split``."""
+def _checkpoint_data(args, ck, parts_too: bool = False):
+    """The checkpoint's data settings applied to DATA, and the indices of ``--split`` (and, with
+    ``parts_too``, every part of the checkpoint's split)."""
     import dataclasses
 
     import numpy as np
@@ -352,6 +371,8 @@ def _checkpoint_data(args, ck):
                     max_length=ck.meta.get("max_length"))
     ds, (tr, va, te) = prepare_data(cfg, classes=ck.classes)
     parts = {"all": np.arange(len(ds)), "train": tr, "val": va, "test": te}
+    if parts_too:
+        return ds, parts[getattr(args, "split", "all")], parts
     return ds, parts[getattr(args, "split", "all")]
 
 
@@ -371,11 +392,19 @@ def cmd_evaluate(args) -> int:
     if args.out:
         require("matplotlib", "the confusion-matrix plot of evaluate --out")
     ck = load_predictor(args.checkpoint, device)
-    ds, idx = _checkpoint_data(args, ck)
+    ds, idx, parts = _checkpoint_data(args, ck, parts_too=True)
     if len(idx) == 0:
         raise CommandError(f"{args.data}: no sequences in the checkpoint's {args.split!r} split of it")
     probs, loss_sum, n = run_model(ck.model, ds, idx, device, args.batch_size)
-    report = classification_report(confusion_matrix(ds.labels[idx], probs.argmax(1), len(ds.classes)), ds.classes)
+    if ds.multi_label:
+        from .training.metrics import format_multilabel_report, multilabel_report, plot_multilabel_confusion
+
+        report = multilabel_report(ds.targets[idx], probs, _ensemble_thresholds(ck, ds, parts["val"], device, args),
+                                   ds.classes)
+        plot_confusion = plot_multilabel_confusion
+        format_report = format_multilabel_report
+    else:
+        report = classification_report(confusion_matrix(ds.labels[idx], probs.argmax(1), len(ds.classes)), ds.classes)
     report["loss"] = float(loss_sum) / n
     text = format_report(report)
     print(text)
@@ -387,6 +416,28 @@ def cmd_evaluate(args) -> int:
             fh.write(text + "\n")
         print(f"wrote {plot_confusion(report, os.path.join(args.out, 'confusion.png'))}")
     return 0
+
+
+def _ensemble_thresholds(ck, ds, val, device, args) -> list[float]:
+    """A multi-label checkpoint's thresholds; for an ensemble, tuned on its own predictions for
+    the validation split of DATA (each class to its best F1), falling back to the mean of the
+    members' thresholds where a class has no validation positive."""
+    from .training import run_model
+    from .training.metrics import tune_thresholds
+
+    if "ensemble" not in ck.meta:
+        return ck.meta["thresholds"]
+    if len(val) == 0:
+        warnings.warn(f"{args.data}: no validation split to tune the ensemble's thresholds on: using the mean of its "
+                      "members' thresholds", UserWarning, stacklevel=2)
+        return ck.meta["thresholds"]
+    probs, _, _ = run_model(ck.model, ds, val, device, args.batch_size)
+    tuned, untuned = tune_thresholds(ds.targets[val], probs, ds.classes)
+    if untuned:
+        warnings.warn(f"{args.data}: no positive sequence in the validation split for {', '.join(map(repr, untuned))}: "
+                      "those classes keep the mean of the members' thresholds", UserWarning, stacklevel=2)
+    mean = ck.meta["thresholds"]
+    return [mean[k] if c in untuned else tuned[k] for k, c in enumerate(ds.classes)]
 
 
 def _add_predict(sub):

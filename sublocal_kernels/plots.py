@@ -45,8 +45,10 @@ def collect_outputs(model, ds: SequenceDataset, indices, device, batch_size: int
             rep[k] = r[row]
 
     probs, _, _ = run_model(model, ds, indices, device, batch_size, callback=grab)
+    # Multi-label data: each sequence drawn in (and coloured by) its first class.
+    labels = ds.targets[indices].argmax(1) if getattr(ds, "multi_label", False) else ds.labels[indices]
     return {"attention": att, "representation": np.stack(rep) if rep else np.zeros((0, 0)), "probs": probs,
-            "labels": ds.labels[indices], "indices": indices}
+            "labels": labels, "indices": indices}
 
 
 def _aligned_means(att, labels, classes, window: int) -> tuple[np.ndarray, np.ndarray]:
@@ -189,8 +191,10 @@ def make_plots(model, ds: SequenceDataset, indices, out_dir: str, device="cpu", 
                                             os.path.join(out_dir, "attention.png"), window)
     else:
         log(f"no attention plot: {type(model).__name__} has no attention")
-    if model.first_conv() is not None:
+    if model.first_conv() is not None and getattr(model, "encoder", None) is not None:
         paths["filters"] = plot_filter_logos(model, os.path.join(out_dir, "filters.png"))
+    elif model.first_conv() is not None:
+        log(f"no filter logos: {type(model).__name__} reads embeddings, not encoded residues")
     else:
         log(f"no filter logos: {type(model).__name__} has no convolution")
     paths["tsne"] = plot_tsne(res["representation"], res["labels"], ds.classes, os.path.join(out_dir, "tsne.png"),

@@ -15,7 +15,9 @@ __all__ = ["Ensemble"]
 class Ensemble(nn.Module):
     """``models`` with the same classes; ``forward`` returns the log of their mean class
     probabilities, so ``softmax(forward(...))`` is the ensemble's probability and the result can
-    stand in wherever logits are expected (argmax, cross-entropy, evaluation).
+    stand in wherever logits are expected (argmax, cross-entropy, evaluation). With
+    ``multi_label``, members' sigmoid probabilities are averaged and ``forward`` returns their
+    logit, so ``sigmoid(forward(...))`` is the ensemble's per-class probability.
 
     ``forward_details`` averages the members' attention maps where every member has one, and
     concatenates their representations.
@@ -28,8 +30,9 @@ class Ensemble(nn.Module):
 
     name = "ensemble"
 
-    def __init__(self, models: Sequence[nn.Module]):
+    def __init__(self, models: Sequence[nn.Module], multi_label: bool = False):
         super().__init__()
+        self.multi_label = bool(multi_label)
         if len(models) == 0:
             raise ValueError("Ensemble needs at least one model, got none")
         classes = {getattr(m, "num_classes", None) for m in models}
@@ -38,19 +41,28 @@ class Ensemble(nn.Module):
         self.members = nn.ModuleList(models)
         self.num_classes = classes.pop()
 
+    def _probs(self, logits: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(logits) if self.multi_label else torch.softmax(logits, -1)
+
+    def _logits(self, probs: torch.Tensor) -> torch.Tensor:
+        if self.multi_label:
+            # sigmoid(logit(p)) = p: the mean probability, clamped so 0 and 1 stay finite.
+            return torch.logit(probs, eps=1e-7)
+        return torch.log(probs)
+
     def predict_proba(self, tokens, lengths, features=None) -> torch.Tensor:
-        return torch.stack([torch.softmax(m(tokens, lengths, features), -1) for m in self.members]).mean(0)
+        return torch.stack([self._probs(m(tokens, lengths, features)) for m in self.members]).mean(0)
 
     def forward(self, tokens, lengths, features=None) -> torch.Tensor:
-        return torch.log(self.predict_proba(tokens, lengths, features))
+        return self._logits(self.predict_proba(tokens, lengths, features))
 
     def forward_details(self, tokens, lengths, features=None) -> ClassifierOutput:
         outs = [m.forward_details(tokens, lengths, features) for m in self.members]
-        probs = torch.stack([torch.softmax(o.logits, -1) for o in outs]).mean(0)
+        probs = torch.stack([self._probs(o.logits) for o in outs]).mean(0)
         att = None
         if all(o.attention is not None for o in outs):
             att = torch.stack([o.attention for o in outs]).mean(0)
-        return ClassifierOutput(torch.log(probs), torch.cat([o.representation for o in outs], -1), att)
+        return ClassifierOutput(self._logits(probs), torch.cat([o.representation for o in outs], -1), att)
 
     def first_conv(self):
         return self.members[0].first_conv()

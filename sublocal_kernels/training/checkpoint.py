@@ -249,9 +249,16 @@ def load_predictor(paths, device="cpu") -> Checkpoint:
         return cks[0]
     first = cks[0].meta
     for ck in cks[1:]:
-        for key in ("classes", "alphabet", "max_length"):
+        for key in ("classes", "alphabet", "max_length", "multi_label"):
             if ck.meta.get(key) != first.get(key):
                 raise CheckpointError(f"{ck.path}: ensemble members differ in {key}: {cks[0].path} has "
                                       f"{first.get(key)!r}, {ck.path} has {ck.meta.get(key)!r}")
     meta = dict(first, ensemble=[ck.path for ck in cks])
-    return Checkpoint(",".join(ck.path for ck in cks), Ensemble([ck.model for ck in cks]).eval(), meta)
+    multi = bool(first.get("multi_label"))
+    if multi:
+        # Until they are tuned on the ensemble's own validation predictions (evaluate does), the
+        # ensemble's thresholds are the mean of its members'.
+        meta["thresholds"] = [float(sum(t) / len(t)) for t in zip(*(ck.meta["thresholds"] for ck in cks))]
+        meta["thresholds_tuned"] = False
+    model = Ensemble([ck.model for ck in cks], multi_label=multi).eval()
+    return Checkpoint(",".join(ck.path for ck in cks), model, meta)

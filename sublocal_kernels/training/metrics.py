@@ -1,4 +1,5 @@
-"""Classification metrics from a confusion matrix: accuracy, per-class MCC and F1, macro means."""
+"""Classification metrics: from a confusion matrix (accuracy, per-class MCC and F1, macro means), and
+for multi-label predictions (micro/macro F1, Jaccard, subset accuracy, per-class thresholds)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import numpy as np
 
 from .._optional import require
 
-__all__ = ["confusion_matrix", "classification_report", "format_report", "plot_confusion"]
+__all__ = ["confusion_matrix", "classification_report", "format_report", "plot_confusion", "tune_thresholds",
+           "multilabel_report", "format_multilabel_report", "plot_multilabel_confusion"]
 
 
 def _skm():
@@ -108,6 +110,122 @@ def plot_confusion(report: dict, path: str, title: str = "Confusion matrix") -> 
     ax.set_ylabel("true")
     ax.set_title(f"{title} (accuracy {report['accuracy']:.3f})")
     fig.colorbar(im, ax=ax, fraction=0.046, label="fraction of true class")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+# --------------------------------------------------------------------------------------------
+# Multi-label: several classes per sequence, one sigmoid probability and threshold per class
+
+
+def tune_thresholds(targets, probs, classes: Sequence[str], default: float = 0.5) -> tuple[list[float], list[str]]:
+    """Per class, the probability threshold that maximises that class's F1 on ``(targets,
+    probs)`` (``(N, K)`` 0/1 and probabilities; a sequence is predicted in class ``k`` when
+    ``probs[:, k] >= thresholds[k]``), from ``sklearn.metrics.precision_recall_curve``. Ties go
+    to the highest threshold. A class with no positive in ``targets`` keeps ``default``.
+    Returns ``(thresholds, classes kept at the default)``."""
+    skm = _skm()
+    targets, probs = np.asarray(targets) > 0.5, np.asarray(probs, dtype=np.float64)
+    thresholds, untuned = [], []
+    for k, name in enumerate(classes):
+        if not targets[:, k].any():
+            thresholds.append(float(default))
+            untuned.append(name)
+            continue
+        precision, recall, cuts = skm.precision_recall_curve(targets[:, k], probs[:, k])
+        # precision/recall have one more entry than cuts (the final (1, 0) point): drop it.
+        p, r = precision[:-1], recall[:-1]
+        f1 = np.where(p + r > 0, 2 * p * r / np.maximum(p + r, 1e-300), 0.0)
+        best = np.flatnonzero(f1 == f1.max())[-1]
+        thresholds.append(float(cuts[best]))
+    return thresholds, untuned
+
+
+def multilabel_report(targets, probs, thresholds: Sequence[float], classes: Sequence[str]) -> dict:
+    """Multi-label metrics of ``probs (N, K)`` against 0/1 ``targets (N, K)`` with per-class
+    ``thresholds`` (all from scikit-learn): micro and macro F1, the sample-averaged Jaccard
+    index, subset accuracy (every label of a sequence right), and per class MCC, F1,
+    precision, recall, support and the 2x2 confusion matrix ``[[tn, fp], [fn, tp]]``. The
+    macro F1 averages the classes with support (as :func:`classification_report` does)."""
+    skm = _skm()
+    targets = (np.asarray(targets) > 0.5).astype(np.int64)
+    probs = np.asarray(probs, dtype=np.float64)
+    n, K = targets.shape if targets.ndim == 2 else (0, len(classes))
+    pred = (probs >= np.asarray(thresholds, dtype=np.float64)[None, :]).astype(np.int64) if n else targets
+    per = {}
+    if n:
+        precision, recall, f1, support = skm.precision_recall_fscore_support(targets, pred, average=None,
+                                                                             zero_division=0)
+        confusion = skm.multilabel_confusion_matrix(targets, pred)
+    else:
+        precision = recall = f1 = np.zeros(K)
+        support = np.zeros(K, dtype=np.int64)
+        confusion = np.zeros((K, 2, 2), dtype=np.int64)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="A single label was found", category=UserWarning)
+        for k, name in enumerate(classes):
+            per[name] = {"mcc": float(skm.matthews_corrcoef(targets[:, k], pred[:, k])) if n else 0.0,
+                         "f1": float(f1[k]), "precision": float(precision[k]), "recall": float(recall[k]),
+                         "support": int(support[k]), "threshold": float(thresholds[k]),
+                         "confusion": confusion[k].astype(np.int64).tolist()}
+    present = [v for v in per.values() if v["support"] > 0]
+    return {
+        "n": int(n),
+        "multi_label": True,
+        "micro_f1": float(skm.f1_score(targets, pred, average="micro", zero_division=0)) if n else 0.0,
+        "macro_f1": float(np.mean([v["f1"] for v in present])) if present else 0.0,
+        "jaccard": float(skm.jaccard_score(targets, pred, average="samples", zero_division=0)) if n else 0.0,
+        "subset_accuracy": float(skm.accuracy_score(targets, pred)) if n else 0.0,
+        "macro_mcc": float(np.mean([v["mcc"] for v in present])) if present else 0.0,
+        "per_class": per,
+        "classes": list(classes),
+        "thresholds": [float(t) for t in thresholds],
+    }
+
+
+def format_multilabel_report(report: dict) -> str:
+    """A multi-label report as text: summary line and the per-class table."""
+    classes = report["classes"]
+    width = max(8, max(len(c) for c in classes))
+    lines = [f"n={report['n']}  micro F1={report['micro_f1']:.4f}  macro F1={report['macro_f1']:.4f}  "
+             f"Jaccard={report['jaccard']:.4f}  subset accuracy={report['subset_accuracy']:.4f}  "
+             f"macro MCC={report['macro_mcc']:.4f}", "",
+             f"{'class':<{width}}  {'MCC':>7}  {'F1':>7}  {'prec':>7}  {'recall':>7}  {'thresh':>7}  {'n':>6}  "
+             f"{'tn':>6} {'fp':>6} {'fn':>6} {'tp':>6}"]
+    for c in classes:
+        v = report["per_class"][c]
+        (tn, fp), (fn, tp) = v["confusion"]
+        lines.append(f"{c:<{width}}  {v['mcc']:7.4f}  {v['f1']:7.4f}  {v['precision']:7.4f}  {v['recall']:7.4f}  "
+                     f"{v['threshold']:7.4f}  {v['support']:6d}  {tn:6d} {fp:6d} {fn:6d} {tp:6d}")
+    return "\n".join(lines)
+
+
+def plot_multilabel_confusion(report: dict, path: str, title: str = "Per-class confusion") -> str:
+    """Write one 2x2 confusion matrix per class (rows: true no/yes, columns: predicted no/yes) as a PNG."""
+    matplotlib = require("matplotlib", "plots")
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    classes = report["classes"]
+    cols = min(5, len(classes))
+    rows = (len(classes) + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(2.4 * cols, 2.4 * rows + 0.6), squeeze=False)
+    for ax in axes.flat[len(classes):]:
+        ax.axis("off")
+    for ax, c in zip(axes.flat, classes):
+        cm = np.asarray(report["per_class"][c]["confusion"], dtype=np.float64)
+        norm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
+        ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+        for i in range(2):
+            for j in range(2):
+                ax.text(j, i, int(cm[i, j]), ha="center", va="center", fontsize=8,
+                        color="white" if norm[i, j] > 0.5 else "black")
+        ax.set_xticks([0, 1], ["no", "yes"])
+        ax.set_yticks([0, 1], ["no", "yes"])
+        ax.set_title(f"{c}\nF1 {report['per_class'][c]['f1']:.2f}", fontsize=9)
+    fig.suptitle(f"{title} (rows: true, columns: predicted; macro F1 {report['macro_f1']:.3f})", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

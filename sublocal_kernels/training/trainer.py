@@ -33,10 +33,10 @@ from ..data import (DataFormatError, DataWarning, LengthBucketSampler, SequenceD
 from ..models import build_model
 from .checkpoint import Checkpoint, CheckpointError, atomic_write, load_checkpoint, save_checkpoint
 from .fp_mode import flush_denormal_steps
-from .metrics import classification_report, confusion_matrix
+from .metrics import classification_report, confusion_matrix, multilabel_report, tune_thresholds
 from .rundir import run_directory
 
-__all__ = ["TrainConfig", "train", "prepare_data", "evaluate_model", "run_model",
+__all__ = ["TrainConfig", "train", "model_inputs", "prepare_data", "evaluate_model", "run_model",
            "DistributedContext", "distributed_context", "step_seed", "RESUMABLE", "resume_differences"]
 
 # The settings a resumed run may change: how long it runs, where, and how it reports. Anything
@@ -71,6 +71,8 @@ class TrainConfig:
     checkpoint_every: int = 0
     progress: bool | None = None
     eval_batch_size: int = 64
+    multi_label: bool = False  # several labels per sequence: sigmoid outputs, BCE, per-class thresholds
+    val_partition: str | None = None  # the predefined fold used for validation (None: the first)
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)
@@ -183,16 +185,21 @@ def prepare_data(cfg: TrainConfig, classes=None, warn: bool = False
     Without ``classes`` (training: the classes come from the data) fewer than two classes is a
     :class:`~sublocal_kernels.data.DataFormatError`. ``warn``: a :class:`DataWarning` for each
     empty split and for each class too small to reach every split."""
-    records = load_records(cfg.data, cfg.format, cfg.alphabet, classes)
+    records = load_records(cfg.data, cfg.format, cfg.alphabet, classes, multi_label=cfg.multi_label)
     if classes is None:
-        found = sorted({r.label for r in records})
+        found = sorted({c for r in records for c in r.labels})
         if len(found) < 2:
             raise DataFormatError(cfg.data, None, None, f"{len(records)} sequences, all of class {found[0]!r}: a "
                                   "classifier needs sequences of at least two classes")
-    ds = SequenceDataset(records, classes, cfg.alphabet, cfg.max_length, cfg.features)
+    ds = SequenceDataset(records, classes, cfg.alphabet, cfg.max_length, cfg.features, multi_label=cfg.multi_label)
     flagged = np.array([r.partition == "test" for r in ds.records])
     seed = cfg.seed if cfg.split_seed is None else cfg.split_seed
-    if flagged.any():
+    folds = _folds(ds, cfg)
+    if folds is not None:
+        # Predefined folds (DeepLoc 2.0's Partition column): one fold validates, the rest train.
+        parts = folds
+        fractions = (1.0, 0.0, 0.0)  # the data's choice: not checked per class
+    elif flagged.any():
         rest = np.flatnonzero(~flagged)
         v = cfg.val_fraction
         tr, va = stratified_split(ds.labels[rest], (1 - v, v), seed)
@@ -205,6 +212,25 @@ def prepare_data(cfg: TrainConfig, classes=None, warn: bool = False
     if warn:
         _warn_split(cfg.data, ds, parts, fractions)
     return ds, parts
+
+
+def _folds(ds: SequenceDataset, cfg: TrainConfig):
+    """``(train, val, test)`` from integer partitions (predefined folds), or None when the
+    records carry none. Records flagged ``test`` are the test set; ``cfg.val_partition`` (default:
+    the lowest fold) validates."""
+    values = {r.partition for r in ds.records if r.partition not in (None, "test")}
+    if not values or not all(v.lstrip("-").isdigit() for v in values):
+        if cfg.val_partition is not None:
+            raise ValueError(f"--val-partition {cfg.val_partition}: {cfg.data} has no integer partition column "
+                             "(predefined folds)")
+        return None
+    folds = sorted(values, key=int)
+    chosen = folds[0] if cfg.val_partition is None else str(cfg.val_partition)
+    if chosen not in values:
+        raise ValueError(f"--val-partition {cfg.val_partition}: {cfg.data} has partitions {', '.join(folds)}")
+    part = np.array([r.partition for r in ds.records], dtype=object)
+    return (np.flatnonzero((part != chosen) & (part != "test")), np.flatnonzero(part == chosen),
+            np.flatnonzero(part == "test"))
 
 
 def _warn_split(data, ds: SequenceDataset, parts, fractions) -> None:
@@ -233,16 +259,28 @@ def _warn_split(data, ds: SequenceDataset, parts, fractions) -> None:
 # Evaluation
 
 
+def _loss_sum(logits: torch.Tensor, batch, multi_label: bool) -> torch.Tensor:
+    """The batch's loss summed over its sequences: cross-entropy, or for multi-label data the
+    binary cross-entropy of every class's logit, averaged over the classes."""
+    if multi_label:
+        return F.binary_cross_entropy_with_logits(logits.float(), batch.targets, reduction="sum") / logits.shape[1]
+    return F.cross_entropy(logits.float(), batch.labels, reduction="sum")
+
+
 @torch.no_grad()
 def run_model(model, ds: SequenceDataset, indices, device, batch_size: int = 64, details: bool = False,
               ctx: DistributedContext | None = None, callback: Callable | None = None,
-              on_probs: Callable | None = None):
+              on_probs: Callable | None = None, multi_label: bool | None = None):
     """Run ``model`` over ``ds[indices]`` in length-sorted batches (rank ``r`` of ``W`` takes
     every ``W``-th batch). Returns ``(probs (N, K) float32, loss_sum, n)`` in the order of
     ``indices`` (rows of other ranks' batches are zero); with ``callback``, calls
     ``callback(batch, output)`` per batch with the :class:`ClassifierOutput`; with
-    ``on_probs``, calls ``on_probs(positions, probs)`` per batch (positions into ``indices``)."""
+    ``on_probs``, calls ``on_probs(positions, probs)`` per batch (positions into ``indices``).
+    ``multi_label`` (default: ``ds.multi_label``): probabilities are the sigmoid of each
+    logit (else the softmax over classes) and the loss is the binary cross-entropy."""
     ctx = ctx or DistributedContext()
+    if multi_label is None:
+        multi_label = bool(getattr(ds, "multi_label", False))
     indices = np.asarray(indices, dtype=np.int64)
     was_training = model.training
     model.eval()
@@ -258,10 +296,16 @@ def run_model(model, ds: SequenceDataset, indices, device, batch_size: int = 64,
             logits = out.logits
         else:
             out, logits = None, model(batch.tokens, batch.lengths, batch.features)
-        labelled = batch.labels >= 0
-        if bool(labelled.any()):
-            loss_sum += F.cross_entropy(logits[labelled].float(), batch.labels[labelled], reduction="sum").double()
-        probs[local] = torch.softmax(logits.float(), -1).cpu().numpy()
+        if multi_label:
+            if batch.targets is not None:
+                loss_sum += _loss_sum(logits, batch, True).double()
+            probs[local] = torch.sigmoid(logits.float()).cpu().numpy()
+        else:
+            # (A multi-label data set's labels are label-set indices: no single-label loss.)
+            labelled = batch.labels >= 0 if not getattr(ds, "multi_label", False) else batch.labels < -1
+            if bool(labelled.any()):
+                loss_sum += F.cross_entropy(logits[labelled].float(), batch.labels[labelled], reduction="sum").double()
+            probs[local] = torch.softmax(logits.float(), -1).cpu().numpy()
         if callback is not None:
             callback(batch, out)
         if on_probs is not None:
@@ -271,10 +315,14 @@ def run_model(model, ds: SequenceDataset, indices, device, batch_size: int = 64,
 
 
 def evaluate_model(model, ds: SequenceDataset, indices, device, batch_size: int = 64,
-                   ctx: DistributedContext | None = None) -> dict:
+                   ctx: DistributedContext | None = None, thresholds=None) -> dict:
     """Loss and :func:`classification_report` of ``model`` on ``ds[indices]`` (all ranks
-    contribute their batches; every rank gets the totals)."""
+    contribute their batches; every rank gets the totals). For a multi-label data set: loss and
+    :func:`multilabel_report` with ``thresholds`` (None: tuned here on these predictions, see
+    :func:`tune_thresholds`; the report's ``untuned`` lists classes left at 0.5)."""
     ctx = ctx or DistributedContext()
+    if ds.multi_label:
+        return _evaluate_multilabel(model, ds, indices, device, batch_size, ctx, thresholds)
     probs, loss_sum, n = run_model(model, ds, indices, device, batch_size, ctx=ctx)
     labels = ds.labels[np.asarray(indices, dtype=np.int64)]
     pred = probs.argmax(1)
@@ -296,6 +344,33 @@ def evaluate_model(model, ds: SequenceDataset, indices, device, batch_size: int 
     return report
 
 
+def _evaluate_multilabel(model, ds, indices, device, batch_size, ctx, thresholds) -> dict:
+    probs, loss_sum, n = run_model(model, ds, indices, device, batch_size, ctx=ctx)
+    if ctx.active:
+        import torch.distributed as dist
+
+        # Each rank filled only its own batches' rows (the rest are zero): the sum is every row.
+        both = torch.cat([torch.from_numpy(probs).double().flatten(), loss_sum.cpu().reshape(1)]).to(device)
+        dist.all_reduce(both)
+        both = both.cpu()
+        probs, loss_sum = both[:-1].float().numpy().reshape(probs.shape), both[-1]
+    targets = ds.targets[np.asarray(indices, dtype=np.int64)]
+    untuned = []
+    if thresholds is None:
+        thresholds, untuned = tune_thresholds(targets, probs, ds.classes)
+    report = multilabel_report(targets, probs, thresholds, ds.classes)
+    report["untuned"] = untuned
+    report["loss"] = float(loss_sum) / max(1, n)
+    return report
+
+
+def _warn_untuned(data, untuned, where: str) -> None:
+    if untuned:
+        warnings.warn(f"{data}: {len(untuned)} class{'es' if len(untuned) > 1 else ''} with no positive sequence in "
+                      f"the {where} keep{'s' if len(untuned) == 1 else ''} the threshold 0.5: "
+                      f"{', '.join(map(repr, untuned))}", DataWarning, stacklevel=3)
+
+
 # --------------------------------------------------------------------------------------------
 # Training
 
@@ -315,10 +390,34 @@ def _progress(enabled: bool | None):
     return require("tqdm", "the progress bar").tqdm
 
 
-def _meta(cfg: TrainConfig, ds: SequenceDataset, state: dict) -> dict:
-    return {"classes": ds.classes, "alphabet": ds.alphabet.name, "max_length": cfg.max_length,
+def _meta(cfg: TrainConfig, ds: SequenceDataset, state: dict, thresholds=None) -> dict:
+    meta = {"classes": ds.classes, "alphabet": ds.alphabet.name, "max_length": cfg.max_length,
             "encoding": cfg.encoding, "num_features": ds.num_features, "train_config": cfg.to_json(),
             "train_state": state}
+    if cfg.multi_label:
+        # Read by predict/evaluate: sigmoid outputs, class k predicted when p_k >= thresholds[k].
+        meta["multi_label"] = True
+        meta["thresholds"] = [float(t) for t in (thresholds if thresholds is not None else [0.5] * len(ds.classes))]
+    return meta
+
+
+def model_inputs(name: str, alphabet: str, encoding: str, num_features: int, model_args: dict) -> dict:
+    """The data-dependent constructor arguments of model ``name``: the alphabet and encoding,
+    and the precomputed features' width (``extra_features``; Light Attention's ``embedding_dim``,
+    which must match the features when given)."""
+    out = {"alphabet": alphabet, "encoding": encoding}
+    if name == "light-attention":
+        if encoding == "none" and not num_features:
+            raise ValueError("--model light-attention with --encoding none reads per-residue embeddings: pass "
+                             "--features FILE.h5 (or an --encoding such as onehot to run it on the residues)")
+        given = model_args.get("embedding_dim")
+        if given is not None and given != num_features:
+            raise ValueError(f"--embedding-dim {given} does not match the {num_features} channels of the --features "
+                             "embeddings (Light Attention takes its width from the features: leave it out)")
+        out["embedding_dim"] = num_features
+    else:
+        out["extra_features"] = num_features
+    return out
 
 
 def _log(ctx: DistributedContext, msg: str) -> None:
@@ -369,13 +468,20 @@ def _train(cfg: TrainConfig, resume: bool, log, stop_after_steps, device, ctx: D
                               f"validation fraction {cfg.val_fraction:g}, test fraction {cfg.test_fraction:g})")
     torch.manual_seed(cfg.seed)
     model_args = dict(cfg.model_args)
-    model_args.setdefault("alphabet", ds.alphabet.name)
-    model_args.setdefault("encoding", cfg.encoding)
-    model_args.setdefault("extra_features", ds.num_features)
+    for key, value in model_inputs(cfg.model, ds.alphabet.name, cfg.encoding, ds.num_features, model_args).items():
+        model_args.setdefault(key, value)
     model = build_model(cfg.model, num_classes=len(ds.classes), **model_args).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     state = {"epoch": 0, "step": 0, "loss_sum": 0.0, "seen": 0, "best_val_loss": math.inf, "best_epoch": None,
              "history": []}
+    multi = cfg.multi_label
+    thresholds = [0.5] * len(ds.classes) if multi else None  # the latest epoch's, tuned on validation
+    if multi and resumed is not None:
+        thresholds = resumed.meta.get("thresholds", thresholds)
+    if multi and not len(va) and ctx.is_main and not resume:
+        warnings.warn(f"{cfg.data}: no validation split: every class keeps the threshold 0.5", DataWarning,
+                      stacklevel=2)
+    warned_untuned = resume
     if resumed is not None:
         model.load_state_dict(resumed.model.state_dict())
         resumed.load_optimizer(optimizer)
@@ -420,7 +526,7 @@ def _train(cfg: TrainConfig, resume: bool, log, stop_after_steps, device, ctx: D
             logits = net(batch.tokens, batch.lengths, batch.features)
             # This rank's loss sum / global batch size, times W because DDP averages the W
             # gradients: the gradient of the global-batch mean, whatever the shard sizes.
-            loss_sum = F.cross_entropy(logits.float(), batch.labels, reduction="sum")
+            loss_sum = _loss_sum(logits, batch, multi)
             loss = loss_sum * (ctx.world_size / len(global_batch))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -442,7 +548,7 @@ def _train(cfg: TrainConfig, resume: bool, log, stop_after_steps, device, ctx: D
                 if ctx.is_main:
                     mid = dict(state, epoch=epoch, step=step + 1, loss_sum=state["loss_sum"] + total,
                                seen=state["seen"] + seen)
-                    save_checkpoint(cfg.out, "last", model, _meta(cfg, ds, mid), optimizer)
+                    save_checkpoint(cfg.out, "last", model, _meta(cfg, ds, mid, thresholds), optimizer)
             if stop_after_steps is not None and steps_done >= stop_after_steps:
                 interrupted = True
                 break
@@ -456,7 +562,14 @@ def _train(cfg: TrainConfig, resume: bool, log, stop_after_steps, device, ctx: D
         val = evaluate_model(model, ds, va, device, cfg.eval_batch_size, ctx) if len(va) else None
         row = {"epoch": epoch + 1, "train_loss": train_loss, "seq_per_s": seen / max(elapsed, 1e-9),
                "time_s": elapsed}
-        if val is not None:
+        if val is not None and multi:
+            thresholds = val["thresholds"]
+            if val["untuned"] and not warned_untuned and ctx.is_main:
+                _warn_untuned(cfg.data, val["untuned"], "validation split")
+                warned_untuned = True
+            row.update(val_loss=val["loss"], val_micro_f1=val["micro_f1"], val_macro_f1=val["macro_f1"],
+                       val_jaccard=val["jaccard"])
+        elif val is not None:
             row.update(val_loss=val["loss"], val_accuracy=val["accuracy"], val_macro_mcc=val["macro_mcc"])
         state["history"].append(row)
         state.update(epoch=epoch + 1, step=0, loss_sum=0.0, seen=0)
@@ -466,14 +579,17 @@ def _train(cfg: TrainConfig, resume: bool, log, stop_after_steps, device, ctx: D
             state["best_epoch"] = epoch + 1
         if ctx.is_main:
             if improved or val is None:
-                save_checkpoint(cfg.out, "best", model, _meta(cfg, ds, state))
-            save_checkpoint(cfg.out, "last", model, _meta(cfg, ds, state), optimizer)
+                save_checkpoint(cfg.out, "best", model, _meta(cfg, ds, state, thresholds))
+            save_checkpoint(cfg.out, "last", model, _meta(cfg, ds, state, thresholds), optimizer)
         if ctx.active:
             import torch.distributed as dist
 
             dist.barrier()  # the other ranks read these checkpoints (the final test report)
         msg = f"epoch {epoch + 1}/{cfg.epochs}: train loss {train_loss:.4f}, {row['seq_per_s']:.1f} seq/s"
-        if val is not None:
+        if val is not None and multi:
+            msg += (f"; val loss {val['loss']:.4f}, micro F1 {val['micro_f1']:.4f}, macro F1 {val['macro_f1']:.4f} "
+                    f"(thresholds tuned on validation)" + (" (best)" if improved else ""))
+        elif val is not None:
             msg += (f"; val loss {val['loss']:.4f}, accuracy {val['accuracy']:.4f}, macro MCC {val['macro_mcc']:.4f}"
                     + (" (best)" if improved else ""))
         say(msg)
@@ -482,10 +598,15 @@ def _train(cfg: TrainConfig, resume: bool, log, stop_after_steps, device, ctx: D
                "splits": {"train": len(tr), "val": len(va), "test": len(te)}}
     if not interrupted and len(te) and os.path.isfile(os.path.join(cfg.out, "best.json")):
         best = load_checkpoint(os.path.join(cfg.out, "best.json"), device)
-        report = evaluate_model(best.model, ds, te, device, cfg.eval_batch_size, ctx)
+        report = evaluate_model(best.model, ds, te, device, cfg.eval_batch_size, ctx, best.meta.get("thresholds"))
         summary["test"] = report
-        say(f"test (best checkpoint, epoch {state['best_epoch']}): accuracy {report['accuracy']:.4f}, "
-            f"macro MCC {report['macro_mcc']:.4f}, macro F1 {report['macro_f1']:.4f}")
+        if multi:
+            say(f"test (best checkpoint, epoch {state['best_epoch']}, its validation thresholds): micro F1 "
+                f"{report['micro_f1']:.4f}, macro F1 {report['macro_f1']:.4f}, Jaccard {report['jaccard']:.4f}, "
+                f"subset accuracy {report['subset_accuracy']:.4f}")
+        else:
+            say(f"test (best checkpoint, epoch {state['best_epoch']}): accuracy {report['accuracy']:.4f}, "
+                f"macro MCC {report['macro_mcc']:.4f}, macro F1 {report['macro_f1']:.4f}")
     if ctx.is_main:
         atomic_write(os.path.join(cfg.out, "summary.json"),
                      (json.dumps(_json_ready(summary), indent=1) + "\n").encode())

@@ -121,6 +121,26 @@ def test_bad_features():
 
 def test_config_records_the_hyperparameters():
     model = LightAttention(**SMALL, dropout=0.1)
-    assert model.config == {**SMALL, "dropout": 0.1, "layers": "sublocal"}
+    assert model.config == {**SMALL, "dropout": 0.1, "layers": "sublocal", "alphabet": "protein", "encoding": "none"}
     rebuilt = LightAttention(**model.config)
     assert [p.shape for p in rebuilt.parameters()] == [p.shape for p in model.parameters()]
+
+
+def test_encoded_residues_with_or_without_embeddings():
+    # With an encoding, the residues are encoded first and the embeddings (if any) appended.
+    tokens = torch.randint(1, 21, (3, 11))
+    lengths = torch.tensor([11, 4, 1])
+    model = LightAttention(num_classes=4, embedding_dim=0, kernel_size=3, hidden=5, encoding="onehot")
+    assert model.head[0].in_features == 2 * 20 and model(tokens, lengths).shape == (3, 4)
+    both = LightAttention(num_classes=4, embedding_dim=6, kernel_size=3, hidden=5, encoding="onehot")
+    assert both(tokens, lengths, torch.randn(3, 11, 6)).shape == (3, 4)
+    assert both.head[0].in_features == 2 * 26
+    with pytest.raises(ValueError, match="embedding_dim"):
+        LightAttention(num_classes=4, embedding_dim=0)
+
+
+def test_one_sequence_training_batch_uses_running_statistics():
+    model = LightAttention(**SMALL).train()
+    x = torch.randn(1, 9, SMALL["embedding_dim"])
+    out = model(torch.ones(1, 9, dtype=torch.int64), torch.tensor([9]), x)
+    assert out.shape == (1, SMALL["num_classes"]) and torch.isfinite(out).all()
