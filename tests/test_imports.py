@@ -61,3 +61,17 @@ def test_require_imports_present_packages_and_names_missing_ones():
     assert require("numpy").__name__ == "numpy"
     with pytest.raises(MissingDependency, match="no_such_pkg_x is needed"):
         require("no_such_pkg_x")
+
+
+def test_hdf5_embeddings_without_h5py_name_the_package():
+    done = _run("""
+        from sublocal_kernels.data import open_embeddings
+        import tempfile
+        path = tempfile.mktemp(suffix=".h5")
+        open(path, "wb").write(b"x")
+        try:
+            open_embeddings(path)
+        except ImportError as exc:
+            print("ERR", exc)
+    """)
+    assert "ERR h5py is needed (reading HDF5 embedding files)" in done.stdout, done.stdout + done.stderr

@@ -14,6 +14,7 @@ Typical use::
 from .alphabets import AMINO_ACIDS, NUCLEOTIDE, NUCLEOTIDES, PROTEIN, Alphabet, SequenceError, get_alphabet
 from .dataset import (Batch, LengthBucketSampler, SequenceDataset, collate, kept_positions, load_features,
                       stratified_split, truncate_middle)
+from .embeddings import EmbeddingReader, EmbeddingWriter, open_embeddings
 from .encodings import ENCODINGS, ResidueEncoder, blosum80_table, encoding_table, onehot_table
 from .readers import (DataFormatError, DataWarning, Record, detect_format, iter_fasta, load_records, open_text,
                       read_deeploc, read_directory, read_fasta, read_table)
@@ -24,6 +25,7 @@ __all__ = [
     "AMINO_ACIDS", "NUCLEOTIDES", "PROTEIN", "NUCLEOTIDE", "Alphabet", "SequenceError", "get_alphabet",
     "Batch", "LengthBucketSampler", "SequenceDataset", "collate", "kept_positions", "load_features",
     "stratified_split", "truncate_middle",
+    "EmbeddingReader", "EmbeddingWriter", "open_embeddings",
     "ENCODINGS", "ResidueEncoder", "blosum80_table", "encoding_table", "onehot_table",
     "DataFormatError", "DataWarning", "Record", "detect_format", "open_text", "iter_fasta", "load_records", "read_deeploc", "read_directory",
     "read_fasta", "read_table",
