@@ -124,8 +124,8 @@ class FastaIndex:
                     record = [rid, 0, False, None]
                     continue
                 body = b"".join(raw.split())
-                if not body or raw.startswith(b";"):
-                    continue
+                if not body or (record is None and raw.startswith(b";")):
+                    continue  # as the FASTA reader: ';' comments only before the first record
                 if record is None:
                     raise DataFormatError(self.path, n, None, f"expected a FASTA header starting with '>', got "
                                           f"{raw.strip()[:40]!r}")
@@ -163,8 +163,7 @@ class FastaIndex:
             for raw in fh:
                 if raw.startswith(b">"):
                     break
-                if not raw.startswith(b";"):
-                    parts.append(raw.decode("ascii", "replace"))
+                parts.append(raw.decode("ascii", "replace"))
         finally:
             if own:
                 fh.close()
