@@ -150,14 +150,21 @@ class ProteinLM(nn.Module):
         """The width of representation ``pool``."""
         return 3 * self.hidden_size if pool == "unirep" else self.hidden_size
 
-    def states(self, tokens: torch.Tensor, lengths: torch.Tensor) -> LMStates:
-        """Run the LSTM stack over ``START, tokens`` (see :class:`LMStates`)."""
+    @staticmethod
+    def inputs(tokens: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(START, r_1 .. r_L then 0) (B, L + 1)`` and the step counts ``lengths + 1``."""
         tokens, lengths = _check_tokens(tokens, lengths)
         B, L = tokens.shape
         inp = torch.cat([torch.full((B, 1), START, dtype=torch.long, device=tokens.device),
                          tokens * _valid(lengths, L)], 1)
+        return inp, lengths + 1
+
+    def states(self, tokens: torch.Tensor, lengths: torch.Tensor) -> LMStates:
+        """Run the LSTM stack over ``START, tokens`` (see :class:`LMStates`)."""
+        tokens, lengths = _check_tokens(tokens, lengths)
+        L = tokens.shape[1]
+        inp, steps = self.inputs(tokens, lengths)
         x = self.embedding(inp)
-        steps = lengths + 1
         if self.layers == "sublocal":
             out, (h, c) = self.lstm(x, steps)
         else:
