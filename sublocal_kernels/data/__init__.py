@@ -12,23 +12,23 @@ Typical use::
 """
 
 from .alphabets import AMINO_ACIDS, NUCLEOTIDE, NUCLEOTIDES, PROTEIN, Alphabet, SequenceError, get_alphabet
-from .dataset import (Batch, LengthBucketSampler, SequenceDataset, collate, kept_positions, load_features,
+from .dataset import (Batch, FeatureView, LengthBucketSampler, SequenceDataset, collate, kept_positions, load_features,
                       stratified_split, truncate_middle)
 from .embeddings import EmbeddingReader, EmbeddingWriter, open_embeddings
 from .encodings import ENCODINGS, ResidueEncoder, blosum80_table, encoding_table, onehot_table
 from .readers import (DataFormatError, DataWarning, Record, detect_format, iter_fasta, load_records, open_text,
                       read_deeploc, read_directory, read_fasta, read_table)
-from .synthetic import (SYNTHETIC_CLASSES, SyntheticSet, attention_near_signal, make_synthetic, near_signal_fraction,
-                        read_signals, write_synthetic)
+from .synthetic import (SYNTHETIC_CLASSES, SyntheticSet, attention_near_signal, make_multilabel_synthetic,
+                        make_synthetic, near_signal_fraction, read_signals, write_synthetic)
 
 __all__ = [
     "AMINO_ACIDS", "NUCLEOTIDES", "PROTEIN", "NUCLEOTIDE", "Alphabet", "SequenceError", "get_alphabet",
-    "Batch", "LengthBucketSampler", "SequenceDataset", "collate", "kept_positions", "load_features",
+    "Batch", "FeatureView", "LengthBucketSampler", "SequenceDataset", "collate", "kept_positions", "load_features",
     "stratified_split", "truncate_middle",
     "EmbeddingReader", "EmbeddingWriter", "open_embeddings",
     "ENCODINGS", "ResidueEncoder", "blosum80_table", "encoding_table", "onehot_table",
     "DataFormatError", "DataWarning", "Record", "detect_format", "open_text", "iter_fasta", "load_records", "read_deeploc", "read_directory",
     "read_fasta", "read_table",
-    "SYNTHETIC_CLASSES", "SyntheticSet", "attention_near_signal", "make_synthetic", "near_signal_fraction",
+    "SYNTHETIC_CLASSES", "SyntheticSet", "attention_near_signal", "make_multilabel_synthetic", "make_synthetic", "near_signal_fraction",
     "read_signals", "write_synthetic",
 ]

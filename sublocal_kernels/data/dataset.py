@@ -14,7 +14,7 @@ from .alphabets import get_alphabet
 from .readers import DataFormatError, Record
 
 __all__ = ["truncate_middle", "kept_positions", "SequenceDataset", "Batch", "collate", "LengthBucketSampler",
-           "stratified_split", "load_features"]
+           "stratified_split", "load_features", "FeatureView"]
 
 
 def kept_positions(length: int, max_length: int | None) -> np.ndarray:
@@ -48,39 +48,61 @@ def truncate_middle(seq, max_length: int | None):
     return np.concatenate([seq[:head], seq[len(seq) - tail:]])
 
 
-def load_features(path, records: Sequence[Record]) -> list[np.ndarray]:
-    """Per-residue features from an ``.npz`` keyed by record id: ``(L, F)`` arrays, ``L`` equal to
-    the record's (cleaned) length, one ``F`` for all. Errors name the file and the record."""
+def load_features(path, records: Sequence[Record]) -> "FeatureView":
+    """Per-residue features from an embedding file (``.h5``/``.hdf5`` or ``.npz``, keyed by
+    record id; see :mod:`sublocal_kernels.data.embeddings`) for ``records``, read lazily: the
+    returned :class:`FeatureView` checks now, from the file's metadata, that every record is
+    there with shape ``(L, F)`` (``L`` the record's cleaned length, one ``F`` for all), and
+    reads a record's array only when it is asked for. Errors name the file and the record."""
+    from .embeddings import open_embeddings
+
     path = os.fspath(path)
-    out = []
-    try:
-        npz = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as err:
-        if isinstance(err, FileNotFoundError):
-            raise FileNotFoundError(f"{path}: no such features file") from None
-        raise DataFormatError(path, None, None, "not an .npz archive of per-record arrays (numpy.savez); "
-                              f"numpy says: {err}") from None
-    if not isinstance(npz, np.lib.npyio.NpzFile):
-        raise DataFormatError(path, None, None, "expected an .npz archive of per-record arrays keyed by id "
-                              "(numpy.savez), got a single .npy array")
-    with npz:
-        width = None
-        for r in records:
-            if r.id not in npz.files:
-                raise DataFormatError(path, None, r.id, "no feature array for this record id")
-            a = npz[r.id]
-            if a.ndim != 2 or a.shape[0] != len(r.sequence):
-                raise DataFormatError(path, None, r.id, f"feature array must have shape (L={len(r.sequence)}, F), "
-                                      f"got {a.shape}")
-            if width is None:
-                width = a.shape[1]
-            elif a.shape[1] != width:
-                raise DataFormatError(path, None, r.id, f"feature width {a.shape[1]} differs from the first "
-                                      f"record's {width}")
-            if not np.isfinite(a).all():
-                raise DataFormatError(path, None, r.id, "feature array holds NaN or inf")
-            out.append(a.astype(np.float32, copy=False))
-    return out
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: no such features file")
+    reader = open_embeddings(path)
+    if reader.kind != "per-residue":
+        raise DataFormatError(path, None, None, f"--features needs per-residue embeddings (L, D); this file holds "
+                              f"{reader.kind} vectors")
+    width = None
+    for r in records:
+        if r.id not in reader:
+            raise DataFormatError(path, None, r.id, "no feature array for this record id")
+        shape = reader.shape(r.id)
+        if len(shape) != 2 or shape[0] != len(r.sequence):
+            raise DataFormatError(path, None, r.id, f"feature array must have shape (L={len(r.sequence)}, F), "
+                                  f"got {shape}: the embedding's length differs from the sequence's")
+        if width is None:
+            width = shape[1]
+        elif shape[1] != width:
+            raise DataFormatError(path, None, r.id, f"feature width {shape[1]} differs from the first "
+                                  f"record's {width}")
+    return FeatureView(reader, [r.id for r in records], [len(r.sequence) for r in records], width or 0)
+
+
+class FeatureView:
+    """The features of a list of records, read from an embedding file one record at a time.
+
+    ``view[i]`` is record ``i``'s ``(L, F)`` float32 array (read now); ``view.take(indices)`` a
+    view of some of the records (nothing read); ``positions``, when given, the residues kept
+    per record (middle truncation)."""
+
+    def __init__(self, reader, ids, lengths, width: int, positions=None):
+        self.reader, self.ids, self.lengths, self.width = reader, list(ids), list(lengths), int(width)
+        self.positions = positions
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, i) -> np.ndarray:
+        a = self.reader.get(self.ids[i], self.lengths[i])
+        if self.positions is not None and len(self.positions[i]) != len(a):
+            a = a[self.positions[i]]
+        return a
+
+    def take(self, indices) -> "FeatureView":
+        idx = [int(i) for i in indices]
+        return FeatureView(self.reader, [self.ids[i] for i in idx], [self.lengths[i] for i in idx], self.width,
+                           None if self.positions is None else [self.positions[i] for i in idx])
 
 
 class SequenceDataset:
@@ -91,38 +113,72 @@ class SequenceDataset:
         classes: the class names (index = label); default: the sorted labels of ``records``.
         alphabet: the records' alphabet (sequences are already cleaned by the readers).
         max_length: None (default, full length) or the paper's middle truncation length.
-        features: None, an ``.npz`` path, or a list of ``(L, F)`` arrays aligned with ``records``.
+        features: None, an embedding file (``.h5``/``.hdf5``/``.npz``, read lazily per item: see
+            :func:`load_features`), or a list of ``(L, F)`` arrays aligned with ``records``.
+
+        multi_label: records may have several labels (``record.labels``); ``targets`` is then the
+            ``(N, K)`` float32 0/1 matrix of them and ``labels`` each record's *label set* index
+            into ``label_sets`` (what the stratified split balances), -1 when unlabelled.
 
     Item ``i``: ``(tokens (L,) uint8, label int (-1 when unlabelled), features (L, F) or None)``.
     """
 
     def __init__(self, records: Sequence[Record], classes: Sequence[str] | None = None, alphabet="protein",
-                 max_length: int | None = None, features=None):
+                 max_length: int | None = None, features=None, multi_label: bool = False):
         self.alphabet = get_alphabet(alphabet)
         self.records = list(records)
+        self.multi_label = bool(multi_label)
         if classes is None:
-            classes = sorted({r.label for r in self.records if r.label is not None})
+            classes = sorted({c for r in self.records for c in r.labels})
         self.classes = list(classes)
         index = {c: i for i, c in enumerate(self.classes)}
+        self.targets = self.label_sets = None
+        if self.multi_label:
+            self.targets = np.zeros((len(self.records), len(self.classes)), dtype=np.float32)
+            sets: dict[tuple, int] = {}
+            set_index = []
+            for i, r in enumerate(self.records):
+                for c in r.labels:
+                    if c not in index:
+                        p, line = r.source or (None, None)
+                        raise DataFormatError(p, line, r.id, f"unknown label {c!r}; known: {', '.join(self.classes)}")
+                    self.targets[i, index[c]] = 1
+                set_index.append(sets.setdefault(r.labels, len(sets)) if r.labels else -1)
+            self.label_sets = list(sets)
+        else:
+            several = next((r for r in self.records if len(r.labels) > 1), None)
+            if several is not None:
+                p, line = several.source or (None, None)
+                raise DataFormatError(p, line, several.id, f"several labels ({several.label!r}): pass --multi-label "
+                                      "to train on several labels per record")
         if max_length is not None and max_length < 2:
             raise ValueError(f"max_length must be None or >= 2, got {max_length}")
         self.max_length = max_length
         if isinstance(features, (str, os.PathLike)):
             features = load_features(features, self.records)
-        self.tokens, self.labels, self.features, self.positions = [], [], [] if features is not None else None, []
+        lazy = isinstance(features, FeatureView)
+        self.tokens, self.labels, self.positions = [], [], []
+        self.features = [] if features is not None and not lazy else None
         for i, r in enumerate(self.records):
-            if r.label is not None and r.label not in index:
+            if not self.multi_label and r.label is not None and r.label not in index:
                 p, line = r.source or (None, None)
                 raise DataFormatError(p, line, r.id, f"unknown label {r.label!r}; known: {', '.join(self.classes)}")
             keep = kept_positions(len(r.sequence), max_length)
             self.positions.append(keep)
             self.tokens.append(self.alphabet.encode(r.sequence)[keep])
-            self.labels.append(index[r.label] if r.label is not None else -1)
-            if features is not None:
+            if not self.multi_label:
+                self.labels.append(index[r.label] if r.label is not None else -1)
+            if self.features is not None:
                 self.features.append(np.asarray(features[i], dtype=np.float32)[keep])
         self.lengths = np.array([len(t) for t in self.tokens], dtype=np.int64)
-        self.labels = np.array(self.labels, dtype=np.int64)
-        self.num_features = 0 if features is None or not self.features else self.features[0].shape[1]
+        self.labels = np.array(set_index if self.multi_label else self.labels, dtype=np.int64)
+        if lazy:
+            # Read per batch (collate), never all at once: 20,000 x 500 x 1024 floats is 40 GB.
+            self.features = FeatureView(features.reader, features.ids, features.lengths, features.width,
+                                        self.positions)
+            self.num_features = features.width
+        else:
+            self.num_features = 0 if features is None or not self.features else self.features[0].shape[1]
 
     def __len__(self) -> int:
         return len(self.tokens)
@@ -136,10 +192,15 @@ class SequenceDataset:
         new.alphabet, new.classes, new.max_length, new.num_features = (self.alphabet, self.classes, self.max_length,
                                                                         self.num_features)
         idx = [int(i) for i in indices]
+        new.multi_label, new.label_sets = self.multi_label, self.label_sets
+        new.targets = None if self.targets is None else self.targets[idx]
         new.records = [self.records[i] for i in idx]
         new.tokens = [self.tokens[i] for i in idx]
         new.positions = [self.positions[i] for i in idx]
-        new.features = None if self.features is None else [self.features[i] for i in idx]
+        if isinstance(self.features, FeatureView):
+            new.features = self.features.take(idx)
+        else:
+            new.features = None if self.features is None else [self.features[i] for i in idx]
         new.lengths, new.labels = self.lengths[idx], self.labels[idx]
         return new
 
@@ -148,19 +209,22 @@ class SequenceDataset:
 class Batch:
     """A padded batch. ``tokens (B, T) int64`` (0 past each length), ``lengths (B,) int64``,
     ``labels (B,) int64`` (-1 unlabelled), ``features (B, T, F) float32`` or None (zero past each
-    length), ``index (B,)`` the items' indices in the data set."""
+    length), ``index (B,)`` the items' indices in the data set, ``targets (B, K) float32`` the
+    0/1 labels of a multi-label data set (else None)."""
 
     tokens: torch.Tensor
     lengths: torch.Tensor
     labels: torch.Tensor
     features: torch.Tensor | None
     index: torch.Tensor
+    targets: torch.Tensor | None = None
 
     def to(self, device, non_blocking: bool = True) -> "Batch":
         f = None if self.features is None else self.features.to(device, non_blocking=non_blocking)
+        t = None if self.targets is None else self.targets.to(device, non_blocking=non_blocking)
         return Batch(self.tokens.to(device, non_blocking=non_blocking),
                      self.lengths.to(device, non_blocking=non_blocking),
-                     self.labels.to(device, non_blocking=non_blocking), f, self.index)
+                     self.labels.to(device, non_blocking=non_blocking), f, self.index, t)
 
     def __len__(self) -> int:
         return self.tokens.shape[0]
@@ -180,8 +244,10 @@ def collate(dataset: SequenceDataset, indices: Sequence[int]) -> Batch:
         tokens[row, :n] = dataset.tokens[i]
         if feats is not None:
             feats[row, :n] = dataset.features[i]
+    targets = getattr(dataset, "targets", None)
     return Batch(torch.from_numpy(tokens), torch.from_numpy(lengths.copy()), torch.from_numpy(dataset.labels[idx]),
-                 None if feats is None else torch.from_numpy(feats), torch.from_numpy(idx))
+                 None if feats is None else torch.from_numpy(feats), torch.from_numpy(idx),
+                 None if targets is None else torch.from_numpy(targets[idx]))
 
 
 class LengthBucketSampler:

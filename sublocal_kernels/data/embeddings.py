@@ -44,6 +44,7 @@ KINDS = ("per-residue", "per-protein")
 HDF5_SUFFIXES = (".h5", ".hdf5")
 EMBEDDING_SUFFIXES = HDF5_SUFFIXES + (".npz",)
 _DTYPES = {"float32": np.float32, "float16": np.float16}
+_HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 _NPZ_ATTRS = "%attrs"  # an escaped id never holds a '%' that is not followed by 25 or 2F
 _UNESCAPE = re.compile("%(25|2F)")
 
@@ -206,14 +207,16 @@ class EmbeddingReader:
 
     def __init__(self, path):
         self.path = os.fspath(path)
-        ext = _suffix(self.path)
         if not os.path.isfile(self.path):
             raise FileNotFoundError(f"{self.path}: no such embedding file")
+        with open(self.path, "rb") as fh:
+            magic = fh.read(len(_HDF5_MAGIC))
         self._h5 = self._npz = None
-        if ext == ".npz":
-            self._open_npz()
-        else:
+        # HDF5 by suffix or by signature; anything else is read as an .npz (numpy names the problem).
+        if os.path.splitext(self.path)[1].lower() in HDF5_SUFFIXES or magic == _HDF5_MAGIC:
             self._open_h5()
+        else:
+            self._open_npz()
         if self.kind not in KINDS:
             raise DataFormatError(self.path, None, None, f"root attribute 'kind' must be one of {', '.join(KINDS)}, "
                                   f"got {self.kind!r}")
@@ -300,6 +303,13 @@ class EmbeddingReader:
         if not np.isfinite(a).all():
             raise DataFormatError(self.path, None, record_id, "embedding holds NaN or inf")
         return a
+
+    def shape(self, record_id) -> tuple[int, ...]:
+        """The stored shape of ``record_id``'s array, from the file's metadata (no data read)."""
+        name = self._names.get(record_id)
+        if name is None:
+            raise DataFormatError(self.path, None, record_id, "no embedding for this record id in the file")
+        return tuple(self._h5[name].shape) if self._h5 is not None else tuple(self._shape(name))
 
     def get(self, record_id, length: int | None = None) -> np.ndarray:
         """``self[record_id]``, and for per-residue files a check that it has ``length`` rows."""

@@ -11,6 +11,8 @@ no memory in the data path and a learned embedding is just another choice.
   matrix's own integers). ``J`` takes the mean of the I and L rows.
 - ``onehot+blosum80``: the two concatenated (40 channels), one-hot first.
 - ``embedding``: a learned ``nn.Embedding(vocab_size, embedding_dim, padding_idx=0)``.
+- ``none``: no encoding of the residues: the precomputed features alone (e.g. per-residue
+  language-model embeddings, ``--encoding none --features emb.h5``).
 
 Precomputed per-residue features (``.npz``, e.g. HSDM or PSI-BLAST profiles: the paper's
 80-feature encoding) are concatenated after the encoding.
@@ -29,7 +31,7 @@ from .alphabets import AMINO_ACIDS, Alphabet, get_alphabet
 
 __all__ = ["ENCODINGS", "ResidueEncoder", "blosum80_table", "onehot_table", "encoding_table"]
 
-ENCODINGS = ("onehot", "blosum80", "onehot+blosum80", "embedding")
+ENCODINGS = ("onehot", "blosum80", "onehot+blosum80", "embedding", "none")
 
 
 @functools.lru_cache(maxsize=None)
@@ -93,7 +95,12 @@ class ResidueEncoder(nn.Module):
         if extra_features < 0:
             raise ValueError(f"extra_features must be >= 0, got {extra_features}")
         self.encoding, self.extra_features = encoding, int(extra_features)
-        if encoding == "embedding":
+        if encoding == "none":
+            if not self.extra_features:
+                raise ValueError("encoding 'none' reads precomputed features only: it needs extra_features > 0 "
+                                 "(--features FILE)")
+            width = 0
+        elif encoding == "embedding":
             self.embedding = nn.Embedding(self.alphabet.vocab_size, embedding_dim, padding_idx=0)
             width = embedding_dim
         else:
@@ -104,7 +111,9 @@ class ResidueEncoder(nn.Module):
         self.out_channels = width + self.extra_features
 
     def forward(self, tokens: torch.Tensor, features: torch.Tensor | None = None) -> torch.Tensor:
-        if self.encoding == "embedding":
+        if self.encoding == "none":
+            x = None
+        elif self.encoding == "embedding":
             x = self.embedding(tokens)
         else:
             x = self.table[tokens]
@@ -115,7 +124,8 @@ class ResidueEncoder(nn.Module):
             if features.shape != (*tokens.shape, self.extra_features):
                 raise ValueError(f"`features` must have shape {(*tokens.shape, self.extra_features)}, "
                                  f"got {tuple(features.shape)}")
-            x = torch.cat([x, features.to(x.dtype) * (tokens > 0).unsqueeze(-1)], dim=-1)
+            extra = features.to(torch.float32 if x is None else x.dtype) * (tokens > 0).unsqueeze(-1)
+            x = extra if x is None else torch.cat([x, extra], dim=-1)
         elif features is not None:
             raise ValueError("this encoder takes no precomputed `features` (extra_features=0)")
         return x

@@ -14,9 +14,18 @@ Formats:
 - ``directory``: a directory of FASTA files, one per class (the MultiLoc distribution); the
   file name without its extension is the label; the header's first word is the id.
 - ``table``: a ``.tsv``/``.tab`` (tab) or ``.csv`` (comma) file with a header row naming the
-  columns ``id``, ``sequence`` and ``label`` (any order, any case; an optional ``partition``
-  column; other columns are ignored).
+  columns ``id`` (or ``acc``/``accession``), ``sequence`` and ``label`` (any order, any case;
+  an optional ``partition`` column; other columns are ignored). A label may be several,
+  ``A;B``. Without a ``label`` column, every named column whose values are all 0 or 1 is a
+  class (the DeepLoc 2.0 CSV layout: ``ACC, Kingdom, Partition, Membrane, Cytoplasm, Nucleus,
+  ..., Sequence``; ``membrane``, DeepLoc's membrane flag, is not a class), and a row's labels
+  are its columns holding 1.
 - ``fasta``: FASTA without labels (prediction input); the header's first word is the id.
+
+Several labels per record (multi-label data): a table's ``A;B`` or 0/1 columns, and, in any
+format, the same id or the same sequence under different labels, which :func:`load_records`
+merges into one record whose ``label`` is ``"A;B"`` (sorted; ``record.labels`` is ``("A", "B")``).
+Without ``multi_label=True`` (``--multi-label``) such records are an error naming them.
 
 Any of these files may be gzip-compressed (recognised by its first bytes, whatever its name;
 ``.fasta.gz`` and ``.tsv.gz`` names count as ``.fasta`` and ``.tsv``): it is decompressed as it
@@ -34,12 +43,15 @@ from typing import Iterator
 from .._optional import require
 from .alphabets import Alphabet, SequenceError, get_alphabet
 
-__all__ = ["Record", "DataFormatError", "DataWarning", "open_text", "read_fasta", "read_deeploc", "read_directory", "read_table",
+__all__ = ["LABEL_SEP", "Record", "DataFormatError", "DataWarning", "open_text", "read_fasta", "read_deeploc", "read_directory", "read_table",
            "load_records", "detect_format", "FASTA_SUFFIXES", "TABLE_SUFFIXES", "iter_fasta"]
 
 FASTA_SUFFIXES = (".fasta", ".fa", ".faa", ".fas", ".fna", ".ffn", ".frn", ".seq")
 TABLE_SUFFIXES = (".tsv", ".tab", ".csv")
 DEEPLOC_CODES = ("M", "S", "U")
+LABEL_SEP = ";"
+ID_COLUMNS = ("id", "acc", "accession")
+NOT_CLASS_COLUMNS = ("membrane",)  # DeepLoc 2.0's 0/1 membrane flag is not a location
 
 
 class DataFormatError(ValueError):
@@ -104,6 +116,11 @@ class Record:
 
     def __len__(self) -> int:
         return len(self.sequence)
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """The record's labels: one, several (``label`` ``"A;B"``), or none (unlabelled)."""
+        return tuple(self.label.split(LABEL_SEP)) if self.label else ()
 
 
 def _header_lines(path) -> tuple[list[int], int]:
@@ -221,15 +238,22 @@ def read_directory(path, alphabet="protein", classes=None) -> list[Record]:
     return records
 
 
+def _label_set(text: str) -> str | None:
+    """``" A ; B;A"`` -> ``"A;B"``: the labels of a table cell, stripped, once each, sorted."""
+    parts = sorted({t.strip() for t in text.split(LABEL_SEP) if t.strip()})
+    return LABEL_SEP.join(parts) or None
+
+
 def read_table(path, alphabet="protein", classes=None, delimiter: str | None = None) -> list[Record]:
     """A TSV/CSV file with a header row naming ``id``, ``sequence`` and ``label`` columns
-    (optional ``partition``). ``delimiter`` defaults to comma for ``.csv`` (and ``.csv.gz``), tab
+    (optional ``partition``), or ``id``, ``sequence`` and one 0/1 column per class (see the
+    module docstring). ``delimiter`` defaults to comma for ``.csv`` (and ``.csv.gz``), tab
     otherwise."""
     alphabet = get_alphabet(alphabet)
     path = os.fspath(path)
     if delimiter is None:
         delimiter = "," if _stem_suffix(path)[1] == ".csv" else "\t"
-    records = []
+    rows = []
     with open_text(path, newline="") as fh:
         reader = csv.reader(_lines(fh, path), delimiter=delimiter)
         try:
@@ -237,11 +261,13 @@ def read_table(path, alphabet="protein", classes=None, delimiter: str | None = N
         except StopIteration:
             raise DataFormatError(path, 1, None, "empty file: expected a header row with id, sequence, label") from None
         names = [h.strip().lower() for h in head]
-        missing = [c for c in ("id", "sequence", "label") if c not in names]
+        id_name = next((c for c in ID_COLUMNS if c in names), "id")
+        missing = [c for c in (id_name, "sequence") if c not in names]
         if missing:
-            raise DataFormatError(path, 1, None, f"header row must name the columns id, sequence and label; "
-                                  f"missing {', '.join(missing)} (got {head!r}; delimiter {delimiter!r})")
-        col = {c: names.index(c) for c in ("id", "sequence", "label")}
+            raise DataFormatError(path, 1, None, f"header row must name the columns id, sequence and label (or one "
+                                  f"0/1 column per class); missing {', '.join(missing)} (got {head!r}; delimiter "
+                                  f"{delimiter!r})")
+        col = {"id": names.index(id_name), "sequence": names.index("sequence")}
         part_col = names.index("partition") if "partition" in names else None
         for row in reader:
             line = reader.line_num
@@ -250,19 +276,36 @@ def read_table(path, alphabet="protein", classes=None, delimiter: str | None = N
             rec_id = row[col["id"]].strip() if len(row) > col["id"] else None
             if len(row) != len(head):
                 raise DataFormatError(path, line, rec_id, f"expected {len(head)} fields, got {len(row)}")
-            seq, label = row[col["sequence"]].strip(), row[col["label"]].strip()
             if not rec_id:
                 raise DataFormatError(path, line, None, "empty id")
-            if not label:
-                raise DataFormatError(path, line, rec_id, "empty label")
-            if classes is not None and label not in classes:
-                raise DataFormatError(path, line, rec_id, f"unknown label {label!r}; known: {', '.join(classes)}")
-            try:
-                clean = alphabet.clean(seq)
-            except SequenceError as err:
-                raise DataFormatError(path, line, rec_id, str(err)) from None
-            partition = row[part_col].strip() or None if part_col is not None else None
-            records.append(Record(rec_id, clean, label, partition, None, (path, line)))
+            rows.append((line, rec_id, row))
+    if "label" in names:
+        label_col = names.index("label")
+        labels = [_label_set(row[label_col]) for _, _, row in rows]
+    else:
+        skip = {col["id"], col["sequence"], part_col}
+        class_cols = [j for j, n in enumerate(names) if n and j not in skip and n not in NOT_CLASS_COLUMNS
+                      and rows and all(row[j].strip() in ("0", "1", "0.0", "1.0") for _, _, row in rows)]
+        if len(class_cols) < 2:
+            raise DataFormatError(path, 1, None, f"header row must name a label column, or the table must have one "
+                                  f"0/1 column per class (at least two); found {len(class_cols)} such columns "
+                                  f"(got {head!r}; delimiter {delimiter!r})")
+        labels = [LABEL_SEP.join(sorted(head[j].strip() for j in class_cols if float(row[j]) == 1)) or None
+                  for _, _, row in rows]
+    records = []
+    for (line, rec_id, row), label in zip(rows, labels):
+        if not label:
+            raise DataFormatError(path, line, rec_id, "empty label" if "label" in names else
+                                  "no class column holds 1 (every record needs at least one label)")
+        unknown = [c for c in label.split(LABEL_SEP) if classes is not None and c not in classes]
+        if unknown:
+            raise DataFormatError(path, line, rec_id, f"unknown label {unknown[0]!r}; known: {', '.join(classes)}")
+        try:
+            clean = alphabet.clean(row[col["sequence"]].strip())
+        except SequenceError as err:
+            raise DataFormatError(path, line, rec_id, str(err)) from None
+        partition = row[part_col].strip() or None if part_col is not None else None
+        records.append(Record(rec_id, clean, label, partition, None, (path, line)))
     if not records:
         raise DataFormatError(path, None, None, "no records after the header row")
     return records
@@ -279,9 +322,16 @@ def detect_format(path) -> str:
     return "deeploc"
 
 
-def load_records(path, format: str = "auto", alphabet="protein", classes=None) -> list[Record]:
+def load_records(path, format: str = "auto", alphabet="protein", classes=None, multi_label: bool = False
+                 ) -> list[Record]:
     """Labelled records from ``path`` in ``format`` (``auto``, ``deeploc``, ``directory``,
-    ``table``, or ``fasta`` for unlabelled FASTA)."""
+    ``table``, or ``fasta`` for unlabelled FASTA).
+
+    Records sharing an id (with the same sequence) or a sequence under different labels are
+    merged into one record with all their labels, sorted and joined by ``;`` (the
+    first record's id, line and partition). A repeated id with the same label, or with a
+    different sequence, is an error. With ``multi_label`` False (the default), a record with
+    several labels is an error naming it and ``--multi-label``."""
     if not os.path.exists(os.fspath(path)):
         raise FileNotFoundError(f"{path}: no such file or directory")
     fmt = detect_format(path) if format == "auto" else format
@@ -289,10 +339,75 @@ def load_records(path, format: str = "auto", alphabet="protein", classes=None) -
     if fmt not in readers:
         raise ValueError(f"format must be one of auto, {', '.join(readers)}; got {format!r}")
     records = readers[fmt](path, alphabet, classes)
-    seen = {}
+    return _merge_labels(records, path, multi_label)
+
+
+def _where(r: Record, path) -> str:
+    p, line = r.source or (path, None)
+    return f"{p}, line {line}"
+
+
+def _merge_labels(records: list[Record], path, multi_label: bool) -> list[Record]:
+    """One record per id, and one per sequence among records whose labels differ (see
+    :func:`load_records`)."""
+    by_id: dict[str, Record] = {}
+    merged_from: dict[int, list[Record]] = {}
+    out: list[Record] = []
     for r in records:
-        if r.id in seen:
+        first = by_id.get(r.id)
+        if first is None:
+            by_id[r.id] = r
+            out.append(r)
+            continue
+        p, line = r.source or (path, None)
+        if first.sequence != r.sequence or first.label is None or set(r.labels) <= set(first.labels):
+            why = " with a different sequence" if first.sequence != r.sequence else ""
+            raise DataFormatError(p, line, r.id, f"duplicate id{why} (first seen at {_where(first, path)})")
+        if not multi_label:
+            raise DataFormatError(p, line, r.id, f"duplicate id with another label ({r.label!r}; first seen at "
+                                  f"{_where(first, path)} as {first.label!r}): one record with several labels. "
+                                  "Pass --multi-label (multi_label=True) to train on several labels per record")
+        merged_from.setdefault(id(first), [first]).append(r)
+    # Records with the same sequence but different labels (RNALocate lists a sequence once per
+    # localization, under different ids) are one sequence with several labels.
+    by_seq: dict[str, list[int]] = {}
+    for k, r in enumerate(out):
+        if r.label is not None:
+            by_seq.setdefault(r.sequence, []).append(k)
+    drop = set()
+    for group in by_seq.values():
+        labels = {lab for k in group for lab in out[k].labels}
+        if len(group) < 2 or all(set(out[k].labels) == labels for k in group):
+            continue
+        if not multi_label:
+            a, b = out[group[0]], next(out[k] for k in group if set(out[k].labels) != set(out[group[0]].labels))
+            p, line = b.source or (path, None)
+            raise DataFormatError(p, line, b.id, f"the same sequence as record {a.id!r} ({_where(a, path)}) under "
+                                  f"another label ({b.label!r}, there {a.label!r}): one sequence with several labels. "
+                                  "Pass --multi-label (multi_label=True) to merge them into one record with every "
+                                  "label")
+        keep = out[group[0]]
+        merged_from.setdefault(id(keep), [keep]).extend(out[k] for k in group[1:])
+        drop.update(group[1:])
+    result = []
+    for k, r in enumerate(out):
+        if k in drop:
+            continue
+        parts = merged_from.get(id(r))
+        if parts:
+            partitions = {x.partition for x in parts}
+            if len(partitions) > 1:
+                other = next(x for x in parts if x.partition != r.partition)
+                p, line = other.source or (path, None)
+                raise DataFormatError(p, line, other.id, f"merged with record {r.id!r} ({_where(r, path)}: same id or "
+                                      f"sequence) but in partition {other.partition!r}, not {r.partition!r}")
+            labels = []
+            for x in parts:
+                labels.extend(lab for lab in x.labels if lab not in labels)
+            r = Record(r.id, r.sequence, LABEL_SEP.join(sorted(labels)), r.partition, r.membrane, r.source)
+        if not multi_label and len(r.labels) > 1:
             p, line = r.source or (path, None)
-            raise DataFormatError(p, line, r.id, f"duplicate id (first seen at {seen[r.id][0]}, line {seen[r.id][1]})")
-        seen[r.id] = r.source or (path, None)
-    return records
+            raise DataFormatError(p, line, r.id, f"several labels ({r.label!r}): pass --multi-label "
+                                  "(multi_label=True) to train on several labels per record")
+        result.append(r)
+    return result

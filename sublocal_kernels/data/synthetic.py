@@ -34,7 +34,7 @@ import numpy as np
 from .alphabets import AMINO_ACIDS
 from .readers import Record
 
-__all__ = ["SYNTHETIC_CLASSES", "SyntheticSet", "make_synthetic", "write_synthetic", "attention_near_signal",
+__all__ = ["SYNTHETIC_CLASSES", "MULTILABEL_PAIRS", "SyntheticSet", "make_synthetic", "make_multilabel_synthetic", "write_synthetic", "attention_near_signal",
            "near_signal_fraction", "read_signals"]
 
 SYNTHETIC_CLASSES = ("Cell.membrane", "Cytoplasm", "ER", "Extracellular", "Mitochondrion", "Nucleus", "Peroxisome")
@@ -46,6 +46,10 @@ _NATURAL = np.array([8.25, 1.38, 5.46, 6.72, 3.86, 7.07, 2.27, 5.91, 5.80, 9.65,
 _NATURAL = _NATURAL / _NATURAL.sum()
 _HYDROPHOBIC = "LIVFAMW"
 _HYDRO_SET = set("LIVFMW")  # A is common in backgrounds; it does not count towards a TM-like run
+N_TERMINAL = frozenset({"Extracellular", "ER", "Mitochondrion"})
+# Pairs of classes whose signals sit in different places (N-terminus, interior, C-terminus), so
+# one sequence can carry both: the multi-label set's double-signal sequences.
+MULTILABEL_PAIRS = (("Mitochondrion", "Nucleus"), ("Nucleus", "Peroxisome"), ("Mitochondrion", "Peroxisome"))
 
 
 @dataclass
@@ -168,7 +172,11 @@ def make_synthetic(n_per_class: int = 100, min_length: int = 50, max_length: int
     return SyntheticSet(records, signals, tuple(classes))
 
 
-def _one(rng, cls: str, min_length: int, max_length: int, concentration: float):
+def _one(rng, cls, min_length: int, max_length: int, concentration: float):
+    """One sequence with the signals of ``cls`` (a class, or a tuple of classes whose signals
+    sit in different places: each is planted, in the order below, so a single class draws
+    exactly what it always drew)."""
+    has = {cls} if isinstance(cls, str) else set(cls)
     length = int(round(np.exp(rng.uniform(np.log(min_length), np.log(max_length)))))
     composition = rng.dirichlet(_NATURAL * concentration)
     seq = _background(rng, length, composition)
@@ -180,20 +188,22 @@ def _one(rng, cls: str, min_length: int, max_length: int, concentration: float):
         protected[start:start + len(motif)] = True
         spans.append((start, start + len(motif)))
 
-    if cls in ("Extracellular", "ER"):
+    if has & {"Extracellular", "ER"}:
         plant(0, _signal_peptide(rng))
-    if cls == "ER":
+    if "ER" in has:
         # The short motifs (KDEL, SKL) come with a few residues of context: a 3-4 residue needle
         # alone left an A-LSTM on a plateau for ~15 epochs (measured, 2-core CPU).
         plant(length - 8, "".join(rng.choice(list("EEDDT"), size=4)) + "KDEL")
-    elif cls == "Peroxisome":
+    if "Peroxisome" in has:
         plant(length - 8, "".join(rng.choice(list("KRKRA"), size=5)) + "SKL")
-    elif cls == "Nucleus":
+    if "Nucleus" in has:
         motif = _nls(rng)
-        plant(int(rng.integers(int(0.2 * length), int(0.8 * length) - len(motif))), motif)
-    elif cls == "Mitochondrion":
+        # Past any N-terminal signal (a presequence is at most 29 residues, a signal peptide 23).
+        low = int(0.2 * length) if not has & N_TERMINAL else max(int(0.2 * length), 35)
+        plant(int(rng.integers(low, int(0.8 * length) - len(motif))), motif)
+    if "Mitochondrion" in has:
         plant(0, _presequence(rng))
-    elif cls == "Cell.membrane":
+    if "Cell.membrane" in has:
         n_tm = int(rng.integers(1, 5))
         pos = 30
         for k in range(n_tm):
@@ -206,12 +216,48 @@ def _one(rng, cls: str, min_length: int, max_length: int, concentration: float):
             else:
                 break
             pos = spans[-1][1] + 10
-    if cls not in ("Extracellular", "ER", "Mitochondrion"):
+    if not has & N_TERMINAL:
         # Neither an SP- nor a presequence-like start: a plain M then background.
         seq[0] = "M"
     _scrub(seq, rng, protected, composition)
     spans.sort()
     return "".join(seq), spans
+
+
+def make_multilabel_synthetic(n_per_class: int = 60, n_per_pair: int = 60, min_length: int = 100,
+                              max_length: int = 1000, seed: int = 0, classes=("Cytoplasm", "Mitochondrion", "Nucleus",
+                                                                              "Peroxisome"),
+                              pairs=MULTILABEL_PAIRS, composition_concentration: float = 60.0) -> SyntheticSet:
+    """A SYNTHETIC multi-label set: ``n_per_class`` sequences with one planted signal for each of
+    ``classes`` (Cytoplasm: none), and ``n_per_pair`` sequences for each pair in ``pairs`` that
+    carry **both** classes' signals and both labels (``record.label`` ``"A;B"``). ``signals``
+    holds every planted span. Lengths are log-uniform in ``[min_length, max_length]``
+    (``min_length >= 100`` leaves room for an N-terminal signal and an NLS after it)."""
+    for pair in pairs:
+        if len(set(pair)) != 2 or any(c not in SYNTHETIC_CLASSES for c in pair):
+            raise ValueError(f"pairs must be two different classes of {SYNTHETIC_CLASSES}, got {pair}")
+        if "Cytoplasm" in pair or len(set(pair) & N_TERMINAL) > 1 or set(pair) == {"ER", "Peroxisome"} \
+                or "Cell.membrane" in pair:
+            raise ValueError(f"the signals of {pair} do not fit in one sequence (Cytoplasm has none; two N- or "
+                             "C-terminal signals, or transmembrane stretches, would overlap)")
+    if min_length < 100 and pairs:
+        raise ValueError(f"min_length must be >= 100 for double-signal sequences, got {min_length}")
+    single = make_synthetic(n_per_class, min_length, max_length, seed, classes, composition_concentration) \
+        if n_per_class else SyntheticSet([], [], ())
+    rng = np.random.default_rng([seed, 1])
+    items = [(r.label, r.sequence, sp) for r, sp in zip(single.records, single.signals)]
+    for pair in pairs:
+        for _ in range(n_per_pair):
+            seq, spans = _one(rng, tuple(pair), min_length, max_length, composition_concentration)
+            items.append((";".join(sorted(pair)), seq, spans))
+    order = rng.permutation(len(items))
+    records, signals = [], []
+    for k, i in enumerate(order):
+        label, seq, spans = items[i]
+        records.append(Record(f"SYN{k + 1:06d}", seq, label, None, "U", None))
+        signals.append(spans)
+    names = tuple(sorted(set(classes) | {c for pair in pairs for c in pair}))
+    return SyntheticSet(records, signals, names)
 
 
 def write_synthetic(data: SyntheticSet, directory, name: str = "synthetic") -> tuple[str, str]:

@@ -124,3 +124,58 @@ def test_features_file_that_is_not_an_npz(tmp_path):
         load_features(str(one), recs)
     with pytest.raises(FileNotFoundError, match=r"nope.npz: no such features file"):
         load_features(str(tmp_path / "nope.npz"), recs)
+
+
+@pytest.mark.parametrize("suffix", [".h5", ".npz"])
+def test_features_from_an_embedding_file_are_read_per_batch(tmp_path, suffix, monkeypatch):
+    pytest.importorskip("h5py")
+    from sublocal_kernels.data import EmbeddingReader, EmbeddingWriter, FeatureView
+
+    recs = records([5, 30, 12], ["a", "b", "a"])
+    recs[1].id = "sp|X/1"  # escaped in the file, found by its id
+    feats = [np.random.rand(len(r.sequence), 3).astype(np.float32) for r in recs]
+    path = tmp_path / f"emb{suffix}"
+    with EmbeddingWriter(path, kind="per-residue", model="m", pool="none", dim=3, dtype="float16") as w:
+        for r, f in zip(recs, feats):
+            w.write(r.id, f)
+    reads = []
+    get = EmbeddingReader.get
+    monkeypatch.setattr(EmbeddingReader, "get", lambda self, rid, n=None: reads.append(rid) or get(self, rid, n))
+    ds = SequenceDataset(recs, max_length=10, features=str(path))
+    assert isinstance(ds.features, FeatureView) and ds.num_features == 3 and reads == []  # nothing read yet
+    b = collate(ds.subset([1, 2]), [0, 1])
+    assert reads == ["sp|X/1", "r2"]
+    assert b.features.shape == (2, 10, 3) and b.features.dtype == torch.float32
+    np.testing.assert_array_equal(b.features[0].numpy(), truncate_middle(feats[1].astype(np.float16), 10))
+    np.testing.assert_array_equal(b.features[1].numpy(), truncate_middle(feats[2].astype(np.float16), 10))
+
+
+def test_embedding_length_mismatch_names_record_and_file(tmp_path):
+    pytest.importorskip("h5py")
+    from sublocal_kernels.data import EmbeddingWriter
+
+    recs = records([5, 7], ["a", "b"])
+    with EmbeddingWriter(tmp_path / "e.h5", kind="per-residue", model="m", pool="none", dim=2) as w:
+        w.write("r0", np.zeros((5, 2)))
+        w.write("r1", np.zeros((8, 2)))
+    with pytest.raises(DataFormatError, match=r"e.h5, record 'r1': feature array must have shape \(L=7, F\), got "
+                                              r"\(8, 2\): the embedding's length differs from the sequence's"):
+        SequenceDataset(recs, features=str(tmp_path / "e.h5"))
+    with EmbeddingWriter(tmp_path / "p.h5", kind="per-protein", model="m", pool="mean", dim=2) as w:
+        w.write("r0", np.zeros(2))
+    with pytest.raises(DataFormatError, match="p.h5: --features needs per-residue embeddings"):
+        SequenceDataset(recs, features=str(tmp_path / "p.h5"))
+
+
+def test_multi_label_dataset_targets():
+    recs = records([5, 6, 7, 8], ["b;a", "a", "c", "a;b"])
+    with pytest.raises(DataFormatError, match=r"record 'r0': several labels \('b;a'\): pass --multi-label"):
+        SequenceDataset(recs)
+    ds = SequenceDataset(recs, multi_label=True)
+    assert ds.classes == ["a", "b", "c"]
+    np.testing.assert_array_equal(ds.targets, [[1, 1, 0], [1, 0, 0], [0, 0, 1], [1, 1, 0]])
+    assert list(ds.labels) == [0, 1, 2, 3] and ds.label_sets == [("b", "a"), ("a",), ("c",), ("a", "b")]
+    b = collate(ds.subset([3, 2]), [0, 1])
+    np.testing.assert_array_equal(b.targets.numpy(), [[1, 1, 0], [0, 0, 1]])
+    with pytest.raises(DataFormatError, match="unknown label 'c'"):
+        SequenceDataset(recs, classes=["a", "b"], multi_label=True)

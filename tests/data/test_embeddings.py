@@ -118,6 +118,9 @@ def test_bad_arrays_are_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="no such embedding file"):
         open_embeddings(tmp_path / "none.h5")
     with pytest.raises(ValueError, match="must end in .h5, .hdf5, .npz"):
+        EmbeddingWriter(tmp_path / "x.txt", kind="per-residue", model="m", pool="none", dim=2)
+    (tmp_path / "x.txt").write_text("text")
+    with pytest.raises(DataFormatError, match="x.txt: not an .npz archive"):
         open_embeddings(tmp_path / "x.txt")
 
 

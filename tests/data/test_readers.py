@@ -214,3 +214,76 @@ def test_gzip_errors_name_the_file(tmp_path):
     other.write_bytes(b"BZh91AY&SY\xa5\x9c\xff\x00\x13")
     with pytest.raises(DataFormatError, match=r"x.fasta, line 1: not UTF-8 text"):
         read_deeploc(str(other))
+
+
+# --------------------------------------------------------------------------------------------
+# Several labels per record
+
+
+def test_table_label_column_with_several_labels(tmp_path):
+    path = write(tmp_path, "m.tsv", "id\tsequence\tlabel\na\tMKV\tNucleus; Cytoplasm\nb\tMKKV\tNucleus\n")
+    recs = load_records(path, multi_label=True)
+    assert [(r.id, r.label, r.labels) for r in recs] == [("a", "Cytoplasm;Nucleus", ("Cytoplasm", "Nucleus")),
+                                                         ("b", "Nucleus", ("Nucleus",))]
+    with pytest.raises(DataFormatError, match=r"m.tsv, line 2, record 'a': several labels \('Cytoplasm;Nucleus'\): "
+                                              r"pass --multi-label"):
+        load_records(path)
+    with pytest.raises(DataFormatError, match=r"line 2, record 'a': unknown label 'Cytoplasm'"):
+        read_table(path, classes=["Nucleus"])
+
+
+DEEPLOC2 = """,ACC,Kingdom,Partition,Membrane,Cytoplasm,Nucleus,Extracellular,Cell membrane,Sequence
+0,Q9H400,Eukaryota,0,1,0,0,0,1,MKVLAAG
+1,P12345,Eukaryota,1,0,1,1,0,0,MPKKKRKV
+2,Q00001,Eukaryota,3,0,0.0,0.0,1.0,0.0,MAAGLLA
+"""
+
+
+def test_deeploc2_csv_with_one_column_per_class(tmp_path):
+    path = write(tmp_path, "deeploc2.csv", DEEPLOC2)
+    recs = load_records(path, multi_label=True)
+    assert [(r.id, r.labels, r.partition) for r in recs] == [
+        ("Q9H400", ("Cell membrane",), "0"), ("P12345", ("Cytoplasm", "Nucleus"), "1"),
+        ("Q00001", ("Extracellular",), "3")]
+    assert recs[1].sequence == "MPKKKRKV" and recs[1].source == (path, 3)
+    with pytest.raises(DataFormatError, match=r"line 3, record 'P12345': several labels"):
+        load_records(path)
+    # A row with no class set, and a table with neither a label column nor 0/1 columns.
+    bad = write(tmp_path, "none.csv", "acc,sequence,a,b\nx,MKV,0,0\n")
+    with pytest.raises(DataFormatError, match=r"none.csv, line 2, record 'x': no class column holds 1"):
+        read_table(bad)
+    with pytest.raises(DataFormatError, match=r"line 1: header row must name a label column, or the table must have "
+                                              r"one 0/1 column per class"):
+        read_table(write(tmp_path, "few.csv", "id,sequence,kingdom\nx,MKV,Eukaryota\n"))
+
+
+def test_same_id_in_two_class_files_is_one_record_with_both_labels(tmp_path):
+    d = tmp_path / "rnalocate"
+    d.mkdir()
+    (d / "Nucleus.fasta").write_text(">r1\nMKV\n>r2\nMKKV\n")
+    (d / "Cytosol.fasta").write_text(">r1\nMKV\n>r3\nMAAV\n")
+    recs = load_records(str(d), multi_label=True)
+    assert [(r.id, r.label) for r in recs] == [("r1", "Cytosol;Nucleus"), ("r3", "Cytosol"), ("r2", "Nucleus")]
+    with pytest.raises(DataFormatError) as err:
+        load_records(str(d))
+    assert err.value.path == str(d / "Nucleus.fasta") and err.value.line == 1 and err.value.record == "r1"
+    assert "duplicate id with another label ('Nucleus'" in str(err.value) and "--multi-label" in str(err.value)
+    (d / "Cytosol.fasta").write_text(">r1\nMKVA\n")
+    with pytest.raises(DataFormatError, match=r"record 'r1': duplicate id with a different sequence"):
+        load_records(str(d), multi_label=True)
+
+
+def test_same_sequence_under_two_ids_and_labels_is_merged(tmp_path):
+    # RNALocate lists a sequence once per localization, under different ids.
+    path = write(tmp_path, "r.tsv", "id\tsequence\tlabel\nx1\tACGU\tNucleus\nx2\tACGU\tCytosol\nx3\tAAAA\tNucleus\n"
+                                    "x4\tAAAA\tNucleus\n")
+    recs = load_records(path, alphabet="nucleotide", multi_label=True)
+    # Same sequence with the same label twice (x3, x4) stays as it was.
+    assert [(r.id, r.label) for r in recs] == [("x1", "Cytosol;Nucleus"), ("x3", "Nucleus"), ("x4", "Nucleus")]
+    with pytest.raises(DataFormatError, match=r"r.tsv, line 3, record 'x2': the same sequence as record 'x1' "
+                                              r"\(.*r.tsv, line 2\) under another label \('Cytosol', there "
+                                              r"'Nucleus'\).*--multi-label"):
+        load_records(path, alphabet="nucleotide")
+    parts = write(tmp_path, "p.tsv", "id\tsequence\tlabel\tpartition\nx1\tMKV\tA\ttest\nx2\tMKV\tB\t\n")
+    with pytest.raises(DataFormatError, match=r"record 'x2': merged with record 'x1'.*in partition None, not 'test'"):
+        load_records(parts, multi_label=True)
