@@ -5,6 +5,9 @@
     sublocal predict runs/alstm proteins.fasta -o out.tsv   # id, prediction, per-class probabilities
     sublocal plot runs/alstm DATA --out plots/              # attention, filter logos, t-SNE (PNG)
     sublocal demo                                           # synthetic set, A-LSTM on CPU, plots
+    sublocal pretrain uniref50.fasta --out runs/lm          # next-residue language model (UniRep-style)
+    sublocal embed runs/lm proteins.fasta -o emb.h5 --pool unirep
+    sublocal probe emb.h5 stability.tsv --task regression   # cross-validated ridge, Spearman's rho
 
 Multi-GPU or multi-node training: ``torchrun --nproc_per_node N -m sublocal_kernels.cli train ...``
 (or ``torchrun ... $(which sublocal) train ...``): DistributedDataParallel, gloo on CPU, NCCL on GPU.
@@ -625,12 +628,247 @@ def cmd_demo(args) -> int:
     return 0
 
 
+def _add_pretrain(sub):
+    p = sub.add_parser("pretrain", help="pretrain a protein language model (or the conv autoencoder) on FASTA",
+                       epilog=PRETRAIN_EPILOG, formatter_class=_Formatter,
+                       description="Next-residue pretraining (UniRep's objective) over unlabelled FASTA files of any "
+                                   "size: each file is indexed once (OUT/fasta-index) and read record by record, in "
+                                   "length-bucketed batches under a token budget. Full length unless --max-length.")
+    p.add_argument("fasta", nargs="+", metavar="FASTA", help="uncompressed FASTA file(s)")
+    p.add_argument("--out", required=True, help="run directory (best/last checkpoints, summary)")
+    p.add_argument("--model", default="protein-lm", choices=["protein-lm", "conv-autoencoder"])
+    p.add_argument("--drop-noncanonical", action="store_true", help="drop records holding X, B, Z or J")
+    p.add_argument("--max-length", type=_positive, default=None,
+                   help="drop records longer than this (default: keep every length)")
+    p.add_argument("--max-tokens", type=_positive, default=16384, help="padded residues per batch (default 16384)")
+    p.add_argument("--batch-size", type=_positive, default=256, help="most sequences per batch (default 256)")
+    p.add_argument("--epochs", type=_positive, default=10)
+    p.add_argument("--max-steps", type=_positive, default=None, help="stop after this many optimizer steps")
+    p.add_argument("--lr", type=_float_in(0.0, low_open=True), default=1e-3, help="Adam learning rate")
+    p.add_argument("--schedule", default="constant", choices=["constant", "step", "cosine"],
+                   help="step: times --lr-gamma every --lr-step-epochs epochs; cosine: to 0 over the run")
+    p.add_argument("--lr-step-epochs", type=_positive, default=5)
+    p.add_argument("--lr-gamma", type=_float_in(0.0, 1.0, low_open=True, high_open=False), default=0.2)
+    p.add_argument("--warmup-steps", type=_non_negative, default=0)
+    p.add_argument("--clip-norm", type=_float_in(0.0), default=1.0, help="gradient-norm clipping (0: off)")
+    p.add_argument("--weight-decay", type=_float_in(0.0), default=0.0)
+    p.add_argument("--val-fraction", type=_float_in(0.0, 1.0), default=0.05)
+    p.add_argument("--val-max", type=_positive, default=2000, help="at most this many validation sequences")
+    p.add_argument("--val-every", type=_non_negative, default=0,
+                   help="validate (and write OUT/last) every N steps (0: per epoch)")
+    p.add_argument("--checkpoint-every", type=_non_negative, default=0, help="also write OUT/last every N steps")
+    p.add_argument("--seed", type=_non_negative, default=0)
+    again = p.add_mutually_exclusive_group()
+    again.add_argument("--resume", action="store_true", help="continue OUT/last.json exactly where it stopped")
+    again.add_argument("--overwrite", action="store_true", help="replace the run already in --out")
+    p.add_argument("--progress", dest="progress", action="store_true", default=None,
+                   help="progress bar with residues/s and ETA (default: on a terminal, when tqdm is installed)")
+    p.add_argument("--no-progress", dest="progress", action="store_false")
+    _add_common(p)
+    g = p.add_argument_group("model (protein-lm: UniRep-style LSTM; conv-autoencoder: the report's comparison)")
+    g.add_argument("--hidden-size", type=_positive, help="protein-lm: LSTM units (default 512)")
+    g.add_argument("--num-layers", type=_positive, help="protein-lm: stacked LSTM layers (default 1)")
+    g.add_argument("--dropout", type=_float_in(0.0, 1.0), help="between LSTM layers (the report: 0.5)")
+    g.add_argument("--embedding-dim", type=_positive, help="residue embedding (default 10, UniRep's)")
+    g.add_argument("--cell", choices=["lstm", "mlstm"], help="protein-lm: LSTM cell (default lstm)")
+    g.add_argument("--layers", choices=["sublocal", "torch"], help="protein-lm: sublocal_kernels.nn or torch.nn")
+    g.add_argument("--latent", type=_latent, help="conv-autoencoder: CHANNELSxLENGTH, e.g. 2x50 or 4x100")
+    g.add_argument("--channels", type=_positive, help="conv-autoencoder: convolution channels (default 64)")
+    g.add_argument("--kernel-size", type=_positive, help="conv-autoencoder: odd convolution width (default 5)")
+    p.set_defaults(func=cmd_pretrain)
+
+
+PRETRAIN_EPILOG = """resuming:
+  --resume continues OUT/last.json with the checkpoint's settings; only --epochs, --max-steps,
+  --device, --progress/--no-progress and --checkpoint-every may change. The run directory is
+  locked and refused when it holds another run, as for sublocal train.
+
+multi-process: torchrun --nproc_per_node N -m sublocal_kernels.cli pretrain ... (each rank
+reads its own part of every batch; gloo on CPU, NCCL on GPU).
+
+""" + EXIT_STATUS
+
+
+def _latent(text: str) -> tuple[int, int]:
+    parts = text.lower().split("x")
+    try:
+        channels, length = (int(v) for v in parts)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected CHANNELSxLENGTH, e.g. 2x50, got {text!r}") from None
+    if channels < 1 or length < 1:
+        raise argparse.ArgumentTypeError(f"both sizes must be positive, got {text!r}")
+    return channels, length
+
+
+PRETRAIN_MODEL_ARGS = {"protein-lm": ("hidden_size", "num_layers", "dropout", "embedding_dim", "cell", "layers"),
+                       "conv-autoencoder": ("latent", "channels", "kernel_size", "dropout", "embedding_dim")}
+
+
+def pretrain_config_from_args(args):
+    from .lm import PretrainConfig
+
+    model_args = {}
+    for name in PRETRAIN_MODEL_ARGS["protein-lm"] + PRETRAIN_MODEL_ARGS["conv-autoencoder"]:
+        value = getattr(args, name, None)
+        if value is None:
+            continue
+        if name not in PRETRAIN_MODEL_ARGS[args.model]:
+            raise CommandError(f"--{name.replace('_', '-')} does not apply to --model {args.model}", 2)
+        if name == "latent":
+            model_args["latent_channels"], model_args["latent_length"] = value
+        else:
+            model_args[name] = value
+    return PretrainConfig(fasta=[os.path.abspath(f) for f in args.fasta], out=args.out, model=args.model,
+                          model_args=model_args, drop_noncanonical=args.drop_noncanonical,
+                          max_length=args.max_length, batch_size=args.batch_size, max_tokens=args.max_tokens,
+                          epochs=args.epochs, max_steps=args.max_steps, lr=args.lr, schedule=args.schedule,
+                          lr_step_epochs=args.lr_step_epochs, lr_gamma=args.lr_gamma,
+                          warmup_steps=args.warmup_steps, clip_norm=args.clip_norm or None,
+                          weight_decay=args.weight_decay, val_fraction=args.val_fraction, val_max=args.val_max,
+                          val_every=args.val_every, checkpoint_every=args.checkpoint_every, seed=args.seed,
+                          device=args.device, progress=args.progress)
+
+
+def cmd_pretrain(args) -> int:
+    import dataclasses
+
+    from ._optional import require
+    from .lm import PretrainConfig, pretrain
+    from .models import build_model
+    from .training.checkpoint import read_checkpoint_meta
+
+    for f in args.fasta:
+        _existing(f, "FASTA")
+    cfg = pretrain_config_from_args(args)
+    if args.resume and os.path.isfile(os.path.join(args.out, "last.json")):
+        # The checkpoint's settings, with the flags given here on top (pretrain refuses the
+        # ones a resume may not change).
+        _, meta = read_checkpoint_meta(os.path.join(args.out, "last.json"))
+        if "pretrain_config" in meta:
+            saved = PretrainConfig.from_json(meta["pretrain_config"])
+            given = set(args.given)
+            model_given = {k for k in given if k in PRETRAIN_MODEL_ARGS[args.model] or k == "latent"}
+            merged = {f.name: getattr(cfg, f.name) if f.name in given else getattr(saved, f.name)
+                      for f in dataclasses.fields(PretrainConfig) if f.name != "model_args"}
+            model_args = dict(saved.model_args)
+            for k, v in cfg.model_args.items():
+                if k in model_given or (k.startswith("latent_") and "latent" in model_given):
+                    model_args[k] = v
+            cfg = PretrainConfig(model_args=model_args, **merged)
+    try:
+        build_model(cfg.model, **cfg.model_args)
+    except ValueError as err:
+        message = str(err)
+        for name in cfg.model_args:
+            message = message.replace(f"`{name}`", f"--{name.replace('_', '-')}")
+        raise CommandError(message, 2) from None
+    _device(args)
+    require("safetensors.torch", "checkpoints")
+    require("Bio.SeqIO", "reading FASTA")
+    if args.progress:
+        require("tqdm", "the progress bar (--progress)")
+    pretrain(cfg, resume=args.resume, overwrite=args.overwrite)
+    return 0
+
+
+def _add_embed(sub):
+    p = sub.add_parser("embed", help="per-protein or per-residue embeddings of a FASTA file (.h5 or .npz)",
+                       epilog=EXIT_STATUS, formatter_class=_Formatter,
+                       description="Embed every record of a FASTA file (plain or gzipped, streamed) with a checkpoint "
+                                   "of sublocal pretrain (a run directory means its best). Records run length-sorted "
+                                   "in inference mode, a chunk at a time; the file appears only when complete.")
+    p.add_argument("checkpoint")
+    p.add_argument("fasta")
+    p.add_argument("-o", "--out", required=True, help="OUT.h5 (HDF5, needs h5py) or OUT.npz")
+    p.add_argument("--pool", choices=["mean", "final", "unirep"], default=None,
+                   help="per-protein vector: mean hidden state (default), final hidden state, or UniRep's "
+                        "mean || final h || final c")
+    p.add_argument("--per-residue", action="store_true", help="the (L, H) states after each residue instead")
+    p.add_argument("--max-tokens", type=_positive, default=16384, help="padded residues per batch")
+    p.add_argument("--chunk", type=_positive, default=1024, help="records read and sorted by length at a time")
+    p.add_argument("--float16", action="store_true", help="store float16 (half the size)")
+    p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    _add_common(p)
+    p.set_defaults(func=cmd_embed)
+
+
+def cmd_embed(args) -> int:
+    from ._optional import require
+    from .lm import embed_fasta
+    from .lm.embed import load_pretrained
+
+    _existing(args.fasta, "FASTA")
+    if args.per_residue and args.pool is not None:
+        raise CommandError("--pool does not apply with --per-residue (the file holds each residue's state)", 2)
+    suffix = os.path.splitext(args.out)[1].lower()
+    if suffix not in (".h5", ".hdf5", ".npz"):
+        raise CommandError(f"--out {args.out}: must end in .h5, .hdf5 or .npz", 2)
+    directory = os.path.dirname(os.path.abspath(args.out))
+    if not os.path.isdir(directory):
+        raise CommandError(f"--out {args.out}: no such directory {directory}")
+    if os.path.exists(args.out) and not args.overwrite:
+        raise CommandError(f"--out {args.out}: exists; pass --overwrite to replace it")
+    if suffix != ".npz":
+        require("h5py", "writing .h5 embedding files")
+    require("Bio.SeqIO", "reading FASTA")
+    device = _device(args)
+    ck = load_pretrained(args.checkpoint, device)
+    n = embed_fasta(ck, args.fasta, args.out, args.pool or "mean", args.per_residue, device, args.max_tokens,
+                    args.chunk, "float16" if args.float16 else "float32", args.overwrite)
+    print(f"wrote {n} embeddings to {args.out}", file=sys.stderr)
+    return 0
+
+
+def _add_probe(sub):
+    p = sub.add_parser("probe", help="cross-validated linear probe of embeddings (Spearman, or accuracy and MCC)",
+                       epilog=EXIT_STATUS, formatter_class=_Formatter,
+                       description="Ridge regression (--task regression: Spearman's rho) or logistic regression "
+                                   "(--task classification: accuracy, MCC) from embeddings to labels, "
+                                   "cross-validated. LABELS: TSV/CSV with columns id and value (regression) or "
+                                   "label (classification).")
+    p.add_argument("embeddings", help=".h5/.hdf5/.npz from sublocal embed (per-residue files are averaged)")
+    p.add_argument("labels")
+    p.add_argument("--task", required=True, choices=["regression", "classification"])
+    p.add_argument("--folds", type=_int_at_least(2), default=5)
+    p.add_argument("--seed", type=_non_negative, default=0)
+    p.add_argument("--tsne", default=None, metavar="PNG", help="also write a t-SNE map coloured by label")
+    p.add_argument("--json", default=None, metavar="FILE", help="also write the metrics as JSON")
+    p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                   help="on an error, also print the traceback")
+    p.set_defaults(func=cmd_probe)
+
+
+def cmd_probe(args) -> int:
+    from ._optional import require
+    from .lm import probe
+
+    _existing(args.embeddings, "EMBEDDINGS")
+    _existing(args.labels, "LABELS")
+    require("sklearn", "probe")
+    if args.tsne:
+        require("matplotlib", "the t-SNE map (--tsne)")
+    result = probe(args.embeddings, args.labels, args.task, args.folds, args.seed, args.tsne)
+    if args.task == "regression":
+        print(f"{result['n']} sequences, {result['folds']}-fold ridge regression: Spearman rho {result['spearman']:.4f}, "
+              f"R^2 {result['r2']:.4f}")
+    else:
+        print(f"{result['n']} sequences, {len(result['classes'])} classes, {result['folds']}-fold logistic regression: "
+              f"accuracy {result['accuracy']:.4f}, MCC {result['mcc']:.4f}")
+    if args.tsne:
+        print(f"t-SNE: {result['tsne']}")
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(result, fh, indent=1)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="sublocal", description=__doc__.split("\n\n")[0].replace("``", ""), epilog=EXIT_STATUS,
                      formatter_class=_Formatter)
     parser.add_argument("--debug", action="store_true", help="on an error, also print the traceback")
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_train, _add_evaluate, _add_predict, _add_plot, _add_demo):
+    for add in (_add_train, _add_evaluate, _add_predict, _add_plot, _add_demo, _add_pretrain, _add_embed,
+                _add_probe):
         add(sub)
     parser.commands = sub.choices
     return parser
@@ -670,9 +908,9 @@ def main(argv=None) -> int:
     args, rest = parser.parse_known_args(argv)
     if rest:  # reported by the command's own parser: "sublocal train: error: ..."
         parser.commands[args.command].error(f"unrecognized arguments: {' '.join(rest)}")
-    if args.command == "train":
-        at = argv.index("train")
-        args.given = _given(argv[at + 1:], parser.commands["train"], args)
+    if args.command in ("train", "pretrain"):
+        at = argv.index(args.command)
+        args.given = _given(argv[at + 1:], parser.commands[args.command], args)
     prog = f"sublocal {args.command}"
     # Under torchrun every rank runs this; only rank 0 reports warnings.
     quiet = int(os.environ.get("RANK", "0")) != 0

@@ -14,6 +14,7 @@ EXAMPLES = {
     "03_train_on_your_fasta.py": ["--epochs", "1"],
     "04_multiloc_paper.py": ["--smoke", "--models", "2", "--epochs", "1"],
     "05_rna_qrnn_tcn.py": ["--epochs", "1", "--n-per-class", "6"],
+    "06_protein_language_model.py": ["--smoke"],
 }
 
 
@@ -25,7 +26,7 @@ def test_every_example_is_listed():
 @pytest.mark.parametrize("name", sorted(EXAMPLES))
 def test_example_runs(name, tmp_path):
     args = list(EXAMPLES[name])
-    if name.startswith(("03", "04")):
+    if name.startswith(("03", "04", "06")):
         args += ["--out", str(tmp_path / "out")]
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     done = subprocess.run([sys.executable, str(ROOT / "python" / name), *args], cwd=tmp_path, env=env,

@@ -4,24 +4,29 @@
 ``QRNNClassifier`` and ``TCNClassifier`` (long RNA sequences), ``LightAttention`` (over
 per-residue language-model embeddings), and ``Ensemble`` (mean of several models'
 probabilities). :func:`build_model` makes one from its command-line name.
+``ProteinLM`` (UniRep-style language model) and ``ConvAutoencoder`` (the report's comparison)
+learn sequence representations without labels (``sublocal pretrain``).
 """
 
 from .classifiers import ALSTM, CNNLSTM, RLSTM, ClassifierOutput, QRNNClassifier, SequenceClassifier, TCNClassifier
 from .ensemble import Ensemble
+from .language_model import PRETRAIN_MODELS, ConvAutoencoder, ProteinLM
 from .layers import LAYER_SETS, convert_state_dict
 from .light_attention import LightAttention
 
 MODELS = {cls.name: cls for cls in (RLSTM, ALSTM, CNNLSTM, QRNNClassifier, TCNClassifier, LightAttention)}
 
-__all__ = ["ALSTM", "CNNLSTM", "RLSTM", "QRNNClassifier", "TCNClassifier", "LightAttention", "Ensemble", "ClassifierOutput",
-           "SequenceClassifier", "MODELS", "LAYER_SETS", "build_model", "convert_state_dict"]
+__all__ = ["ALSTM", "CNNLSTM", "RLSTM", "QRNNClassifier", "TCNClassifier", "LightAttention", "Ensemble",
+           "ClassifierOutput", "SequenceClassifier", "MODELS", "ProteinLM", "ConvAutoencoder", "PRETRAIN_MODELS",
+           "LAYER_SETS", "build_model", "convert_state_dict"]
 
 
 def build_model(name: str, **config) -> SequenceClassifier:
     """The classifier called ``name`` (``rlstm``, ``alstm``, ``cnnlstm``, ``qrnn``, ``tcn``,
-    ``light-attention``), built from ``config`` (its constructor arguments; ``model.config`` round-trips)."""
+    ``light-attention``) or pretraining model (``protein-lm``, ``conv-autoencoder``), built from
+    ``config`` (its constructor arguments; ``model.config`` round-trips)."""
     try:
-        cls = MODELS[name.lower()]
+        cls = {**MODELS, **PRETRAIN_MODELS}[name.lower()]
     except KeyError:
-        raise ValueError(f"model must be one of {', '.join(MODELS)}, got {name!r}") from None
+        raise ValueError(f"model must be one of {', '.join([*MODELS, *PRETRAIN_MODELS])}, got {name!r}") from None
     return cls(**config)

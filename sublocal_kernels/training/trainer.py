@@ -85,17 +85,18 @@ class TrainConfig:
 
 def _flag(name: str) -> str:
     """The command-line spelling of a config field or model argument."""
-    return {"data": "DATA", "bidirectional": "--unidirectional"}.get(name, "--" + name.replace("_", "-"))
+    return {"data": "DATA", "fasta": "FASTA", "bidirectional": "--unidirectional"}.get(
+        name, "--" + name.replace("_", "-"))
 
 
-def resume_differences(given: TrainConfig, saved: TrainConfig) -> list[str]:
-    """``"--flag VALUE (checkpoint: VALUE)"`` for every setting outside :data:`RESUMABLE` in
-    which ``given`` differs from ``saved`` (model arguments one by one; DATA compared as an
-    absolute path)."""
+def resume_differences(given, saved, resumable=RESUMABLE) -> list[str]:
+    """``"--flag VALUE (checkpoint: VALUE)"`` for every setting outside ``resumable`` in
+    which ``given`` differs from ``saved`` (two configs of one dataclass: :class:`TrainConfig`
+    or ``sublocal pretrain``'s; model arguments one by one; DATA compared as an absolute path)."""
     out = []
-    for f in dataclasses.fields(TrainConfig):
+    for f in dataclasses.fields(given):
         a, b = getattr(given, f.name), getattr(saved, f.name)
-        if f.name in RESUMABLE:
+        if f.name in resumable:
             continue
         if f.name == "model_args":
             def show(args, key):

@@ -1,0 +1,389 @@
+"""``sublocal pretrain``: train a :class:`~sublocal_kernels.models.ProteinLM` (or the report's
+:class:`~sublocal_kernels.models.ConvAutoencoder`) on unlabelled FASTA of any size.
+
+Data: every FASTA file is indexed once (:class:`~sublocal_kernels.data.fasta_index.FastaIndex`,
+kept in ``OUT/fasta-index/``); the records are read from disk batch by batch, so a file larger
+than memory is fine (the index and the validation set are what stays in memory). Filters:
+``drop_noncanonical`` drops records holding X, B, Z or J (the report's filter); ``max_length``
+drops records longer than it (default: none dropped, full length). A seeded ``val_fraction``
+of the records (at most ``val_max``) is held out for validation.
+
+Batches: :class:`~sublocal_kernels.data.LengthBucketSampler` over the records' lengths: pools
+sorted by length, cut at ``batch_size`` sequences or ``max_tokens`` padded residues, shuffled
+every epoch from ``(seed, epoch)``. Under ``torchrun`` each of ``W`` ranks reads and runs only
+its every ``W``-th sequence of each global batch, and the loss is the global batch's summed
+cross-entropy over its global target count, so the gradient is that of one process.
+
+Objective: next-residue cross-entropy over the valid targets (``ProteinLM``: ``r_1 .. r_L,
+END`` after ``START``, padding never scored), or the autoencoder's reconstruction
+cross-entropy. Validation every ``val_every`` steps and at every epoch's end: loss (nats per
+target), perplexity and next-residue accuracy.
+
+Learning rate: ``constant``; ``step`` (times ``lr_gamma`` every ``lr_step_epochs`` epochs:
+the report's 0.2 every 5); ``cosine`` (from ``lr`` to 0 over the run's steps); each after
+``warmup_steps`` of linear warm-up. The rate is a function of the step, so a resumed run sets
+it again rather than restoring a scheduler object.
+
+Checkpoints (``training/checkpoint.py``: safetensors + JSON, atomic): ``best`` (lowest
+validation loss) and ``last`` (with the optimizer, the config and the position: epoch, batch
+within the epoch, global step). Resuming from ``last`` repeats the uninterrupted run exactly:
+the batches are a function of ``(seed, epoch)``, dropout is seeded per step from ``(seed,
+epoch, batch, rank)`` (so no random-generator state needs carrying), and Adam's state is
+restored bit for bit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from ..data import LengthBucketSampler, SequenceDataset, collate
+from ..data.fasta_index import FastaIndex
+from ..data.readers import DataFormatError, DataWarning
+from ..models import PRETRAIN_MODELS, build_model
+from ..models.language_model import VOCABULARY
+from ..training.checkpoint import CheckpointError, atomic_write, load_checkpoint, save_checkpoint
+from ..training.fp_mode import flush_denormal_steps
+from ..training.rundir import run_directory
+from ..training.trainer import (DistributedContext, _progress, distributed_context, resolve_device,
+                                resume_differences, step_seed)
+
+__all__ = ["PretrainConfig", "pretrain", "learning_rate", "PretrainData", "evaluate_lm", "RESUMABLE", "SCHEDULES"]
+
+SCHEDULES = ("constant", "step", "cosine")
+# What a resumed run may change: how long it runs, where and how it reports.
+RESUMABLE = ("epochs", "max_steps", "device", "progress", "checkpoint_every", "out")
+INDEX_DIR = "fasta-index"
+
+
+@dataclass
+class PretrainConfig:
+    """Everything a pretraining run depends on (saved in every checkpoint)."""
+
+    fasta: list = field(default_factory=list)
+    out: str = "runs/pretrain"
+    model: str = "protein-lm"
+    model_args: dict = field(default_factory=dict)
+    drop_noncanonical: bool = False
+    max_length: int | None = None
+    batch_size: int = 256
+    max_tokens: int = 16384
+    epochs: int = 10
+    max_steps: int | None = None
+    lr: float = 1e-3
+    schedule: str = "constant"
+    lr_step_epochs: int = 5
+    lr_gamma: float = 0.2
+    warmup_steps: int = 0
+    clip_norm: float | None = 1.0
+    weight_decay: float = 0.0
+    val_fraction: float = 0.05
+    val_max: int = 2000
+    val_every: int = 0
+    checkpoint_every: int = 0
+    seed: int = 0
+    device: str = "auto"
+    progress: bool | None = None
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, doc: dict) -> "PretrainConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in doc.items() if k in names})
+
+
+def learning_rate(cfg: PretrainConfig, step: int, epoch: int, total_steps: int) -> float:
+    """The rate of optimizer step ``step`` (0-based, global) in ``epoch`` of a run of
+    ``total_steps`` steps (see the module docstring)."""
+    if cfg.warmup_steps and step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    if cfg.schedule == "step":
+        return cfg.lr * cfg.lr_gamma ** (epoch // cfg.lr_step_epochs)
+    if cfg.schedule == "cosine":
+        span = max(1, total_steps - cfg.warmup_steps)
+        return cfg.lr * 0.5 * (1.0 + math.cos(math.pi * min(1.0, (step - cfg.warmup_steps) / span)))
+    return cfg.lr
+
+
+class PretrainData:
+    """The records of ``cfg.fasta`` after the filters, split into training and validation.
+
+    ``lengths[i]``, ``record(i)`` for the kept records ``i``; ``train``, ``val`` index arrays
+    into them. Indexes are cached in ``cache_dir``.
+    """
+
+    def __init__(self, cfg: PretrainConfig, cache_dir: str | None):
+        self.indexes = [FastaIndex(p, "protein", cache_dir) for p in cfg.fasta]
+        files, positions, lengths = [], [], []
+        self.total = sum(len(ix) for ix in self.indexes)
+        self.dropped = {"noncanonical": 0, "too_long": 0}
+        for f, ix in enumerate(self.indexes):
+            keep = np.ones(len(ix), dtype=bool)
+            if cfg.drop_noncanonical:
+                odd = np.asarray(ix.noncanonical)
+                self.dropped["noncanonical"] += int((keep & odd).sum())
+                keep &= ~odd
+            if cfg.max_length is not None:
+                long = np.asarray(ix.lengths) > cfg.max_length
+                self.dropped["too_long"] += int((keep & long).sum())
+                keep &= ~long
+            pos = np.flatnonzero(keep)
+            files.append(np.full(len(pos), f, dtype=np.int32))
+            positions.append(pos)
+            lengths.append(np.asarray(ix.lengths)[pos])
+        self.files = np.concatenate(files)
+        self.positions = np.concatenate(positions)
+        self.lengths = np.concatenate(lengths)
+        n = len(self.lengths)
+        if n == 0:
+            raise DataFormatError(", ".join(cfg.fasta), None, None, f"no sequences left to train on ({self.total} "
+                                  f"records; dropped {self.dropped['noncanonical']} with X/B/Z/J and "
+                                  f"{self.dropped['too_long']} longer than --max-length)")
+        n_val = min(cfg.val_max, int(round(cfg.val_fraction * n))) if n >= 2 else 0
+        if cfg.val_fraction > 0 and n_val == 0 and n >= 2:
+            n_val = 1
+        perm = np.random.default_rng([cfg.seed, 7]).permutation(n)
+        self.val = np.sort(perm[:n_val])
+        self.train = np.sort(perm[n_val:])
+        self._handles: dict[int, object] = {}
+
+    def record(self, i: int):
+        f = int(self.files[i])
+        if f not in self._handles:
+            self._handles[f] = open(self.indexes[f].path, "rb")
+        return self.indexes[f].record(int(self.positions[i]), self._handles[f])
+
+    def dataset(self, items) -> SequenceDataset:
+        """The records ``items`` (kept-record indices) read from disk and tokenised."""
+        return SequenceDataset([self.record(int(i)) for i in items], classes=[], alphabet="protein")
+
+    def close(self) -> None:
+        for fh in self._handles.values():
+            fh.close()
+        self._handles.clear()
+
+
+def _targets(model, lengths: np.ndarray) -> int:
+    """The number of scored targets of sequences of these lengths (the LM adds an END)."""
+    return int(lengths.sum()) + (len(lengths) if model.name == "protein-lm" else 0)
+
+
+@torch.no_grad()
+def evaluate_lm(model, ds: SequenceDataset, device, max_tokens: int, batch_size: int = 256,
+                ctx: DistributedContext | None = None) -> dict:
+    """``loss`` (nats per target), ``perplexity`` and next-residue ``accuracy`` of ``model``
+    on ``ds`` in length-sorted batches (rank ``r`` of ``W`` takes every ``W``-th batch; every
+    rank gets the totals)."""
+    ctx = ctx or DistributedContext()
+    was = model.training
+    model.eval()
+    totals = torch.zeros(3, dtype=torch.float64, device=device)
+    sampler = LengthBucketSampler(ds.lengths, batch_size, shuffle=False, max_tokens=max_tokens)
+    for k, items in enumerate(sampler.batches()):
+        if k % ctx.world_size != ctx.rank:
+            continue
+        b = collate(ds, items).to(device)
+        loss, n, right = model.score(b.tokens, b.lengths)
+        totals += torch.stack([loss.double(), n.double(), right.double()])
+    if ctx.active:
+        import torch.distributed as dist
+
+        dist.all_reduce(totals)
+    model.train(was)
+    loss, n, right = totals.tolist()
+    mean = loss / max(n, 1.0)
+    return {"loss": mean, "perplexity": math.exp(min(mean, 700.0)), "accuracy": right / max(n, 1.0), "targets": int(n)}
+
+
+def _meta(cfg: PretrainConfig, state: dict) -> dict:
+    return {"classes": VOCABULARY, "alphabet": "protein", "max_length": None, "kind": "pretrained",
+            "pretrain_config": cfg.to_json(), "pretrain_state": state}
+
+
+def pretrain(cfg: PretrainConfig, resume: bool = False, overwrite: bool = False, log=None,
+             stop_after_steps: int | None = None) -> dict:
+    """Run ``cfg`` (see the module docstring); write ``best``, ``last``, ``config.json`` and
+    ``summary.json`` into ``cfg.out`` (held by the run-directory lock, refused when it holds
+    another run unless ``resume`` or ``overwrite``). ``stop_after_steps``: stop after this many
+    optimizer steps of this call (an interrupted run, for tests). Returns the summary."""
+    if cfg.model not in PRETRAIN_MODELS:
+        raise ValueError(f"--model must be one of {', '.join(PRETRAIN_MODELS)}, got {cfg.model!r}")
+    if cfg.schedule not in SCHEDULES:
+        raise ValueError(f"--schedule must be one of {', '.join(SCHEDULES)}, got {cfg.schedule!r}")
+    device = resolve_device(cfg.device)
+    ctx = distributed_context(device)
+    with run_directory(cfg.out, resume, overwrite) if ctx.is_main else contextlib.nullcontext():
+        if ctx.active:
+            import torch.distributed as dist
+
+            dist.barrier()  # rank 0 holds the directory before anyone writes into it
+        return _pretrain(cfg, resume, log, stop_after_steps, device, ctx)
+
+
+def _pretrain(cfg: PretrainConfig, resume: bool, log, stop_after_steps, device, ctx: DistributedContext) -> dict:
+    say = log or (lambda m: print(m, flush=True) if ctx.is_main else None)
+    last_path = os.path.join(cfg.out, "last.json")
+    resumed = None
+    if resume:
+        if not os.path.isfile(last_path):
+            raise FileNotFoundError(f"{last_path}: no checkpoint to resume from (--resume continues a run "
+                                    "directory that holds last.json)")
+        resumed = load_checkpoint(last_path, device)
+        if "pretrain_config" not in resumed.meta or "optimizer" not in resumed.meta:
+            raise CheckpointError(f"{last_path}: not a pretraining checkpoint (no pretrain config, state and "
+                                  "optimizer)")
+        saved = PretrainConfig.from_json(resumed.meta["pretrain_config"])
+        diffs = resume_differences(cfg, saved, RESUMABLE)
+        if diffs:
+            raise ValueError(f"{last_path}: --resume with settings that differ from the checkpoint's: "
+                             f"{'; '.join(diffs)}. A resume may change only "
+                             f"{', '.join('--' + n.replace('_', '-') for n in RESUMABLE if n != 'out')}")
+        cfg = dataclasses.replace(saved, **{n: getattr(cfg, n) for n in RESUMABLE})
+    data = PretrainData(cfg, os.path.join(cfg.out, INDEX_DIR))
+    try:
+        return _loop(cfg, data, resumed, say, stop_after_steps, device, ctx)
+    finally:
+        data.close()
+
+
+def _loop(cfg, data: PretrainData, resumed, say, stop_after_steps, device, ctx) -> dict:
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg.model, **cfg.model_args).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    state = {"epoch": 0, "batch": 0, "step": 0, "tokens": 0, "best_val_loss": math.inf, "best_step": None,
+             "history": []}
+    if resumed is not None:
+        model.load_state_dict(resumed.model.state_dict())
+        resumed.load_optimizer(optimizer)
+        state.update(resumed.meta["pretrain_state"])
+        if state["best_val_loss"] is None:
+            state["best_val_loss"] = math.inf
+        say(f"resuming {resumed.path}: epoch {state['epoch'] + 1}, batch {state['batch']}, step {state['step']}")
+    net = model
+    if ctx.active:
+        from torch.nn.parallel import DistributedDataParallel
+
+        net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    sampler = LengthBucketSampler(data.lengths[data.train], cfg.batch_size, shuffle=True, seed=cfg.seed,
+                                  max_tokens=cfg.max_tokens, num_replicas=ctx.world_size, rank=ctx.rank)
+    per_epoch = len(sampler.batches(0))
+    total_steps = min(cfg.max_steps or math.inf, per_epoch * cfg.epochs)
+    val_ds = data.dataset(data.val) if len(data.val) else None
+    if ctx.is_main:
+        atomic_write(os.path.join(cfg.out, "config.json"), (json.dumps(cfg.to_json(), indent=1) + "\n").encode())
+    n_params = sum(p.numel() for p in model.parameters())
+    say(f"{cfg.model}: {n_params} parameters; {len(data.train)} training and {len(data.val)} validation sequences "
+        f"({data.total} records, dropped {data.dropped['noncanonical']} with X/B/Z/J and {data.dropped['too_long']} "
+        f"over --max-length), {int(data.lengths[data.train].sum())} training residues, {per_epoch} batches per epoch "
+        f"on {device}" + (f", {ctx.world_size} processes" if ctx.active else ""))
+    tqdm = _progress(cfg.progress) if ctx.is_main else None
+    bar = tqdm(total=int(total_steps), initial=state["step"], unit="step", dynamic_ncols=True) if tqdm else None
+    params = [p for p in model.parameters() if p.requires_grad]
+    steps_done, interrupted = 0, False
+    t0, tokens0, last_refresh = time.perf_counter(), state["tokens"], 0.0
+    loss_acc = torch.zeros(2, dtype=torch.float64, device=device)  # this rank's loss sum, targets
+
+    def validate():
+        if val_ds is None:
+            return None
+        v = evaluate_lm(model, val_ds, device, cfg.max_tokens, cfg.batch_size, ctx)
+        row = {"step": state["step"], "epoch": state["epoch"] + state["batch"] / max(per_epoch, 1),
+               "val_loss": v["loss"], "val_perplexity": v["perplexity"], "val_accuracy": v["accuracy"]}
+        if loss_acc[1] > 0:
+            row["train_loss"] = float(loss_acc[0] / loss_acc[1])
+        loss_acc.zero_()
+        state["history"].append(row)
+        best = v["loss"] < state["best_val_loss"]
+        if best:
+            state["best_val_loss"], state["best_step"] = v["loss"], state["step"]
+            if ctx.is_main:
+                save_checkpoint(cfg.out, "best", model, _meta(cfg, state))
+        say(f"step {state['step']}: val loss {v['loss']:.4f} nats, perplexity {v['perplexity']:.3f}, "
+            f"accuracy {v['accuracy']:.4f}" + (" (best)" if best else ""))
+        return v
+
+    def save_last():
+        if ctx.is_main:
+            save_checkpoint(cfg.out, "last", model, _meta(cfg, state), optimizer)
+
+    try:
+        for epoch in range(state["epoch"], cfg.epochs):
+            batches = sampler.batches(epoch)
+            model.train()
+            for b in flush_denormal_steps(range(state["batch"] if epoch == state["epoch"] else 0, len(batches))):
+                if cfg.max_steps is not None and state["step"] >= cfg.max_steps:
+                    break
+                global_batch = batches[b]
+                torch.manual_seed(step_seed(cfg.seed, epoch, b, ctx.rank))
+                for group in optimizer.param_groups:
+                    group["lr"] = learning_rate(cfg, state["step"], epoch, total_steps)
+                local = sampler.shard(global_batch)
+                batch = collate(data.dataset(data.train[local]), range(len(local))).to(device)
+                logits = net(batch.tokens, batch.lengths)
+                loss_sum, n, _ = model.score_logits(logits, batch.tokens, batch.lengths)
+                global_targets = _targets(model, data.lengths[data.train[global_batch]])
+                optimizer.zero_grad(set_to_none=True)
+                (loss_sum * (ctx.world_size / global_targets)).backward()
+                if cfg.clip_norm:
+                    torch.nn.utils.clip_grad_norm_(params, cfg.clip_norm)
+                optimizer.step()
+                loss_acc += torch.stack([loss_sum.detach().double(), n.double()])
+                state.update(epoch=epoch, batch=b + 1, step=state["step"] + 1,
+                             tokens=state["tokens"] + int(data.lengths[data.train[global_batch]].sum()))
+                steps_done += 1
+                if bar is not None:
+                    bar.update(1)
+                    now = time.perf_counter()
+                    if now - last_refresh > 0.5:
+                        last_refresh = now
+                        bar.set_postfix(tok_s=f"{(state['tokens'] - tokens0) / (now - t0):.0f}",
+                                        loss=f"{float(loss_acc[0] / max(float(loss_acc[1]), 1.0)):.4f}")
+                if cfg.val_every and state["step"] % cfg.val_every == 0:
+                    validate()
+                    model.train()
+                    save_last()
+                elif cfg.checkpoint_every and state["step"] % cfg.checkpoint_every == 0:
+                    save_last()
+                if stop_after_steps is not None and steps_done >= stop_after_steps:
+                    interrupted = True
+                    break
+            if interrupted or (cfg.max_steps is not None and state["step"] >= cfg.max_steps):
+                break
+            state.update(epoch=epoch + 1, batch=0)
+            if not (cfg.val_every and state["step"] % cfg.val_every == 0):
+                validate()
+            save_last()
+        if not interrupted and state["batch"] != 0:  # stopped by max_steps inside an epoch
+            if not (cfg.val_every and state["step"] % cfg.val_every == 0):
+                validate()
+            save_last()
+        if interrupted:
+            save_last()
+    finally:
+        if bar is not None:
+            bar.close()
+    elapsed = time.perf_counter() - t0
+    summary = {"out": cfg.out, "steps": state["step"], "epochs_done": state["epoch"], "tokens": state["tokens"],
+               "tokens_per_s": (state["tokens"] - tokens0) / max(elapsed, 1e-9), "best_val_loss": state["best_val_loss"],
+               "best_step": state["best_step"], "history": state["history"], "interrupted": interrupted,
+               "sequences": {"train": int(len(data.train)), "val": int(len(data.val)), "records": data.total,
+                             **{f"dropped_{k}": v for k, v in data.dropped.items()}}}
+    if ctx.is_main:
+        doc = json.dumps(summary, indent=1, default=lambda v: None,
+                         allow_nan=False) if math.isfinite(summary["best_val_loss"]) else \
+            json.dumps(dict(summary, best_val_loss=None), indent=1)
+        atomic_write(os.path.join(cfg.out, "summary.json"), (doc + "\n").encode())
+    say(f"done: {state['step']} steps, {summary['tokens_per_s']:.0f} residues/s"
+        + (f", best val loss {state['best_val_loss']:.4f} at step {state['best_step']}"
+           if math.isfinite(state["best_val_loss"]) else ""))
+    return summary
