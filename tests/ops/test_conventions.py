@@ -39,6 +39,14 @@ def _lstm(lengths=LENGTHS, T=T):
         x, lengths, params, None, None, True)), x
 
 
+def _mlstm(lengths=LENGTHS, T=T):
+    torch.manual_seed(0)
+    params = [p.detach() for p in sk.nn.LSTM(4, 3, cell="mlstm").double().layer_weights(0)]
+    x = torch.randn(B, T, 4, dtype=torch.float64, requires_grad=True)
+    return (lambda lengths=lengths: sk.lstm(x, lengths, params, cell="mlstm")), (
+        lambda: torch.ops.sublocal.mlstm_fwd(x, lengths, params, None, None, True)), x
+
+
 def _attention(lengths=LENGTHS, T=T):
     torch.manual_seed(0)
     h = torch.randn(B, T, 4, dtype=torch.float64, requires_grad=True)
@@ -63,9 +71,11 @@ def _conv(lengths=LENGTHS, T=T):
         torch.ops.sublocal.multiwidth_conv1d_fwd(x, ws, None, lengths, "relu", False, False, 1),)), x
 
 
-OPS = {"lstm": _lstm, "attention_pool": _attention, "fo_pool": _fo_pool, "multiwidth_conv1d": _conv}
+OPS = {"lstm": _lstm, "mlstm": _mlstm, "attention_pool": _attention, "fo_pool": _fo_pool, "multiwidth_conv1d": _conv}
 # How many of each forward op's results are real outputs; the rest are workspaces.
-REAL_OUTPUTS = {"lstm": 3, "attention_pool": 2, "fo_pool": 2, "multiwidth_conv1d": 1}
+REAL_OUTPUTS = {"lstm": 3, "mlstm": 3, "attention_pool": 2, "fo_pool": 2, "multiwidth_conv1d": 1}
+# The public function behind each op, which names itself in its errors (the mLSTM is a cell of lstm).
+PUBLIC = {"mlstm": "lstm"}
 
 
 @pytest.mark.parametrize("op", OPS)
@@ -114,7 +124,7 @@ def test_one_lengths_contract(op):
         assert torch.equal(a, b)
     # Length 0 is refused by every op with one message, in Python and in C++.
     message = r"`lengths\[1\]` = 0 is out of range; each length must be in \[1, T\] = \[1, 5\]"
-    with pytest.raises(ValueError, match=f"^{op}: {message}"):
+    with pytest.raises(ValueError, match=f"^{PUBLIC.get(op, op)}: {message}"):
         call(torch.tensor([5, 0, 3]))
     _, fwd0, _ = OPS[op](lengths=torch.tensor([5, 0, 3]))
     with pytest.raises(RuntimeError, match=message):
