@@ -93,6 +93,17 @@ def random_lengths(shape: Shape, device, seed: int = 0) -> torch.Tensor:
     return torch.randint(low, shape.T + 1, (shape.B,), generator=g).to(device)
 
 
+def lognormal_lengths(batch: int, cap: int, median: float = 300.0, sigma: float = 0.6, seed: int = 0) -> torch.Tensor:
+    """Seeded protein-like lengths (int64, CPU): log-normal with ``median``, clipped to [1, cap].
+
+    UniRef50-like by default: median 300 residues, capped at UniRep's 2000 (sigma 0.6 puts the
+    middle 90% of lengths between 110 and 800).
+    """
+    g = torch.Generator().manual_seed(seed)
+    draws = torch.randn(batch, generator=g, dtype=torch.float64) * sigma + math.log(median)
+    return draws.exp().round().clamp(1, cap).to(torch.int64)
+
+
 # ---- modes ------------------------------------------------------------------------------------
 
 def make_modes(forward: Callable[[], Sequence[torch.Tensor]], inputs: Sequence[torch.Tensor],

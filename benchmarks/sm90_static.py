@@ -109,6 +109,29 @@ def launches_lstm(dtype):
                                              gates, states, True)
 
 
+def launches_mlstm(dtype):
+    """The multiplicative cell's kernels at the LSTM's tile sizes (the same ``_blocks``): H = 9,
+    32, 256, 300 and UniRep's 1900, with bias and initial states."""
+    import torch
+    from sublocal_kernels.ops.lstm import triton as K
+
+    T, B, C = 3, 5, 10
+    for H in (9, 32, 256, 300, 1900):
+        ctx = {"op": "mlstm", "case": f"H={H}"}
+        weights = []
+        for _ in range(2):
+            weights += [_t(4 * H, C, dtype=dtype), _t(4 * H, H, dtype=dtype), _t(4 * H, dtype=dtype),
+                        _t(4 * H, dtype=dtype), _t(H, C, dtype=dtype), _t(H, H, dtype=dtype)]
+        x = _t(B, T, C, dtype=dtype)
+        h0, c0 = _t(2, B, H, dtype=dtype), _t(2, B, H, dtype=dtype)
+        L = _lengths(B, T)
+        yield ctx, lambda: K.mlstm_fwd_triton(x, L, weights, h0, c0, True)
+        sd = torch.float64 if dtype == torch.float64 else torch.float32
+        gates, states = _t(2, B * T, 5 * H, dtype=sd), _t(2, B * T, 3 * H, dtype=sd)
+        yield ctx, lambda: K.mlstm_bwd_triton(_t(B, T, 2 * H, dtype=dtype), h0, c0, x, L, weights, h0, c0,
+                                              gates, states, True)
+
+
 def launches_fo_pool(dtype):
     """Channel block = next power of two of D in [16, 64]; one time segment, or several (the
     aggregate pass, the segment scan and the seeded pass) when the sequences cannot fill the GPU."""
@@ -181,6 +204,7 @@ def launches_channel_attention_pool(dtype):
 
 OPS = {
     "lstm": ("sublocal_kernels.ops.lstm.triton", launches_lstm),
+    "mlstm": ("sublocal_kernels.ops.lstm.triton", launches_mlstm),
     "fo_pool": ("sublocal_kernels.ops.fo_pool.triton", launches_fo_pool),
     "multiwidth_conv1d": ("sublocal_kernels.ops.multiwidth_conv1d.triton", launches_multiwidth_conv1d),
     "attention_pool": ("sublocal_kernels.ops.attention_pool.triton", launches_attention_pool),

@@ -39,9 +39,10 @@ struct LstmShape {
   bool has_bias = false, has_h0 = false, has_c0 = false;
 };
 
-// One direction's parameters; biases undefined when the layer has none.
+// One direction's parameters; biases undefined when the layer has none; w_mx, w_mh defined
+// for the multiplicative cell only.
 struct LstmDirWeights {
-  at::Tensor w_ih, w_hh, b_ih, b_hh;
+  at::Tensor w_ih, w_hh, b_ih, b_hh, w_mx, w_mh;
 };
 
 struct LstmArgs {
@@ -60,9 +61,11 @@ inline void lstm_check_state(const std::optional<at::Tensor>& t, const at::Tenso
 // Validates x, lengths (shape and dtype; values are checked by the kernels that read them on
 // the host), weights, h0 and c0; makes everything contiguous. `a.lengths` is int64 on x's
 // device, or undefined when absent (every sequence has length T).
+// multiplicative: the mLSTM cell's weights, per direction [weight_ih (4H, C), weight_hh (4H, H),
+// bias_ih (4H), bias_hh (4H), weight_mx (H, C), weight_mh (H, H)] (biases absent together).
 inline LstmArgs lstm_prepare(const at::Tensor& x, const std::optional<at::Tensor>& lengths, at::TensorList weights,
                              const std::optional<at::Tensor>& h0, const std::optional<at::Tensor>& c0,
-                             bool bidirectional, const char* op) {
+                             bool bidirectional, const char* op, bool multiplicative = false) {
   check_float_tensor(x, op, "x", 3);
   LstmArgs a;
   auto& p = a.shape;
@@ -71,18 +74,30 @@ inline LstmArgs lstm_prepare(const at::Tensor& x, const std::optional<at::Tensor
   p.input = x.size(2);
   p.dirs = bidirectional ? 2 : 1;
   const int64_t n = static_cast<int64_t>(weights.size());
-  TORCH_CHECK(n == 2 * p.dirs || n == 4 * p.dirs, op, ": `weights` must hold ", 2 * p.dirs, " tensors (no bias) or ",
-              4 * p.dirs, " (with bias) for bidirectional=", bidirectional, ", got ", n);
+  const int64_t extra = multiplicative ? 2 : 0;  // weight_mx, weight_mh
+  TORCH_CHECK(n == (2 + extra) * p.dirs || n == (4 + extra) * p.dirs, op, ": `weights` must hold ",
+              (2 + extra) * p.dirs, " tensors (no bias) or ", (4 + extra) * p.dirs, " (with bias) for bidirectional=",
+              bidirectional, ", got ", n);
   const int64_t per = n / p.dirs;
-  p.has_bias = per == 4;
+  p.has_bias = per == 4 + extra;
   TORCH_CHECK(weights[1].dim() == 2 && weights[1].size(0) % 4 == 0 && weights[1].size(0) == 4 * weights[1].size(1),
               op, ": `weights[1]` (weight_hh) must have shape (4H, H), got ", weights[1].sizes());
   p.hidden = weights[1].size(1);
   const int64_t H = p.hidden;
   for (int64_t d = 0; d < p.dirs; ++d) {
     const at::Tensor* w = weights.data() + d * per;
-    const char* names[4] = {"weight_ih", "weight_hh", "bias_ih", "bias_hh"};
-    const std::vector<int64_t> shapes[4] = {{4 * H, p.input}, {4 * H, H}, {4 * H}, {4 * H}};
+    // Name and shape of each position: the biases sit at 2, 3 when present, the mLSTM's two
+    // weights last.
+    std::vector<const char*> names{"weight_ih", "weight_hh"};
+    std::vector<std::vector<int64_t>> shapes{{4 * H, p.input}, {4 * H, H}};
+    if (p.has_bias) {
+      names.insert(names.end(), {"bias_ih", "bias_hh"});
+      shapes.insert(shapes.end(), {{4 * H}, {4 * H}});
+    }
+    if (multiplicative) {
+      names.insert(names.end(), {"weight_mx", "weight_mh"});
+      shapes.insert(shapes.end(), {{H, p.input}, {H, H}});
+    }
     for (int64_t k = 0; k < per; ++k) {
       TORCH_CHECK(w[k].scalar_type() == x.scalar_type(), op, ": `weights[", d * per + k, "]` (", names[k],
                   d ? "_reverse" : "", ") has dtype ", w[k].scalar_type(), " but `x` has dtype ", x.scalar_type());
@@ -96,6 +111,10 @@ inline LstmArgs lstm_prepare(const at::Tensor& x, const std::optional<at::Tensor
     if (p.has_bias) {
       a.w[d].b_ih = w[2].contiguous();
       a.w[d].b_hh = w[3].contiguous();
+    }
+    if (multiplicative) {
+      a.w[d].w_mx = w[per - 2].contiguous();
+      a.w[d].w_mh = w[per - 1].contiguous();
     }
   }
   a.lengths = prepare_lengths(lengths, p.batch, x.device(), op);
@@ -113,11 +132,13 @@ inline LstmArgs lstm_prepare(const at::Tensor& x, const std::optional<at::Tensor
   return a;
 }
 
-// The workspace tensors of the forward must have the shapes above, with `rows` rows per direction.
+// The workspace tensors of the forward must have the shapes above, with `rows` rows per direction
+// (the mLSTM's are wider: gates (D, N, 5H), states (D, N, 3H), see csrc/cpu/lstm.cpp).
 inline void lstm_check_workspace(const at::Tensor& gates, const at::Tensor& states, const LstmShape& p,
-                                 int64_t rows, const at::Tensor& x, const char* op) {
+                                 int64_t rows, const at::Tensor& x, const char* op, bool multiplicative = false) {
   const auto sd = state_dtype(x.scalar_type());
-  for (const auto& [t, name, width] : {std::tuple{&gates, "gates", 4}, std::tuple{&states, "states", 2}}) {
+  const int64_t gw = multiplicative ? 5 : 4, sw = multiplicative ? 3 : 2;
+  for (const auto& [t, name, width] : {std::tuple{&gates, "gates", gw}, std::tuple{&states, "states", sw}}) {
     TORCH_CHECK(t->scalar_type() == sd, op, ": `", name, "` must have dtype ", sd, ", got ", t->scalar_type());
     TORCH_CHECK(t->device() == x.device(), op, ": `", name, "` is on ", t->device(), " but `x` is on ", x.device());
     check_shape(*t, {p.dirs, rows, width * p.hidden}, op, name);

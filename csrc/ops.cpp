@@ -71,6 +71,20 @@ TORCH_LIBRARY(sublocal, m) {
   m.def(
       "lstm_infer(Tensor x, Tensor? lengths, Tensor[] weights, Tensor? h0, Tensor? c0, bool bidirectional) -> "
       "(Tensor out, Tensor h_n, Tensor c_n)");
+  // The multiplicative cell (UniRep's mLSTM): m_t = (W_mx x_t) * (W_mh h_{t-1}), the gates from
+  // x_t and m_t. weights per direction: weight_ih (4H, C), weight_hh (4H, H)[, bias_ih, bias_hh],
+  // weight_mx (H, C), weight_mh (H, H). gates (D, N, 5H) and states (D, N, 3H) are its workspace
+  // (csrc/cpu/lstm.cpp); the results and the lengths contract are lstm_fwd's.
+  m.def(
+      "mlstm_fwd(Tensor x, Tensor? lengths, Tensor[] weights, Tensor? h0, Tensor? c0, bool bidirectional) -> "
+      "(Tensor out, Tensor h_n, Tensor c_n, Tensor gates, Tensor states)");
+  m.def(
+      "mlstm_bwd(Tensor grad_out, Tensor grad_h_n, Tensor grad_c_n, Tensor x, Tensor? lengths, Tensor[] weights, "
+      "Tensor? h0, Tensor? c0, Tensor gates, Tensor states, bool bidirectional) -> "
+      "(Tensor grad_x, Tensor[] grad_weights, Tensor grad_h0, Tensor grad_c0)");
+  m.def(
+      "mlstm_infer(Tensor x, Tensor? lengths, Tensor[] weights, Tensor? h0, Tensor? c0, bool bidirectional) -> "
+      "(Tensor out, Tensor h_n, Tensor c_n)");
 
   // ---- attention pooling: e_t = tanh(h_t W_a + b_a) . v_a ; alpha = softmax over valid steps ;
   // context = sum_t alpha_t h_t ---------------------------------------------------------------

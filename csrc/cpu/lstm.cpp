@@ -1,4 +1,5 @@
-// Packed variable-length LSTM on the CPU: forward and fused backward.
+// Packed variable-length LSTM on the CPU: forward and fused backward, for the standard cell and
+// the multiplicative one (mLSTM, at the end of the file).
 //
 // The batch is sorted by length (descending) once per call, so the sequences still running
 // at step s are always a prefix of the sorted order (PackedSequence's layout), and the saved
@@ -111,8 +112,9 @@ inline float tanh_f32(float x) {
 inline double sigmoid_f64(double x) { return 1.0 / (1.0 + std::exp(-x)); }
 
 // ---- the cell, forward and backward, over a block of n rows ----------------------------------
-// gates: (n, 4H) pre-activations in, activations i, f, g, o out. cprev: row r at cprev + r * cps.
-// state: (n, 2H) rows [c | h] out.
+// gates: n rows (row r at gates + r * gs, LSTM gs = 4H, mLSTM 5H), the pre-activations in the
+// first 4H, activations i, f, g, o out. cprev: row r at cprev + r * cps. state: n rows
+// (row stride ss, LSTM 2H, mLSTM 3H) whose first 2H get [c | h].
 
 // One row of the cell. Every pointer is a distinct row or row segment; the __restrict
 // parameters (kept through always_inline into each vector clone) let GCC vectorise the loop
@@ -135,26 +137,29 @@ __attribute__((always_inline)) inline void cell_fwd_row(int64_t H, T* __restrict
 }
 
 SUBLOCAL_VECTOR_CLONES
-void cell_fwd(int64_t n, int64_t H, float* gates, const float* cprev, int64_t cps, float* state) {
+void cell_fwd(int64_t n, int64_t H, float* gates, int64_t gs, const float* cprev, int64_t cps, float* state,
+              int64_t ss) {
   for (int64_t r = 0; r < n; ++r) {
-    float* g = gates + r * 4 * H;
-    float* c = state + r * 2 * H;
+    float* g = gates + r * gs;
+    float* c = state + r * ss;
     cell_fwd_row(H, g, g + H, g + 2 * H, g + 3 * H, cprev + r * cps, c, c + H,
                  [](float v) { return sigmoid_f32(v); }, [](float v) { return tanh_f32(v); });
   }
 }
 
-void cell_fwd(int64_t n, int64_t H, double* gates, const double* cprev, int64_t cps, double* state) {
+void cell_fwd(int64_t n, int64_t H, double* gates, int64_t gs, const double* cprev, int64_t cps, double* state,
+              int64_t ss) {
   for (int64_t r = 0; r < n; ++r) {
-    double* g = gates + r * 4 * H;
-    double* c = state + r * 2 * H;
+    double* g = gates + r * gs;
+    double* c = state + r * ss;
     cell_fwd_row(H, g, g + H, g + 2 * H, g + 3 * H, cprev + r * cps, c, c + H,
                  [](double v) { return sigmoid_f64(v); }, [](double v) { return std::tanh(v); });
   }
 }
 
 // dh: (n, H) the full gradient reaching h_s. dc: (n, H) in: gradient reaching c_s from later
-// steps; out: the gradient reaching c_{s-1}. dgates: (n, 4H) gradients of the pre-activations.
+// steps; out: the gradient reaching c_{s-1}. dgates: n rows (stride dgs) whose first 4H get the
+// gradients of the pre-activations. act, state: the forward's rows (strides as, ss).
 //   dc_s = dc + dh o (1 - tanh^2 c_s);  di = dc_s g;  df = dc_s c_{s-1};  dg = dc_s i;
 //   do = dh tanh c_s;  through the activations: i(1-i), f(1-f), 1-g^2, o(1-o);  dc <- dc_s f.
 template <typename T, typename Tanh>
@@ -177,26 +182,26 @@ __attribute__((always_inline)) inline void cell_bwd_row(int64_t H, const T* __re
 }
 
 template <typename T, typename Tanh>
-__attribute__((always_inline)) inline void cell_bwd_rows(int64_t n, int64_t H, const T* act, const T* state,
-                                                         const T* cprev, int64_t cps, const T* dh, T* dc, T* dgates,
-                                                         Tanh tanh_fn) {
+__attribute__((always_inline)) inline void cell_bwd_rows(int64_t n, int64_t H, const T* act, int64_t as,
+                                                         const T* state, int64_t ss, const T* cprev, int64_t cps,
+                                                         const T* dh, T* dc, T* dgates, int64_t dgs, Tanh tanh_fn) {
   for (int64_t r = 0; r < n; ++r) {
-    const T* a = act + r * 4 * H;
-    T* d = dgates + r * 4 * H;
-    cell_bwd_row(H, a, a + H, a + 2 * H, a + 3 * H, state + r * 2 * H, cprev + r * cps, dh + r * H, dc + r * H, d,
+    const T* a = act + r * as;
+    T* d = dgates + r * dgs;
+    cell_bwd_row(H, a, a + H, a + 2 * H, a + 3 * H, state + r * ss, cprev + r * cps, dh + r * H, dc + r * H, d,
                  d + H, d + 2 * H, d + 3 * H, tanh_fn);
   }
 }
 
 SUBLOCAL_VECTOR_CLONES
-void cell_bwd(int64_t n, int64_t H, const float* act, const float* state, const float* cprev, int64_t cps,
-              const float* dh, float* dc, float* dgates) {
-  cell_bwd_rows(n, H, act, state, cprev, cps, dh, dc, dgates, [](float v) { return tanh_f32(v); });
+void cell_bwd(int64_t n, int64_t H, const float* act, int64_t as, const float* state, int64_t ss, const float* cprev,
+              int64_t cps, const float* dh, float* dc, float* dgates, int64_t dgs) {
+  cell_bwd_rows(n, H, act, as, state, ss, cprev, cps, dh, dc, dgates, dgs, [](float v) { return tanh_f32(v); });
 }
 
-void cell_bwd(int64_t n, int64_t H, const double* act, const double* state, const double* cprev, int64_t cps,
-              const double* dh, double* dc, double* dgates) {
-  cell_bwd_rows(n, H, act, state, cprev, cps, dh, dc, dgates, [](double v) { return std::tanh(v); });
+void cell_bwd(int64_t n, int64_t H, const double* act, int64_t as, const double* state, int64_t ss,
+              const double* cprev, int64_t cps, const double* dh, double* dc, double* dgates, int64_t dgs) {
+  cell_bwd_rows(n, H, act, as, state, ss, cprev, cps, dh, dc, dgates, dgs, [](double v) { return std::tanh(v); });
 }
 
 // ---- the packed schedule ---------------------------------------------------------------------
@@ -319,7 +324,7 @@ void lstm_fwd_impl(const LstmArgs& a, const Plan& p, at::Tensor& out, at::Tensor
         at::Tensor g = G.narrow(0, row, n);
         at::mm_out(g, z.narrow(0, 0, n), wt[d]);
         const acc_t* cprev = s == 0 ? c0s[d].data_ptr<acc_t>() + i0 * H : Sp + (p.offsets[s - 1] + i0) * 2 * H;
-        cell_fwd(n, H, Gp + row * 4 * H, cprev, s == 0 ? H : 2 * H, Sp + row * 2 * H);
+        cell_fwd(n, H, Gp + row * 4 * H, 4 * H, cprev, s == 0 ? H : 2 * H, Sp + row * 2 * H, 2 * H);
         for (int64_t r = 0; r < n; ++r) {
           const int64_t i = i0 + r;
           const acc_t* h = Sp + (row + r) * 2 * H + H;
@@ -407,7 +412,7 @@ void lstm_infer_impl(const LstmArgs& a, const Plan& p, at::Tensor& out, at::Tens
         acc_t* Gp = g.data_ptr<acc_t>() + shift;
         acc_t* cur = Sp + (s % 2) * nt * 2 * H;
         const acc_t* cprev = s == 0 ? c0s[d].data_ptr<acc_t>() + i0 * H : Sp + ((s + 1) % 2) * nt * 2 * H;
-        cell_fwd(n, H, Gp, cprev, s == 0 ? H : 2 * H, cur);
+        cell_fwd(n, H, Gp, 4 * H, cprev, s == 0 ? H : 2 * H, cur, 2 * H);
         for (int64_t r = 0; r < n; ++r) {
           const int64_t i = i0 + r;
           const acc_t* h = cur + r * 2 * H + H;
@@ -515,8 +520,8 @@ void lstm_bwd_impl(const LstmArgs& a, const Plan& p, const at::Tensor& grad_out,
           where[rows + r] = bt;
         }
         const acc_t* cprev = s == 0 ? c0s[d].data_ptr<acc_t>() + i0 * H : Sp + (p.offsets[s - 1] + i0) * 2 * H;
-        cell_bwd(n, H, Gp + row * 4 * H, Sp + row * 2 * H, cprev, s == 0 ? H : 2 * H, dhp + i0 * H, dcp + i0 * H,
-                 dG + rows * 4 * H);
+        cell_bwd(n, H, Gp + row * 4 * H, 4 * H, Sp + row * 2 * H, 2 * H, cprev, s == 0 ? H : 2 * H, dhp + i0 * H,
+                 dcp + i0 * H, dG + rows * 4 * H, 4 * H);
         at::Tensor dh_rows = dhd.narrow(0, i0, n);
         at::mm_out(dh_rows, dg.narrow(0, rows, n), whh[d]);
         rows += n;
@@ -634,12 +639,429 @@ std::tuple<at::Tensor, std::vector<at::Tensor>, at::Tensor, at::Tensor> lstm_bwd
   return {grad_x, grad_w, grad_h0, grad_c0};
 }
 
+// ---- the multiplicative cell (mLSTM, UniRep) -------------------------------------------------
+//
+//   m_t = (W_mx x_t) * (W_mh h_{t-1});  [i f g o] = W_ih x_t + b_ih + W_hh m_t + b_hh;
+//   then the LSTM cell: c_t = f c_{t-1} + i g, h_t = o tanh(c_t) (sigmoid i, f, o; tanh g).
+//
+// Same schedule as the LSTM (Plan: sorted batch, packed rows, tiles). The input projections of
+// the gates and of m do not depend on the recurrence, so unlike the LSTM (whose per-step GEMM
+// folds the projection in) they are one GEMM per direction over all N valid rows, with
+// [W_ih | b ; W_mx | 0] (5H, C + 1) stacked, written straight into the workspace. Per step only
+// the two dependent GEMMs run, over the still-running rows: mh = h_{t-1} W_mh^T (H x H) and
+// gates += m W_hh^T (4H x H).
+//
+// Workspace (rows as the LSTM's): gates (D, N, 5H) = [i f g o activations | mx = W_mx x_t],
+// states (D, N, 3H) = [c | h | mh = W_mh h_{t-1}]; m = mx * mh is recomputed where needed.
+//
+// Backward per step (reversed): the LSTM cell's dgates; dm = dgates W_hh; dmx = dm * mh,
+// dmh = dm * mx; dh_{t-1} = dmh W_mh (+ the output gradient at t-1). Over chunks of rows:
+// [dW_ih | db ; dW_mx | -] += [dgates | dmx]^T [x | 1], dW_hh += dgates^T m,
+// dW_mh += dmh^T h_{t-1}, dx = [dgates | dmx] [W_ih ; W_mx].
+
+// [W_ih | b_ih + b_hh ; W_mx | 0]: (5H, C + has_bias) in the compute dtype.
+at::Tensor mlstm_input_weight(const LstmDirWeights& w, bool has_bias, at::ScalarType acc) {
+  at::Tensor top = acc_tensor(w.w_ih, acc), bottom = acc_tensor(w.w_mx, acc);
+  if (has_bias) {
+    top = at::cat({top, (acc_tensor(w.b_ih, acc) + acc_tensor(w.b_hh, acc)).unsqueeze(1)}, 1);
+    bottom = at::cat({bottom, at::zeros({bottom.size(0), 1}, bottom.options())}, 1);
+  }
+  return at::cat({top, bottom}, 0);
+}
+
+// m = mx * mh for n rows (strides in elements).
+template <typename T>
+void mlstm_product(int64_t n, int64_t H, const T* mx, int64_t mxs, const T* mh, int64_t mhs, T* m, int64_t ms) {
+  for (int64_t r = 0; r < n; ++r)
+    for (int64_t j = 0; j < H; ++j) m[r * ms + j] = mx[r * mxs + j] * mh[r * mhs + j];
+}
+
+template <typename scalar_t>
+void mlstm_fwd_impl(const LstmArgs& a, const Plan& p, at::Tensor& out, at::Tensor& h_n, at::Tensor& c_n,
+                    at::Tensor& gates, at::Tensor& states) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const auto& sh = a.shape;
+  const int64_t B = sh.batch, T = sh.time, C = sh.input, H = sh.hidden, D = sh.dirs;
+  const int64_t hb = sh.has_bias ? 1 : 0, K = C + hb;
+  const auto acc = gates.scalar_type();
+  const auto aopts = gates.options();
+  const scalar_t* X = a.x.data_ptr<scalar_t>();
+  at::Tensor whhT[2], wmhT[2], h0s[2], c0s[2];
+  for (int64_t d = 0; d < D; ++d) {
+    whhT[d] = acc_tensor(a.w[d].w_hh, acc).t();
+    wmhT[d] = acc_tensor(a.w[d].w_mh, acc).t();
+    h0s[d] = sorted_state<scalar_t, acc_t>(a.h0, p, d, H, aopts);
+    c0s[d] = sorted_state<scalar_t, acc_t>(a.c0, p, d, H, aopts);
+    // The input projections of every valid step: [x | 1] gathered in packed order, one GEMM.
+    at::Tensor xp = at::empty({p.total, K}, aopts);
+    acc_t* XP = xp.data_ptr<acc_t>();
+    at::parallel_for(0, p.max_len, 1, [&](int64_t begin, int64_t end) {
+      const FlushDenormalGuard flush;
+      for (int64_t s = begin; s < end; ++s) {
+        for (int64_t i = 0; i < p.active[s]; ++i) {
+          const scalar_t* src = X + (p.order[i] * T + time_of(d, s, p.len[i])) * C;
+          acc_t* dst = XP + (p.offsets[s] + i) * K;
+          for (int64_t k = 0; k < C; ++k) dst[k] = static_cast<acc_t>(src[k]);
+          if (hb) dst[C] = acc_t(1);
+        }
+      }
+    });
+    at::Tensor gd = gates[d];
+    at::mm_out(gd, xp, mlstm_input_weight(a.w[d], sh.has_bias, acc).t());
+  }
+  const int64_t ntiles = static_cast<int64_t>(p.tile_start.size()) - 1;
+  scalar_t* O = out.data_ptr<scalar_t>();
+  at::parallel_for(0, D * ntiles, 1, [&](int64_t begin, int64_t end) {
+    const FlushDenormalGuard flush;
+    at::AutoDispatchBelowADInplaceOrView below_autograd;
+    for (int64_t item = begin; item < end; ++item) {
+      const int64_t d = item / ntiles, i0 = p.tile_start[item % ntiles], i1 = p.tile_start[item % ntiles + 1];
+      at::Tensor G = gates[d], S = states[d];
+      acc_t* Gp = G.data_ptr<acc_t>();
+      acc_t* Sp = S.data_ptr<acc_t>();
+      at::Tensor m = at::empty({i1 - i0, H}, aopts);
+      for (int64_t s = 0; s < p.max_len; ++s) {
+        const int64_t n = std::min(p.active[s], i1) - i0;
+        if (n <= 0) break;
+        const int64_t row = p.offsets[s] + i0;
+        const at::Tensor hprev = s == 0 ? h0s[d].narrow(0, i0, n) : S.narrow(0, p.offsets[s - 1] + i0, n).narrow(1, H, H);
+        at::Tensor mh = S.narrow(0, row, n).narrow(1, 2 * H, H);
+        at::mm_out(mh, hprev, wmhT[d]);
+        mlstm_product(n, H, Gp + row * 5 * H + 4 * H, 5 * H, Sp + row * 3 * H + 2 * H, 3 * H, m.data_ptr<acc_t>(), H);
+        G.narrow(0, row, n).narrow(1, 0, 4 * H).addmm_(m.narrow(0, 0, n), whhT[d]);
+        const acc_t* cprev = s == 0 ? c0s[d].data_ptr<acc_t>() + i0 * H : Sp + (p.offsets[s - 1] + i0) * 3 * H;
+        cell_fwd(n, H, Gp + row * 5 * H, 5 * H, cprev, s == 0 ? H : 3 * H, Sp + row * 3 * H, 3 * H);
+        for (int64_t r = 0; r < n; ++r) {
+          const int64_t i = i0 + r;
+          const acc_t* h = Sp + (row + r) * 3 * H + H;
+          scalar_t* o = O + (p.order[i] * T + time_of(d, s, p.len[i])) * D * H + d * H;
+          for (int64_t j = 0; j < H; ++j) o[j] = static_cast<scalar_t>(h[j]);
+        }
+      }
+      scalar_t* hn = h_n.data_ptr<scalar_t>() + d * B * H;
+      scalar_t* cn = c_n.data_ptr<scalar_t>() + d * B * H;
+      for (int64_t i = i0; i < i1; ++i) {
+        const acc_t* st = Sp + (p.offsets[p.len[i] - 1] + i) * 3 * H;
+        for (int64_t j = 0; j < H; ++j) {
+          cn[p.order[i] * H + j] = static_cast<scalar_t>(st[j]);
+          hn[p.order[i] * H + j] = static_cast<scalar_t>(st[H + j]);
+        }
+      }
+    }
+  });
+  at::parallel_for(0, B, 1, [&](int64_t begin, int64_t end) {
+    const FlushDenormalGuard flush;
+    for (int64_t i = begin; i < end; ++i) {
+      scalar_t* o = O + (p.order[i] * T + p.len[i]) * D * H;
+      std::fill_n(o, (T - p.len[i]) * D * H, scalar_t(0));
+    }
+  });
+}
+
+// Inference forward: the same cell with nothing kept for a backward. A work item holds its
+// current step's (tile rows, 5H) gates and two (tile rows, 3H) state buffers used in turn; the
+// input projection runs per step on the active rows (the training forward's one GEMM over all
+// rows would need the (N, 5H) workspace). The arithmetic is the training forward's, but the
+// projection GEMM has other shapes, so results may differ from it by rounding (last bits).
+template <typename scalar_t>
+void mlstm_infer_impl(const LstmArgs& a, const Plan& p, at::Tensor& out, at::Tensor& h_n, at::Tensor& c_n,
+                      const at::TensorOptions& aopts) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const auto& sh = a.shape;
+  const int64_t B = sh.batch, T = sh.time, C = sh.input, H = sh.hidden, D = sh.dirs;
+  const int64_t hb = sh.has_bias ? 1 : 0, K = C + hb;
+  const auto acc = c10::typeMetaToScalarType(aopts.dtype());
+  at::Tensor wxT[2], whhT[2], wmhT[2], h0s[2], c0s[2];
+  for (int64_t d = 0; d < D; ++d) {
+    wxT[d] = mlstm_input_weight(a.w[d], sh.has_bias, acc).t();
+    whhT[d] = acc_tensor(a.w[d].w_hh, acc).t();
+    wmhT[d] = acc_tensor(a.w[d].w_mh, acc).t();
+    h0s[d] = sorted_state<scalar_t, acc_t>(a.h0, p, d, H, aopts);
+    c0s[d] = sorted_state<scalar_t, acc_t>(a.c0, p, d, H, aopts);
+  }
+  const int64_t ntiles = static_cast<int64_t>(p.tile_start.size()) - 1;
+  const scalar_t* X = a.x.data_ptr<scalar_t>();
+  scalar_t* O = out.data_ptr<scalar_t>();
+  scalar_t* HN = h_n.data_ptr<scalar_t>();
+  scalar_t* CN = c_n.data_ptr<scalar_t>();
+  at::parallel_for(0, D * ntiles, 1, [&](int64_t begin, int64_t end) {
+    const FlushDenormalGuard flush;
+    at::AutoDispatchBelowADInplaceOrView below_autograd;
+    for (int64_t item = begin; item < end; ++item) {
+      const int64_t d = item / ntiles, i0 = p.tile_start[item % ntiles], i1 = p.tile_start[item % ntiles + 1];
+      const int64_t nt = i1 - i0;
+      at::Tensor z = at::empty({nt, K}, aopts), g = at::empty({nt, 5 * H}, aopts), m = at::empty({nt, H}, aopts);
+      at::Tensor st = at::empty({2, nt, 3 * H}, aopts);
+      acc_t* Z = z.data_ptr<acc_t>();
+      acc_t* Gp = g.data_ptr<acc_t>();
+      for (int64_t s = 0; s < p.max_len; ++s) {
+        const int64_t n = std::min(p.active[s], i1) - i0;
+        if (n <= 0) break;
+        for (int64_t r = 0; r < n; ++r) {
+          const int64_t i = i0 + r;
+          const scalar_t* src = X + (p.order[i] * T + time_of(d, s, p.len[i])) * C;
+          for (int64_t k = 0; k < C; ++k) Z[r * K + k] = static_cast<acc_t>(src[k]);
+          if (hb) Z[r * K + C] = acc_t(1);
+        }
+        at::Tensor gs = g.narrow(0, 0, n);
+        at::mm_out(gs, z.narrow(0, 0, n), wxT[d]);
+        at::Tensor cur_t = st[s % 2], prev_t = st[(s + 1) % 2];
+        acc_t* cur = cur_t.data_ptr<acc_t>();
+        const at::Tensor hprev = s == 0 ? h0s[d].narrow(0, i0, n) : prev_t.narrow(0, 0, n).narrow(1, H, H);
+        at::Tensor mh = cur_t.narrow(0, 0, n).narrow(1, 2 * H, H);
+        at::mm_out(mh, hprev, wmhT[d]);
+        mlstm_product(n, H, Gp + 4 * H, 5 * H, cur + 2 * H, 3 * H, m.data_ptr<acc_t>(), H);
+        gs.narrow(1, 0, 4 * H).addmm_(m.narrow(0, 0, n), whhT[d]);
+        const acc_t* cprev = s == 0 ? c0s[d].data_ptr<acc_t>() + i0 * H : prev_t.data_ptr<acc_t>();
+        cell_fwd(n, H, Gp, 5 * H, cprev, s == 0 ? H : 3 * H, cur, 3 * H);
+        for (int64_t r = 0; r < n; ++r) {
+          const int64_t i = i0 + r;
+          const acc_t* h = cur + r * 3 * H + H;
+          scalar_t* o = O + (p.order[i] * T + time_of(d, s, p.len[i])) * D * H + d * H;
+          for (int64_t j = 0; j < H; ++j) o[j] = static_cast<scalar_t>(h[j]);
+        }
+        // Ranks [n_next, n) of the tile ran their last step now.
+        const int64_t n_next = s + 1 < p.max_len ? std::max<int64_t>(std::min(p.active[s + 1], i1) - i0, 0) : 0;
+        for (int64_t r = n_next; r < n; ++r) {
+          const acc_t* c = cur + r * 3 * H;
+          const int64_t b = p.order[i0 + r];
+          for (int64_t j = 0; j < H; ++j) {
+            CN[(d * B + b) * H + j] = static_cast<scalar_t>(c[j]);
+            HN[(d * B + b) * H + j] = static_cast<scalar_t>(c[H + j]);
+          }
+        }
+      }
+    }
+  });
+  at::parallel_for(0, B, 1, [&](int64_t begin, int64_t end) {
+    const FlushDenormalGuard flush;
+    for (int64_t i = begin; i < end; ++i) {
+      scalar_t* o = O + (p.order[i] * T + p.len[i]) * D * H;
+      std::fill_n(o, (T - p.len[i]) * D * H, scalar_t(0));
+    }
+  });
+}
+
+template <typename scalar_t>
+void mlstm_bwd_impl(const LstmArgs& a, const Plan& p, const at::Tensor& grad_out, const at::Tensor& grad_h_n,
+                    const at::Tensor& grad_c_n, const at::Tensor& gates, const at::Tensor& states,
+                    at::Tensor& grad_x, std::vector<at::Tensor>& grad_w, at::Tensor& grad_h0, at::Tensor& grad_c0) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const auto& sh = a.shape;
+  const int64_t B = sh.batch, T = sh.time, C = sh.input, H = sh.hidden, D = sh.dirs;
+  const int64_t hb = sh.has_bias ? 1 : 0, K = C + hb;
+  const auto acc = gates.scalar_type();
+  const auto aopts = gates.options();
+  const int64_t ntiles = static_cast<int64_t>(p.tile_start.size()) - 1;
+  auto dh = at::empty({D, B, H}, aopts);  // gradient reaching h_s, rank order
+  auto dc = at::empty({D, B, H}, aopts);  // gradient reaching c_s, rank order
+  auto dwx = at::zeros({D * ntiles, 5 * H, K}, aopts);  // [dW_ih | db ; dW_mx | -] per item
+  auto dwhh = at::zeros({D * ntiles, 4 * H, H}, aopts);
+  auto dwmh = at::zeros({D * ntiles, H, H}, aopts);
+  auto dx = cpu_output({D, B, T, C}, aopts).zero_();  // per direction; zero at padding
+  at::Tensor wx[2], whh[2], wmh[2], h0s[2], c0s[2];
+  for (int64_t d = 0; d < D; ++d) {
+    wx[d] = mlstm_input_weight(a.w[d], sh.has_bias, acc).narrow(1, 0, C);  // [W_ih ; W_mx]
+    whh[d] = acc_tensor(a.w[d].w_hh, acc);
+    wmh[d] = acc_tensor(a.w[d].w_mh, acc);
+    h0s[d] = sorted_state<scalar_t, acc_t>(a.h0, p, d, H, aopts);
+    c0s[d] = sorted_state<scalar_t, acc_t>(a.c0, p, d, H, aopts);
+  }
+  const scalar_t* X = a.x.data_ptr<scalar_t>();
+  const scalar_t* dO = grad_out.data_ptr<scalar_t>();
+  const scalar_t* dHn = grad_h_n.data_ptr<scalar_t>();
+  const scalar_t* dCn = grad_c_n.data_ptr<scalar_t>();
+  at::parallel_for(0, D * ntiles, 1, [&](int64_t begin, int64_t end) {
+    const FlushDenormalGuard flush;
+    at::AutoDispatchBelowADInplaceOrView below_autograd;
+    for (int64_t item = begin; item < end; ++item) {
+      const int64_t d = item / ntiles, i0 = p.tile_start[item % ntiles], i1 = p.tile_start[item % ntiles + 1];
+      const int64_t nt = i1 - i0, cap = kChunkRows + nt;
+      const acc_t* Gp = gates[d].data_ptr<acc_t>();
+      const acc_t* Sp = states[d].data_ptr<acc_t>();
+      at::Tensor dhd = dh[d], dwxi = dwx[item], dwhhi = dwhh[item], dwmhi = dwmh[item];
+      acc_t* dhp = dhd.data_ptr<acc_t>();
+      acc_t* dcp = dc[d].data_ptr<acc_t>();
+      acc_t* dxp = dx[d].data_ptr<acc_t>();
+      // A chunk of steps: [dgates | dmx], [x | 1], m, dmh and h_prev rows, and where each row's
+      // dx goes (flat (b, t) index).
+      at::Tensor dg = cpu_output({cap, 5 * H}, aopts), z = at::empty({cap, K}, aopts);
+      at::Tensor mb = at::empty({cap, H}, aopts), dmh = at::empty({cap, H}, aopts), hp = at::empty({cap, H}, aopts);
+      at::Tensor dm = at::empty({nt, H}, aopts), dxc = at::empty({cap, C}, aopts);
+      acc_t* dG = dg.data_ptr<acc_t>();
+      acc_t* Z = z.data_ptr<acc_t>();
+      acc_t* MB = mb.data_ptr<acc_t>();
+      acc_t* DMH = dmh.data_ptr<acc_t>();
+      acc_t* HP = hp.data_ptr<acc_t>();
+      const acc_t* DM = dm.data_ptr<acc_t>();
+      std::vector<int64_t> where(cap);
+      int64_t rows = 0, prev_n = 0;
+      for (int64_t s = p.len[i0] - 1; s >= 0; --s) {
+        const int64_t n = std::min(p.active[s], i1) - i0;
+        for (int64_t r = prev_n; r < n; ++r) {
+          const int64_t b = p.order[i0 + r];
+          for (int64_t j = 0; j < H; ++j) {
+            dhp[(i0 + r) * H + j] = static_cast<acc_t>(dHn[(d * B + b) * H + j]);
+            dcp[(i0 + r) * H + j] = static_cast<acc_t>(dCn[(d * B + b) * H + j]);
+          }
+        }
+        prev_n = n;
+        const int64_t row = p.offsets[s] + i0;
+        for (int64_t r = 0; r < n; ++r) {
+          const int64_t i = i0 + r, bt = p.order[i] * T + time_of(d, s, p.len[i]);
+          const scalar_t* g = dO + bt * D * H + d * H;
+          acc_t* dst = dhp + i * H;
+          for (int64_t j = 0; j < H; ++j) dst[j] += static_cast<acc_t>(g[j]);
+          acc_t* zr = Z + (rows + r) * K;
+          const scalar_t* xr = X + bt * C;
+          for (int64_t k = 0; k < C; ++k) zr[k] = static_cast<acc_t>(xr[k]);
+          if (hb) zr[C] = acc_t(1);
+          const acc_t* hprev = s == 0 ? h0s[d].data_ptr<acc_t>() + i * H : Sp + (p.offsets[s - 1] + i) * 3 * H + H;
+          std::copy_n(hprev, H, HP + (rows + r) * H);
+          where[rows + r] = bt;
+        }
+        const acc_t* cprev = s == 0 ? c0s[d].data_ptr<acc_t>() + i0 * H : Sp + (p.offsets[s - 1] + i0) * 3 * H;
+        cell_bwd(n, H, Gp + row * 5 * H, 5 * H, Sp + row * 3 * H, 3 * H, cprev, s == 0 ? H : 3 * H, dhp + i0 * H,
+                 dcp + i0 * H, dG + rows * 5 * H, 5 * H);
+        at::Tensor dmn = dm.narrow(0, 0, n);
+        at::mm_out(dmn, dg.narrow(0, rows, n).narrow(1, 0, 4 * H), whh[d]);
+        const acc_t* mx = Gp + row * 5 * H + 4 * H;
+        const acc_t* mh = Sp + row * 3 * H + 2 * H;
+        for (int64_t r = 0; r < n; ++r) {
+          for (int64_t j = 0; j < H; ++j) {
+            const acc_t v = DM[r * H + j], x_ = mx[r * 5 * H + j], h_ = mh[r * 3 * H + j];
+            dG[(rows + r) * 5 * H + 4 * H + j] = v * h_;
+            DMH[(rows + r) * H + j] = v * x_;
+            MB[(rows + r) * H + j] = x_ * h_;
+          }
+        }
+        at::Tensor dh_rows = dhd.narrow(0, i0, n);
+        at::mm_out(dh_rows, dmh.narrow(0, rows, n), wmh[d]);
+        rows += n;
+        if (rows >= kChunkRows || s == 0) {
+          const at::Tensor dgc = dg.narrow(0, 0, rows);
+          dwxi.addmm_(dgc.t(), z.narrow(0, 0, rows));
+          dwhhi.addmm_(dgc.narrow(1, 0, 4 * H).t(), mb.narrow(0, 0, rows));
+          dwmhi.addmm_(dmh.narrow(0, 0, rows).t(), hp.narrow(0, 0, rows));
+          at::Tensor dxr = dxc.narrow(0, 0, rows);
+          at::mm_out(dxr, dgc, wx[d]);
+          const acc_t* src = dxc.data_ptr<acc_t>();
+          for (int64_t q = 0; q < rows; ++q) std::copy_n(src + q * C, C, dxp + where[q] * C);
+          rows = 0;
+        }
+      }
+    }
+  });
+  const int64_t per = sh.has_bias ? 6 : 4;
+  const auto out_dtype = a.x.scalar_type();
+  for (int64_t d = 0; d < D; ++d) {
+    const at::Tensor mx = dwx.narrow(0, d * ntiles, ntiles).sum(0);
+    grad_w[d * per] = mx.narrow(0, 0, 4 * H).narrow(1, 0, C).to(out_dtype).contiguous();
+    grad_w[d * per + 1] = dwhh.narrow(0, d * ntiles, ntiles).sum(0).to(out_dtype).contiguous();
+    if (sh.has_bias) {
+      grad_w[d * per + 2] = mx.narrow(0, 0, 4 * H).select(1, C).to(out_dtype).contiguous();
+      grad_w[d * per + 3] = grad_w[d * per + 2].clone();
+    }
+    grad_w[d * per + per - 2] = mx.narrow(0, 4 * H, H).narrow(1, 0, C).to(out_dtype).contiguous();
+    grad_w[d * per + per - 1] = dwmh.narrow(0, d * ntiles, ntiles).sum(0).to(out_dtype).contiguous();
+    const acc_t* dhd = dh[d].data_ptr<acc_t>();
+    const acc_t* dcd = dc[d].data_ptr<acc_t>();
+    scalar_t* gh0 = grad_h0.data_ptr<scalar_t>() + d * B * H;
+    scalar_t* gc0 = grad_c0.data_ptr<scalar_t>() + d * B * H;
+    for (int64_t i = 0; i < B; ++i) {
+      for (int64_t j = 0; j < H; ++j) {
+        gh0[p.order[i] * H + j] = static_cast<scalar_t>(dhd[i * H + j]);
+        gc0[p.order[i] * H + j] = static_cast<scalar_t>(dcd[i * H + j]);
+      }
+    }
+  }
+  grad_x.copy_(D == 2 ? dx[0] + dx[1] : dx[0]);
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> mlstm_fwd_cpu(
+    const at::Tensor& x, const std::optional<at::Tensor>& lengths, at::TensorList weights,
+    const std::optional<at::Tensor>& h0, const std::optional<at::Tensor>& c0, bool bidirectional) {
+  const char* op = "sublocal::mlstm_fwd";
+  const LstmArgs a = lstm_prepare(x, lengths, weights, h0, c0, bidirectional, op, /*multiplicative=*/true);
+  const auto& sh = a.shape;
+  const int64_t B = sh.batch, T = sh.time, H = sh.hidden, D = sh.dirs;
+  const Plan p = make_plan(a.lengths, B, T, D, op);
+  auto opts = a.x.options();
+  auto aopts = opts.dtype(state_dtype(a.x.scalar_type()));
+  auto out = cpu_output({B, T, D * H}, opts);
+  auto h_n = at::empty({D, B, H}, opts);
+  auto c_n = at::empty({D, B, H}, opts);
+  auto gates = cpu_output({D, p.total, 5 * H}, aopts);
+  auto states = cpu_output({D, p.total, 3 * H}, aopts);
+  if (B == 0) return {out, h_n, c_n, gates, states};
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, a.x.scalar_type(), "mlstm_fwd_cpu", [&] {
+    mlstm_fwd_impl<scalar_t>(a, p, out, h_n, c_n, gates, states);
+  });
+  return {out, h_n, c_n, gates, states};
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> mlstm_infer_cpu(const at::Tensor& x,
+                                                               const std::optional<at::Tensor>& lengths,
+                                                               at::TensorList weights,
+                                                               const std::optional<at::Tensor>& h0,
+                                                               const std::optional<at::Tensor>& c0,
+                                                               bool bidirectional) {
+  const char* op = "sublocal::mlstm_infer";
+  const LstmArgs a = lstm_prepare(x, lengths, weights, h0, c0, bidirectional, op, /*multiplicative=*/true);
+  const auto& sh = a.shape;
+  const int64_t B = sh.batch, T = sh.time, H = sh.hidden, D = sh.dirs;
+  const Plan p = make_plan(a.lengths, B, T, D, op);
+  auto opts = a.x.options();
+  auto out = cpu_output({B, T, D * H}, opts);
+  auto h_n = at::empty({D, B, H}, opts);
+  auto c_n = at::empty({D, B, H}, opts);
+  if (B == 0) return {out, h_n, c_n};
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, a.x.scalar_type(), "mlstm_infer_cpu", [&] {
+    mlstm_infer_impl<scalar_t>(a, p, out, h_n, c_n, opts.dtype(state_dtype(a.x.scalar_type())));
+  });
+  return {out, h_n, c_n};
+}
+
+std::tuple<at::Tensor, std::vector<at::Tensor>, at::Tensor, at::Tensor> mlstm_bwd_cpu(
+    const at::Tensor& grad_out, const at::Tensor& grad_h_n, const at::Tensor& grad_c_n, const at::Tensor& x,
+    const std::optional<at::Tensor>& lengths, at::TensorList weights, const std::optional<at::Tensor>& h0,
+    const std::optional<at::Tensor>& c0, const at::Tensor& gates, const at::Tensor& states, bool bidirectional) {
+  const char* op = "sublocal::mlstm_bwd";
+  const LstmArgs a = lstm_prepare(x, lengths, weights, h0, c0, bidirectional, op, /*multiplicative=*/true);
+  const auto& sh = a.shape;
+  const int64_t B = sh.batch, T = sh.time, H = sh.hidden, D = sh.dirs;
+  check_like(grad_out, x, op, "grad_out", "x");
+  check_shape(grad_out, {B, T, D * H}, op, "grad_out");
+  check_like(grad_h_n, x, op, "grad_h_n", "x");
+  check_shape(grad_h_n, {D, B, H}, op, "grad_h_n");
+  check_like(grad_c_n, x, op, "grad_c_n", "x");
+  check_shape(grad_c_n, {D, B, H}, op, "grad_c_n");
+  const Plan p = make_plan(a.lengths, B, T, D, op);
+  lstm_check_workspace(gates, states, sh, p.total, x, op, /*multiplicative=*/true);
+  auto opts = a.x.options();
+  auto grad_x = cpu_output({B, T, sh.input}, opts);
+  std::vector<at::Tensor> grad_w(weights.size());
+  for (size_t k = 0; k < weights.size(); ++k) grad_w[k] = at::zeros(weights[k].sizes(), opts);
+  auto grad_h0 = at::empty({D, B, H}, opts);
+  auto grad_c0 = at::empty({D, B, H}, opts);
+  if (B == 0) return {grad_x, grad_w, grad_h0, grad_c0};
+  const at::Tensor go = grad_out.contiguous(), ghn = grad_h_n.contiguous(), gcn = grad_c_n.contiguous();
+  const at::Tensor gw = gates.contiguous(), st = states.contiguous();
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, a.x.scalar_type(), "mlstm_bwd_cpu", [&] {
+    mlstm_bwd_impl<scalar_t>(a, p, go, ghn, gcn, gw, st, grad_x, grad_w, grad_h0, grad_c0);
+  });
+  return {grad_x, grad_w, grad_h0, grad_c0};
+}
+
 }  // namespace
 
 TORCH_LIBRARY_IMPL(sublocal, CPU, m) {
   m.impl("lstm_fwd", &lstm_fwd_cpu);
   m.impl("lstm_bwd", &lstm_bwd_cpu);
   m.impl("lstm_infer", &lstm_infer_cpu);
+  m.impl("mlstm_fwd", &mlstm_fwd_cpu);
+  m.impl("mlstm_bwd", &mlstm_bwd_cpu);
+  m.impl("mlstm_infer", &mlstm_infer_cpu);
 }
 
 }  // namespace sublocal

@@ -10,7 +10,8 @@ from torch import nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from .._checks import ArgChecker
-from ..ops.lstm import lstm, weight_names
+from ..ops.lstm import CELLS, lstm, weight_names
+from ..ops.lstm.reference import cell_weight_count
 
 
 class LSTM(nn.Module):
@@ -49,13 +50,22 @@ class LSTM(nn.Module):
     Equivalent to: ``torch.nn.LSTM(input_size, hidden_size, num_layers, bias, batch_first,
     dropout, bidirectional)`` on ``pack_padded_sequence(x, lengths, batch_first=True,
     enforce_sorted=False)``.
+
+    ``cell="mlstm"`` makes every layer UniRep's multiplicative LSTM (``m_t = (W_mx x_t) *
+    (W_mh h_{t-1})`` feeds ``W_hh`` instead of ``h_{t-1}``; see :func:`sublocal_kernels.lstm`).
+    Each layer then also has ``weight_mx_l{k}`` ``(H, input)`` and ``weight_mh_l{k}`` ``(H, H)``
+    (and ``_reverse`` twins), registered after the layer's biases; PyTorch has no such module
+    to load into. ``LSTM(10, 1900, bidirectional=False, cell="mlstm")`` is UniRep's layer.
     """
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
                  batch_first: bool = True, dropout: float = 0.0, bidirectional: bool = True,
-                 device=None, dtype=None):
+                 device=None, dtype=None, cell: str = "lstm"):
         super().__init__()
         chk = ArgChecker("LSTM")
+        if cell not in CELLS:
+            chk.fail(f"`cell` must be one of {', '.join(map(repr, CELLS))}, got {cell!r}")
+        self.cell = cell
         for name, value, low in (("input_size", input_size, 1), ("hidden_size", hidden_size, 1),
                                  ("num_layers", num_layers, 1)):
             if not isinstance(value, int) or isinstance(value, bool):
@@ -77,8 +87,9 @@ class LSTM(nn.Module):
         for layer in range(num_layers):
             layer_input = input_size if layer == 0 else hidden_size * D
             shapes = {"weight_ih": (4 * hidden_size, layer_input), "weight_hh": (4 * hidden_size, hidden_size),
-                      "bias_ih": (4 * hidden_size,), "bias_hh": (4 * hidden_size,)}
-            for name in weight_names(self.bidirectional, self.bias, layer):
+                      "bias_ih": (4 * hidden_size,), "bias_hh": (4 * hidden_size,),
+                      "weight_mx": (hidden_size, layer_input), "weight_mh": (hidden_size, hidden_size)}
+            for name in weight_names(self.bidirectional, self.bias, layer, self.cell):
                 setattr(self, name, nn.Parameter(torch.empty(shapes[name.split("_l")[0]], **factory)))
         self.reset_parameters()
 
@@ -87,19 +98,26 @@ class LSTM(nn.Module):
         return 2 if self.bidirectional else 1
 
     def reset_parameters(self) -> None:
-        """``nn.LSTM``'s initialisation: every weight and bias uniform in ``[-1/sqrt(H), 1/sqrt(H)]``."""
+        """``nn.LSTM``'s initialisation: every weight and bias uniform in ``[-1/sqrt(H), 1/sqrt(H)]``.
+
+        The mLSTM's ``weight_mx`` is uniform in ``[-1/sqrt(input), 1/sqrt(input)]`` instead (as an
+        ``nn.Linear`` of that input), so ``W_mx x_t`` is of order one per unit even for a small
+        residue embedding (UniRep's is 10 wide, where ``1/sqrt(H)`` would shrink ``m_t`` by
+        ``sqrt(10 / 1900)``); ``W_hh`` then reads an ``m_t`` of the size of ``W_mh h_{t-1}``.
+        """
         bound = 1.0 / math.sqrt(self.hidden_size)
-        for weight in self.parameters():
-            nn.init.uniform_(weight, -bound, bound)
+        for name, weight in self.named_parameters():
+            b = 1.0 / math.sqrt(weight.shape[1]) if name.startswith("weight_mx") else bound
+            nn.init.uniform_(weight, -b, b)
 
     def layer_weights(self, layer: int) -> list[torch.Tensor]:
         """Layer ``layer``'s tensors in the order :func:`sublocal_kernels.lstm` takes them."""
-        return [getattr(self, name) for name in weight_names(self.bidirectional, self.bias, layer)]
+        return [getattr(self, name) for name in weight_names(self.bidirectional, self.bias, layer, self.cell)]
 
     @property
     def all_weights(self) -> list[list[torch.Tensor]]:
         """As ``nn.LSTM.all_weights``: per layer and direction, its weights in order."""
-        per = 4 if self.bias else 2
+        per = cell_weight_count(self.cell, self.bias)
         out = []
         for layer in range(self.num_layers):
             w = self.layer_weights(layer)
@@ -154,7 +172,7 @@ class LSTM(nn.Module):
         for layer in range(self.num_layers):
             sl = slice(layer * D, (layer + 1) * D)
             out, h, c = lstm(out, lens, self.layer_weights(layer), h0[sl] if h0 is not None else None,
-                             c0[sl] if c0 is not None else None, self.bidirectional)
+                             c0[sl] if c0 is not None else None, self.bidirectional, self.cell)
             h_n.append(h)
             c_n.append(c)
             if self.dropout > 0 and self.training and layer < self.num_layers - 1:
@@ -182,4 +200,5 @@ class LSTM(nn.Module):
 
     def extra_repr(self) -> str:
         return (f"{self.input_size}, {self.hidden_size}, num_layers={self.num_layers}, bias={self.bias}, "
-                f"batch_first={self.batch_first}, dropout={self.dropout}, bidirectional={self.bidirectional}")
+                f"batch_first={self.batch_first}, dropout={self.dropout}, bidirectional={self.bidirectional}"
+                + (f", cell={self.cell!r}" if self.cell != "lstm" else ""))

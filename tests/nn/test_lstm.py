@@ -187,3 +187,61 @@ def test_bad_constructor(kw, pattern):
     args.update(kw)
     with pytest.raises((ValueError, TypeError), match=pattern):
         sk.nn.LSTM(**args)
+
+
+# ---- the multiplicative cell (cell="mlstm") ---------------------------------------------------
+
+def test_mlstm_parameters_and_init():
+    m = sk.nn.LSTM(10, 7, num_layers=2, cell="mlstm")
+    names = [n for n, _ in m.named_parameters()]
+    per = ["weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_mx", "weight_mh"]
+    assert names == [f"{n}_l{k}{s}" for k in range(2) for s in ("", "_reverse") for n in per]
+    assert m.weight_mx_l0.shape == (7, 10) and m.weight_mx_l1.shape == (7, 14) and m.weight_mh_l1.shape == (7, 7)
+    # weight_mx as an nn.Linear of its input, everything else as nn.LSTM.
+    for name, p in m.named_parameters():
+        bound = 1 / math.sqrt(p.shape[1] if name.startswith("weight_mx") else 7)
+        assert float(p.detach().abs().max()) <= bound, name
+        assert float(p.detach().abs().max()) > 0.5 * bound, name
+    assert len(m.all_weights) == 4 and len(m.all_weights[0]) == 6
+    other = sk.nn.LSTM(10, 7, num_layers=2, cell="mlstm")
+    other.load_state_dict(m.state_dict())
+    assert all(torch.equal(a, b) for a, b in zip(other.parameters(), m.parameters()))
+    with pytest.raises(RuntimeError, match="weight_mx_l0"):
+        sk.nn.LSTM(10, 7, num_layers=2).load_state_dict(m.state_dict())
+    assert "cell='mlstm'" in repr(m) and "cell" not in repr(sk.nn.LSTM(10, 7))
+
+
+def test_mlstm_module_matches_reference_layer_by_layer():
+    m = sk.nn.LSTM(4, 5, num_layers=2, cell="mlstm").double()
+    x = torch.randn(3, 8, 4, dtype=torch.float64, requires_grad=True)
+    L = torch.tensor([8, 1, 5])
+    out, (h_n, c_n) = m(x, L)
+    ref, hs, cs = x, [], []
+    for layer in range(2):
+        ref, h, c = sk.lstm_ref(ref, L, m.layer_weights(layer), cell="mlstm")
+        hs.append(h)
+        cs.append(c)
+    assert_close(out, ref)
+    assert_close(h_n, torch.cat(hs))
+    assert_close(c_n, torch.cat(cs))
+    g = torch.autograd.grad(out.sum() + h_n.sum(), [x, m.weight_mh_l1])
+    g_ref = torch.autograd.grad(ref.sum() + torch.cat(hs).sum(), [x, m.weight_mh_l1])
+    for a, e in zip(g, g_ref):
+        assert_close(a, e)
+    # A PackedSequence goes through the same layers.
+    packed = pack_padded_sequence(x, L, batch_first=True, enforce_sorted=False)
+    p_out, (p_h, _) = m(packed)
+    p_out, _ = pad_packed_sequence(p_out, batch_first=True, total_length=8)
+    assert_close(p_out, out)
+    assert_close(p_h, h_n)
+
+
+def test_mlstm_unidirectional_unirep_shape():
+    m = sk.nn.LSTM(10, 12, bidirectional=False, cell="mlstm")
+    out, (h_n, c_n) = m(torch.randn(2, 6, 10), torch.tensor([6, 3]))
+    assert out.shape == (2, 6, 12) and h_n.shape == (1, 2, 12) and (out[1, 3:] == 0).all()
+
+
+def test_mlstm_bad_cell():
+    with pytest.raises(ValueError, match=r"LSTM: `cell` must be one of 'lstm', 'mlstm', got 'gru'"):
+        sk.nn.LSTM(5, 6, cell="gru")

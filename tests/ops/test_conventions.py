@@ -39,6 +39,14 @@ def _lstm(lengths=LENGTHS, T=T):
         x, lengths, params, None, None, True)), x
 
 
+def _mlstm(lengths=LENGTHS, T=T):
+    torch.manual_seed(0)
+    params = [p.detach() for p in sk.nn.LSTM(4, 3, cell="mlstm").double().layer_weights(0)]
+    x = torch.randn(B, T, 4, dtype=torch.float64, requires_grad=True)
+    return (lambda lengths=lengths: sk.lstm(x, lengths, params, cell="mlstm")), (
+        lambda: torch.ops.sublocal.mlstm_fwd(x, lengths, params, None, None, True)), x
+
+
 def _attention(lengths=LENGTHS, T=T):
     torch.manual_seed(0)
     h = torch.randn(B, T, 4, dtype=torch.float64, requires_grad=True)
@@ -71,10 +79,13 @@ def _channel_attention(lengths=LENGTHS, T=T):
         lambda: torch.ops.sublocal.channel_attention_pool_fwd(v, e, lengths, False)), v
 
 
-OPS = {"lstm": _lstm, "attention_pool": _attention, "fo_pool": _fo_pool, "multiwidth_conv1d": _conv,
+OPS = {"lstm": _lstm, "mlstm": _mlstm, "attention_pool": _attention, "fo_pool": _fo_pool, "multiwidth_conv1d": _conv,
        "channel_attention_pool": _channel_attention}
 # How many of each forward op's results are real outputs; the rest are workspaces.
-REAL_OUTPUTS = {"lstm": 3, "attention_pool": 2, "fo_pool": 2, "multiwidth_conv1d": 1, "channel_attention_pool": 3}
+REAL_OUTPUTS = {"lstm": 3, "mlstm": 3, "attention_pool": 2, "fo_pool": 2, "multiwidth_conv1d": 1,
+                "channel_attention_pool": 3}
+# The public function behind each op, which names itself in its errors (the mLSTM is a cell of lstm).
+PUBLIC = {"mlstm": "lstm"}
 # Each public op's per-step (B, T, ...) inputs: `lengths` comes right after them, everywhere.
 PER_STEP_INPUTS = {"lstm": ["x"], "attention_pool": ["h"], "fo_pool": ["forget", "z", "output"],
                    "multiwidth_conv1d": ["x"], "channel_attention_pool": ["values", "logits"]}
@@ -126,7 +137,7 @@ def test_one_lengths_contract(op):
         assert (a is None and b is None) or torch.equal(a, b)
     # Length 0 is refused by every op with one message, in Python and in C++.
     message = r"`lengths\[1\]` = 0 is out of range; each length must be in \[1, T\] = \[1, 5\]"
-    with pytest.raises(ValueError, match=f"^{op}: {message}"):
+    with pytest.raises(ValueError, match=f"^{PUBLIC.get(op, op)}: {message}"):
         call(torch.tensor([5, 0, 3]))
     _, fwd0, _ = OPS[op](lengths=torch.tensor([5, 0, 3]))
     with pytest.raises(RuntimeError, match=message):
@@ -139,7 +150,7 @@ def test_one_lengths_contract(op):
         empty_call(None)
 
 
-@pytest.mark.parametrize("op", OPS)
+@pytest.mark.parametrize("op", PER_STEP_INPUTS)
 def test_lengths_comes_right_after_the_per_step_inputs(op):
     """The same argument at the same place in every public op and its reference."""
     import inspect

@@ -58,6 +58,13 @@ def run_lstm(ref=False):
     return leaf_grads((out.sum() + h_n.sum(),), [x, *m.parameters()], None) + (out, h_n, c_n)
 
 
+def run_mlstm(ref=False):
+    weights = sk.nn.LSTM(6, 9, cell="mlstm").layer_weights(0)
+    x = torch.randn(4, 21, 6, requires_grad=True)
+    out, h_n, c_n = (sk.lstm_ref if ref else sk.lstm)(x, torch.tensor([21, 3, 14, 9]), weights, cell="mlstm")
+    return leaf_grads((out.sum() + h_n.sum(),), [x, *weights], None) + (out, h_n, c_n)
+
+
 def run_attention_pool(ref=False):
     h = torch.randn(4, 25, 12, requires_grad=True)
     w, v = torch.randn(12, 7, requires_grad=True), torch.randn(7, requires_grad=True)
@@ -83,7 +90,7 @@ def run_channel_attention_pool(ref=False):
     return leaf_grads((ctx.sum() + mx.sum() + (alpha * torch.arange(26.0)[:, None]).sum(),), [v, e], None) + (ctx, mx)
 
 
-OPS = {"fo_pool": run_fo_pool, "lstm": run_lstm, "attention_pool": run_attention_pool,
+OPS = {"fo_pool": run_fo_pool, "lstm": run_lstm, "mlstm": run_mlstm, "attention_pool": run_attention_pool,
        "multiwidth_conv1d": run_conv, "channel_attention_pool": run_channel_attention_pool}
 
 
@@ -161,6 +168,28 @@ def test_lstm_gradient_flushed_where_the_reference_is_subnormal():
     lengths = torch.tensor([60, 55, 41, 60, 33])
     ours = leaf_grads(sk.lstm(x, lengths, weights, bidirectional=False)[1].sum(), [x, *weights], None)
     ref = leaf_grads(sk.lstm_ref(x, lengths, weights, bidirectional=False)[1].sum(), [x, *weights], None)
+    assert_flushed_like_reference(ours, ref)
+
+
+def test_mlstm_gradient_flushed_where_the_reference_is_subnormal():
+    # The same case for the multiplicative cell: its recurrent path W_hh (W_mx x * W_mh h) decays too.
+    B, T, C, H = 5, 60, 7, 16
+    torch.manual_seed(5)
+    m = sk.nn.LSTM(C, H, bidirectional=False, cell="mlstm")
+    with torch.no_grad():
+        m.weight_hh_l0.mul_(0.5)
+        m.bias_ih_l0[H:2 * H] = -4.0
+    weights = m.layer_weights(0)
+    x = torch.randn(B, T, C, requires_grad=True)
+    lengths = torch.tensor([60, 55, 41, 60, 33])
+    run = lambda f: f(x, lengths, weights, bidirectional=False, cell="mlstm")[1].sum()  # noqa: E731
+    ours = leaf_grads(run(sk.lstm), [x, *weights], None)
+    ref = leaf_grads(run(sk.lstm_ref), [x, *weights], None)
+    assert_flushed_like_reference(ours, ref)
+
+
+def assert_flushed_like_reference(ours, ref):
+    """ours/ref: the gradients of (x, *weights) of a loss on h_n, from the kernel and the reference."""
     gx, rx = ours[0], ref[0]
     for a in ours:
         assert not subnormal(a).any(), "our gradient holds subnormals"

@@ -1,4 +1,5 @@
-"""Packed variable-length (bidirectional) LSTM with nn.LSTM's semantics and a fused backward."""
+"""Packed variable-length (bidirectional) LSTM with nn.LSTM's semantics and a fused backward;
+the cell is the standard one or UniRep's multiplicative one (``cell="mlstm"``)."""
 
 from __future__ import annotations
 
@@ -9,38 +10,42 @@ import torch
 from ..._checks import ArgChecker
 from .._common import grad_needed
 from . import register as _register  # noqa: F401  (fake, autograd and CUDA kernels)
-from .reference import lstm_ref
+from .reference import CELLS, cell_weight_count, lstm_ref
 
-__all__ = ["lstm", "lstm_ref", "weight_names"]
+__all__ = ["CELLS", "lstm", "lstm_ref", "weight_names"]
 
-
-def weight_names(bidirectional: bool = True, bias: bool = True, layer: int = 0) -> list[str]:
-    """``nn.LSTM``'s parameter names for one layer, in the order ``weights`` takes them."""
+def weight_names(bidirectional: bool = True, bias: bool = True, layer: int = 0, cell: str = "lstm") -> list[str]:
+    """``nn.LSTM``'s parameter names for one layer, in the order ``weights`` takes them; the
+    multiplicative cell adds ``weight_mx`` and ``weight_mh`` after each direction's biases."""
     names = ["weight_ih", "weight_hh"] + (["bias_ih", "bias_hh"] if bias else [])
+    if cell == "mlstm":
+        names += ["weight_mx", "weight_mh"]
     out = [f"{n}_l{layer}" for n in names]
     if bidirectional:
         out += [f"{n}_l{layer}_reverse" for n in names]
     return out
 
 
-def _check_weights(chk: ArgChecker, weights, x: torch.Tensor, bidirectional: bool) -> tuple[list[torch.Tensor], int]:
+def _check_weights(chk: ArgChecker, weights, x: torch.Tensor, bidirectional: bool,
+                   cell: str = "lstm") -> tuple[list[torch.Tensor], int]:
     if not isinstance(weights, Sequence) or isinstance(weights, (str, bytes)):
         chk.fail(f"`weights` must be a list or tuple of tensors (nn.LSTM's parameters of one layer), "
                  f"got {type(weights).__name__}", TypeError)
     weights = list(weights)
     D = 2 if bidirectional else 1
-    if len(weights) not in (2 * D, 4 * D):
-        chk.fail(f"`weights` must hold {2 * D} tensors (no bias) or {4 * D} (with bias) for "
-                 f"bidirectional={bidirectional}, got {len(weights)}")
-    bias = len(weights) == 4 * D
-    names = weight_names(bidirectional, bias)
+    n_plain, n_bias = cell_weight_count(cell, False) * D, cell_weight_count(cell, True) * D
+    if len(weights) not in (n_plain, n_bias):
+        chk.fail(f"`weights` must hold {n_plain} tensors (no bias) or {n_bias} (with bias) for "
+                 f"bidirectional={bidirectional}{', cell=mlstm' if cell == 'mlstm' else ''}, got {len(weights)}")
+    bias = len(weights) == n_bias
+    names = weight_names(bidirectional, bias, cell=cell)
     C = x.shape[2]
     whh = chk.tensor("weights[1]", weights[1], 2, dims=f"({names[1]}: (4H, H))")
     if whh.shape[0] != 4 * whh.shape[1] or whh.shape[1] == 0:
         chk.fail(f"`weights[1]` ({names[1]}) must have shape (4H, H) with H >= 1, got {tuple(whh.shape)}")
     H = whh.shape[1]
     per = len(weights) // D
-    shapes = [(4 * H, C), (4 * H, H), (4 * H,), (4 * H,)]
+    shapes = [(4 * H, C), (4 * H, H)] + [(4 * H,), (4 * H,)] * bias + [(H, C), (H, H)] * (cell == "mlstm")
     for k, w in enumerate(weights):
         chk.like(f"weights[{k}]", w, "x", x, shape=shapes[k % per], dims=f"({names[k]})")
     return weights, H
@@ -53,6 +58,7 @@ def lstm(
     h0: torch.Tensor | None = None,
     c0: torch.Tensor | None = None,
     bidirectional: bool = True,
+    cell: str = "lstm",
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """One LSTM layer over a batch of variable-length sequences, with no work on padding.
 
@@ -72,6 +78,13 @@ def lstm(
             ``bidirectional``. Gate order i, f, g, o. Same dtype and device as ``x``.
         h0, c0: ``(D, B, H)`` initial states or None (zeros); ``D = 2`` when bidirectional.
         bidirectional: run the reverse direction too.
+        cell: ``"lstm"`` (the standard cell) or ``"mlstm"``, UniRep's multiplicative LSTM
+            (Krause et al. 2016): per direction ``weights`` then ends with ``weight_mx (H, C)`` and
+            ``weight_mh (H, H)`` (after the biases; :func:`weight_names` gives the order), and
+            ``m_t = (W_mx x_t) * (W_mh h_{t-1})``, ``[i, f, g, o] = W_ih x_t + b_ih + W_hh m_t + b_hh``,
+            ``c_t = f c_{t-1} + i g``, ``h_t = o tanh(c_t)`` (sigmoid i, f, o; tanh g). UniRep's
+            single bias ``b`` is ``bias_ih + bias_hh``, its gate order i, f, o, u is ours
+            i, f, o, g, and its weight normalisation is a reparametrisation of these weights.
 
     Returns:
         ``(out, h_n, c_n)``: ``out`` is ``(B, T, D * H)`` in ``x``'s dtype, the hidden states
@@ -105,18 +118,22 @@ def lstm(
         >>> out.sum().backward()
     """
     chk = ArgChecker("lstm")
+    if cell not in CELLS:
+        chk.fail(f"`cell` must be one of {', '.join(map(repr, CELLS))}, got {cell!r}")
     chk.tensor("x", x, 3, dims="(B, T, C)")
     B, T, _ = x.shape
     if not isinstance(bidirectional, bool):
         chk.fail(f"`bidirectional` must be a bool, got {type(bidirectional).__name__}", TypeError)
     D = 2 if bidirectional else 1
-    weights, H = _check_weights(chk, weights, x, bidirectional)
+    weights, H = _check_weights(chk, weights, x, bidirectional, cell)
     if h0 is not None:
         chk.like("h0", h0, "x", x, shape=(D, B, H), dims="(D, B, H)")
     if c0 is not None:
         chk.like("c0", c0, "x", x, shape=(D, B, H), dims="(D, B, H)")
     lengths = chk.lengths(lengths, "x", x)
+    ops = torch.ops.sublocal
+    fwd, infer = (ops.mlstm_fwd, ops.mlstm_infer) if cell == "mlstm" else (ops.lstm_fwd, ops.lstm_infer)
     if not grad_needed(x, weights, h0, c0):
-        return torch.ops.sublocal.lstm_infer(x, lengths, weights, h0, c0, bidirectional)
-    out, h_n, c_n, _, _ = torch.ops.sublocal.lstm_fwd(x, lengths, weights, h0, c0, bidirectional)
+        return infer(x, lengths, weights, h0, c0, bidirectional)
+    out, h_n, c_n, _, _ = fwd(x, lengths, weights, h0, c0, bidirectional)
     return out, h_n, c_n

@@ -438,3 +438,329 @@ def lstm_bwd_triton(grad_out, grad_h_n, grad_c_n, x, lengths, weights, h0, c0, g
             db = dgates[d].sum(0).to(x.dtype)
             grads += [db, db.clone()]
     return grad_x, grads, dh.to(x.dtype), dc.to(x.dtype)
+
+
+# ---- the multiplicative cell (mLSTM) ------------------------------------------------------------
+# The same persistent design. Per step the two dependent products run one after the other inside
+# the program, a barrier between them: first mh = h_{t-1} W_mh^T (stored in the workspace), then
+# the gates' m W_hh^T with m = mx * mh formed on the fly from the workspace. Workspace on CUDA:
+# row b * T + t of gates (D, B*T, 5H) = [i f g o | mx = W_mx x_t] (the projection of every step is
+# one matrix product before the kernel, [W_ih ; W_mx] stacked) and states (D, B*T, 3H) =
+# [c | h | mh].
+
+
+@triton.jit
+def _mlstm_fwd_kernel(
+    GATES, STATES, OUT, HN, CN, H0, C0, WHH, WMH, ORDER, LEN,
+    B, T, H,
+    NUM_DIRS: tl.constexpr, HAS_H0: tl.constexpr, HAS_C0: tl.constexpr,
+    BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr, PRECISION: tl.constexpr,
+):
+    tile = tl.program_id(0)
+    d = tl.program_id(1)
+    ranks = tile * BLOCK_B + tl.arange(0, BLOCK_B)
+    rmask = ranks < B
+    b = tl.load(ORDER + ranks, mask=rmask, other=0).to(tl.int64)
+    L = tl.load(LEN + b, mask=rmask, other=0).to(tl.int32)
+    L = tl.minimum(tl.maximum(L, 0), T)
+    L = tl.where(rmask, L, 0)
+    n_steps = tl.max(L, axis=0)
+    acc_ty = STATES.dtype.element_ty
+    w_ty = WHH.dtype.element_ty
+    BT = B.to(tl.int64) * T
+    g_base = GATES + d * BT * 5 * H
+    s_base = STATES + d * BT * 3 * H
+    w_base = WHH + d * 4 * H * H
+    wm_base = WMH + d * H * H
+    for s in range(0, n_steps):
+        active = s < L
+        t = tl.where(d == 0, s, L - 1 - s)
+        tp = tl.where(d == 0, t - 1, t + 1)
+        row = b * T + t
+        prow = b * T + tp
+        first = s == 0
+        last = active & (s == L - 1)
+        # mh = h_{t-1} W_mh^T
+        for j0 in range(0, H, BLOCK_H):
+            cols = j0 + tl.arange(0, BLOCK_H)
+            cmask = cols < H
+            m2 = active[:, None] & cmask[None, :]
+            acc = tl.zeros([BLOCK_B, BLOCK_H], dtype=acc_ty)
+            for k0 in range(0, H, BLOCK_K):
+                ks = k0 + tl.arange(0, BLOCK_K)
+                kmask = ks < H
+                mk = active[:, None] & kmask[None, :]
+                h_prev = tl.load(s_base + prow[:, None] * 3 * H + H + ks[None, :], mask=mk & (s > 0), other=0.0)
+                if HAS_H0:
+                    h_prev += tl.load(H0 + (d * B + b)[:, None] * H + ks[None, :], mask=mk & first, other=0.0).to(acc_ty)
+                wp = wm_base + cols[None, :] * H + ks[:, None]
+                acc += dot(h_prev.to(w_ty), tl.load(wp, mask=kmask[:, None] & cmask[None, :], other=0.0), PRECISION)
+            tl.store(s_base + row[:, None] * 3 * H + 2 * H + cols[None, :], acc, mask=m2)
+        tl.debug_barrier()
+        # gates += m W_hh^T, m = mx * mh; then the cell
+        for j0 in range(0, H, BLOCK_H):
+            cols = j0 + tl.arange(0, BLOCK_H)
+            cmask = cols < H
+            m2 = active[:, None] & cmask[None, :]
+            gp = g_base + row[:, None] * 5 * H + cols[None, :]
+            acc_i = tl.load(gp, mask=m2, other=0.0)
+            acc_f = tl.load(gp + H, mask=m2, other=0.0)
+            acc_g = tl.load(gp + 2 * H, mask=m2, other=0.0)
+            acc_o = tl.load(gp + 3 * H, mask=m2, other=0.0)
+            for k0 in range(0, H, BLOCK_K):
+                ks = k0 + tl.arange(0, BLOCK_K)
+                kmask = ks < H
+                mk = active[:, None] & kmask[None, :]
+                mx = tl.load(g_base + row[:, None] * 5 * H + 4 * H + ks[None, :], mask=mk, other=0.0)
+                mh = tl.load(s_base + row[:, None] * 3 * H + 2 * H + ks[None, :], mask=mk, other=0.0)
+                mm = (mx * mh).to(w_ty)
+                wm = kmask[:, None] & cmask[None, :]
+                wp = w_base + cols[None, :] * H + ks[:, None]
+                acc_i += dot(mm, tl.load(wp, mask=wm, other=0.0), PRECISION)
+                acc_f += dot(mm, tl.load(wp + H * H, mask=wm, other=0.0), PRECISION)
+                acc_g += dot(mm, tl.load(wp + 2 * H * H, mask=wm, other=0.0), PRECISION)
+                acc_o += dot(mm, tl.load(wp + 3 * H * H, mask=wm, other=0.0), PRECISION)
+            gi = tl.sigmoid(acc_i)
+            gf = tl.sigmoid(acc_f)
+            gg = tanh(acc_g)
+            go = tl.sigmoid(acc_o)
+            c_prev = tl.load(s_base + prow[:, None] * 3 * H + cols[None, :], mask=m2 & (s > 0), other=0.0)
+            if HAS_C0:
+                c_prev += tl.load(C0 + (d * B + b)[:, None] * H + cols[None, :], mask=m2 & first, other=0.0).to(acc_ty)
+            c = gf * c_prev + gi * gg
+            h = go * tanh(c)
+            tl.store(gp, gi.to(acc_ty), mask=m2)
+            tl.store(gp + H, gf.to(acc_ty), mask=m2)
+            tl.store(gp + 2 * H, gg.to(acc_ty), mask=m2)
+            tl.store(gp + 3 * H, go.to(acc_ty), mask=m2)
+            sp = s_base + row[:, None] * 3 * H + cols[None, :]
+            tl.store(sp, c.to(acc_ty), mask=m2)
+            tl.store(sp + H, h.to(acc_ty), mask=m2)
+            tl.store(OUT + (row * NUM_DIRS)[:, None] * H + d * H + cols[None, :], h.to(OUT.dtype.element_ty), mask=m2)
+            ml = last[:, None] & cmask[None, :]
+            tl.store(HN + (d * B + b)[:, None] * H + cols[None, :], h.to(HN.dtype.element_ty), mask=ml)
+            tl.store(CN + (d * B + b)[:, None] * H + cols[None, :], c.to(CN.dtype.element_ty), mask=ml)
+        tl.debug_barrier()
+
+
+@triton.jit
+def _mlstm_bwd_kernel(
+    DGATES, DMH, DH, DC, GATES, STATES, GRAD_OUT, C0, WHH, WMH, ORDER, LEN,
+    B, T, H,
+    NUM_DIRS: tl.constexpr, HAS_C0: tl.constexpr,
+    BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr, PRECISION: tl.constexpr,
+):
+    # DGATES (D, B*T, 5H) gets [dgates | dmx], DMH (D, B*T, H) dmh; DH, DC as in _lstm_bwd_kernel.
+    tile = tl.program_id(0)
+    d = tl.program_id(1)
+    ranks = tile * BLOCK_B + tl.arange(0, BLOCK_B)
+    rmask = ranks < B
+    b = tl.load(ORDER + ranks, mask=rmask, other=0).to(tl.int64)
+    L = tl.load(LEN + b, mask=rmask, other=0).to(tl.int32)
+    L = tl.minimum(tl.maximum(L, 0), T)
+    L = tl.where(rmask, L, 0)
+    n_steps = tl.max(L, axis=0)
+    acc_ty = STATES.dtype.element_ty
+    w_ty = WHH.dtype.element_ty
+    BT = B.to(tl.int64) * T
+    g_base = GATES + d * BT * 5 * H
+    dg_base = DGATES + d * BT * 5 * H
+    dm_base = DMH + d * BT * H
+    s_base = STATES + d * BT * 3 * H
+    w_base = WHH + d * 4 * H * H
+    wm_base = WMH + d * H * H
+    st_base = (d * B + b) * H
+    for i in range(0, n_steps):
+        s = n_steps - 1 - i
+        active = s < L
+        t = tl.where(d == 0, s, L - 1 - s)
+        tp = tl.where(d == 0, t - 1, t + 1)
+        row = b * T + t
+        prow = b * T + tp
+        first = s == 0
+        # The cell's gradient (the LSTM's).
+        for j0 in range(0, H, BLOCK_H):
+            cols = j0 + tl.arange(0, BLOCK_H)
+            cmask = cols < H
+            m2 = active[:, None] & cmask[None, :]
+            gp = g_base + row[:, None] * 5 * H + cols[None, :]
+            a_i = tl.load(gp, mask=m2, other=0.0)
+            a_f = tl.load(gp + H, mask=m2, other=0.0)
+            a_g = tl.load(gp + 2 * H, mask=m2, other=0.0)
+            a_o = tl.load(gp + 3 * H, mask=m2, other=0.0)
+            c = tl.load(s_base + row[:, None] * 3 * H + cols[None, :], mask=m2, other=0.0)
+            c_prev = tl.load(s_base + prow[:, None] * 3 * H + cols[None, :], mask=m2 & (s > 0), other=0.0)
+            if HAS_C0:
+                c_prev += tl.load(C0 + st_base[:, None] + cols[None, :], mask=m2 & first, other=0.0).to(acc_ty)
+            sp = st_base[:, None] + cols[None, :]
+            dh = tl.load(DH + sp, mask=m2, other=0.0)
+            dh += tl.load(GRAD_OUT + (row * NUM_DIRS)[:, None] * H + d * H + cols[None, :], mask=m2, other=0.0).to(acc_ty)
+            dc = tl.load(DC + sp, mask=m2, other=0.0)
+            tc = tanh(c)
+            dcs = dc + dh * a_o * (1.0 - tc * tc)
+            dp = dg_base + row[:, None] * 5 * H + cols[None, :]
+            tl.store(dp, (dcs * a_g * a_i * (1.0 - a_i)).to(acc_ty), mask=m2)
+            tl.store(dp + H, (dcs * c_prev * a_f * (1.0 - a_f)).to(acc_ty), mask=m2)
+            tl.store(dp + 2 * H, (dcs * a_i * (1.0 - a_g * a_g)).to(acc_ty), mask=m2)
+            tl.store(dp + 3 * H, (dh * tc * a_o * (1.0 - a_o)).to(acc_ty), mask=m2)
+            tl.store(DC + sp, (dcs * a_f).to(acc_ty), mask=m2)
+        tl.debug_barrier()
+        # dm = dgates W_hh; dmx = dm * mh, dmh = dm * mx.
+        for j0 in range(0, H, BLOCK_H):
+            cols = j0 + tl.arange(0, BLOCK_H)
+            cmask = cols < H
+            m2 = active[:, None] & cmask[None, :]
+            acc = tl.zeros([BLOCK_B, BLOCK_H], dtype=acc_ty)
+            for k0 in range(0, 4 * H, BLOCK_K):
+                ks = k0 + tl.arange(0, BLOCK_K)
+                kmask = ks < 4 * H
+                dg = tl.load(dg_base + row[:, None] * 5 * H + ks[None, :], mask=active[:, None] & kmask[None, :], other=0.0)
+                w = tl.load(w_base + ks[:, None] * H + cols[None, :], mask=kmask[:, None] & cmask[None, :], other=0.0)
+                acc += dot(dg.to(w_ty), w, PRECISION)
+            mx = tl.load(g_base + row[:, None] * 5 * H + 4 * H + cols[None, :], mask=m2, other=0.0)
+            mh = tl.load(s_base + row[:, None] * 3 * H + 2 * H + cols[None, :], mask=m2, other=0.0)
+            tl.store(dg_base + row[:, None] * 5 * H + 4 * H + cols[None, :], (acc * mh).to(acc_ty), mask=m2)
+            tl.store(dm_base + row[:, None] * H + cols[None, :], (acc * mx).to(acc_ty), mask=m2)
+        tl.debug_barrier()
+        # dh_{s-1} = dmh W_mh for the running rows.
+        for j0 in range(0, H, BLOCK_H):
+            cols = j0 + tl.arange(0, BLOCK_H)
+            cmask = cols < H
+            m2 = active[:, None] & cmask[None, :]
+            acc = tl.zeros([BLOCK_B, BLOCK_H], dtype=acc_ty)
+            for k0 in range(0, H, BLOCK_K):
+                ks = k0 + tl.arange(0, BLOCK_K)
+                kmask = ks < H
+                v = tl.load(dm_base + row[:, None] * H + ks[None, :], mask=active[:, None] & kmask[None, :], other=0.0)
+                w = tl.load(wm_base + ks[:, None] * H + cols[None, :], mask=kmask[:, None] & cmask[None, :], other=0.0)
+                acc += dot(v.to(w_ty), w, PRECISION)
+            tl.store(DH + st_base[:, None] + cols[None, :], acc.to(acc_ty), mask=m2)
+        tl.debug_barrier()
+
+
+def _mlstm_parts(wd, per: int, sd):
+    """Per direction: [W_ih ; W_mx] (5H, C) and [b_ih + b_hh ; 0] (5H,) or None, in ``sd``."""
+    w5 = [torch.cat([w[0], w[-2]]).to(sd) for w in wd]
+    if per == 6:
+        b5 = [torch.cat([w[2].to(sd) + w[3].to(sd), w[0].new_zeros(w[-1].shape[0], dtype=sd)]) for w in wd]
+    else:
+        b5 = None
+    return w5, b5
+
+
+def mlstm_fwd_triton(x, lengths, weights, h0, c0, bidirectional: bool, block_b=None, block_h=None, block_k=None,
+                     f32_dot=None):
+    """Triton forward; same contract as ``torch.ops.sublocal.mlstm_fwd`` (CUDA workspace layout)."""
+    x = x.contiguous()
+    B, T, C = x.shape
+    D, per, wd = _split(list(weights), bidirectional)
+    H = weights[1].shape[1]
+    sd = compute_dtype(x.dtype)
+    dev = x.device
+    if lengths is None:
+        lengths = torch.full((B,), T, dtype=torch.int64, device=dev)
+    out = torch.zeros(B, T, D * H, dtype=x.dtype, device=dev)
+    h_n = torch.empty(D, B, H, dtype=x.dtype, device=dev)
+    c_n = torch.empty(D, B, H, dtype=x.dtype, device=dev)
+    gates = torch.empty(D, B * T, 5 * H, dtype=sd, device=dev)
+    states = torch.empty(D, B * T, 3 * H, dtype=sd, device=dev)
+    if B == 0 or T == 0:
+        return out, h_n, c_n, gates, states
+    x2 = x.reshape(B * T, C).to(sd)
+    w5, b5 = _mlstm_parts(wd, per, sd)
+    for d in range(D):
+        if b5 is not None:
+            torch.addmm(b5[d], x2, w5[d].t(), out=gates[d])
+        else:
+            torch.mm(x2, w5[d].t(), out=gates[d])
+    whh = torch.stack([wd[d][1] for d in range(D)]).contiguous()
+    wmh = torch.stack([wd[d][-1] for d in range(D)]).contiguous()
+    lengths, order = _sorted_order(lengths, dev)
+    bb, bh, bk = _blocks(H, x.dtype, block_b, block_h, block_k)
+    h0c = h0.contiguous() if h0 is not None else gates
+    c0c = c0.contiguous() if c0 is not None else gates
+    _mlstm_fwd_kernel[(triton.cdiv(B, bb), D)](
+        gates, states, out, h_n, c_n, h0c, c0c, whh, wmh, order, lengths,
+        B, T, H,
+        NUM_DIRS=D, HAS_H0=h0 is not None, HAS_C0=c0 is not None,
+        BLOCK_B=bb, BLOCK_H=bh, BLOCK_K=bk, PRECISION=dot_precision(x.dtype, f32_dot), num_warps=4,
+        num_stages=NUM_STAGES,
+    )
+    return out, h_n, c_n, gates, states
+
+
+def mlstm_infer_triton(x, lengths, weights, h0, c0, bidirectional: bool, **blocks):
+    """Triton inference forward; same contract as ``torch.ops.sublocal.mlstm_infer``.
+
+    Runs the training forward and drops its workspace when it returns: the results are the
+    training kernel's, but the (D, B*T, 5H + 3H) workspace exists during the call (a kernel
+    that keeps only the state, like ``_lstm_infer_kernel``, is not written yet).
+    """
+    out, h_n, c_n, _, _ = mlstm_fwd_triton(x, lengths, weights, h0, c0, bidirectional, **blocks)
+    return out, h_n, c_n
+
+
+def mlstm_bwd_triton(grad_out, grad_h_n, grad_c_n, x, lengths, weights, h0, c0, gates, states,
+                     bidirectional: bool, block_b=None, block_h=None, block_k=None, f32_dot=None):
+    """Triton backward; same contract as ``torch.ops.sublocal.mlstm_bwd`` (CUDA workspace layout)."""
+    x = x.contiguous()
+    B, T, C = x.shape
+    weights = list(weights)
+    D, per, wd = _split(weights, bidirectional)
+    H = weights[1].shape[1]
+    sd = compute_dtype(x.dtype)
+    dev = x.device
+    if lengths is None:
+        lengths = torch.full((B,), T, dtype=torch.int64, device=dev)
+    dh = grad_h_n.to(sd).contiguous().clone()
+    dc = grad_c_n.to(sd).contiguous().clone()
+    dgates = torch.zeros(D, B * T, 5 * H, dtype=sd, device=dev)
+    dmh = torch.zeros(D, B * T, H, dtype=sd, device=dev)
+    gates = gates.contiguous()
+    states = states.contiguous()
+    if B > 0 and T > 0:
+        lengths, order = _sorted_order(lengths, dev)
+        bb, bh, bk = _blocks(H, x.dtype, block_b, block_h, block_k)
+        whh = torch.stack([wd[d][1] for d in range(D)]).contiguous()
+        wmh = torch.stack([wd[d][-1] for d in range(D)]).contiguous()
+        c0c = c0.contiguous() if c0 is not None else gates
+        _mlstm_bwd_kernel[(triton.cdiv(B, bb), D)](
+            dgates, dmh, dh, dc, gates, states, grad_out.contiguous(), c0c, whh, wmh, order, lengths,
+            B, T, H,
+            NUM_DIRS=D, HAS_C0=c0 is not None,
+            BLOCK_B=bb, BLOCK_H=bh, BLOCK_K=bk, PRECISION=dot_precision(x.dtype, f32_dot), num_warps=4,
+            num_stages=NUM_STAGES,
+        )
+    else:
+        lengths = lengths.to(device=dev, dtype=torch.int64)
+    # The weight and input gradients: batched matrix products over all (b, t) rows. dgates and
+    # dmh are zero on padded rows; x, h_prev and m are masked there (the workspace rows at
+    # padding are never written).
+    steps = torch.arange(T, device=dev)
+    valid = (steps[None, :] < lengths[:, None])  # (B, T)
+    zero = torch.zeros((), dtype=sd, device=dev)
+    xv = torch.where(valid[:, :, None], x, torch.zeros((), dtype=x.dtype, device=dev)).reshape(B * T, C).to(sd)
+    st = states.view(D, B, T, 3 * H)
+    hs = st[..., H:2 * H]
+    h0s = h0.to(sd) if h0 is not None else torch.zeros(D, B, H, dtype=sd, device=dev)
+    prev = [torch.cat([h0s[0][:, None], hs[0][:, :-1]], dim=1)]
+    if D == 2:
+        nxt = torch.cat([hs[1][:, 1:], torch.zeros(B, 1, H, dtype=sd, device=dev)], dim=1)
+        at_last = steps[None, :] == (lengths[:, None] - 1)
+        prev.append(torch.where(at_last[:, :, None], h0s[1][:, None], nxt))
+    h_prev = torch.where(valid[None, :, :, None], torch.stack(prev), zero).reshape(D, B * T, H)
+    m = torch.where(valid.reshape(1, B * T, 1), gates[..., 4 * H:] * states[..., 2 * H:], zero)
+    dg_t = dgates.transpose(1, 2)  # (D, 5H, B*T)
+    grad_wx = torch.matmul(dg_t, xv)  # (D, 5H, C): [W_ih ; W_mx]
+    grad_w_hh = torch.bmm(dg_t[:, :4 * H], m)  # (D, 4H, H)
+    grad_w_mh = torch.bmm(dmh.transpose(1, 2), h_prev)  # (D, H, H)
+    w5, _ = _mlstm_parts(wd, per, sd)
+    grad_x = torch.bmm(dgates, torch.stack(w5)).sum(0).reshape(B, T, C).to(x.dtype)
+    grads = []
+    for d in range(D):
+        grads += [grad_wx[d, :4 * H].to(x.dtype), grad_w_hh[d].to(x.dtype)]
+        if per == 6:
+            db = dgates[d, :, :4 * H].sum(0).to(x.dtype)
+            grads += [db, db.clone()]
+        grads += [grad_wx[d, 4 * H:].to(x.dtype), grad_w_mh[d].to(x.dtype)]
+    return grad_x, grads, dh.to(x.dtype), dc.to(x.dtype)
