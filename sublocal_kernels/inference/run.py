@@ -6,7 +6,8 @@ when some are skipped, or for the first window of a resumed run), so a resumed r
 rest of the file exactly as an uninterrupted one would.
 
 Sharding on CPU (``workers > 1``): the parent reads and checks the records and deals window
-``k`` to worker ``k mod N`` (at most two windows queued per worker, so memory stays bounded);
+``k`` to worker ``k mod N`` (at most three windows per worker in flight or waiting to be written,
+so memory stays bounded);
 each worker is a spawned process with its own copy of the models and ``threads`` torch threads;
 the parent writes the windows back in order as they arrive. A worker that dies is an error
 naming the records it held; the windows before them are on disk and ``--resume`` continues.
@@ -21,6 +22,7 @@ from __future__ import annotations
 import array
 import hashlib
 import os
+import signal
 import warnings
 from dataclasses import dataclass, field
 from typing import Iterator
@@ -193,8 +195,18 @@ class _Pool:
         self.conns = [r for r, _ in pipes]
         self.procs = [ctx.Process(target=_worker_main, args=(spec, threads, self.tasks[i], pipes[i][1]), daemon=True,
                                   name=f"sublocal-predict-{i + 1}") for i in range(n)]
-        for p in self.procs:
-            p.start()
+        # Started with SIGINT ignored, which a new Python keeps: Ctrl-C is the parent's to handle
+        # (it stops the workers), not a traceback from each worker, even one still importing torch.
+        try:
+            previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        except ValueError:  # not the main thread: signals are not ours to change
+            previous = None
+        try:
+            for p in self.procs:
+                p.start()
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGINT, previous)
         for _, w in pipes:
             w.close()  # the children hold the write ends: a dead child reads as end of file
         self.open = set(range(n))
@@ -350,7 +362,9 @@ def predict(spec: PredictorSpec, fasta, out: str = "-", *, window: int = 1024, r
             if pool is None:
                 write(w, predictor.predict_window(w.records))
             else:
-                while len(pool.held) >= 2 * workers:
+                # Windows in flight or done but waiting for an earlier one: at most 3 per worker,
+                # so a slow window (a titin) does not let finished ones pile up in memory.
+                while len(order) >= 3 * workers:
                     drain(True)
                 order.append(w)
                 if w.records:
