@@ -340,10 +340,13 @@ def cmd_train(args) -> int:
 
 
 def _add_evaluate(sub):
-    p = sub.add_parser("evaluate", help="accuracy, per-class MCC and F1, confusion matrix",
+    p = sub.add_parser("evaluate", help="accuracy, per-class MCC and F1, confusion matrix (multi-label: micro/macro F1, "
+                                        "Jaccard, subset accuracy, per-class MCC)",
                        epilog=EXIT_STATUS, formatter_class=_Formatter,
                        description="Evaluate a checkpoint (a run directory means its best checkpoint; several, "
-                                   "comma-separated, are an ensemble) on labelled data.")
+                                   "comma-separated, are an ensemble) on labelled data. A multi-label checkpoint uses "
+                                   "its stored per-class thresholds; a multi-label ensemble tunes its own on its "
+                                   "predictions for the validation split of DATA.")
     p.add_argument("checkpoint")
     p.add_argument("data")
     p.add_argument("--format", default="auto", choices=["auto", "deeploc", "directory", "table"])
