@@ -154,7 +154,8 @@ def _add_train(sub):
                        formatter_class=_Formatter,
                        description="Train a classifier. DATA: FASTA with DeepLoc headers (>ID Location-M [test]), "
                                    "a directory of per-class FASTA files, or a TSV/CSV with id, sequence, label "
-                                   "(any of them gzipped). Training steps run with subnormal floats flushed to zero "
+                                   "(any of them gzipped; with --multi-label a label may be 'A;B', or a table may "
+                                   "have one 0/1 column per class, as DeepLoc 2.0's CSV). Training steps run with subnormal floats flushed to zero "
                                    "(torch.set_flush_denormal).")
     p.add_argument("data")
     p.add_argument("--model", default="alstm", choices=["alstm", "rlstm", "cnnlstm", "qrnn", "tcn", "light-attention"],
