@@ -157,7 +157,8 @@ def _add_train(sub):
                        formatter_class=_Formatter,
                        description="Train a classifier. DATA: FASTA with DeepLoc headers (>ID Location-M [test]), "
                                    "a directory of per-class FASTA files, or a TSV/CSV with id, sequence, label "
-                                   "(any of them gzipped). Training steps run with subnormal floats flushed to zero "
+                                   "(any of them gzipped; with --multi-label a label may be 'A;B', or a table may "
+                                   "have one 0/1 column per class, as DeepLoc 2.0's CSV). Training steps run with subnormal floats flushed to zero "
                                    "(torch.set_flush_denormal).")
     p.add_argument("data")
     p.add_argument("--model", default="alstm", choices=["alstm", "rlstm", "cnnlstm", "qrnn", "tcn", "light-attention"],
@@ -343,10 +344,13 @@ def cmd_train(args) -> int:
 
 
 def _add_evaluate(sub):
-    p = sub.add_parser("evaluate", help="accuracy, per-class MCC and F1, confusion matrix",
+    p = sub.add_parser("evaluate", help="accuracy, per-class MCC and F1, confusion matrix (multi-label: micro/macro F1, "
+                                        "Jaccard, subset accuracy, per-class MCC)",
                        epilog=EXIT_STATUS, formatter_class=_Formatter,
                        description="Evaluate a checkpoint (a run directory means its best checkpoint; several, "
-                                   "comma-separated, are an ensemble) on labelled data.")
+                                   "comma-separated, are an ensemble) on labelled data. A multi-label checkpoint uses "
+                                   "its stored per-class thresholds; a multi-label ensemble tunes its own on its "
+                                   "predictions for the validation split of DATA.")
     p.add_argument("checkpoint")
     p.add_argument("data")
     p.add_argument("--format", default="auto", choices=["auto", "deeploc", "directory", "table"])

@@ -180,3 +180,32 @@ def test_embedding_flag_errors(multi_fasta, tmp_path, capsys):
                              "--encoding", "none", "--features", tmp_path / "bad.h5", "--multi-label", *COMMON)
     msg = one_error(err, "train")
     assert status == 1 and "bad.h5" in msg and f"record {records[3].id!r}" in msg and "length differs" in msg
+
+
+def test_deeploc2_csv_partitions_are_the_folds(multi_fasta, tmp_path, capsys):
+    # DeepLoc 2.0's layout: one 0/1 column per class and a Partition column (predefined folds).
+    data = multi_fasta[1]
+    classes = list(data.classes)
+    lines = [",ACC,Kingdom,Partition,Membrane," + ",".join(classes) + ",Sequence"]
+    for k, r in enumerate(data.records):
+        flags = ",".join("1" if c in r.labels else "0" for c in classes)
+        lines.append(f"{k},{r.id},Eukaryota,{k % 3},0,{flags},{r.sequence}")
+    (tmp_path / "deeploc2.csv").write_text("\n".join(lines) + "\n")
+    status, stdout, err = run_cli(capsys, "train", tmp_path / "deeploc2.csv", "--out", tmp_path / "r", "--multi-label",
+                                  "--val-partition", "2", *SMALL["alstm"], *COMMON)
+    assert status == 0, err
+    n = len(data.records)
+    summary = json.load(open(tmp_path / "r" / "summary.json"))
+    assert summary["splits"] == {"train": n - len(range(2, n, 3)), "val": len(range(2, n, 3)), "test": 0}
+    status, _, err = run_cli(capsys, "train", tmp_path / "deeploc2.csv", "--out", tmp_path / "r2", "--multi-label",
+                             "--val-partition", "7", *SMALL["alstm"], *COMMON)
+    assert status == 1 and "--val-partition 7" in one_error(err, "train") and "partitions 0, 1, 2" in err
+
+
+def test_plot_multi_label_run(multi_run, multi_fasta, tmp_path, capsys):
+    for module in ("matplotlib", "logomaker"):
+        pytest.importorskip(module)
+    status, stdout, err = run_cli(capsys, "plot", multi_run, multi_fasta[0], "--out", tmp_path / "plots",
+                                  "--max-sequences", "12")
+    assert status == 0, err
+    assert {"attention:", "filters:", "tsne:"} <= {line.split()[0] for line in stdout.splitlines() if line}

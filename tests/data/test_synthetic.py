@@ -94,3 +94,28 @@ def test_bad_arguments():
         make_synthetic(2, classes=("Golgi",))
     with pytest.raises(ValueError, match="min_length"):
         make_synthetic(2, min_length=10)
+
+
+def test_multilabel_set_plants_both_signals():
+    from sublocal_kernels.data import make_multilabel_synthetic
+
+    data = make_multilabel_synthetic(n_per_class=4, n_per_pair=6, min_length=100, max_length=400, seed=3)
+    assert data.classes == ("Cytoplasm", "Mitochondrion", "Nucleus", "Peroxisome") and len(data) == 4 * 4 + 3 * 6
+    pairs = [(r, s) for r, s in zip(data.records, data.signals) if len(r.labels) == 2]
+    assert sorted({r.label for r, _ in pairs}) == ["Mitochondrion;Nucleus", "Mitochondrion;Peroxisome",
+                                                   "Nucleus;Peroxisome"]
+    for r, spans in pairs:
+        assert len(spans) == 2 and spans[0][1] <= spans[1][0], (r.label, spans)  # two separate signals
+        n = len(r.sequence)
+        if "Peroxisome" in r.labels:
+            assert r.sequence.endswith("SKL") and spans[-1] == (n - 8, n)
+        if "Mitochondrion" in r.labels:
+            start, end = spans[0]
+            assert start == 0 and not set(r.sequence[:end]) & set("DE")
+        if "Nucleus" in r.labels:
+            s, e = spans[1] if "Mitochondrion" in r.labels else spans[0]
+            assert 0.2 * n - 1 <= s and e <= 0.8 * n and set(r.sequence[s:e]) & set("KR")
+    with pytest.raises(ValueError, match="do not fit in one sequence"):
+        make_multilabel_synthetic(pairs=[("ER", "Mitochondrion")])
+    with pytest.raises(ValueError, match="min_length must be >= 100"):
+        make_multilabel_synthetic(min_length=60)
