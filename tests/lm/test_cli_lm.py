@@ -7,7 +7,7 @@ import pytest
 from sublocal_kernels.data.embeddings import open_embeddings
 from sublocal_kernels.lm.embed import load_pretrained
 from sublocal_kernels.lm.synthetic import MarkovChain, write_fasta
-from tests.cli.conftest import one_error, run_cli
+from tests.cli.conftest import one_error, run_cli, tiny_fasta  # noqa: F401 (a fixture)
 
 TINY = ["--hidden-size", "8", "--embedding-dim", "4", "--max-tokens", "800", "--no-progress", "--device", "cpu"]
 
@@ -130,3 +130,20 @@ def test_errors_are_one_line(lm_data, tmp_path, capsys):
     got, _, err = run_cli(capsys, "embed", run, dup, "-o", tmp_path / "dup.npz")
     assert got == 1 and "line 3, record 'a': duplicate id (first at line 1)" in one_error(err, "embed")
     assert not (tmp_path / "dup.npz").exists()
+
+
+def test_embed_per_residue_feeds_train_features(tiny_fasta, tmp_path, capsys):
+    """The round trip of the shared layout: embed writes per-residue states, train --features reads them."""
+    run = tmp_path / "lm"
+    assert run_cli(capsys, "pretrain", tiny_fasta, "--out", run, "--max-steps", "2", *TINY)[0] == 0
+    emb = tmp_path / "res.h5"
+    status, _, err = run_cli(capsys, "embed", run, tiny_fasta, "-o", emb, "--per-residue")
+    assert status == 0, err
+    clf = tmp_path / "clf"
+    status, out, err = run_cli(capsys, "train", tiny_fasta, "--model", "rlstm", "--features", emb, "--out", clf,
+                               "--epochs", "1", "--widths", "1,3", "--filters-per-width", "2", "--hidden-size", "4",
+                               "--batch-size", "8", "--no-progress", "--device", "cpu")
+    assert status == 0, err
+    from sublocal_kernels.training import load_checkpoint
+
+    assert load_checkpoint(str(clf / "best.json")).meta["num_features"] == 8
