@@ -53,7 +53,7 @@ from ..models.language_model import VOCABULARY
 from ..training.checkpoint import CheckpointError, atomic_write, load_checkpoint, save_checkpoint
 from ..training.fp_mode import flush_denormal_steps
 from ..training.rundir import run_directory
-from ..training.trainer import (DistributedContext, _progress, distributed_context, resolve_device,
+from ..training.trainer import (DistributedContext, _json_ready, _progress, distributed_context, resolve_device,
                                 resume_differences, step_seed)
 
 __all__ = ["PretrainConfig", "pretrain", "learning_rate", "PretrainData", "evaluate_lm", "RESUMABLE", "SCHEDULES"]
@@ -379,9 +379,7 @@ def _loop(cfg, data: PretrainData, resumed, say, stop_after_steps, device, ctx) 
                "sequences": {"train": int(len(data.train)), "val": int(len(data.val)), "records": data.total,
                              **{f"dropped_{k}": v for k, v in data.dropped.items()}}}
     if ctx.is_main:
-        doc = json.dumps(summary, indent=1, default=lambda v: None,
-                         allow_nan=False) if math.isfinite(summary["best_val_loss"]) else \
-            json.dumps(dict(summary, best_val_loss=None), indent=1)
+        doc = json.dumps(_json_ready(summary), indent=1)  # inf/NaN (no validation, a diverged run) as null
         atomic_write(os.path.join(cfg.out, "summary.json"), (doc + "\n").encode())
     say(f"done: {state['step']} steps, {summary['tokens_per_s']:.0f} residues/s"
         + (f", best val loss {state['best_val_loss']:.4f} at step {state['best_step']}"

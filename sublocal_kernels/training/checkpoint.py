@@ -30,7 +30,7 @@ import torch
 
 from .._optional import require
 
-from ..models import Ensemble, build_model
+from ..models import PRETRAIN_MODELS, Ensemble, build_model
 
 __all__ = ["FORMAT", "save_checkpoint", "load_checkpoint", "Checkpoint", "CheckpointError", "atomic_write",
            "resolve_checkpoint", "read_checkpoint_meta", "load_predictor"]
@@ -245,6 +245,10 @@ def load_predictor(paths, device="cpu") -> Checkpoint:
     if isinstance(paths, str):
         paths = [p for p in paths.split(",") if p]
     cks = [load_checkpoint(p, device) for p in paths]
+    for ck in cks:
+        if ck.meta["model"] in PRETRAIN_MODELS:
+            raise CheckpointError(f"{ck.path}: a pretrained {ck.meta['model']!r} model, not a classifier: "
+                                  "sublocal embed reads it (and train --features reads what embed writes)")
     if len(cks) == 1:
         return cks[0]
     first = cks[0].meta

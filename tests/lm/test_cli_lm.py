@@ -7,7 +7,7 @@ import pytest
 from sublocal_kernels.data.embeddings import open_embeddings
 from sublocal_kernels.lm.embed import load_pretrained
 from sublocal_kernels.lm.synthetic import MarkovChain, write_fasta
-from tests.cli.conftest import one_error, run_cli
+from tests.cli.conftest import one_error, run_cli, tiny_fasta  # noqa: F401 (a fixture)
 
 TINY = ["--hidden-size", "8", "--embedding-dim", "4", "--max-tokens", "800", "--no-progress", "--device", "cpu"]
 
@@ -110,6 +110,8 @@ def test_errors_are_one_line(lm_data, tmp_path, capsys):
          "--pool does not apply with --per-residue"),
         (("embed", tmp_path, fasta, "-o", tmp_path / "e.h5"), 1, "no such checkpoint"),
         (("probe", tmp_path / "missing.h5", labels, "--task", "regression"), 1, "no such file"),
+        (("predict", run, fasta), 1, "a pretrained 'protein-lm' model, not a classifier"),
+        (("evaluate", run, fasta), 1, "a pretrained 'protein-lm' model, not a classifier"),
     ]
     for argv, status, message in cases:
         got, _, err = run_cli(capsys, *argv)
@@ -130,3 +132,53 @@ def test_errors_are_one_line(lm_data, tmp_path, capsys):
     got, _, err = run_cli(capsys, "embed", run, dup, "-o", tmp_path / "dup.npz")
     assert got == 1 and "line 3, record 'a': duplicate id (first at line 1)" in one_error(err, "embed")
     assert not (tmp_path / "dup.npz").exists()
+
+
+def test_embed_per_residue_feeds_train_features(tiny_fasta, tmp_path, capsys):
+    """The round trip of the shared layout: embed writes per-residue states, train --features reads them."""
+    run = tmp_path / "lm"
+    assert run_cli(capsys, "pretrain", tiny_fasta, "--out", run, "--max-steps", "2", *TINY)[0] == 0
+    emb = tmp_path / "res.h5"
+    status, _, err = run_cli(capsys, "embed", run, tiny_fasta, "-o", emb, "--per-residue")
+    assert status == 0, err
+    clf = tmp_path / "clf"
+    status, out, err = run_cli(capsys, "train", tiny_fasta, "--model", "rlstm", "--features", emb, "--out", clf,
+                               "--epochs", "1", "--widths", "1,3", "--filters-per-width", "2", "--hidden-size", "4",
+                               "--batch-size", "8", "--no-progress", "--device", "cpu")
+    assert status == 0, err
+    from sublocal_kernels.training import load_checkpoint
+
+    assert load_checkpoint(str(clf / "best.json")).meta["num_features"] == 8
+
+
+@pytest.mark.slow
+def test_pretrain_ddp_two_processes_equal_one(lm_data, tmp_path, capsys):
+    """Two gloo processes under torchrun, each reading its own share of every batch, and one
+    process: the same weights up to float32 summation order (per-rank sums, then the all-reduce)."""
+    import os
+    import subprocess
+    import sys
+
+    import torch
+
+    d, fasta, labels, ids, seqs = lm_data
+    common = [str(fasta), "--max-steps", "6", "--batch-size", "8", "--max-tokens", "100000", "--lr", "3e-3",
+              "--val-every", "3", *TINY]
+    assert run_cli(capsys, "pretrain", *common, "--out", tmp_path / "one")[0] == 0
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "sublocal_kernels.cli", "pretrain", *common, "--out", str(tmp_path / "two")]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "2 processes" in proc.stdout
+    a = load_pretrained(str(tmp_path / "one" / "last.json")).model.state_dict()
+    b = load_pretrained(str(tmp_path / "two" / "last.json")).model.state_dict()
+    for k in a:
+        torch.testing.assert_close(b[k], a[k], atol=2e-5, rtol=1e-4, msg=lambda m: f"{k}: {m}")
+    import json
+
+    h1 = json.load(open(tmp_path / "one" / "summary.json"))["history"]
+    h2 = json.load(open(tmp_path / "two" / "summary.json"))["history"]
+    assert [r["step"] for r in h1] == [r["step"] for r in h2] == [3, 5, 6]  # every 3, epoch end (5 batches)
+    for r1, r2 in zip(h1, h2):
+        assert r1["val_loss"] == pytest.approx(r2["val_loss"], rel=1e-5)
