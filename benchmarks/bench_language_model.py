@@ -88,6 +88,9 @@ class LanguageModelBench(BenchSpec):
     def supports(self, provider, mode, device, smoke):
         return mode in self.modes
 
+    def in_profile(self, profile, shape, provider, device):
+        return profile != "quick"  # seconds per training step on a CPU: not in the demo or the first GPU call
+
     def make_problem(self, shape: LMShape, dtype, device):
         torch.manual_seed(0)
         template = ProteinLM(hidden_size=shape.hidden, num_layers=shape.layers, embedding_dim=shape.C or 1)

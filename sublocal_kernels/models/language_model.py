@@ -104,8 +104,9 @@ class ProteinLM(nn.Module):
         num_layers: stacked layers (the report: 1 or 2).
         dropout: between LSTM layers, training mode only (the report: 0.5).
         embedding_dim: the learned residue embedding (UniRep: 10).
-        cell: ``"lstm"``; ``"mlstm"`` (UniRep's multiplicative LSTM) arrives with the mLSTM
-            cell of :class:`sublocal_kernels.nn.LSTM`.
+        cell: ``"lstm"`` or ``"mlstm"`` (UniRep's multiplicative LSTM, the ``cell="mlstm"`` of
+            :class:`sublocal_kernels.nn.LSTM`; ``hidden_size=1900, embedding_dim=10`` is UniRep's
+            architecture). ``torch.nn`` has no mLSTM, so ``layers="torch"`` takes ``"lstm"`` only.
         layers: ``"sublocal"`` (:class:`sublocal_kernels.nn.LSTM`, the packed kernel) or
             ``"torch"`` (``torch.nn.LSTM`` on a ``PackedSequence``: the benchmark's peer). The
             parameters are the same either way (``state_dict`` keys match).
@@ -124,10 +125,13 @@ class ProteinLM(nn.Module):
         _positive("num_layers", num_layers)
         _positive("embedding_dim", embedding_dim)
         _probability("dropout", dropout)
-        if cell != "lstm":
-            raise ValueError(f"`cell` must be 'lstm' (the mLSTM cell is not in this build yet), got {cell!r}")
+        if cell not in ("lstm", "mlstm"):
+            raise ValueError(f"`cell` must be 'lstm' or 'mlstm', got {cell!r}")
         if layers not in ("sublocal", "torch"):
             raise ValueError(f"`layers` must be 'sublocal' or 'torch', got {layers!r}")
+        if layers == "torch" and cell != "lstm":
+            raise ValueError("`layers='torch'` builds torch.nn.LSTM, which has no multiplicative cell: use "
+                             "cell='lstm' or layers='sublocal'")
         self.config = {"hidden_size": hidden_size, "num_layers": num_layers, "dropout": float(dropout),
                        "embedding_dim": embedding_dim, "cell": cell, "layers": layers}
         self.hidden_size, self.num_layers, self.layers = hidden_size, num_layers, layers
@@ -137,7 +141,7 @@ class ProteinLM(nn.Module):
             from ..nn import LSTM
 
             self.lstm = LSTM(embedding_dim, hidden_size, num_layers, dropout=dropout, bidirectional=False,
-                             batch_first=True)
+                             batch_first=True, cell=cell)
         else:
             self.lstm = nn.LSTM(embedding_dim, hidden_size, num_layers, dropout=dropout, batch_first=True)
         self.head = nn.Linear(hidden_size, VOCAB_SIZE)

@@ -23,6 +23,7 @@ def _batch(lengths, seed=0):
 MODELS = {
     "lm-1x": lambda: ProteinLM(hidden_size=13, num_layers=1, embedding_dim=5),
     "lm-2x-dropout": lambda: ProteinLM(hidden_size=11, num_layers=2, dropout=0.5, embedding_dim=7),
+    "lm-mlstm-2x": lambda: ProteinLM(hidden_size=9, num_layers=2, embedding_dim=5, cell="mlstm"),
     "conv-ae": lambda: ConvAutoencoder(latent_channels=2, latent_length=4, channels=6, kernel_size=3, embedding_dim=5),
 }
 
@@ -130,3 +131,22 @@ def test_config_round_trips_and_bad_arguments_name_themselves():
         ConvAutoencoder(kernel_size=4)
     with pytest.raises(ValueError, match="`pool`"):
         ProteinLM(hidden_size=4).represent(*_batch([3]), pool="max")
+
+
+def test_mlstm_cell_is_unireps_layer_and_trains():
+    """cell="mlstm" builds sublocal_kernels.nn.LSTM's multiplicative cell in every layer (UniRep's
+    weight_mx / weight_mh beside nn.LSTM's names), and a gradient reaches every parameter."""
+    model = ProteinLM(hidden_size=8, num_layers=2, embedding_dim=4, cell="mlstm").double()
+    names = set(model.state_dict())
+    for k in (0, 1):
+        assert {f"lstm.weight_mx_l{k}", f"lstm.weight_mh_l{k}", f"lstm.weight_ih_l{k}", f"lstm.weight_hh_l{k}"} <= names
+    assert model.lstm.weight_mh_l0.shape == (8, 8) and model.lstm.weight_hh_l0.shape == (32, 8)
+    tokens, lengths = _batch(LENGTHS)
+    loss, n, _ = model.score(tokens, lengths)
+    (loss / n).backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+    assert float(model.lstm.weight_mx_l1.grad.abs().sum()) > 0
+    again = build_model("protein-lm", **model.config)
+    assert again.config["cell"] == "mlstm" and set(again.state_dict()) == names
+    with pytest.raises(ValueError, match="no multiplicative cell"):
+        ProteinLM(hidden_size=8, cell="mlstm", layers="torch")
