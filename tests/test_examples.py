@@ -29,6 +29,8 @@ def test_example_runs(name, tmp_path):
     if name.startswith(("03", "04", "06")):
         args += ["--out", str(tmp_path / "out")]
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    # The checkout under test, not whichever copy the environment's install points at.
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [env.get("PYTHONPATH")])])
     done = subprocess.run([sys.executable, str(ROOT / "python" / name), *args], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, (done.stdout[-2000:], done.stderr[-3000:])
