@@ -21,14 +21,10 @@ gradients, and not the inputs both providers share.
 
 from __future__ import annotations
 
-import argparse
-import json
-
 import torch
 
 import sublocal_kernels as sk
-from benchmarks.common import (SHAPES, BenchSpec, Shape, make_modes, peak_memory_child,
-                               peak_memory_in_subprocesses, random_lengths)
+from benchmarks.common import SHAPES, BenchSpec, Shape, make_modes, peak_memory_main, random_lengths
 
 ATTENTION_SHAPES = {name: SHAPES[name] for name in ("paper", "full-length", "rna")}
 
@@ -97,34 +93,6 @@ def test_bench(bench, bench_case):
 
 # ---- CPU peak memory (python -m benchmarks.bench_attention_pool --memory) ----------------------
 
-def _peak_memory_child(provider: str, shape_name: str, threads: int) -> dict:
-    return peak_memory_child(AttentionPoolBench(), SHAPES[shape_name], provider, "fwd+bwd", threads)
-
-
-def measure_peak_memory(shape_name: str = "paper", threads: int = 2,
-                        providers=("sublocal", "ref-eager")) -> list[dict]:
-    """Each provider's CPU peak memory over one forward+backward, each in a fresh process."""
-    return peak_memory_in_subprocesses("benchmarks.bench_attention_pool",
-                                       [[p, "--shape", shape_name, "--threads", str(threads)] for p in providers])
-
-
 if __name__ == "__main__":
-    ap = argparse.ArgumentParser(description="attention-pool CPU peak memory per provider")
-    ap.add_argument("--memory", action="store_true", help="measure every provider's peak memory")
-    ap.add_argument("--memory-child", default=None, help=argparse.SUPPRESS)
-    ap.add_argument("--shape", default="paper")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--providers", default="sublocal,ref-eager", help="comma-separated providers to measure")
-    args = ap.parse_args()
-    if args.memory_child:
-        print(json.dumps(_peak_memory_child(args.memory_child, args.shape, args.threads)))
-    elif args.memory:
-        rows = measure_peak_memory(args.shape, args.threads, args.providers.split(","))
-        for r in rows:
-            print(json.dumps(r))
-        ours = next(r for r in rows if r["provider"] == "sublocal")["peak_above_before_mb"]
-        for r in rows:
-            if r["provider"] != "sublocal":
-                print(f"sublocal / {r['provider']} peak memory: {ours / r['peak_above_before_mb']:.2f}")
-    else:
-        ap.print_help()
+    peak_memory_main("benchmarks.bench_attention_pool", AttentionPoolBench(), SHAPES, "fwd+bwd", "paper",
+                     ("sublocal", "ref-eager"), "attention-pool CPU peak memory per provider")

@@ -28,12 +28,9 @@ are about 310 MB vs 675 MB. The issue's goals (1.5x, at most half the memory) ar
 
 from __future__ import annotations
 
-import argparse
-import json
-
 import torch
 
-from benchmarks.common import BenchSpec, Shape, peak_memory_child, peak_memory_in_subprocesses, random_lengths
+from benchmarks.common import BenchSpec, Shape, peak_memory_main, random_lengths
 from sublocal_kernels.models import LightAttention, convert_state_dict
 
 NUM_CLASSES = 10
@@ -105,34 +102,7 @@ def test_bench(bench, bench_case):
 
 # ---- CPU peak memory (python -m benchmarks.bench_light_attention --memory) ---------------------
 
-def _peak_memory_child(provider: str, shape_name: str, threads: int) -> dict:
-    return peak_memory_child(LightAttentionBench(), LA_SHAPES[shape_name], provider, "train", threads)
-
-
-def measure_peak_memory(shape_name: str = "light-attention", threads: int = 2,
-                        providers=("sublocal", "torch")) -> list[dict]:
-    """Each provider's CPU peak memory over one training step, each in a fresh process."""
-    return peak_memory_in_subprocesses("benchmarks.bench_light_attention",
-                                       [[p, "--shape", shape_name, "--threads", str(threads)] for p in providers])
-
-
 if __name__ == "__main__":
-    ap = argparse.ArgumentParser(description="Light Attention CPU peak memory per provider (one training step)")
-    ap.add_argument("--memory", action="store_true", help="measure each provider's peak memory")
-    ap.add_argument("--memory-child", default=None, help=argparse.SUPPRESS)
-    ap.add_argument("--shape", default="light-attention")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--providers", default="sublocal,torch", help="comma-separated providers to measure")
-    args = ap.parse_args()
-    if args.memory_child:
-        print(json.dumps(_peak_memory_child(args.memory_child, args.shape, args.threads)))
-    elif args.memory:
-        rows = measure_peak_memory(args.shape, args.threads, args.providers.split(","))
-        for r in rows:
-            print(json.dumps(r))
-        ours = next(r for r in rows if r["provider"] == "sublocal")["peak_above_before_mb"]
-        for r in rows:
-            if r["provider"] != "sublocal":
-                print(f"sublocal / {r['provider']} peak memory: {ours / r['peak_above_before_mb']:.2f}")
-    else:
-        ap.print_help()
+    peak_memory_main("benchmarks.bench_light_attention", LightAttentionBench(), LA_SHAPES, "train",
+                     "light-attention", ("sublocal", "torch"),
+                     "Light Attention CPU peak memory per provider (one training step)")

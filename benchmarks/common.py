@@ -296,6 +296,34 @@ def peak_memory_in_subprocesses(module: str, jobs: Sequence[Sequence[str]]) -> l
     return out
 
 
+def peak_memory_main(module: str, spec: "BenchSpec", shapes: dict, mode: str, default_shape: str,
+                     default_providers: Sequence[str], description: str) -> None:
+    """The ``python -m <module> --memory`` command line of a benchmark: each provider's CPU peak
+    memory over one ``mode`` call, each in a fresh process (``--memory-child`` is that process)."""
+    import argparse
+
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("--memory", action="store_true", help="measure each provider's peak memory")
+    ap.add_argument("--memory-child", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--shape", default=default_shape, choices=sorted(shapes))
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--providers", default=",".join(default_providers), help="comma-separated providers to measure")
+    args = ap.parse_args()
+    if args.memory_child:
+        print(json.dumps(peak_memory_child(spec, shapes[args.shape], args.memory_child, mode, args.threads)))
+    elif args.memory:
+        jobs = [[p, "--shape", args.shape, "--threads", str(args.threads)] for p in args.providers.split(",")]
+        rows = peak_memory_in_subprocesses(module, jobs)
+        for r in rows:
+            print(json.dumps(r))
+        ours = next(r for r in rows if r["provider"] == "sublocal")["peak_above_before_mb"]
+        for r in rows:
+            if r["provider"] != "sublocal":
+                print(f"sublocal / {r['provider']} peak memory: {ours / r['peak_above_before_mb']:.2f}")
+    else:
+        ap.print_help()
+
+
 def output_cache_mb() -> int:
     """The CPU output cache's cap in this process (SUBLOCAL_CPU_CACHE_MB; 0, the default, is off)."""
     return int(os.environ.get("SUBLOCAL_CPU_CACHE_MB", "0"))
