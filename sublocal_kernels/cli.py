@@ -370,13 +370,20 @@ def _checkpoint_data(args, ck, parts_too: bool = False):
 
     import numpy as np
 
+    from .data.readers import DataFormatError, SeveralLabelsError
     from .training import TrainConfig, prepare_data
 
     saved = TrainConfig.from_json(ck.meta["train_config"]) if "train_config" in ck.meta else None
     cfg = dataclasses.replace(saved, data=args.data, format=args.format, features=args.features) if saved else \
         TrainConfig(data=args.data, format=args.format, alphabet=ck.meta["alphabet"], features=args.features,
                     max_length=ck.meta.get("max_length"))
-    ds, (tr, va, te) = prepare_data(cfg, classes=ck.classes)
+    try:
+        ds, (tr, va, te) = prepare_data(cfg, classes=ck.classes)
+    except SeveralLabelsError as e:
+        # The readers' advice (pass --multi-label) is for `train`: here the checkpoint decides.
+        raise DataFormatError(e.path, e.line, e.record, f"several labels ({e.labels!r}), but {args.checkpoint} was "
+                              "trained with one label per record: use a checkpoint from `sublocal train "
+                              "--multi-label`") from None
     parts = {"all": np.arange(len(ds)), "train": tr, "val": va, "test": te}
     if parts_too:
         return ds, parts[getattr(args, "split", "all")], parts

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from .alphabets import get_alphabet
-from .readers import DataFormatError, Record
+from .readers import DataFormatError, Record, SeveralLabelsError
 
 __all__ = ["truncate_middle", "kept_positions", "SequenceDataset", "Batch", "collate", "LengthBucketSampler",
            "stratified_split", "load_features", "FeatureView"]
@@ -149,8 +149,8 @@ class SequenceDataset:
             several = next((r for r in self.records if len(r.labels) > 1), None)
             if several is not None:
                 p, line = several.source or (None, None)
-                raise DataFormatError(p, line, several.id, f"several labels ({several.label!r}): pass --multi-label "
-                                      "to train on several labels per record")
+                raise SeveralLabelsError(p, line, several.id, several.label,
+                                         "pass --multi-label to train on several labels per record")
         if max_length is not None and max_length < 2:
             raise ValueError(f"max_length must be None or >= 2, got {max_length}")
         self.max_length = max_length

@@ -67,6 +67,15 @@ class DataFormatError(ValueError):
         super().__init__(f"{where}: {message}")
 
 
+class SeveralLabelsError(DataFormatError):
+    """A record carries several labels where one was expected (single-label data); ``labels``
+    is the record's label field, ``hint`` says how to read it as multi-label."""
+
+    def __init__(self, path, line: int | None, record: str | None, labels: str, hint: str):
+        self.labels = labels
+        super().__init__(path, line, record, f"several labels ({labels!r}): {hint}")
+
+
 class DataWarning(UserWarning):
     """The data can be used, but not quite as asked (e.g. a class too small for the split)."""
 
@@ -412,7 +421,7 @@ def _merge_labels(records: list[Record], path, multi_label: bool) -> list[Record
             r = Record(r.id, r.sequence, LABEL_SEP.join(sorted(labels)), r.partition, r.membrane, r.source)
         if not multi_label and len(r.labels) > 1:
             p, line = r.source or (path, None)
-            raise DataFormatError(p, line, r.id, f"several labels ({r.label!r}): pass --multi-label "
-                                  "(multi_label=True) to train on several labels per record")
+            raise SeveralLabelsError(p, line, r.id, r.label, "pass --multi-label (multi_label=True) to train on "
+                                     "several labels per record")
         result.append(r)
     return result

@@ -66,6 +66,23 @@ def test_multi_label_data_without_the_flag_is_an_error(multi_fasta, tmp_path, ca
     assert status == 1 and "several labels" in msg and "pass --multi-label" in msg and "record 'SYN" in msg
 
 
+def test_single_label_checkpoint_on_multi_label_data_names_the_checkpoint(multi_fasta, tmp_path, capsys):
+    # evaluate has no --multi-label: the error points at the checkpoint, not at a flag.
+    single = tmp_path / "single.fasta"
+    with open(single, "w") as fh:
+        for r in multi_fasta[1].records:
+            if ";" not in r.label:
+                fh.write(f">{r.id} {r.label}-U\n{r.sequence}\n")
+    status, _, err = run_cli(capsys, "train", single, "--out", tmp_path / "r", "--model", "rlstm", *SMALL["rlstm"],
+                             *COMMON)
+    assert status == 0, err
+    status, _, err = run_cli(capsys, "evaluate", tmp_path / "r", multi_fasta[0], "--device", "cpu")
+    msg = one_error(err, "evaluate")
+    assert status == 1 and "several labels" in msg and "record 'SYN" in msg, msg
+    assert "trained with one label per record" in msg and "sublocal train --multi-label" in msg, msg
+    assert "pass --multi-label" not in msg, msg
+
+
 def test_class_without_validation_positives_keeps_half(tmp_path, capsys):
     # 'rare' has one sequence, which the split puts in training.
     rows = ["id\tsequence\tlabel"]
