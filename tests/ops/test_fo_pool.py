@@ -123,6 +123,28 @@ def test_cpu_low_precision(dtype, reverse, poisoned):
         assert_close(a, e, dtype, scale=4.0, name=f"grad {name}")
 
 
+@pytest.mark.parametrize("D", [1024, 1023], ids=["aligned-rows", "odd-rows"])
+@pytest.mark.parametrize("reverse", [False, True], ids=["fwd", "rev"])
+@pytest.mark.parametrize("gates", ["fo", "f"], ids=["with-output", "no-output"])
+def test_cpu_streamed_outputs_equal_plain_stores(D, reverse, gates):
+    """float32 outputs of 32 MiB or more are written with streaming stores (fo_pool.cpp,
+    kStreamBytes): each sequence's outputs and gradients equal, bit for bit, those of the same
+    sequence alone (16 MiB: plain stores), which the other tests hold to the reference."""
+    B, T = 2, 4200
+    assert B * T * D * 4 >= 32 << 20 > T * D * 4
+    f, z, o, L, i0 = make_inputs(B, T, D, dtype=torch.float32, output=gates == "fo", requires_grad=True)
+    dh, dc = torch.randn(B, T, D), torch.randn(B, D)
+    args = (f, z, o, L, i0)
+    (h, c), g = grads_of(lambda *a: sk.fo_pool(*a, reverse=reverse), args, (dh, dc))
+    for b in range(B):
+        one = [x.detach()[b:b + 1].clone().requires_grad_(x.requires_grad) if isinstance(x, torch.Tensor)
+               and x.is_floating_point() else (x[b:b + 1] if isinstance(x, torch.Tensor) else x) for x in args]
+        (h1, c1), g1 = grads_of(lambda *a: sk.fo_pool(*a, reverse=reverse), one, (dh[b:b + 1], dc[b:b + 1]))
+        assert torch.equal(h[b:b + 1], h1) and torch.equal(c[b:b + 1], c1)
+        for name, a, e in zip(["forget", "z", "output", "initial"], g, g1):
+            assert torch.equal(a[b:b + 1], e), f"grad {name}, sequence {b}"
+
+
 def test_long_sequence_forward_float64():
     B, T, D = 2, 1134, 3
     f, z, o, L, i0 = make_inputs(B, T, D)
