@@ -231,6 +231,31 @@ def measure_peak_memory(shape_names, threads: int = 2, providers=("sublocal", "t
                                                                    for name in shape_names for p in providers])
 
 
+def record_peak_memory(results, rows: list[dict]) -> int:
+    """Writes each measured peak (MB above the resident size before the step) into the matching
+    training-step row of the results file ``results`` (``peak_mem_mb``), with the settings under
+    ``models_peak_memory``; returns the number of rows updated."""
+    import os
+    from pathlib import Path
+
+    path = Path(results)
+    doc = json.loads(path.read_text())
+    peaks = {(r["shape"], r["provider"]): r for r in rows}
+    updated = 0
+    for row in doc["rows"]:
+        hit = peaks.get((row["shape"], row["provider"])) if row["op"] == "models" and row["mode"] == "train" else None
+        if hit is not None:
+            row["peak_mem_mb"] = round(hit["peak_above_before_mb"], 1)
+            updated += 1
+    doc["models_peak_memory"] = {
+        "measure": "peak RSS (VmHWM) during one training step above the RSS just before it, fresh process each",
+        "threads": sorted({r["threads"] for r in rows}), "output_cache_mb": sorted({r["output_cache_mb"] for r in rows})}
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(doc, indent=1) + "\n")
+    os.replace(tmp, path)
+    return updated
+
+
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description="whole-model CPU peak memory per provider (one training step)")
     ap.add_argument("--memory", action="store_true", help="measure each provider's peak memory")
@@ -238,6 +263,7 @@ if __name__ == "__main__":
     ap.add_argument("--shapes", default="rlstm-paper,alstm-paper", help="comma-separated case names")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--providers", default="sublocal,torch", help="comma-separated providers to measure")
+    ap.add_argument("--results", default=None, help="also write the peaks into this results file's training rows")
     args = ap.parse_args()
     if args.memory_child:
         print(json.dumps(_peak_memory_child(args.memory_child, args.shapes, args.threads)))
@@ -251,5 +277,7 @@ if __name__ == "__main__":
                 if r["shape"] == name and r["provider"] != "sublocal":
                     ratio = ours["peak_above_before_mb"] / r["peak_above_before_mb"]
                     print(f"{name}: sublocal / {r['provider']} peak memory: {ratio:.2f}")
+        if args.results:
+            print(f"{args.results}: {record_peak_memory(args.results, rows)} training rows given their peak memory")
     else:
         ap.print_help()

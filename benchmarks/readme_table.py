@@ -75,6 +75,39 @@ def _shapes_line(rows: list[dict]) -> str:
     return "Shapes: " + "; ".join(out) + "."
 
 
+def _models_table(rows: list[dict]) -> str:
+    """The whole-model rows (bench_models.py): our time per training step and inference batch,
+    each torch.nn build's time over ours, and, where ``--memory`` was recorded, the training
+    step's peak RSS (ours, and ours over the torch.nn build's)."""
+    by_key = {(r["shape"], r["mode"], r["provider"]): r for r in rows}
+    head = ["model", "shape", "mode", "sublocal ms", "vs torch", "vs torch-ftz", "peak RSS MB", "of torch's"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    order = {m: i for i, m in enumerate(("rlstm", "alstm", "cnnlstm", "qrnn", "tcn"))}
+    ours = sorted((r for r in rows if r["provider"] == "sublocal"),
+                  key=lambda r: (order.get(r["shape"].split("-")[0], 9), r["shape"], r["mode"] != "train"))
+    for r in ours:
+        model, shape = r["shape"].split("-", 1)
+        once = r.get("vs_timed_once", [])
+        ratios = [f"{r['vs'][p]:.2f}x" + ("*" if p in once else "") if p in r.get("vs", {}) else "-"
+                  for p in ("torch", "torch-ftz")]
+        mem, peer = r.get("peak_mem_mb"), by_key.get((r["shape"], r["mode"], "torch"), {}).get("peak_mem_mb")
+        cells = [model, shape, r["mode"], f"{r['ms_p50']:.1f}", *ratios, f"{mem:.0f}" if mem is not None else "-",
+                 f"{mem / peer:.2f}" if mem is not None and peer else "-"]
+        lines.append("| " + " | ".join(cells) + " |")
+    notes = ["Whole models (`benchmarks/bench_models.py`): one training step (forward, cross-entropy, "
+             "backward, Adam) or one inference batch; `torch` is the same model built from `torch.nn` "
+             "layers at PyTorch's defaults, `torch-ftz` the same under `torch.set_flush_denormal(True)`. "
+             "Shapes: `paper` B=128, lengths uniform in [250, 1000]; `protein` B=64, log-normal lengths "
+             "(median 450, full length up to 5000); `rna` B=8, lengths uniform in [7500, 30000]; `decay` "
+             "the R-LSTM at `paper` sizes, B=32, T=1000, forget-gate bias -4 (a gradient that decays into "
+             "subnormals). Peak RSS: the training step's peak resident size above the resident size "
+             "before it, each in a fresh process, output cache off (`python -m benchmarks.bench_models "
+             "--memory --results FILE`)."]
+    if any(r.get("vs_timed_once") for r in ours):
+        notes.append("(* the peer was timed once: one call takes more than 20 s.)")
+    return "\n".join(lines + [""] + notes)
+
+
 def render(path: Path | None) -> str:
     # newest_results prefers GPU files, so a CPU file here means there is no GPU one.
     pending = [] if path is not None and not path.name.startswith("cpu-") else [
@@ -82,9 +115,15 @@ def render(path: Path | None) -> str:
     if path is None:
         return "\n".join(pending + ["No results file yet: run `python -m benchmarks.run`."])
     doc = json.loads(path.read_text())
-    table = _headline_first(format_table(doc["rows"], markdown=True))
-    return "\n".join(pending + [f"From `benchmarks/results/{path.name}` (commit {doc['commit'][:10]}, {doc['date']}).",
-                                "", _machine_line(doc["machine"]), "", table, "", _shapes_line(doc["rows"])])
+    op_rows = [r for r in doc["rows"] if r["op"] != "models"]
+    model_rows = [r for r in doc["rows"] if r["op"] == "models"]
+    out = pending + [f"From `benchmarks/results/{path.name}` (commit {doc['commit'][:10]}, {doc['date']}).", "",
+                     _machine_line(doc["machine"])]
+    if op_rows:
+        out += ["", _headline_first(format_table(op_rows, markdown=True)), "", _shapes_line(op_rows)]
+    if model_rows:
+        out += ["", _models_table(model_rows)]
+    return "\n".join(out)
 
 
 def update(readme: Path, text: str) -> str:

@@ -58,3 +58,28 @@ def test_decay_check_fails_when_ours_holds_subnormals():
         SPEC.check((loss, flat, ref_x), (loss, flat, ref_x), case)
     with pytest.raises(AssertionError, match="holds no subnormals"):
         SPEC.check((loss, flat, torch.ones(3)), (loss, flat, torch.ones(3)), case)
+
+
+def test_peak_memory_lands_in_the_results_file_and_the_readme_table(tmp_path):
+    import json
+
+    from benchmarks import readme_table
+    from benchmarks.bench_models import record_peak_memory
+    from benchmarks.common import write_results
+
+    rows = finish_rows([Row("models", "rlstm-paper", "float32", mode, p, ms, ms, ms, 0, 0)
+                        for mode in ("train", "infer") for p, ms in (("sublocal", 2.0), ("torch", 9.0),
+                                                                     ("torch-ftz", 6.0))], MACHINE)
+    path = write_results(rows, MACHINE, tmp_path / "cpu-2026-01-01.json")
+    measured = [{"shape": "rlstm-paper", "provider": p, "mode": "train", "threads": 2, "output_cache_mb": 0,
+                 "rss_before_mb": 100.0, "peak_above_before_mb": mb} for p, mb in (("sublocal", 250.0), ("torch", 1000.0))]
+    assert record_peak_memory(path, measured) == 2
+    doc = json.loads(path.read_text())
+    peaks = {(r["mode"], r["provider"]): r["peak_mem_mb"] for r in doc["rows"]}
+    assert peaks[("train", "sublocal")] == 250.0 and peaks[("train", "torch")] == 1000.0
+    assert peaks[("infer", "sublocal")] is None and peaks[("train", "torch-ftz")] is None
+    assert doc["models_peak_memory"]["output_cache_mb"] == [0]
+    text = readme_table.render(path)
+    assert "| rlstm | paper | train | 2.0 | 4.50x | 3.00x | 250 | 0.25 |" in text
+    assert "| rlstm | paper | infer | 2.0 | 4.50x | 3.00x | - | - |" in text
+    assert "| op |" not in text  # no op rows in this file: only the whole-model table
