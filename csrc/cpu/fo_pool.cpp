@@ -33,7 +33,7 @@ namespace {
 // cache line from memory (write-allocate), so a (B, T, D) output costs twice its size in bus
 // traffic; a streaming store writes the line without reading it. fo-pool moves 4 tensors per
 // forward step (3 read, 1 written) and 7 per backward step (4 read, 3 written), so the plain
-// stores alone were 20% and 43% more traffic than the floor counts. Streamed rows bypass the
+// stores alone were 25% and 43% more traffic than the floor counts. Streamed rows bypass the
 // cache, which pays only when the output is far larger than the cache: below kStreamBytes the
 // next op would have found it there. Measured at `rna` (B=8, T=30000, D=256, 2 threads, the
 // shared 2-core EPYC VM, three interleaved pairs of processes, best of 15 calls each): forward
