@@ -57,6 +57,15 @@ def _headline_first(table: str) -> str:
     return "\n".join([cells(rows[0]), rows[1][0]] + [cells(r) for r in rows[2:]])
 
 
+def _own_shape(name: str):
+    """A shape defined by one op's benchmark rather than shapes.md's tables."""
+    from benchmarks.bench_channel_attention_pool import LA_SHAPES
+
+    if name not in LA_SHAPES:
+        raise KeyError(f"shape {name!r} is not defined in benchmarks/common.py or by an op's benchmark")
+    return LA_SHAPES[name]
+
+
 def _shapes_line(rows: list[dict]) -> str:
     """What each named shape in the table is (benchmarks/common.py, docs: shapes.md)."""
     seen = []
@@ -65,8 +74,11 @@ def _shapes_line(rows: list[dict]) -> str:
             seen.append((r["op"] == "fo_pool", r["shape"]))
     out = []
     for fo_pool, name in sorted(seen):
-        s = (FO_POOL_SHAPES if fo_pool else SHAPES)[name]
-        if fo_pool:
+        s = (FO_POOL_SHAPES if fo_pool else SHAPES).get(name)
+        if s is None:  # an op's own shape (bench_channel_attention_pool's `light-attention`)
+            s = _own_shape(name)
+            out.append(f"`{name}`: B={s.B}, T={s.T}, D={s.D}, lengths uniform in [{s.min_length_frac:g} T, T]")
+        elif fo_pool:
             out.append(f"`{name}` (fo-pool): B={s.B}, T={s.T}, D={s.D}, every sequence full length")
         else:
             out.append(f"`{name}`: B={s.B}, T={s.T}, C={s.C}, conv widths {','.join(map(str, s.widths))} x "
