@@ -116,3 +116,11 @@ def test_readme_table_format(tmp_path):
     assert text.startswith("**GPU figures are pending**")
     write_results(finish_rows(rows, MACHINE), {**MACHINE, "gpu": "NVIDIA H200"}, tmp_path / "nvidia-h200-2026-01-02.json")
     assert "pending" not in readme_table.render(readme_table.newest_results(tmp_path))
+
+
+def test_readme_table_describes_an_ops_own_shape(tmp_path):
+    rows = [Row("channel_attention_pool", "light-attention", "float32", "fwd", p, ms, ms, ms, bytes=1, flops=1)
+            for p, ms in (("sublocal", 1.0), ("ref-eager", 3.0))]
+    write_results(finish_rows(rows, MACHINE), MACHINE, tmp_path / "cpu-2026-01-01.json")
+    text = readme_table.render(readme_table.newest_results(tmp_path))
+    assert "`light-attention`: B=32, T=1000, D=1024" in text and "| 3.00x |" in text
