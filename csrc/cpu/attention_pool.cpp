@@ -98,27 +98,16 @@ Plan make_plan(const int64_t* lengths, int64_t batch) {
   return p;
 }
 
-// a . b with 16 partial sums. A single running sum is one serial chain of adds that the
-// compiler may not reorder (no -ffast-math), so it ran scalar at one add latency per element:
-// at `paper` the scores are N x A = 32 M serial adds, about a tenth of the forward at a
-// 4-cycle add latency on 2 threads (an estimate; the measured forward went from 251 to
-// 231 ms with this and the huge-page change below, best of three interleaved runs). The partial sums
-// vectorise (four SSE vectors, four independent chains); the order is fixed, so every path
-// (training, inference) gives the same bits.
+// a . b as one running sum, in order. A 16-lane version (vectorised, measured forward best 231
+// vs 251 ms at `paper` together with the huge-page change below) was tried and reverted: it
+// changes the scores' rounding, and the seeded A-LSTM acceptance test
+// (tests/models/test_synthetic_accuracy.py) then fell from its attention-hit threshold (0.65
+// against 0.80), which depends on the exact float32 trajectory of training.
 template <typename T>
-inline T dot(const T* __restrict__ a, const T* __restrict__ b, int64_t n) {
-  constexpr int kLanes = 16;
-  T s[kLanes] = {};
-  int64_t i = 0;
-  for (; i + kLanes <= n; i += kLanes) {
-    for (int j = 0; j < kLanes; ++j) s[j] += a[i + j] * b[i + j];
-  }
-  T tail = 0;
-  for (; i < n; ++i) tail += a[i] * b[i];
-  for (int w = kLanes / 2; w > 0; w /= 2) {
-    for (int j = 0; j < w; ++j) s[j] += s[j + w];
-  }
-  return s[0] + tail;
+inline T dot(const T* a, const T* b, int64_t n) {
+  T s = 0;
+  for (int64_t i = 0; i < n; ++i) s += a[i] * b[i];
+  return s;
 }
 
 template <typename scalar_t>
