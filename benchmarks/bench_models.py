@@ -235,8 +235,9 @@ def record_peak_memory(results, rows: list[dict]) -> int:
     """Writes each measured peak (MB above the resident size before the step) into the matching
     training-step row of the results file ``results`` (``peak_mem_mb``), with the settings under
     ``models_peak_memory``; returns the number of rows updated."""
-    import os
     from pathlib import Path
+
+    from benchmarks.common import write_doc
 
     path = Path(results)
     doc = json.loads(path.read_text())
@@ -250,9 +251,7 @@ def record_peak_memory(results, rows: list[dict]) -> int:
     doc["models_peak_memory"] = {
         "measure": "peak RSS (VmHWM) during one training step above the RSS just before it, fresh process each",
         "threads": sorted({r["threads"] for r in rows}), "output_cache_mb": sorted({r["output_cache_mb"] for r in rows})}
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(doc, indent=1) + "\n")
-    os.replace(tmp, path)
+    write_doc(path, doc)
     return updated
 
 

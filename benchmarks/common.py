@@ -397,11 +397,16 @@ def write_results(rows: list[Row], machine: dict, path: Path | None = None) -> P
                     if (r["op"], r["shape"], r["dtype"], r["mode"], r["provider"]) not in new_keys]
     doc = {"machine": machine, "commit": git_commit(), "date": date,
            "rows": old_rows + [dataclasses.asdict(r) for r in rows]}
+    write_doc(path, doc)
+    return path
+
+
+def write_doc(path: Path, doc: dict) -> None:
+    """Writes a results document atomically (a reader never sees half a file)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(doc, indent=1) + "\n")
     os.replace(tmp, path)
-    return path
 
 
 class JsonlLog:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import tempfile
 
@@ -31,8 +30,10 @@ CLASSES = tuple(f"Class{i}" for i in range(10))
 def write_fasta(path: str, n: int, median: float = 450, sigma: float = 0.6, cap: int = 5000, seed: int = 0) -> int:
     """``n`` random proteins, lengths log-normal (median, sigma) clipped to [20, cap], DeepLoc
     headers; returns the number of residues."""
+    from benchmarks.common import lognormal_lengths
+
     rng = np.random.default_rng(seed)
-    lengths = np.clip(np.round(np.exp(math.log(median) + sigma * rng.standard_normal(n))), 20, cap).astype(int)
+    lengths = lognormal_lengths(n, cap, median, sigma, seed).clamp(min=20).numpy()
     letters = np.frombuffer(RESIDUES.encode(), dtype=np.uint8)
     with open(path, "w") as fh:
         for i, length in enumerate(lengths):

@@ -101,16 +101,22 @@ inline void stage_rows(const scalar_t* src, int64_t row0, int64_t rows, int64_t 
   for (int64_t r = 0; r < rows; ++r) convert_row(n, src + (row0 + r) * D, dst + r * tile);
 }
 
+// One computed row out to a (B, T, D) tensor, streamed when `stream` (float32 only).
 template <typename scalar_t, typename acc_t>
-inline void unstage_rows(const acc_t* src, int64_t tile, scalar_t* dst, int64_t row0, int64_t rows, int64_t D,
-                         int64_t n, bool stream) {
+inline void put_row(int64_t n, const acc_t* __restrict__ src, scalar_t* __restrict__ dst, bool stream) {
   if constexpr (std::is_same_v<scalar_t, float> && std::is_same_v<acc_t, float>) {
     if (stream) {
-      for (int64_t r = 0; r < rows; ++r) stream_row(n, src + r * tile, dst + (row0 + r) * D);
+      stream_row(n, src, dst);
       return;
     }
   }
-  for (int64_t r = 0; r < rows; ++r) convert_row(n, src + r * tile, dst + (row0 + r) * D);
+  convert_row(n, src, dst);
+}
+
+template <typename scalar_t, typename acc_t>
+inline void unstage_rows(const acc_t* src, int64_t tile, scalar_t* dst, int64_t row0, int64_t rows, int64_t D,
+                         int64_t n, bool stream) {
+  for (int64_t r = 0; r < rows; ++r) put_row(n, src + r * tile, dst + (row0 + r) * D, stream);
 }
 
 // One forward step over a row: c <- f c + (1 - f) z ; h <- o c (or c).
@@ -192,18 +198,6 @@ inline void bwd_reverse_row(int64_t n, acc_t* __restrict__ f, acc_t* __restrict_
     f[d] = e * pz[d];
     pz[d] = e * (acc_t(1) - fd);
   }
-}
-
-// One computed row out to a (B, T, D) tensor, streamed when `stream` (float32 only).
-template <typename scalar_t, typename acc_t>
-inline void put_row(int64_t n, const acc_t* __restrict__ src, scalar_t* __restrict__ dst, bool stream) {
-  if constexpr (std::is_same_v<scalar_t, float> && std::is_same_v<acc_t, float>) {
-    if (stream) {
-      stream_row(n, src, dst);
-      return;
-    }
-  }
-  convert_row(n, src, dst);
 }
 
 template <typename scalar_t>
