@@ -23,8 +23,17 @@ Providers:
   torch       layers="torch", PyTorch's defaults (IEEE subnormals)
   torch-ftz   layers="torch" under torch.set_flush_denormal(True), which sets flush-to-zero on
               the calling thread (the intra-op pool's threads keep theirs), what a user can set
-Each provider trains its own copy of the same initial weights. There is no floor for a whole
-model (the op benchmarks hold the floors): rows carry 0 bytes and 0 FLOPs.
+Each provider trains its own copy of the same initial weights.
+
+Floor: the matrix products the model cannot avoid, on valid positions only (``model_flops``).
+Every weight matrix (a parameter of two or more dimensions: conv filters, LSTM and QRNN gate
+weights, attention's W_a, the dense layers) costs 2 FLOPs per element each time it is applied:
+once per valid (sequence, step) position, or once per sequence for the dense head. A training
+step adds its weight gradient and its input gradient at the same cost each, less the input
+gradient of the layer that reads the one-hot input (nothing needs it). The cell and attention
+elementwise work, the softmax, dropout and Adam are left out, so the floor is a lower bound:
+``floor_ms`` is those FLOPs at the run's measured matmul peak, and a peer's time over it bounds
+the ratio any build could reach against that peer. Rows carry 0 bytes (the floor is the FLOPs').
 
 Peak memory: ``python -m benchmarks.bench_models --memory`` runs one training step per
 (model, shape, provider) in a fresh process (Linux) and reports the peak resident size during
@@ -200,7 +209,32 @@ class ModelsBench(BenchSpec):
         super().check(got, want, case)
 
     def cost(self, shape, dtype, mode):
-        return 0, 0
+        return 0, model_flops(shape, mode)
+
+
+def _reads_the_input(model, name: str) -> bool:
+    """Whether parameter ``name`` belongs to the layer applied to the encoded (one-hot) input,
+    whose input gradient no one needs."""
+    first = model.first_conv() if hasattr(model, "first_conv") else None
+    if first is not None:
+        prefix = next((n + "." for n, m in model.named_modules() if m is first), None)
+        if prefix is not None and name.startswith(prefix):
+            return True
+    return name.startswith(("qrnn.weight_l0", "skips.0."))
+
+
+def model_flops(shape: ModelShape, mode: str) -> int:
+    """The whole model's matrix-product FLOPs on valid positions (see the module docstring)."""
+    model = build_model(shape.model, layers="sublocal", **model_config(shape))
+    positions = int(make_lengths(shape).sum())
+    total = 0
+    for name, p in model.named_parameters():
+        if p.dim() < 2:
+            continue
+        rows = shape.B if name.startswith("head.") else positions
+        fwd = 2 * p.numel() * rows
+        total += fwd if mode == "infer" else fwd * (2 if _reads_the_input(model, name) else 3)
+    return total
 
 
 def _flushed(fn):

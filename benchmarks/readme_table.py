@@ -89,10 +89,13 @@ def _shapes_line(rows: list[dict]) -> str:
 
 def _models_table(rows: list[dict]) -> str:
     """The whole-model rows (bench_models.py): our time per training step and inference batch,
-    each torch.nn build's time over ours, and, where ``--memory`` was recorded, the training
-    step's peak RSS (ours, and ours over the torch.nn build's)."""
+    each torch.nn build's time over ours, our fraction of the model's FLOP floor and the ratio a
+    build at that floor would reach against torch-ftz (its time over the floor), and, where
+    ``--memory`` was recorded, the training step's peak RSS (ours, and ours over the torch.nn
+    build's)."""
     by_key = {(r["shape"], r["mode"], r["provider"]): r for r in rows}
-    head = ["model", "shape", "mode", "sublocal ms", "vs torch", "vs torch-ftz", "peak RSS MB", "of torch's"]
+    head = ["model", "shape", "mode", "sublocal ms", "vs torch", "vs torch-ftz", "of floor", "floor vs torch-ftz",
+            "peak RSS MB", "of torch's"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     order = {m: i for i, m in enumerate(("rlstm", "alstm", "cnnlstm", "qrnn", "tcn"))}
     ours = sorted((r for r in rows if r["provider"] == "sublocal"),
@@ -103,7 +106,10 @@ def _models_table(rows: list[dict]) -> str:
         ratios = [f"{r['vs'][p]:.2f}x" + ("*" if p in once else "") if p in r.get("vs", {}) else "-"
                   for p in ("torch", "torch-ftz")]
         mem, peer = r.get("peak_mem_mb"), by_key.get((r["shape"], r["mode"], "torch"), {}).get("peak_mem_mb")
-        cells = [model, shape, r["mode"], f"{r['ms_p50']:.1f}", *ratios, f"{mem:.0f}" if mem is not None else "-",
+        frac, floor = r.get("frac_of_floor"), r.get("floor_ms")
+        ftz = by_key.get((r["shape"], r["mode"], "torch-ftz"), {}).get("ms_p50")
+        cells = [model, shape, r["mode"], f"{r['ms_p50']:.1f}", *ratios, f"{frac:.0%}" if frac else "-",
+                 f"{ftz / floor:.2f}x" if ftz and floor else "-", f"{mem:.0f}" if mem is not None else "-",
                  f"{mem / peer:.2f}" if mem is not None and peer else "-"]
         lines.append("| " + " | ".join(cells) + " |")
     notes = ["Whole models (`benchmarks/bench_models.py`): one training step (forward, cross-entropy, "
@@ -112,7 +118,9 @@ def _models_table(rows: list[dict]) -> str:
              "Shapes: `paper` B=128, lengths uniform in [250, 1000]; `protein` B=64, log-normal lengths "
              "(median 450, full length up to 5000); `rna` B=8, lengths uniform in [7500, 30000]; `decay` "
              "the R-LSTM at `paper` sizes, B=32, T=1000, forget-gate bias -4 (a gradient that decays into "
-             "subnormals). Peak RSS: the training step's peak resident size above the resident size "
+             "subnormals). Floor: the model's weight-matrix products on valid positions at the run's matmul "
+             "peak (a lower bound: elementwise work, softmax and Adam left out); `floor vs torch-ftz` is the "
+             "ratio a build running at that floor would reach. Peak RSS: the training step's peak resident size above the resident size "
              "before it, each in a fresh process, output cache off (`python -m benchmarks.bench_models "
              "--memory --results FILE`)."]
     if any(r.get("vs_timed_once") for r in ours):

@@ -1,4 +1,4 @@
-"""The whole-model benchmark's harness hooks: its modes and smoke cases, rows without a floor,
+"""The whole-model benchmark's harness hooks: its modes and smoke cases, its FLOP floor,
 and the subnormal check of its decay case."""
 
 import subprocess
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from benchmarks.bench_models import SPEC, make_lengths
+from benchmarks.bench_models import SPEC, make_lengths, model_flops
 from benchmarks.common import Row, finish_rows, format_table, smoke
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,11 +35,30 @@ def test_cases_smoke_selection_and_quick():
     assert all("[NOTSET]" in c for c in _collected("--bench-quick", "--bench-modes=fwd+bwd"))
 
 
-def test_rows_without_a_floor():
-    rows = finish_rows([Row("models", "rlstm-paper", "float32", "train", "sublocal", 2.0, 2.0, 2.0, 0, 0),
-                        Row("models", "rlstm-paper", "float32", "train", "torch", 8.0, 8.0, 8.0, 0, 0)], MACHINE)
-    assert rows[0].frac_of_floor is None and rows[0].vs == {"torch": 4.0}
+def test_rows_carry_the_flop_floor():
+    rows = finish_rows([Row("models", "rlstm-paper", "float32", "train", "sublocal", 2.0, 2.0, 2.0, 0, 1e9),
+                        Row("models", "rlstm-paper", "float32", "train", "torch", 8.0, 8.0, 8.0, 0, 1e9)], MACHINE)
+    assert rows[0].floor_ms == pytest.approx(1.0) and rows[0].frac_of_floor == pytest.approx(0.5)
+    assert rows[1].frac_of_floor == pytest.approx(0.125) and rows[0].vs == {"torch": 4.0}
     assert "4.00x" in format_table(rows, MACHINE)
+
+
+def test_model_flops_counted_by_hand():
+    """The R-LSTM's floor written out from its layer sizes (not from its parameters): the conv
+    bank (its input gradient left out), both LSTM directions, the dense head per sequence."""
+    shape = SPEC.shapes["rlstm-paper"]
+    n, B, C, H = int(make_lengths(shape).sum()), shape.B, 20, shape.hidden
+    conv = 2 * n * C * shape.filters * sum(shape.widths)
+    lstm = 2 * 2 * n * 4 * H * (shape.filters * len(shape.widths) + H)
+    head = 2 * B * (2 * H * 512 + 512 * 10)
+    assert model_flops(shape, "infer") == conv + lstm + head
+    assert model_flops(shape, "train") == 2 * conv + 3 * (lstm + head)
+    # The QRNN's first layer reads the one-hot input (5 channels); the second, both directions' 512.
+    q = SPEC.shapes["qrnn-rna"]
+    nq, G = int(make_lengths(q).sum()), 3 * q.hidden
+    layer0, layer1 = 2 * 2 * nq * G * 5 * 2, 2 * 2 * nq * G * 512 * 2
+    attention, qhead = 2 * nq * 512 * q.attention, 2 * q.B * (512 * 256 + 256 * 10)
+    assert model_flops(q, "train") == 2 * layer0 + 3 * (layer1 + attention + qhead)
 
 
 def test_protein_lengths():
@@ -67,7 +86,7 @@ def test_peak_memory_lands_in_the_results_file_and_the_readme_table(tmp_path):
     from benchmarks.bench_models import record_peak_memory
     from benchmarks.common import write_results
 
-    rows = finish_rows([Row("models", "rlstm-paper", "float32", mode, p, ms, ms, ms, 0, 0)
+    rows = finish_rows([Row("models", "rlstm-paper", "float32", mode, p, ms, ms, ms, 0, 1e9)
                         for mode in ("train", "infer") for p, ms in (("sublocal", 2.0), ("torch", 9.0),
                                                                      ("torch-ftz", 6.0))], MACHINE)
     path = write_results(rows, MACHINE, tmp_path / "cpu-2026-01-01.json")
@@ -80,6 +99,7 @@ def test_peak_memory_lands_in_the_results_file_and_the_readme_table(tmp_path):
     assert peaks[("infer", "sublocal")] is None and peaks[("train", "torch-ftz")] is None
     assert doc["models_peak_memory"]["output_cache_mb"] == [0]
     text = readme_table.render(path)
-    assert "| rlstm | paper | train | 2.0 | 4.50x | 3.00x | 250 | 0.25 |" in text
-    assert "| rlstm | paper | infer | 2.0 | 4.50x | 3.00x | - | - |" in text
+    # A 1 GFLOP floor at 1 TFLOP/s is 1 ms: ours at 50% of it, torch-ftz's 6 ms six times it.
+    assert "| rlstm | paper | train | 2.0 | 4.50x | 3.00x | 50% | 6.00x | 250 | 0.25 |" in text
+    assert "| rlstm | paper | infer | 2.0 | 4.50x | 3.00x | 50% | 6.00x | - | - |" in text
     assert "| op |" not in text  # no op rows in this file: only the whole-model table
