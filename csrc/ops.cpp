@@ -59,11 +59,13 @@ TORCH_LIBRARY(sublocal, m) {
   // weights: one nn.LSTM layer's tensors in _flat_weights order (weight_ih, weight_hh[, bias_ih,
   // bias_hh] per direction, forward direction first). gates / states are the forward's saved
   // workspace for the backward; their row layout belongs to each device's kernels (csrc/lstm.h).
+  // grad_out None means zeros: `out` was not used (a classifier on the final states), and no
+  // (B, T, D H) tensor of zeros is made for it. The same for mlstm_bwd.
   m.def(
       "lstm_fwd(Tensor x, Tensor? lengths, Tensor[] weights, Tensor? h0, Tensor? c0, bool bidirectional) -> "
       "(Tensor out, Tensor h_n, Tensor c_n, Tensor gates, Tensor states)");
   m.def(
-      "lstm_bwd(Tensor grad_out, Tensor grad_h_n, Tensor grad_c_n, Tensor x, Tensor? lengths, Tensor[] weights, "
+      "lstm_bwd(Tensor? grad_out, Tensor grad_h_n, Tensor grad_c_n, Tensor x, Tensor? lengths, Tensor[] weights, "
       "Tensor? h0, Tensor? c0, Tensor gates, Tensor states, bool bidirectional) -> "
       "(Tensor grad_x, Tensor[] grad_weights, Tensor grad_h0, Tensor grad_c0)");
   // lstm_fwd without the workspace, for when no gradient is needed (no autograd formula: its
@@ -79,7 +81,7 @@ TORCH_LIBRARY(sublocal, m) {
       "mlstm_fwd(Tensor x, Tensor? lengths, Tensor[] weights, Tensor? h0, Tensor? c0, bool bidirectional) -> "
       "(Tensor out, Tensor h_n, Tensor c_n, Tensor gates, Tensor states)");
   m.def(
-      "mlstm_bwd(Tensor grad_out, Tensor grad_h_n, Tensor grad_c_n, Tensor x, Tensor? lengths, Tensor[] weights, "
+      "mlstm_bwd(Tensor? grad_out, Tensor grad_h_n, Tensor grad_c_n, Tensor x, Tensor? lengths, Tensor[] weights, "
       "Tensor? h0, Tensor? c0, Tensor gates, Tensor states, bool bidirectional) -> "
       "(Tensor grad_x, Tensor[] grad_weights, Tensor grad_h0, Tensor grad_c0)");
   m.def(

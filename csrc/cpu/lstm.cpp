@@ -470,7 +470,7 @@ void lstm_bwd_impl(const LstmArgs& a, const Plan& p, const at::Tensor& grad_out,
     c0s[d] = sorted_state<scalar_t, acc_t>(a.c0, p, d, H, aopts);
   }
   const scalar_t* X = a.x.data_ptr<scalar_t>();
-  const scalar_t* dO = grad_out.data_ptr<scalar_t>();
+  const scalar_t* dO = grad_out.defined() ? grad_out.data_ptr<scalar_t>() : nullptr;  // null: zeros
   const scalar_t* dHn = grad_h_n.data_ptr<scalar_t>();
   const scalar_t* dCn = grad_c_n.data_ptr<scalar_t>();
   at::parallel_for(0, D * ntiles, 1, [&](int64_t begin, int64_t end) {
@@ -508,9 +508,11 @@ void lstm_bwd_impl(const LstmArgs& a, const Plan& p, const at::Tensor& grad_out,
         const int64_t row = p.offsets[s] + i0;
         for (int64_t r = 0; r < n; ++r) {
           const int64_t i = i0 + r, bt = p.order[i] * T + time_of(d, s, p.len[i]);
-          const scalar_t* g = dO + bt * D * H + d * H;
-          acc_t* dst = dhp + i * H;
-          for (int64_t j = 0; j < H; ++j) dst[j] += static_cast<acc_t>(g[j]);
+          if (dO != nullptr) {
+            const scalar_t* g = dO + bt * D * H + d * H;
+            acc_t* dst = dhp + i * H;
+            for (int64_t j = 0; j < H; ++j) dst[j] += static_cast<acc_t>(g[j]);
+          }
           acc_t* zr = Z + (rows + r) * K;
           const scalar_t* xr = X + bt * C;
           for (int64_t k = 0; k < C; ++k) zr[k] = static_cast<acc_t>(xr[k]);
@@ -608,16 +610,27 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> lstm_infer_cpu(const at::Tensor& 
 
 // ---- backward --------------------------------------------------------------------------------
 
+// The backward's grad_out, contiguous, or an undefined tensor when it is None (zeros): the
+// classifiers that read only the final states leave `out` unused, and materialising its
+// (B, T, D H) zeros cost a 262 MB fill at `paper` (5% of the R-LSTM's training step in the
+// profile), the page faults of a fresh 262 MB block and a read of it per step.
+at::Tensor bwd_grad_out(const std::optional<at::Tensor>& grad_out, const at::Tensor& x, at::IntArrayRef shape,
+                        const char* op) {
+  if (!grad_out.has_value() || !grad_out->defined()) return at::Tensor();
+  check_like(*grad_out, x, op, "grad_out", "x");
+  check_shape(*grad_out, shape, op, "grad_out");
+  return grad_out->contiguous();
+}
+
 std::tuple<at::Tensor, std::vector<at::Tensor>, at::Tensor, at::Tensor> lstm_bwd_cpu(
-    const at::Tensor& grad_out, const at::Tensor& grad_h_n, const at::Tensor& grad_c_n, const at::Tensor& x,
+    const std::optional<at::Tensor>& grad_out, const at::Tensor& grad_h_n, const at::Tensor& grad_c_n, const at::Tensor& x,
     const std::optional<at::Tensor>& lengths, at::TensorList weights, const std::optional<at::Tensor>& h0,
     const std::optional<at::Tensor>& c0, const at::Tensor& gates, const at::Tensor& states, bool bidirectional) {
   const char* op = "sublocal::lstm_bwd";
   const LstmArgs a = lstm_prepare(x, lengths, weights, h0, c0, bidirectional, op);
   const auto& sh = a.shape;
   const int64_t B = sh.batch, T = sh.time, H = sh.hidden, D = sh.dirs;
-  check_like(grad_out, x, op, "grad_out", "x");
-  check_shape(grad_out, {B, T, D * H}, op, "grad_out");
+  const at::Tensor go = bwd_grad_out(grad_out, x, {B, T, D * H}, op);
   check_like(grad_h_n, x, op, "grad_h_n", "x");
   check_shape(grad_h_n, {D, B, H}, op, "grad_h_n");
   check_like(grad_c_n, x, op, "grad_c_n", "x");
@@ -631,7 +644,7 @@ std::tuple<at::Tensor, std::vector<at::Tensor>, at::Tensor, at::Tensor> lstm_bwd
   auto grad_h0 = at::empty({D, B, H}, opts);
   auto grad_c0 = at::empty({D, B, H}, opts);
   if (B == 0) return {grad_x, grad_w, grad_h0, grad_c0};
-  const at::Tensor go = grad_out.contiguous(), ghn = grad_h_n.contiguous(), gcn = grad_c_n.contiguous();
+  const at::Tensor ghn = grad_h_n.contiguous(), gcn = grad_c_n.contiguous();
   const at::Tensor gw = gates.contiguous(), st = states.contiguous();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, a.x.scalar_type(), "lstm_bwd_cpu", [&] {
     lstm_bwd_impl<scalar_t>(a, p, go, ghn, gcn, gw, st, grad_x, grad_w, grad_h0, grad_c0);
@@ -868,7 +881,7 @@ void mlstm_bwd_impl(const LstmArgs& a, const Plan& p, const at::Tensor& grad_out
     c0s[d] = sorted_state<scalar_t, acc_t>(a.c0, p, d, H, aopts);
   }
   const scalar_t* X = a.x.data_ptr<scalar_t>();
-  const scalar_t* dO = grad_out.data_ptr<scalar_t>();
+  const scalar_t* dO = grad_out.defined() ? grad_out.data_ptr<scalar_t>() : nullptr;  // null: zeros
   const scalar_t* dHn = grad_h_n.data_ptr<scalar_t>();
   const scalar_t* dCn = grad_c_n.data_ptr<scalar_t>();
   at::parallel_for(0, D * ntiles, 1, [&](int64_t begin, int64_t end) {
@@ -909,9 +922,11 @@ void mlstm_bwd_impl(const LstmArgs& a, const Plan& p, const at::Tensor& grad_out
         const int64_t row = p.offsets[s] + i0;
         for (int64_t r = 0; r < n; ++r) {
           const int64_t i = i0 + r, bt = p.order[i] * T + time_of(d, s, p.len[i]);
-          const scalar_t* g = dO + bt * D * H + d * H;
-          acc_t* dst = dhp + i * H;
-          for (int64_t j = 0; j < H; ++j) dst[j] += static_cast<acc_t>(g[j]);
+          if (dO != nullptr) {
+            const scalar_t* g = dO + bt * D * H + d * H;
+            acc_t* dst = dhp + i * H;
+            for (int64_t j = 0; j < H; ++j) dst[j] += static_cast<acc_t>(g[j]);
+          }
           acc_t* zr = Z + (rows + r) * K;
           const scalar_t* xr = X + bt * C;
           for (int64_t k = 0; k < C; ++k) zr[k] = static_cast<acc_t>(xr[k]);
@@ -1023,15 +1038,14 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> mlstm_infer_cpu(const at::Tensor&
 }
 
 std::tuple<at::Tensor, std::vector<at::Tensor>, at::Tensor, at::Tensor> mlstm_bwd_cpu(
-    const at::Tensor& grad_out, const at::Tensor& grad_h_n, const at::Tensor& grad_c_n, const at::Tensor& x,
+    const std::optional<at::Tensor>& grad_out, const at::Tensor& grad_h_n, const at::Tensor& grad_c_n, const at::Tensor& x,
     const std::optional<at::Tensor>& lengths, at::TensorList weights, const std::optional<at::Tensor>& h0,
     const std::optional<at::Tensor>& c0, const at::Tensor& gates, const at::Tensor& states, bool bidirectional) {
   const char* op = "sublocal::mlstm_bwd";
   const LstmArgs a = lstm_prepare(x, lengths, weights, h0, c0, bidirectional, op, /*multiplicative=*/true);
   const auto& sh = a.shape;
   const int64_t B = sh.batch, T = sh.time, H = sh.hidden, D = sh.dirs;
-  check_like(grad_out, x, op, "grad_out", "x");
-  check_shape(grad_out, {B, T, D * H}, op, "grad_out");
+  const at::Tensor go = bwd_grad_out(grad_out, x, {B, T, D * H}, op);
   check_like(grad_h_n, x, op, "grad_h_n", "x");
   check_shape(grad_h_n, {D, B, H}, op, "grad_h_n");
   check_like(grad_c_n, x, op, "grad_c_n", "x");
@@ -1045,7 +1059,7 @@ std::tuple<at::Tensor, std::vector<at::Tensor>, at::Tensor, at::Tensor> mlstm_bw
   auto grad_h0 = at::empty({D, B, H}, opts);
   auto grad_c0 = at::empty({D, B, H}, opts);
   if (B == 0) return {grad_x, grad_w, grad_h0, grad_c0};
-  const at::Tensor go = grad_out.contiguous(), ghn = grad_h_n.contiguous(), gcn = grad_c_n.contiguous();
+  const at::Tensor ghn = grad_h_n.contiguous(), gcn = grad_c_n.contiguous();
   const at::Tensor gw = gates.contiguous(), st = states.contiguous();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, a.x.scalar_type(), "mlstm_bwd_cpu", [&] {
     mlstm_bwd_impl<scalar_t>(a, p, go, ghn, gcn, gw, st, grad_x, grad_w, grad_h0, grad_c0);

@@ -106,6 +106,20 @@ def test_workspace_gradients_are_never_materialised(op):
     assert any(f"{op}_bwd" in name for name, _, _ in rec.calls), "the backward kernel ran"
 
 
+@pytest.mark.parametrize("op", ["lstm", "mlstm"])
+def test_unused_lstm_output_gets_no_zero_gradient(op):
+    """A classifier on the final states leaves `out` (B, T, D H) unused: its gradient reaches
+    the kernel as None, and no zero tensor of its shape is made."""
+    _, fwd, x = OPS[op]()
+    out, h_n = fwd()[:2]
+    rec = _Record()
+    with rec:
+        h_n.sum().backward()
+    assert tuple(out.shape) not in rec.zero_fills(), rec.zero_fills()
+    (args,) = [a for name, _, a in rec.calls if f"{op}_bwd" in name]
+    assert args[0] is None and x.grad is not None and x.grad.abs().sum() > 0
+
+
 def test_lstm_cpu_workspace_has_one_row_per_valid_step():
     _, fwd, _ = _lstm()
     _, _, _, gates, states = fwd()

@@ -220,6 +220,20 @@ def test_opcheck_backward():
                                    None, c0, gates, st_, bidir))
 
 
+def test_backward_grad_out_none_means_zeros():
+    """An unused `out` (a classifier on the final states) reaches the kernel as None: the same
+    gradients as zeros (tests/ops/test_conventions.py checks that autograd passes the None)."""
+    x, L, params, h0, c0, bidir = _op_args(False, torch.float64)
+    out, h_n, c_n, gates, st_ = OP_FWD(x, L, params, h0, c0, bidir)
+    g_h, g_c = torch.randn_like(h_n), torch.randn_like(c_n)
+    with_zeros = OP_BWD(torch.zeros_like(out), g_h, g_c, x, L, params, h0, c0, gates, st_, bidir)
+    with_none = OP_BWD(None, g_h, g_c, x, L, params, h0, c0, gates, st_, bidir)
+    for a, b in zip(with_zeros, with_none):
+        for u, v in zip(a if isinstance(a, list) else [a], b if isinstance(b, list) else [b]):
+            assert torch.equal(u, v)
+    torch.library.opcheck(OP_BWD, (None, g_h, g_c, x, L, params, None, c0, gates, st_, bidir))
+
+
 def test_torch_compile_fullgraph():
     module = make_lstm(6, 8, dtype=torch.float32)
     params = list(module.parameters())

@@ -72,14 +72,16 @@ def _register_cell(cell: str, gate_width: int, state_width: int) -> None:
         if not any_needs_grad(ctx):
             return nothing
         x, lengths, h0, c0, gates, states, *weights = ctx.saved_tensors
-        B, T, _ = x.shape
+        B = x.shape[0]
         H = weights[1].shape[1]
         D = 2 if ctx.bidirectional else 1
         # The fused kernel computes every gradient in one pass over the recurrence; what no input
         # needs is dropped here.
+        # grad_out stays None when `out` was unused (the kernels read None as zeros, so no
+        # (B, T, D H) zero tensor is made); h_n's and c_n's are small.
         grad_x, grad_w, grad_h0, grad_c0 = bwd_op(
-            zeros_if_none(grad_out, x, (B, T, D * H)), zeros_if_none(grad_h_n, x, (D, B, H)),
-            zeros_if_none(grad_c_n, x, (D, B, H)), x, lengths, weights, h0, c0, gates, states, ctx.bidirectional
+            grad_out, zeros_if_none(grad_h_n, x, (D, B, H)), zeros_if_none(grad_c_n, x, (D, B, H)), x, lengths,
+            weights, h0, c0, gates, states, ctx.bidirectional
         )
         need_x, need_w, need_h0, need_c0 = ctx.needs_input_grad[0], ctx.needs_input_grad[2], *ctx.needs_input_grad[3:5]
         return (
@@ -110,6 +112,9 @@ def _lstm_fwd_cuda(x, lengths, weights, h0, c0, bidirectional):
 def _lstm_bwd_cuda(grad_out, grad_h_n, grad_c_n, x, lengths, weights, h0, c0, gates, states, bidirectional):
     from .triton import lstm_bwd_triton
 
+    if grad_out is None:  # the Triton kernels read a tensor
+        H = weights[1].shape[1]
+        grad_out = x.new_zeros(x.shape[0], x.shape[1], (2 if bidirectional else 1) * H)
     return lstm_bwd_triton(grad_out, grad_h_n, grad_c_n, x, lengths, weights, h0, c0, gates, states, bidirectional)
 
 
@@ -131,6 +136,9 @@ def _mlstm_fwd_cuda(x, lengths, weights, h0, c0, bidirectional):
 def _mlstm_bwd_cuda(grad_out, grad_h_n, grad_c_n, x, lengths, weights, h0, c0, gates, states, bidirectional):
     from .triton import mlstm_bwd_triton
 
+    if grad_out is None:  # the Triton kernels read a tensor
+        H = weights[1].shape[1]
+        grad_out = x.new_zeros(x.shape[0], x.shape[1], (2 if bidirectional else 1) * H)
     return mlstm_bwd_triton(grad_out, grad_h_n, grad_c_n, x, lengths, weights, h0, c0, gates, states, bidirectional)
 
 
