@@ -460,7 +460,10 @@ void lstm_bwd_impl(const LstmArgs& a, const Plan& p, const at::Tensor& grad_out,
   const int64_t ntiles = static_cast<int64_t>(p.tile_start.size()) - 1;
   auto dh = at::empty({D, B, H}, aopts);  // gradient reaching h_s, rank order
   auto dc = at::empty({D, B, H}, aopts);  // gradient reaching c_s, rank order
-  auto dw = at::zeros({D * ntiles, 4 * H, K}, aopts);  // [dW_ih | db | dW_hh] per item
+  // [dW_ih | db | dW_hh]^T per item, (K, 4H): the chunk GEMM below is dW^T += z^T dgates, which
+  // MKL ran 13-26% faster than dW += dgates^T z (1024-4096 rows, H=256, C=60, one thread, the
+  // 2-core EPYC: 8.5 vs 9.8 ms at 1024 rows); the sum over rows is the same, its order MKL's.
+  auto dw = at::zeros({D * ntiles, K, 4 * H}, aopts);
   auto dx = cpu_output({D, B, T, C}, aopts).zero_();  // per direction; zero at padding
   at::Tensor whh[2], wih[2], h0s[2], c0s[2];
   for (int64_t d = 0; d < D; ++d) {
@@ -529,7 +532,7 @@ void lstm_bwd_impl(const LstmArgs& a, const Plan& p, const at::Tensor& grad_out,
         rows += n;
         if (rows >= kChunkRows || s == 0) {
           const at::Tensor dgc = dg.narrow(0, 0, rows);
-          dwi.addmm_(dgc.t(), z.narrow(0, 0, rows));
+          dwi.addmm_(z.narrow(0, 0, rows).t(), dgc);
           at::Tensor dxr = dxc.narrow(0, 0, rows);
           at::mm_out(dxr, dgc, wih[d]);
           const acc_t* src = dxc.data_ptr<acc_t>();
@@ -543,10 +546,12 @@ void lstm_bwd_impl(const LstmArgs& a, const Plan& p, const at::Tensor& grad_out,
   const auto out_dtype = a.x.scalar_type();
   for (int64_t d = 0; d < D; ++d) {
     const at::Tensor m = dw.narrow(0, d * ntiles, ntiles).sum(0);
-    grad_w[d * per] = m.narrow(1, 0, C).to(out_dtype).contiguous();
-    grad_w[d * per + 1] = m.narrow(1, ho, H).to(out_dtype).contiguous();
+    // Fresh contiguous copies (a slice of m can already be contiguous, e.g. the bias row).
+    const auto owned = [&](const at::Tensor& t) { return t.to(out_dtype, false, true, at::MemoryFormat::Contiguous); };
+    grad_w[d * per] = owned(m.narrow(0, 0, C).t());
+    grad_w[d * per + 1] = owned(m.narrow(0, ho, H).t());
     if (sh.has_bias) {
-      grad_w[d * per + 2] = m.select(1, C).to(out_dtype).contiguous();
+      grad_w[d * per + 2] = owned(m.select(0, C));
       grad_w[d * per + 3] = grad_w[d * per + 2].clone();
     }
     const acc_t* dhd = dh[d].data_ptr<acc_t>();
