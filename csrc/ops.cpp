@@ -59,10 +59,13 @@ TORCH_LIBRARY(sublocal, m) {
   // weights: one nn.LSTM layer's tensors in _flat_weights order (weight_ih, weight_hh[, bias_ih,
   // bias_hh] per direction, forward direction first). gates / states are the forward's saved
   // workspace for the backward; their row layout belongs to each device's kernels (csrc/lstm.h).
+  // sequences=False: `out` is an empty (0,) tensor and is never computed (a classifier on the
+  // final states: at `paper` that is 262 MB of float32 not written, nor its pages touched).
   // grad_out None means zeros: `out` was not used (a classifier on the final states), and no
   // (B, T, D H) tensor of zeros is made for it. The same for mlstm_bwd.
   m.def(
-      "lstm_fwd(Tensor x, Tensor? lengths, Tensor[] weights, Tensor? h0, Tensor? c0, bool bidirectional) -> "
+      "lstm_fwd(Tensor x, Tensor? lengths, Tensor[] weights, Tensor? h0, Tensor? c0, bool bidirectional, "
+      "bool sequences=True) -> "
       "(Tensor out, Tensor h_n, Tensor c_n, Tensor gates, Tensor states)");
   m.def(
       "lstm_bwd(Tensor? grad_out, Tensor grad_h_n, Tensor grad_c_n, Tensor x, Tensor? lengths, Tensor[] weights, "
@@ -71,21 +74,24 @@ TORCH_LIBRARY(sublocal, m) {
   // lstm_fwd without the workspace, for when no gradient is needed (no autograd formula: its
   // registered backward refuses).
   m.def(
-      "lstm_infer(Tensor x, Tensor? lengths, Tensor[] weights, Tensor? h0, Tensor? c0, bool bidirectional) -> "
+      "lstm_infer(Tensor x, Tensor? lengths, Tensor[] weights, Tensor? h0, Tensor? c0, bool bidirectional, "
+      "bool sequences=True) -> "
       "(Tensor out, Tensor h_n, Tensor c_n)");
   // The multiplicative cell (UniRep's mLSTM): m_t = (W_mx x_t) * (W_mh h_{t-1}), the gates from
   // x_t and m_t. weights per direction: weight_ih (4H, C), weight_hh (4H, H)[, bias_ih, bias_hh],
   // weight_mx (H, C), weight_mh (H, H). gates (D, N, 5H) and states (D, N, 3H) are its workspace
   // (csrc/cpu/lstm.cpp); the results and the lengths contract are lstm_fwd's.
   m.def(
-      "mlstm_fwd(Tensor x, Tensor? lengths, Tensor[] weights, Tensor? h0, Tensor? c0, bool bidirectional) -> "
+      "mlstm_fwd(Tensor x, Tensor? lengths, Tensor[] weights, Tensor? h0, Tensor? c0, bool bidirectional, "
+      "bool sequences=True) -> "
       "(Tensor out, Tensor h_n, Tensor c_n, Tensor gates, Tensor states)");
   m.def(
       "mlstm_bwd(Tensor? grad_out, Tensor grad_h_n, Tensor grad_c_n, Tensor x, Tensor? lengths, Tensor[] weights, "
       "Tensor? h0, Tensor? c0, Tensor gates, Tensor states, bool bidirectional) -> "
       "(Tensor grad_x, Tensor[] grad_weights, Tensor grad_h0, Tensor grad_c0)");
   m.def(
-      "mlstm_infer(Tensor x, Tensor? lengths, Tensor[] weights, Tensor? h0, Tensor? c0, bool bidirectional) -> "
+      "mlstm_infer(Tensor x, Tensor? lengths, Tensor[] weights, Tensor? h0, Tensor? c0, bool bidirectional, "
+      "bool sequences=True) -> "
       "(Tensor out, Tensor h_n, Tensor c_n)");
 
   // ---- attention pooling: e_t = tanh(h_t W_a + b_a) . v_a ; alpha = softmax over valid steps ;

@@ -294,7 +294,7 @@ void lstm_fwd_impl(const LstmArgs& a, const Plan& p, at::Tensor& out, at::Tensor
   }
   const int64_t ntiles = static_cast<int64_t>(p.tile_start.size()) - 1;
   const scalar_t* X = a.x.data_ptr<scalar_t>();
-  scalar_t* O = out.data_ptr<scalar_t>();
+  scalar_t* O = out.dim() == 3 ? out.data_ptr<scalar_t>() : nullptr;  // null: no sequence output
   at::parallel_for(0, D * ntiles, 1, [&](int64_t begin, int64_t end) {
     const FlushDenormalGuard flush;
     // OpenMP workers do not inherit the caller's thread-local dispatch state: keep the ATen
@@ -329,6 +329,7 @@ void lstm_fwd_impl(const LstmArgs& a, const Plan& p, at::Tensor& out, at::Tensor
           const int64_t i = i0 + r;
           const acc_t* h = Sp + (row + r) * 2 * H + H;
           std::copy_n(h, H, Z + r * K + ho);
+          if (O == nullptr) continue;
           scalar_t* o = O + (p.order[i] * T + time_of(d, s, p.len[i])) * D * H + d * H;
           for (int64_t j = 0; j < H; ++j) o[j] = static_cast<scalar_t>(h[j]);
         }
@@ -345,6 +346,7 @@ void lstm_fwd_impl(const LstmArgs& a, const Plan& p, at::Tensor& out, at::Tensor
     }
   });
   // Padded positions of the output are zero.
+  if (O == nullptr) return;
   at::parallel_for(0, B, 1, [&](int64_t begin, int64_t end) {
     const FlushDenormalGuard flush;
     for (int64_t i = begin; i < end; ++i) {
@@ -378,7 +380,7 @@ void lstm_infer_impl(const LstmArgs& a, const Plan& p, at::Tensor& out, at::Tens
   }
   const int64_t ntiles = static_cast<int64_t>(p.tile_start.size()) - 1;
   const scalar_t* X = a.x.data_ptr<scalar_t>();
-  scalar_t* O = out.data_ptr<scalar_t>();
+  scalar_t* O = out.dim() == 3 ? out.data_ptr<scalar_t>() : nullptr;  // null: no sequence output
   scalar_t* HN = h_n.data_ptr<scalar_t>();
   scalar_t* CN = c_n.data_ptr<scalar_t>();
   at::parallel_for(0, D * ntiles, 1, [&](int64_t begin, int64_t end) {
@@ -417,6 +419,7 @@ void lstm_infer_impl(const LstmArgs& a, const Plan& p, at::Tensor& out, at::Tens
           const int64_t i = i0 + r;
           const acc_t* h = cur + r * 2 * H + H;
           std::copy_n(h, H, Z + r * K + ho);
+          if (O == nullptr) continue;
           scalar_t* o = O + (p.order[i] * T + time_of(d, s, p.len[i])) * D * H + d * H;
           for (int64_t j = 0; j < H; ++j) o[j] = static_cast<scalar_t>(h[j]);
         }
@@ -434,6 +437,7 @@ void lstm_infer_impl(const LstmArgs& a, const Plan& p, at::Tensor& out, at::Tens
     }
   });
   // Padded positions of the output are zero.
+  if (O == nullptr) return;
   at::parallel_for(0, B, 1, [&](int64_t begin, int64_t end) {
     const FlushDenormalGuard flush;
     for (int64_t i = begin; i < end; ++i) {
@@ -570,7 +574,7 @@ void lstm_bwd_impl(const LstmArgs& a, const Plan& p, const at::Tensor& grad_out,
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> lstm_fwd_cpu(
     const at::Tensor& x, const std::optional<at::Tensor>& lengths, at::TensorList weights, const std::optional<at::Tensor>& h0,
-    const std::optional<at::Tensor>& c0, bool bidirectional) {
+    const std::optional<at::Tensor>& c0, bool bidirectional, bool sequences) {
   const char* op = "sublocal::lstm_fwd";
   const LstmArgs a = lstm_prepare(x, lengths, weights, h0, c0, bidirectional, op);
   const auto& sh = a.shape;
@@ -578,7 +582,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> lstm_fwd_
   const Plan p = make_plan(a.lengths, B, T, D, op);
   auto opts = a.x.options();
   auto aopts = opts.dtype(state_dtype(a.x.scalar_type()));
-  auto out = cpu_output({B, T, D * H}, opts);
+  auto out = sequences ? cpu_output({B, T, D * H}, opts) : at::empty({0}, opts);
   auto h_n = at::empty({D, B, H}, opts);
   auto c_n = at::empty({D, B, H}, opts);
   // One row per valid step (the fake kernel gives the row count a data-dependent size).
@@ -596,14 +600,14 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> lstm_infer_cpu(const at::Tensor& 
                                                               const std::optional<at::Tensor>& lengths,
                                                               at::TensorList weights,
                                                               const std::optional<at::Tensor>& h0,
-                                                              const std::optional<at::Tensor>& c0, bool bidirectional) {
+                                                              const std::optional<at::Tensor>& c0, bool bidirectional, bool sequences) {
   const char* op = "sublocal::lstm_infer";
   const LstmArgs a = lstm_prepare(x, lengths, weights, h0, c0, bidirectional, op);
   const auto& sh = a.shape;
   const int64_t B = sh.batch, T = sh.time, H = sh.hidden, D = sh.dirs;
   const Plan p = make_plan(a.lengths, B, T, D, op);
   auto opts = a.x.options();
-  auto out = cpu_output({B, T, D * H}, opts);
+  auto out = sequences ? cpu_output({B, T, D * H}, opts) : at::empty({0}, opts);
   auto h_n = at::empty({D, B, H}, opts);
   auto c_n = at::empty({D, B, H}, opts);
   if (B == 0) return {out, h_n, c_n};
@@ -728,7 +732,7 @@ void mlstm_fwd_impl(const LstmArgs& a, const Plan& p, at::Tensor& out, at::Tenso
     at::mm_out(gd, xp, mlstm_input_weight(a.w[d], sh.has_bias, acc).t());
   }
   const int64_t ntiles = static_cast<int64_t>(p.tile_start.size()) - 1;
-  scalar_t* O = out.data_ptr<scalar_t>();
+  scalar_t* O = out.dim() == 3 ? out.data_ptr<scalar_t>() : nullptr;  // null: no sequence output
   at::parallel_for(0, D * ntiles, 1, [&](int64_t begin, int64_t end) {
     const FlushDenormalGuard flush;
     at::AutoDispatchBelowADInplaceOrView below_autograd;
@@ -752,6 +756,7 @@ void mlstm_fwd_impl(const LstmArgs& a, const Plan& p, at::Tensor& out, at::Tenso
         for (int64_t r = 0; r < n; ++r) {
           const int64_t i = i0 + r;
           const acc_t* h = Sp + (row + r) * 3 * H + H;
+          if (O == nullptr) continue;
           scalar_t* o = O + (p.order[i] * T + time_of(d, s, p.len[i])) * D * H + d * H;
           for (int64_t j = 0; j < H; ++j) o[j] = static_cast<scalar_t>(h[j]);
         }
@@ -767,6 +772,7 @@ void mlstm_fwd_impl(const LstmArgs& a, const Plan& p, at::Tensor& out, at::Tenso
       }
     }
   });
+  if (O == nullptr) return;
   at::parallel_for(0, B, 1, [&](int64_t begin, int64_t end) {
     const FlushDenormalGuard flush;
     for (int64_t i = begin; i < end; ++i) {
@@ -799,7 +805,7 @@ void mlstm_infer_impl(const LstmArgs& a, const Plan& p, at::Tensor& out, at::Ten
   }
   const int64_t ntiles = static_cast<int64_t>(p.tile_start.size()) - 1;
   const scalar_t* X = a.x.data_ptr<scalar_t>();
-  scalar_t* O = out.data_ptr<scalar_t>();
+  scalar_t* O = out.dim() == 3 ? out.data_ptr<scalar_t>() : nullptr;  // null: no sequence output
   scalar_t* HN = h_n.data_ptr<scalar_t>();
   scalar_t* CN = c_n.data_ptr<scalar_t>();
   at::parallel_for(0, D * ntiles, 1, [&](int64_t begin, int64_t end) {
@@ -835,6 +841,7 @@ void mlstm_infer_impl(const LstmArgs& a, const Plan& p, at::Tensor& out, at::Ten
         for (int64_t r = 0; r < n; ++r) {
           const int64_t i = i0 + r;
           const acc_t* h = cur + r * 3 * H + H;
+          if (O == nullptr) continue;
           scalar_t* o = O + (p.order[i] * T + time_of(d, s, p.len[i])) * D * H + d * H;
           for (int64_t j = 0; j < H; ++j) o[j] = static_cast<scalar_t>(h[j]);
         }
@@ -851,6 +858,7 @@ void mlstm_infer_impl(const LstmArgs& a, const Plan& p, at::Tensor& out, at::Ten
       }
     }
   });
+  if (O == nullptr) return;
   at::parallel_for(0, B, 1, [&](int64_t begin, int64_t end) {
     const FlushDenormalGuard flush;
     for (int64_t i = begin; i < end; ++i) {
@@ -1000,7 +1008,7 @@ void mlstm_bwd_impl(const LstmArgs& a, const Plan& p, const at::Tensor& grad_out
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> mlstm_fwd_cpu(
     const at::Tensor& x, const std::optional<at::Tensor>& lengths, at::TensorList weights,
-    const std::optional<at::Tensor>& h0, const std::optional<at::Tensor>& c0, bool bidirectional) {
+    const std::optional<at::Tensor>& h0, const std::optional<at::Tensor>& c0, bool bidirectional, bool sequences) {
   const char* op = "sublocal::mlstm_fwd";
   const LstmArgs a = lstm_prepare(x, lengths, weights, h0, c0, bidirectional, op, /*multiplicative=*/true);
   const auto& sh = a.shape;
@@ -1008,7 +1016,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> mlstm_fwd
   const Plan p = make_plan(a.lengths, B, T, D, op);
   auto opts = a.x.options();
   auto aopts = opts.dtype(state_dtype(a.x.scalar_type()));
-  auto out = cpu_output({B, T, D * H}, opts);
+  auto out = sequences ? cpu_output({B, T, D * H}, opts) : at::empty({0}, opts);
   auto h_n = at::empty({D, B, H}, opts);
   auto c_n = at::empty({D, B, H}, opts);
   auto gates = cpu_output({D, p.total, 5 * H}, aopts);
@@ -1025,14 +1033,14 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> mlstm_infer_cpu(const at::Tensor&
                                                                at::TensorList weights,
                                                                const std::optional<at::Tensor>& h0,
                                                                const std::optional<at::Tensor>& c0,
-                                                               bool bidirectional) {
+                                                               bool bidirectional, bool sequences) {
   const char* op = "sublocal::mlstm_infer";
   const LstmArgs a = lstm_prepare(x, lengths, weights, h0, c0, bidirectional, op, /*multiplicative=*/true);
   const auto& sh = a.shape;
   const int64_t B = sh.batch, T = sh.time, H = sh.hidden, D = sh.dirs;
   const Plan p = make_plan(a.lengths, B, T, D, op);
   auto opts = a.x.options();
-  auto out = cpu_output({B, T, D * H}, opts);
+  auto out = sequences ? cpu_output({B, T, D * H}, opts) : at::empty({0}, opts);
   auto h_n = at::empty({D, B, H}, opts);
   auto c_n = at::empty({D, B, H}, opts);
   if (B == 0) return {out, h_n, c_n};

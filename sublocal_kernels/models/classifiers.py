@@ -135,7 +135,7 @@ class RLSTM(SequenceClassifier):
 
     def pool(self, x, lengths):
         y = self.conv_dropout(self.conv(x, lengths))
-        _, h_n = run_lstm(self.lstm, y, lengths)
+        _, h_n = run_lstm(self.lstm, y, lengths, sequences=False)
         return torch.cat([h_n[-2], h_n[-1]], dim=-1), None
 
     def first_conv(self):
@@ -202,7 +202,7 @@ class CNNLSTM(SequenceClassifier):
 
     def pool(self, x, lengths):
         y = self.conv2(self.conv(x, lengths), lengths)
-        _, h_n = run_lstm(self.lstm, y, lengths)
+        _, h_n = run_lstm(self.lstm, y, lengths, sequences=False)
         return torch.cat([h_n[-2], h_n[-1]], dim=-1), None
 
     def first_conv(self):

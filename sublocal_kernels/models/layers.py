@@ -170,16 +170,18 @@ def add_forget_bias(lstm: nn.Module, value: float) -> None:
                 p[h:2 * h] += value
 
 
-def run_lstm(lstm: nn.Module, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def run_lstm(lstm: nn.Module, x: torch.Tensor, lengths: torch.Tensor,
+             sequences: bool = True) -> tuple[torch.Tensor | None, torch.Tensor]:
     """Run either LSTM build over variable-length ``x (B, T, C)``.
 
     Returns ``(output (B, T, D*H), h_n (layers*D, B, H))``: outputs zero at padded positions;
     ``h_n`` the state after each sequence's last valid step (forward) and after its first step
-    (backward), as ``nn.LSTM`` on a ``PackedSequence`` gives them.
+    (backward), as ``nn.LSTM`` on a ``PackedSequence`` gives them. With ``sequences=False``
+    the fused LSTM skips the output (None); the torch.nn build always makes it.
     """
     if isinstance(lstm, TorchBiLSTM):
         return lstm(x, lengths)
-    out, (h_n, _) = lstm(x, lengths)
+    out, (h_n, _) = lstm(x, lengths, return_sequences=sequences)
     return out, h_n
 
 

@@ -35,6 +35,8 @@ class LSTM(nn.Module):
           ``nn.LSTM``, it may also be given as the second positional argument.
         ``h_n``, ``c_n``: ``(num_layers * D, B, H)``, layer-major, each direction's state after
         the sequence's last valid step.
+        - ``return_sequences=False`` (keyword): the last layer computes no output and ``out``
+          is None, for a classifier on the final states (see :func:`sublocal_kernels.lstm`).
 
     Example::
 
@@ -127,7 +129,7 @@ class LSTM(nn.Module):
     def flatten_parameters(self) -> None:
         """No-op (``nn.LSTM`` compatibility): the kernels read the parameters where they are."""
 
-    def forward(self, input, lengths=None, hx=None):
+    def forward(self, input, lengths=None, hx=None, *, return_sequences: bool = True):
         chk = ArgChecker("LSTM")
         # nn.LSTM's forward(input, hx): a (h0, c0) pair in the second position is hx.
         if hx is None and isinstance(lengths, tuple) and len(lengths) == 2 and all(
@@ -171,14 +173,18 @@ class LSTM(nn.Module):
         h_n, c_n = [], []
         for layer in range(self.num_layers):
             sl = slice(layer * D, (layer + 1) * D)
+            last = layer == self.num_layers - 1
             out, h, c = lstm(out, lens, self.layer_weights(layer), h0[sl] if h0 is not None else None,
-                             c0[sl] if c0 is not None else None, self.bidirectional, self.cell)
+                             c0[sl] if c0 is not None else None, self.bidirectional, self.cell,
+                             return_sequences=return_sequences or not last)
             h_n.append(h)
             c_n.append(c)
             if self.dropout > 0 and self.training and layer < self.num_layers - 1:
                 out = F.dropout(out, self.dropout, training=True)
         h_n = torch.cat(h_n, 0)
         c_n = torch.cat(c_n, 0)
+        if out is None:  # return_sequences=False: the last layer computed no output
+            return None, (h_n.squeeze(1), c_n.squeeze(1)) if unbatched else (h_n, c_n)
         if packed:
             return self._pack_like(out, input), (h_n, c_n)
         if unbatched:

@@ -245,3 +245,17 @@ def test_mlstm_unidirectional_unirep_shape():
 def test_mlstm_bad_cell():
     with pytest.raises(ValueError, match=r"LSTM: `cell` must be one of 'lstm', 'mlstm', got 'gru'"):
         sk.nn.LSTM(5, 6, cell="gru")
+
+
+@pytest.mark.parametrize("unbatched", [False, True])
+def test_final_states_only(unbatched):
+    """forward(..., return_sequences=False): out is None, the states are those of the full
+    forward (every layer but the last still feeds the next)."""
+    torch.manual_seed(0)
+    layer = sk.nn.LSTM(4, 3, num_layers=2).double()
+    x = torch.randn(5, 4, dtype=torch.float64) if unbatched else torch.randn(2, 5, 4, dtype=torch.float64)
+    lengths = None if unbatched else torch.tensor([5, 2])
+    out, (h, c) = layer(x, lengths)
+    none, (h2, c2) = layer(x, lengths, return_sequences=False)
+    assert none is None and out is not None
+    assert torch.equal(h, h2) and torch.equal(c, c2)

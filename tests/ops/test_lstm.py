@@ -234,6 +234,41 @@ def test_backward_grad_out_none_means_zeros():
     torch.library.opcheck(OP_BWD, (None, g_h, g_c, x, L, params, None, c0, gates, st_, bidir))
 
 
+@pytest.mark.parametrize("cell", ["lstm", "mlstm"])
+@pytest.mark.parametrize("grad", [False, True], ids=["infer", "train"])
+def test_final_states_only(cell, grad):
+    """return_sequences=False: no `out` (None; the kernel's placeholder is (0,)), the same final
+    states and, from a loss on them, the same gradients as with the full output, bit for bit."""
+    torch.manual_seed(3)
+    H, C = 5, 4
+    params = [p.detach().double().requires_grad_(grad)
+              for p in sk.nn.LSTM(C, H, cell=cell).double().layer_weights(0)]
+    L = torch.tensor([7, 2, 5])
+    runs = []
+    for seq in (True, False):
+        x = torch.randn(3, 7, C, dtype=torch.float64, generator=torch.Generator().manual_seed(0)).requires_grad_(grad)
+        out, h_n, c_n = sk.lstm(x, L, params, cell=cell, return_sequences=seq)
+        assert (out is None) == (not seq)
+        grads = torch.autograd.grad((h_n.sum() + c_n.square().sum()), [x, *params]) if grad else ()
+        runs.append((h_n, c_n, *grads))
+    for a, b in zip(*runs):
+        assert torch.equal(a, b)
+    ops = torch.ops.sublocal
+    fwd, infer = (ops.mlstm_fwd, ops.mlstm_infer) if cell == "mlstm" else (OP_FWD, ops.lstm_infer)
+    x = torch.randn(3, 7, C, dtype=torch.float64)
+    assert fwd(x, L, params, None, None, True, False)[0].shape == (0,)
+    assert infer(x, L, params, None, None, True, False)[0].shape == (0,)
+    torch.library.opcheck(fwd, (x, L, [p.detach() for p in params], None, None, True, False))
+    torch.library.opcheck(infer.default, (x, L, [p.detach() for p in params], None, None, True, False))
+
+
+def test_final_states_only_bad_flag():
+    x = torch.randn(2, 3, 4)
+    params = list(torch.nn.LSTM(4, 3, batch_first=True, bidirectional=True).parameters())
+    with pytest.raises(TypeError, match="`return_sequences` must be a bool"):
+        sk.lstm(x, None, params, return_sequences="no")
+
+
 def test_torch_compile_fullgraph():
     module = make_lstm(6, 8, dtype=torch.float32)
     params = list(module.parameters())
@@ -420,6 +455,28 @@ TRITON_CASES = [
     pytest.param(17, 5, 2, 20, False, False, False, 16, id="B17-T5-C2-H20-uni-nobias-2tiles"),
     pytest.param(2, 7, 4, 33, True, True, False, 32, id="B2-T7-C4-H33-bi-block32"),
 ]
+
+
+@triton_interpreted
+@pytest.mark.triton
+def test_cuda_wrappers_final_states_only_and_grad_out_none():
+    """The GPU path's wrappers (run here on CPU tensors through the interpreter): with
+    sequences=False `out` is the (0,) placeholder and the states are unchanged; a None grad_out
+    is zeros for the Triton backward."""
+    from sublocal_kernels.ops.lstm.register import CUDA_KERNELS
+
+    k = CUDA_KERNELS["lstm"]
+    params = [p.detach() for p in make_lstm(3, 16).parameters()]
+    x, L = torch.randn(2, 5, 3, dtype=torch.float64), torch.tensor([5, 3])
+    full = k["fwd"](x, L, params, None, None, True)
+    final = k["fwd"](x, L, params, None, None, True, False)
+    assert final[0].shape == (0,) and all(torch.equal(a, b) for a, b in zip(full[1:3], final[1:3]))
+    assert k["infer"](x, L, params, None, None, True, False)[0].shape == (0,)
+    out, h_n, c_n, gates, st_ = full
+    g_h, g_c = torch.randn_like(h_n), torch.randn_like(c_n)
+    with_zeros = k["bwd"](torch.zeros_like(out), g_h, g_c, x, L, params, None, None, gates, st_, True)
+    with_none = k["bwd"](None, g_h, g_c, x, L, params, None, None, gates, st_, True)
+    assert torch.equal(with_zeros[0], with_none[0]) and all(map(torch.equal, with_zeros[1], with_none[1]))
 
 
 @triton_interpreted

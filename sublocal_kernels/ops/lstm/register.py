@@ -15,6 +15,12 @@ from ..._checks import compute_dtype
 from .._common import any_needs_grad, register_autograd, register_no_backward, zeros_if_none
 
 
+def _out_like(x: torch.Tensor, width: int, sequences: bool) -> torch.Tensor:
+    """The forward's ``out``: ``(B, T, width)``, or the empty ``(0,)`` placeholder when
+    ``sequences`` is False (only the final states were asked for)."""
+    return x.new_empty(x.shape[0], x.shape[1], width) if sequences else x.new_empty(0)
+
+
 def _register_cell(cell: str, gate_width: int, state_width: int) -> None:
     """Fake kernels and the autograd formula of ``sublocal::<cell>_fwd / _bwd / _infer``.
 
@@ -24,7 +30,7 @@ def _register_cell(cell: str, gate_width: int, state_width: int) -> None:
     ops = torch.ops.sublocal
 
     @torch.library.register_fake(f"sublocal::{cell}_fwd")
-    def _fwd_fake(x, lengths, weights, h0, c0, bidirectional):
+    def _fwd_fake(x, lengths, weights, h0, c0, bidirectional, sequences=True):
         B, T, _ = x.shape
         H = weights[1].shape[1]
         D = 2 if bidirectional else 1
@@ -33,7 +39,7 @@ def _register_cell(cell: str, gate_width: int, state_width: int) -> None:
         # the (B, T) row layout, whose size needs no host sync.
         rows = torch.library.get_ctx().new_dynamic_size() if x.device.type == "cpu" else B * T
         return (
-            x.new_empty(B, T, D * H),
+            _out_like(x, D * H, sequences),
             x.new_empty(D, B, H),
             x.new_empty(D, B, H),
             x.new_empty(D, rows, gate_width * H, dtype=sd),
@@ -41,11 +47,11 @@ def _register_cell(cell: str, gate_width: int, state_width: int) -> None:
         )
 
     @torch.library.register_fake(f"sublocal::{cell}_infer")
-    def _infer_fake(x, lengths, weights, h0, c0, bidirectional):
-        B, T, _ = x.shape
+    def _infer_fake(x, lengths, weights, h0, c0, bidirectional, sequences=True):
+        B = x.shape[0]
         H = weights[1].shape[1]
         D = 2 if bidirectional else 1
-        return x.new_empty(B, T, D * H), x.new_empty(D, B, H), x.new_empty(D, B, H)
+        return _out_like(x, D * H, sequences), x.new_empty(D, B, H), x.new_empty(D, B, H)
 
     @torch.library.register_fake(f"sublocal::{cell}_bwd")
     def _bwd_fake(grad_out, grad_h_n, grad_c_n, x, lengths, weights, h0, c0, gates, states, bidirectional):
@@ -62,13 +68,16 @@ def _register_cell(cell: str, gate_width: int, state_width: int) -> None:
     bwd_op = getattr(ops, f"{cell}_bwd")
 
     def _setup_context(ctx, inputs, output):
-        x, lengths, weights, h0, c0, bidirectional = inputs
+        x, lengths, weights, h0, c0, bidirectional = inputs[:6]
         _, _, _, gates, states = output
         ctx.save_for_backward(x, lengths, h0, c0, gates, states, *weights)
         ctx.bidirectional = bidirectional
+        ctx.sequences = inputs[6] if len(inputs) > 6 else True
 
     def _backward(ctx, grad_out, grad_h_n, grad_c_n):
-        nothing = (None, None, [None] * (len(ctx.saved_tensors) - 6), None, None, None)
+        # One gradient per argument the call passed (`sequences` may have been left out), which
+        # is what ctx.needs_input_grad holds.
+        nothing = (None, None, [None] * (len(ctx.saved_tensors) - 6), None, None, None, None)[:len(ctx.needs_input_grad)]
         if not any_needs_grad(ctx):
             return nothing
         x, lengths, h0, c0, gates, states, *weights = ctx.saved_tensors
@@ -79,6 +88,8 @@ def _register_cell(cell: str, gate_width: int, state_width: int) -> None:
         # needs is dropped here.
         # grad_out stays None when `out` was unused (the kernels read None as zeros, so no
         # (B, T, D H) zero tensor is made); h_n's and c_n's are small.
+        if not ctx.sequences:
+            grad_out = None  # `out` was the empty placeholder
         grad_x, grad_w, grad_h0, grad_c0 = bwd_op(
             grad_out, zeros_if_none(grad_h_n, x, (D, B, H)), zeros_if_none(grad_c_n, x, (D, B, H)), x, lengths,
             weights, h0, c0, gates, states, ctx.bidirectional
@@ -91,7 +102,8 @@ def _register_cell(cell: str, gate_width: int, state_width: int) -> None:
             grad_h0 if need_h0 else None,
             grad_c0 if need_c0 else None,
             None,
-        )
+            None,
+        )[:len(ctx.needs_input_grad)]
 
     register_autograd(f"{cell}_fwd", _backward, _setup_context, outputs=3)
     register_no_backward(f"{cell}_infer", f"{cell}_fwd")
@@ -101,49 +113,42 @@ _register_cell("lstm", 4, 2)
 _register_cell("mlstm", 5, 3)
 
 
-@torch.library.register_kernel("sublocal::lstm_fwd", "cuda")
-def _lstm_fwd_cuda(x, lengths, weights, h0, c0, bidirectional):
-    from .triton import lstm_fwd_triton
-
-    return lstm_fwd_triton(x, lengths, weights, h0, c0, bidirectional)
-
-
-@torch.library.register_kernel("sublocal::lstm_bwd", "cuda")
-def _lstm_bwd_cuda(grad_out, grad_h_n, grad_c_n, x, lengths, weights, h0, c0, gates, states, bidirectional):
-    from .triton import lstm_bwd_triton
-
-    if grad_out is None:  # the Triton kernels read a tensor
-        H = weights[1].shape[1]
-        grad_out = x.new_zeros(x.shape[0], x.shape[1], (2 if bidirectional else 1) * H)
-    return lstm_bwd_triton(grad_out, grad_h_n, grad_c_n, x, lengths, weights, h0, c0, gates, states, bidirectional)
+def _drop_out(results: tuple, sequences: bool) -> tuple:
+    """The Triton kernels always write ``out``; with ``sequences=False`` it is replaced by the
+    empty placeholder the CPU kernel returns (no memory is saved on the GPU yet)."""
+    if sequences:
+        return results
+    return (results[0].new_empty(0), *results[1:])
 
 
-@torch.library.register_kernel("sublocal::lstm_infer", "cuda")
-def _lstm_infer_cuda(x, lengths, weights, h0, c0, bidirectional):
-    from .triton import lstm_infer_triton
+def _cuda_kernels(cell: str) -> dict:
+    """The GPU kernels of ``sublocal::<cell>_fwd / _bwd / _infer``: the Triton kernels (imported
+    on first use), which always write ``out`` and read a ``grad_out`` tensor."""
 
-    return lstm_infer_triton(x, lengths, weights, h0, c0, bidirectional)
+    def fwd(x, lengths, weights, h0, c0, bidirectional, sequences=True):
+        from . import triton as kernels
+
+        return _drop_out(getattr(kernels, f"{cell}_fwd_triton")(x, lengths, weights, h0, c0, bidirectional), sequences)
+
+    def infer(x, lengths, weights, h0, c0, bidirectional, sequences=True):
+        from . import triton as kernels
+
+        return _drop_out(getattr(kernels, f"{cell}_infer_triton")(x, lengths, weights, h0, c0, bidirectional),
+                         sequences)
+
+    def bwd(grad_out, grad_h_n, grad_c_n, x, lengths, weights, h0, c0, gates, states, bidirectional):
+        from . import triton as kernels
+
+        if grad_out is None:  # an unused `out`: zeros
+            H = weights[1].shape[1]
+            grad_out = x.new_zeros(x.shape[0], x.shape[1], (2 if bidirectional else 1) * H)
+        return getattr(kernels, f"{cell}_bwd_triton")(grad_out, grad_h_n, grad_c_n, x, lengths, weights, h0, c0, gates,
+                                                      states, bidirectional)
+
+    return {"fwd": fwd, "bwd": bwd, "infer": infer}
 
 
-@torch.library.register_kernel("sublocal::mlstm_fwd", "cuda")
-def _mlstm_fwd_cuda(x, lengths, weights, h0, c0, bidirectional):
-    from .triton import mlstm_fwd_triton
-
-    return mlstm_fwd_triton(x, lengths, weights, h0, c0, bidirectional)
-
-
-@torch.library.register_kernel("sublocal::mlstm_bwd", "cuda")
-def _mlstm_bwd_cuda(grad_out, grad_h_n, grad_c_n, x, lengths, weights, h0, c0, gates, states, bidirectional):
-    from .triton import mlstm_bwd_triton
-
-    if grad_out is None:  # the Triton kernels read a tensor
-        H = weights[1].shape[1]
-        grad_out = x.new_zeros(x.shape[0], x.shape[1], (2 if bidirectional else 1) * H)
-    return mlstm_bwd_triton(grad_out, grad_h_n, grad_c_n, x, lengths, weights, h0, c0, gates, states, bidirectional)
-
-
-@torch.library.register_kernel("sublocal::mlstm_infer", "cuda")
-def _mlstm_infer_cuda(x, lengths, weights, h0, c0, bidirectional):
-    from .triton import mlstm_infer_triton
-
-    return mlstm_infer_triton(x, lengths, weights, h0, c0, bidirectional)
+CUDA_KERNELS = {cell: _cuda_kernels(cell) for cell in ("lstm", "mlstm")}
+for _cell, _kernels in CUDA_KERNELS.items():
+    for _kind, _fn in _kernels.items():
+        torch.library.register_kernel(f"sublocal::{_cell}_{_kind}", "cuda", _fn)
