@@ -167,6 +167,15 @@ def launches_multiwidth_conv1d(dtype):
         yield ctx, lambda: K.multiwidth_conv1d_fwd_triton(x, L, ws, bias, "relu", False, False, 1)
         y = _t(B, T, filters * len(widths), dtype=dtype)
         yield ctx, lambda: K.multiwidth_conv1d_bwd_triton(y, x, L, ws, y, "relu", False, False, 1, True, True, splits=2)
+    # The QRNN's gate convolutions: width 2, causal, tanh / sigmoid fused (C = 512: layer 2 of a
+    # bidirectional 256-unit stack, N = 256 per gate).
+    ctx = {"op": "multiwidth_conv1d", "case": "QRNN gate C=512 N=256"}
+    x, ws = _t(B, T, 512, dtype=dtype), [_t(256, 512, 2, dtype=dtype)]
+    bias, L, y = _t(256, dtype=dtype), _lengths(B, T), _t(B, T, 256, dtype=dtype)
+    for act in ("tanh", "sigmoid"):
+        yield ctx, lambda act=act: K.multiwidth_conv1d_fwd_triton(x, L, ws, bias, act, True, False, 1)
+        yield ctx, lambda act=act: K.multiwidth_conv1d_bwd_triton(y, x, L, ws, y, act, True, False, 1, True, True,
+                                                                  splits=2)
 
 
 def launches_attention_pool(dtype):

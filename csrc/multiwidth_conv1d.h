@@ -26,6 +26,8 @@ struct MwcGeometry {
   int64_t batch = 0, time = 0, channels = 0, filters = 0, dilation = 1;
   int64_t left = 0, right = 0, span = 1;  // union window in taps: [-left, right]
   bool causal = false, reverse = false, relu = false;
+  // The activation (MwcAct); relu is act == kRelu, fused into the micro-kernels' epilogue.
+  int act = 0;
   std::vector<int64_t> width_filters, width_kernel, width_col, width_first_tap;
   // Columns of the output (of N) that tap p feeds: the smallest range [col_lo[p], col_hi[p])
   // holding every width that uses tap p (empty when lo >= hi).
@@ -38,10 +40,18 @@ inline int64_t mwc_left(int64_t k, bool causal, bool reverse) {
   return reverse ? k - 1 - left : left;
 }
 
-inline bool mwc_parse_activation(c10::string_view activation, const char* op) {
-  TORCH_CHECK(activation == "relu" || activation == "none", op,
-              ": `activation` must be \"relu\" or \"none\", got \"", std::string(activation), "\"");
-  return activation == "relu";
+// The output's activation. tanh and sigmoid are the QRNN's gates (z and f, o); like relu
+// their derivative is a function of the output y (1 - y^2, y (1 - y)), so the backward needs
+// only the kept output.
+enum MwcAct : int { kActNone = 0, kActRelu = 1, kActTanh = 2, kActSigmoid = 3 };
+
+inline int mwc_parse_activation(c10::string_view activation, const char* op) {
+  if (activation == "none") return kActNone;
+  if (activation == "relu") return kActRelu;
+  if (activation == "tanh") return kActTanh;
+  if (activation == "sigmoid") return kActSigmoid;
+  TORCH_CHECK(false, op, ": `activation` must be \"relu\", \"tanh\", \"sigmoid\" or \"none\", got \"",
+              std::string(activation), "\"");
 }
 
 // Checks x, weights and bias and returns the geometry (lengths are checked by the kernels).
@@ -58,7 +68,8 @@ inline MwcGeometry mwc_geometry(const at::Tensor& x, at::TensorList weights,
   g.dilation = dilation;
   g.causal = causal;
   g.reverse = reverse;
-  g.relu = mwc_parse_activation(activation, op);
+  g.act = mwc_parse_activation(activation, op);
+  g.relu = g.act == kActRelu;
   for (size_t i = 0; i < weights.size(); ++i) {
     const at::Tensor& w = weights[i];
     const std::string name = "weights[" + std::to_string(i) + "]";

@@ -128,13 +128,14 @@ TORCH_LIBRARY(sublocal, m) {
 
   // ---- multi-width conv1d: every width of a conv bank in one pass ---------------------------
   // x (B, T, C); weights[i] (F_i, C, k_i); bias (sum F_i,) the widths' biases concatenated;
-  // y (B, T, sum F_i). activation: "relu" or "none". causal: taps t-(k-1)*d .. t, else
+  // y (B, T, sum F_i). activation: "relu", "tanh", "sigmoid" or "none". causal: taps t-(k-1)*d .. t, else
   // t-(k/2)*d .. t+((k-1)/2)*d; reverse runs each sequence backwards (flip within its length,
   // convolve, flip back). Inputs at or past lengths[b] read as zero; outputs there are 0.
   m.def(
       "multiwidth_conv1d_fwd(Tensor x, Tensor? lengths, Tensor[] weights, Tensor? bias, str activation, "
       "bool causal, bool reverse, int dilation) -> Tensor");
-  // y is the forward output (the ReLU mask is recomputed as y > 0), None without activation.
+  // y is the forward output (the activation's derivative is recomputed from it: relu y > 0,
+  // tanh 1 - y^2, sigmoid y (1 - y)), None without activation.
   // grad_x is an empty tensor unless need_grad_x; grad_weights is empty and grad_bias an empty
   // tensor unless need_grad_weights.
   m.def(

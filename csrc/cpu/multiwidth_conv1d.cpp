@@ -20,7 +20,9 @@
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
+#include <ATen/core/LegacyTypeDispatch.h>
 #include <ATen/ops/empty.h>
+#include <ATen/ops/from_blob.h>
 #include <torch/library.h>
 
 #include <algorithm>
@@ -166,6 +168,39 @@ MwcKernels<T> select_kernels() {
 
 // ---- shared driver ---------------------------------------------------------------------------
 
+// tanh or sigmoid in place on rows x cols of a buffer with row stride ld, by ATen's vectorised
+// kernels (single-threaded inside the parallel region): the values torch.tanh / torch.sigmoid
+// give on the whole output, elementwise.
+template <typename acc_t>
+void activate_rows(int act, acc_t* base, int64_t rows, int64_t cols, int64_t ld) {
+  at::Tensor t = at::from_blob(base, {rows, cols}, {ld, 1},
+                               at::TensorOptions().dtype(c10::CppTypeToScalarType<acc_t>::value));
+  if (act == kActTanh) {
+    t.tanh_();
+  } else {
+    t.sigmoid_();
+  }
+}
+
+// dy (a row of cols, in place) times the activation's derivative, from the output row y: relu
+// y > 0, tanh 1 - y^2, sigmoid (1 - y) y; written as ATen's tanh_backward / sigmoid_backward.
+template <typename scalar_t, typename acc_t>
+void activation_backward(int act, int64_t cols, const scalar_t* y, acc_t* dy) {
+  if (act == kActRelu) {
+    for (int64_t n = 0; n < cols; ++n) dy[n] = static_cast<acc_t>(y[n]) > acc_t(0) ? dy[n] : acc_t(0);
+  } else if (act == kActTanh) {
+    for (int64_t n = 0; n < cols; ++n) {
+      const acc_t v = static_cast<acc_t>(y[n]);
+      dy[n] = dy[n] * (acc_t(1) - v * v);
+    }
+  } else if (act == kActSigmoid) {
+    for (int64_t n = 0; n < cols; ++n) {
+      const acc_t v = static_cast<acc_t>(y[n]);
+      dy[n] = dy[n] * (acc_t(1) - v) * v;
+    }
+  }
+}
+
 struct Item {
   int64_t b, t0, rows;
 };
@@ -287,6 +322,7 @@ at::Tensor multiwidth_conv1d_fwd_cpu(const at::Tensor& x_in, const std::optional
     constexpr bool direct = std::is_same_v<scalar_t, acc_t>;
     at::parallel_for(0, static_cast<int64_t>(items.size()), 1, [&](int64_t begin, int64_t end) {
       const FlushDenormalGuard flush;
+      at::AutoDispatchBelowADInplaceOrView below_autograd;  // activate_rows' ATen calls
       std::vector<acc_t> xbuf((kTile + halo + kPadRows) * g.channels + kPadRows);
       std::vector<acc_t> out(direct ? 0 : kTile * npad);
       MwcFwdTile<acc_t> p{xbuf.data(), wpack.data(), bpack.data(), g.tap_col_lo.data(), g.tap_col_hi.data(),
@@ -303,6 +339,10 @@ at::Tensor multiwidth_conv1d_fwd_cpu(const at::Tensor& x_in, const std::optional
         // (reinterpret_cast: the lambda is no template, so the branch not taken still compiles.)
         if constexpr (direct) p.out = reinterpret_cast<acc_t*>(dst);
         kern.fwd(p);
+        // tanh / sigmoid on the tile while it is in cache (relu is in the micro-kernel).
+        if (g.act == kActTanh || g.act == kActSigmoid)
+          activate_rows(g.act, direct ? reinterpret_cast<acc_t*>(dst) : out.data(), item.rows, g.filters,
+                        direct ? g.filters : npad);
         if constexpr (!direct) {
           for (int64_t r = 0; r < item.rows; ++r)
             for (int64_t n = 0; n < g.filters; ++n)
@@ -332,14 +372,15 @@ std::tuple<at::Tensor, std::vector<at::Tensor>, at::Tensor> multiwidth_conv1d_bw
   check_like(grad_y_in, x_in, op, "grad_y", "x");
   check_shape(grad_y_in, {g.batch, g.time, g.filters}, op, "grad_y");
   const bool has_y = y_in.has_value() && y_in->defined();
-  TORCH_CHECK(!g.relu || has_y, op, ": `y` (the forward output) is required when activation is \"relu\"");
+  TORCH_CHECK(g.act == kActNone || has_y, op, ": `y` (the forward output) is required when activation is \"",
+              std::string(activation), "\"");
   if (has_y) {
     check_like(*y_in, x_in, op, "y", "x");
     check_shape(*y_in, {g.batch, g.time, g.filters}, op, "y");
   }
   const at::Tensor x = x_in.contiguous();
   const at::Tensor grad_y = grad_y_in.contiguous();
-  const at::Tensor y = g.relu ? y_in->contiguous() : at::Tensor();
+  const at::Tensor y = g.act != kActNone ? y_in->contiguous() : at::Tensor();
   const std::vector<at::Tensor> weights = contiguous_all(weights_in);
   const at::Tensor lengths = prepare_lengths(lengths_in, g.batch, x.device(), op);
   check_length_values(lengths, g.time, op);
@@ -363,7 +404,7 @@ std::tuple<at::Tensor, std::vector<at::Tensor>, at::Tensor> multiwidth_conv1d_bw
     const MwcKernels<acc_t> kern = select_kernels<acc_t>();
     const scalar_t* X = x.data_ptr<scalar_t>();
     const scalar_t* DY = grad_y.data_ptr<scalar_t>();
-    const scalar_t* Yv = g.relu ? y.data_ptr<scalar_t>() : nullptr;
+    const scalar_t* Yv = g.act != kActNone ? y.data_ptr<scalar_t>() : nullptr;
     // The input gradient with channels as register rows and positions as vectors where C fills
     // the rows of a register tile better than the lanes of a vector (C=20: 20/24 against 20/32)
     // by enough to pay for transposing dy: per position the products cost about
@@ -414,13 +455,13 @@ std::tuple<at::Tensor, std::vector<at::Tensor>, at::Tensor> multiwidth_conv1d_bw
         const int64_t first = item.t0 - (need_grad_x ? g.right * g.dilation : 0);
         const int64_t count = item.rows + (need_grad_x ? halo : 0) + kPadRows;
         load_rows(DY, g.time, g.filters, ldy, item.b, len, first, count, dybuf.data());
-        if (g.relu) {
+        if (g.act != kActNone) {
           for (int64_t r = 0; r < count; ++r) {
             const int64_t s = first + r;
             if (s < 0 || s >= len) continue;
             const scalar_t* yrow = Yv + (item.b * g.time + s) * g.filters;
             acc_t* d = dybuf.data() + r * ldy;
-            for (int64_t n = 0; n < g.filters; ++n) d[n] = static_cast<acc_t>(yrow[n]) > acc_t(0) ? d[n] : acc_t(0);
+            activation_backward(g.act, g.filters, yrow, d);
           }
         }
         scalar_t* dx_tile = need_grad_x ? DX + (item.b * g.time + item.t0) * g.channels : nullptr;

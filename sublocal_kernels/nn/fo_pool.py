@@ -128,13 +128,16 @@ class QRNN(nn.Module):
             lengths = lengths.clamp(min=1)
         # One call per gate, so z, f and o come out contiguous: tanh and sigmoid on slices of one
         # (B, T, 3H) output ran 3x slower (strided elementwise), and the slices' backward added a
-        # concatenation along the last dimension as long as the convolution's own backward.
+        # concatenation along the last dimension as long as the convolution's own backward. The
+        # activation is fused into each call (applied to the tile it has just computed, and its
+        # derivative taken from the kept output in the backward): eager tanh / sigmoid and their
+        # backward were 14% of the QRNN classifier's training step at `paper`.
         H = self.hidden_size
-        conv = lambda i: multiwidth_conv1d(  # noqa: E731
-            x, lengths, [weight[i * H:(i + 1) * H]], [bias[i * H:(i + 1) * H]], activation=None, causal=True,
+        conv = lambda i, act: multiwidth_conv1d(  # noqa: E731
+            x, lengths, [weight[i * H:(i + 1) * H]], [bias[i * H:(i + 1) * H]], activation=act, causal=True,
             reverse=reverse)
-        z, f = torch.tanh(conv(0)), torch.sigmoid(conv(1))
-        o = torch.sigmoid(conv(2)) if self.output_gate else None
+        z, f = conv(0, "tanh"), conv(1, "sigmoid")
+        o = conv(2, "sigmoid") if self.output_gate else None
         return f, z, o
 
     def forward(self, x: torch.Tensor, lengths=None, initial: torch.Tensor | None = None):

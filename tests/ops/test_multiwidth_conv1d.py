@@ -85,7 +85,7 @@ MODES = [
 @pytest.mark.parametrize("widths", WIDTHS)
 @pytest.mark.parametrize("causal,reverse", MODES)
 @pytest.mark.parametrize("dilation", [1, 2, 4], ids=["d1", "d2", "d4"])
-@pytest.mark.parametrize("activation", ["relu", None], ids=["relu", "linear"])
+@pytest.mark.parametrize("activation", ["relu", "tanh", "sigmoid", None], ids=["relu", "tanh", "sigmoid", "linear"])
 def test_cpu_matches_reference_float64(widths, causal, reverse, dilation, activation, poisoned):
     check_against_reference(4, 37, 5, widths, causal=causal, reverse=reverse, dilation=dilation,
                             activation=activation)
@@ -149,9 +149,46 @@ def test_cpu_every_instruction_set(isa, dx_layout, dtype, monkeypatch, poisoned)
     check_against_reference(3, 140, 41, (3, 2, 9), filters=30, dtype=dtype)  # N = 93, C = 41
 
 
-def test_cpu_wide_causal_qrnn_like(poisoned):
-    """The QRNN layer's use: one width-2 causal conv producing many channels, no activation."""
-    check_against_reference(2, 75, 7, (2,), filters=150, causal=True, activation=None)
+@pytest.mark.parametrize("activation", ["tanh", "sigmoid", None], ids=["tanh", "sigmoid", "linear"])
+def test_cpu_wide_causal_qrnn_like(activation, poisoned):
+    """The QRNN layer's use: one width-2 causal conv producing many channels, its gate's
+    activation fused (tanh for z, sigmoid for f and o)."""
+    check_against_reference(2, 75, 7, (2,), filters=150, causal=True, activation=activation)
+
+
+@pytest.mark.parametrize("isa", ["avx512", "avx2", "baseline"])
+@pytest.mark.parametrize("activation", ["tanh", "sigmoid"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["f32", "bf16"])
+def test_cpu_fused_gate_activations_every_instruction_set(isa, activation, dtype, monkeypatch, poisoned):
+    """tanh and sigmoid after each micro-kernel, through the float buffer for bfloat16."""
+    import platform
+
+    if platform.machine() not in ("x86_64", "AMD64") and isa != "baseline":
+        pytest.skip("x86 instruction sets")
+    monkeypatch.setenv("SUBLOCAL_CPU_ISA", isa)
+    check_against_reference(3, 70, 9, (2,), filters=40, causal=True, activation=activation, dtype=dtype)
+
+
+def test_fused_activation_equals_eager_activation():
+    """The QRNN's fused gates give what torch.tanh / torch.sigmoid on the linear conv give, and
+    the same gradients, to float32 rounding (the same ATen kernels run on each tile, but ATen's
+    sigmoid rounds a few elements of a small tensor 1 ulp apart from a large one's, and its
+    tanh_backward may contract 1 - y^2 into one fused multiply-add)."""
+    x, ws, bs, L = make_inputs(3, 50, 16, (2,), filters=48, dtype=torch.float32, requires_grad=True)
+    g = torch.randn(3, 50, 48)
+    for act, fn in (("tanh", torch.tanh), ("sigmoid", torch.sigmoid)):
+        kw = dict(causal=True)
+        fused = sk.multiwidth_conv1d(x, L, ws, bs, activation=act, **kw)
+        eager = fn(sk.multiwidth_conv1d(x, L, ws, bs, activation=None, **kw))
+        valid = (torch.arange(50)[None, :] < L[:, None])[:, :, None]
+        # Valid steps to an ulp; the fused output stays zero at padding (sigmoid(0) = 0.5).
+        torch.testing.assert_close(fused[valid.expand_as(fused)], eager[valid.expand_as(eager)], rtol=2.4e-7,
+                                   atol=0, msg=act)
+        assert not fused[~valid.expand_as(fused)].any(), act
+        ga = torch.autograd.grad(fused, [x, *ws, *bs], g)
+        gb = torch.autograd.grad(eager, [x, *ws, *bs], g)
+        for a, b in zip(ga, gb):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=act)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16], ids=["f32", "bf16", "f16"])
@@ -263,7 +300,8 @@ def test_grad_only_for_weights_or_only_for_x():
 # ---- autograd, registration, compile --------------------------------------------------------
 
 @pytest.mark.parametrize("causal,dilation,activation,reverse", [(False, 1, "relu", False), (True, 2, None, False),
-                                                                (False, 3, None, True), (True, 1, "relu", True)])
+                                                                (False, 3, None, True), (True, 1, "relu", True),
+                                                                (True, 1, "tanh", False), (True, 2, "sigmoid", True)])
 def test_gradcheck(causal, dilation, activation, reverse):
     x, ws, bs, _ = make_inputs(3, 11, 3, (1, 2, 5), filters=2, requires_grad=True)
     L = torch.tensor([11, 4, 1])
@@ -281,9 +319,12 @@ def test_gradcheck_no_bias_no_lengths():
 
 
 @pytest.mark.parametrize("requires_grad", [False, True], ids=["nograd", "grad"])
-@pytest.mark.parametrize("variant", ["full", "minimal"])
+@pytest.mark.parametrize("variant", ["full", "minimal", "sigmoid"])
 def test_opcheck(requires_grad, variant):
-    if variant == "full":
+    if variant == "sigmoid":
+        x, ws, bs, L = make_inputs(2, 9, 4, (2,), dtype=torch.float32, requires_grad=requires_grad)
+        args = (x, L, ws, torch.cat(bs).detach().requires_grad_(requires_grad), "sigmoid", True, False, 1)
+    elif variant == "full":
         x, ws, bs, L = make_inputs(3, 13, 5, (1, 4, 3), dtype=torch.float32, requires_grad=requires_grad)
         bias = torch.cat(bs).detach().requires_grad_(requires_grad)
         args = (x, L, ws, bias, "relu", False, True, 2)
@@ -296,7 +337,7 @@ def test_opcheck(requires_grad, variant):
     ws_d = [w.detach() for w in ws]
     y = OP_FWD(d[0], d[1], ws_d, *d[3:])
     for need_x, need_w in [(True, True), (True, False), (False, True)]:
-        torch.library.opcheck(OP_BWD, (torch.randn_like(y), d[0], d[1], ws_d, y if args[4] == "relu" else None,
+        torch.library.opcheck(OP_BWD, (torch.randn_like(y), d[0], d[1], ws_d, y if args[4] != "none" else None,
                                        *args[4:], need_x, need_w))
 
 
@@ -392,8 +433,9 @@ def _ok():
         (lambda a: a.update(lengths=torch.tensor([0, 2])), ValueError, r"`lengths\[0\]` = 0 is out of range.*\[1, 5\]"),
         (lambda a: a.update(lengths=torch.tensor([5])), ValueError, r"`lengths` must have shape \(2,\)"),
         (lambda a: a.update(lengths=torch.tensor([5.0, 2.0])), TypeError, r"`lengths` must have dtype int32 or int64"),
-        (lambda a: a.update(activation="tanh"), ValueError, r"`activation` must be \"relu\" or None, got 'tanh'"),
-        (lambda a: a.update(activation=torch.relu), TypeError, r"`activation` must be \"relu\" or None"),
+        (lambda a: a.update(activation="gelu"), ValueError,
+         r"`activation` must be \"relu\", \"tanh\", \"sigmoid\" or None, got 'gelu'"),
+        (lambda a: a.update(activation=torch.relu), TypeError, r"`activation` must be \"relu\", \"tanh\""),
         (lambda a: a.update(causal=1), TypeError, r"`causal` must be a bool"),
         (lambda a: a.update(reverse="yes"), TypeError, r"`reverse` must be a bool"),
         (lambda a: a.update(dilation=0), ValueError, r"`dilation` must be >= 1, got 0"),
@@ -420,7 +462,7 @@ def test_op_level_checks_for_direct_callers():
         OP_FWD(x, L, [ws[0], ws[1][:, :2]], b, "relu", False, False, 1)
     with pytest.raises(RuntimeError, match=r"`bias` must have shape \[7\], got \[4\]"):
         OP_FWD(x, L, ws, b[:4], "relu", False, False, 1)
-    with pytest.raises(RuntimeError, match=r"`activation` must be \"relu\" or \"none\""):
+    with pytest.raises(RuntimeError, match=r"`activation` must be \"relu\", \"tanh\", \"sigmoid\" or \"none\""):
         OP_FWD(x, L, ws, b, "gelu", False, False, 1)
     with pytest.raises(RuntimeError, match=r"`dilation` must be >= 1"):
         OP_FWD(x, L, ws, b, "relu", False, False, 0)
@@ -440,6 +482,8 @@ TRITON_CASES = [
     pytest.param(3, 21, 20, (3, 5), True, False, 2, "relu", 1, id="B3-T21-C20-w3-5-causal-d2"),
     pytest.param(2, 19, 1, (2,), False, True, 4, None, 3, id="B2-T19-C1-w2-reverse-d4-linear-split3"),
     pytest.param(2, 33, 41, (4, 7), True, True, 1, None, 2, id="B2-T33-C41-w4-7-causal-reverse-linear"),
+    pytest.param(2, 23, 6, (2,), True, False, 1, "tanh", 2, id="B2-T23-C6-w2-causal-tanh"),
+    pytest.param(2, 23, 6, (2,), True, True, 1, "sigmoid", 1, id="B2-T23-C6-w2-causal-reverse-sigmoid"),
 ]
 
 

@@ -13,7 +13,7 @@ from .reference import _legacy_order, multiwidth_conv1d_ref, window
 
 __all__ = ["multiwidth_conv1d", "multiwidth_conv1d_ref", "window"]
 
-ACTIVATIONS = ("relu", None)
+ACTIVATIONS = ("relu", "tanh", "sigmoid", None)
 
 
 @lengths_second(_legacy_order)
@@ -42,7 +42,7 @@ def multiwidth_conv1d(
         weights: a list of ``(F_i, C, k_i)`` tensors (``nn.Conv1d.weight`` layout), same dtype
             and device as ``x``; any number of widths, any ``k_i >= 1``, odd or even.
         bias: a list of ``(F_i,)`` tensors, one per width, or None.
-        activation: ``"relu"`` (fused) or None.
+        activation: ``"relu"``, ``"tanh"``, ``"sigmoid"`` (fused; the QRNN's gates) or None.
         causal: position ``t`` sees ``t - (k_i - 1) * dilation ... t`` (QRNN, dilated TCN);
             otherwise ('same') ``t - (k_i // 2) * dilation ... t + ((k_i - 1) // 2) * dilation``
             (an even width has one more tap on the left than on the right).
@@ -99,7 +99,7 @@ def multiwidth_conv1d(
             chk.like(f"bias[{i}]", b, "x", x, shape=(w.shape[0],), dims="(F_i,)")
     if activation not in ACTIVATIONS:
         exc = ValueError if isinstance(activation, str) else TypeError
-        chk.fail(f"`activation` must be \"relu\" or None, got {activation!r}", exc)
+        chk.fail(f"`activation` must be \"relu\", \"tanh\", \"sigmoid\" or None, got {activation!r}", exc)
     if not isinstance(causal, bool):
         chk.fail(f"`causal` must be a bool, got {type(causal).__name__}", TypeError)
     if not isinstance(reverse, bool):

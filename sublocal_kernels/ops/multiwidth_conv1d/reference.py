@@ -48,7 +48,7 @@ def multiwidth_conv1d_ref(
             were convolved alone.
         weights: one ``(F_i, C, k_i)`` tensor per width (``nn.Conv1d.weight`` layout).
         bias: one ``(F_i,)`` tensor per width, or None.
-        activation: ``"relu"`` or None.
+        activation: ``"relu"``, ``"tanh"``, ``"sigmoid"`` or None.
         causal: output position ``t`` sees inputs ``t - (k_i - 1) * dilation ... t``;
             otherwise ('same') ``t - (k_i // 2) * dilation ... t + ((k_i - 1) // 2) * dilation``.
         dilation: spacing of the taps, ``>= 1``.
@@ -92,6 +92,6 @@ def multiwidth_conv1d_ref(
         # Read backwards, tap j sits where tap k - 1 - j sits forwards.
         outs.append(F.conv1d(padded, (w.flip(-1) if reverse else w).to(cd), b, dilation=dilation))
     y = torch.cat(outs, 1).transpose(1, 2)
-    if activation == "relu":
-        y = torch.relu(y)
+    if activation is not None:
+        y = {"relu": torch.relu, "tanh": torch.tanh, "sigmoid": torch.sigmoid}[activation](y)
     return (y * valid[:, :, None]).to(dtype)

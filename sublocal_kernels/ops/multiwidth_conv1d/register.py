@@ -31,9 +31,9 @@ def _bwd_fake(grad_y, x, lengths, weights, y, activation, causal, reverse, dilat
 
 def _setup_context(ctx, inputs, output):
     x, lengths, weights, bias, activation, causal, reverse, dilation = inputs
-    relu = activation == "relu"
-    # Only the output is kept for the ReLU mask (y > 0): no per-width float mask is stored.
-    ctx.save_for_backward(x, lengths, output if relu else None, *weights)
+    # Only the output is kept for the activation's derivative (relu y > 0, tanh 1 - y^2,
+    # sigmoid y (1 - y)): no per-width float mask is stored.
+    ctx.save_for_backward(x, lengths, output if activation != "none" else None, *weights)
     ctx.activation, ctx.causal, ctx.reverse, ctx.dilation = activation, causal, reverse, dilation
     ctx.has_bias = bias is not None
 

@@ -40,11 +40,28 @@ from .._triton_utils import device_lengths, dot, dot_precision, sm_count
 from .reference import window
 
 
+# Activation codes (the kernels' ACT): 0 none, 1 relu, 2 tanh, 3 sigmoid.
+ACT_CODES = {"none": 0, "relu": 1, "tanh": 2, "sigmoid": 3}
+
+
+@triton.jit
+def _activation_grad(g, y, ACT: tl.constexpr):
+    """dy times the activation's derivative from the output y (relu y > 0, tanh 1 - y^2,
+    sigmoid (1 - y) y), in float32 at least, returned in g's dtype."""
+    if ACT == 1:
+        return tl.where(y > 0, g, 0.0)
+    cd = tl.float64 if g.dtype == tl.float64 else tl.float32
+    yc = y.to(cd)
+    if ACT == 2:
+        return (g.to(cd) * (1.0 - yc * yc)).to(g.dtype)
+    return (g.to(cd) * (1.0 - yc) * yc).to(g.dtype)
+
+
 @triton.jit
 def _multiwidth_conv1d_fwd_kernel(
     X, W, BIAS, LEN, Y,
     T, C, N, KTOT, LEFT, DIL,
-    HAS_BIAS: tl.constexpr, HAS_LENGTHS: tl.constexpr, RELU: tl.constexpr, PRECISION: tl.constexpr,
+    HAS_BIAS: tl.constexpr, HAS_LENGTHS: tl.constexpr, ACT: tl.constexpr, PRECISION: tl.constexpr,
     BLOCK_T: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
     pid_t = tl.program_id(0)
@@ -73,8 +90,12 @@ def _multiwidth_conv1d_fwd_kernel(
         acc += dot(a, w, PRECISION)
     if HAS_BIAS:
         acc += tl.load(BIAS + n, mask=nmask, other=0.0).to(acc.dtype)[None, :]
-    if RELU:
+    if ACT == 1:  # relu
         acc = tl.maximum(acc, 0.0)
+    if ACT == 2:  # tanh
+        acc = 2.0 * tl.sigmoid(2.0 * acc) - 1.0
+    if ACT == 3:  # sigmoid
+        acc = tl.sigmoid(acc)
     acc = tl.where((t < L)[:, None], acc, 0.0)
     tl.store(Y + b * T * N + t[:, None].to(tl.int64) * N + n[None, :], acc.to(Y.dtype.element_ty),
              mask=(t < T)[:, None] & nmask[None, :])
@@ -84,7 +105,7 @@ def _multiwidth_conv1d_fwd_kernel(
 def _multiwidth_conv1d_dx_kernel(
     DY, Y, WT, KTAP, KCOL, LEN, DX,
     T, C, N, KTOT, LEFT, DIL,
-    HAS_LENGTHS: tl.constexpr, RELU: tl.constexpr, PRECISION: tl.constexpr,
+    HAS_LENGTHS: tl.constexpr, ACT: tl.constexpr, PRECISION: tl.constexpr,
     BLOCK_T: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
     # dx[s, c] = sum_k dy~[s - (KTAP[k] - LEFT) * DIL, KCOL[k]] * WT[k, c] over the used (tap, column) pairs k.
@@ -109,9 +130,8 @@ def _multiwidth_conv1d_dx_kernel(
         m = (t >= 0) & (t < L) & kmask[None, :]
         off = b * T * N + t.to(tl.int64) * N + n[None, :]
         g = tl.load(DY + off, mask=m, other=0.0)
-        if RELU:
-            yv = tl.load(Y + off, mask=m, other=0.0)
-            g = tl.where(yv > 0, g, 0.0)
+        if ACT != 0:
+            g = _activation_grad(g, tl.load(Y + off, mask=m, other=0.0), ACT)
         w = tl.load(WT + kk[:, None].to(tl.int64) * C + c[None, :], mask=kmask[:, None] & cmask[None, :], other=0.0)
         acc += dot(g, w, PRECISION)
     acc = tl.where((s < L)[:, None], acc, 0.0)
@@ -123,7 +143,7 @@ def _multiwidth_conv1d_dx_kernel(
 def _multiwidth_conv1d_dw_kernel(
     X, DY, Y, LEN, PART_W, PART_B,
     T, C, N, KTOT, LEFT, DIL, NTILES, NITEMS, SPLITS,
-    HAS_LENGTHS: tl.constexpr, RELU: tl.constexpr, PRECISION: tl.constexpr,
+    HAS_LENGTHS: tl.constexpr, ACT: tl.constexpr, PRECISION: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_T: tl.constexpr,
 ):
     # PART_W[split, k, n] = sum over this split's (sequence, tile) items of X_col[t, k] dy~[t, n],
@@ -156,9 +176,8 @@ def _multiwidth_conv1d_dw_kernel(
             off = b * T * N + t[:, None].to(tl.int64) * N + n[None, :]
             gm = tmask[:, None] & nmask[None, :]
             g = tl.load(DY + off, mask=gm, other=0.0)
-            if RELU:
-                yv = tl.load(Y + off, mask=gm, other=0.0)
-                g = tl.where(yv > 0, g, 0.0)
+            if ACT != 0:
+                g = _activation_grad(g, tl.load(Y + off, mask=gm, other=0.0), ACT)
             acc_b += tl.sum(g.to(acc_ty), axis=0)
             acc += dot(a, g, PRECISION)
     tl.store(PART_W + (split * KTOT + k[:, None]).to(tl.int64) * N + n[None, :], acc,
@@ -232,7 +251,7 @@ def multiwidth_conv1d_fwd_triton(x, lengths, weights, bias, activation: str, cau
     _multiwidth_conv1d_fwd_kernel[grid](
         x, w, bias if bias is not None else w, lengths if lengths is not None else w, y,
         T, C, N, span * C, left, dilation,
-        HAS_BIAS=bias is not None, HAS_LENGTHS=lengths is not None, RELU=activation == "relu",
+        HAS_BIAS=bias is not None, HAS_LENGTHS=lengths is not None, ACT=ACT_CODES[activation],
         PRECISION=dot_precision(x.dtype, f32_dot), BLOCK_T=block_t, BLOCK_N=block_n, BLOCK_K=32, num_warps=4)
     return y
 
@@ -246,8 +265,8 @@ def multiwidth_conv1d_bwd_triton(grad_y, x, lengths, weights, y, activation: str
     gradient (tests use it to exercise the split; None picks it from the GPU's size).
     """
     x, grad_y = x.contiguous(), grad_y.contiguous()
-    relu = activation == "relu"
-    y = y.contiguous() if relu else None
+    act = ACT_CODES[activation]
+    y = y.contiguous() if act else None
     B, T, C = x.shape
     left, span, firsts, cols, N = _geometry(_shapes(weights), causal, reverse)
     lengths = device_lengths(lengths, x.device)
@@ -262,9 +281,9 @@ def multiwidth_conv1d_bwd_triton(grad_y, x, lengths, weights, y, activation: str
         block_c = _block(C, 16, 64)
         grid = (triton.cdiv(T, block_t), B, triton.cdiv(C, block_c))
         _multiwidth_conv1d_dx_kernel[grid](
-            grad_y, y if relu else dummy, wt, ktap, kcol, lengths if lengths is not None else dummy, grad_x,
+            grad_y, y if act else dummy, wt, ktap, kcol, lengths if lengths is not None else dummy, grad_x,
             T, C, N, ktap.numel(), left, dilation,
-            HAS_LENGTHS=lengths is not None, RELU=relu, PRECISION=prec,
+            HAS_LENGTHS=lengths is not None, ACT=act, PRECISION=prec,
             BLOCK_T=block_t, BLOCK_C=block_c, BLOCK_K=32, num_warps=4)
     if need_grad_weights:
         acc_dtype = compute_dtype(x.dtype)
@@ -283,9 +302,9 @@ def multiwidth_conv1d_bwd_triton(grad_y, x, lengths, weights, y, activation: str
         part_b = torch.zeros(splits, N, dtype=acc_dtype, device=x.device)
         if nitems and ktot and N:
             _multiwidth_conv1d_dw_kernel[(m_blocks, n_blocks, splits)](
-                x, grad_y, y if relu else dummy, lengths if lengths is not None else dummy, part_w, part_b,
+                x, grad_y, y if act else dummy, lengths if lengths is not None else dummy, part_w, part_b,
                 T, C, N, ktot, left, dilation, ntiles, nitems, splits,
-                HAS_LENGTHS=lengths is not None, RELU=relu, PRECISION=prec,
+                HAS_LENGTHS=lengths is not None, ACT=act, PRECISION=prec,
                 BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_T=block_t, num_warps=4)
         # Partial sums added in split order: deterministic.
         full = part_w.sum(0).reshape(span, C, N)
