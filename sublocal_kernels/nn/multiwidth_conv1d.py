@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from ..ops.multiwidth_conv1d import multiwidth_conv1d, window
+from ..ops.multiwidth_conv1d import ACTIVATIONS, multiwidth_conv1d, window
 
 
 class MultiWidthConv1d(nn.Module):
@@ -22,7 +22,7 @@ class MultiWidthConv1d(nn.Module):
         in_channels: ``C``, the channels of the input.
         filters_per_width: filters of each width, an int (the same for all) or one int per width.
         widths: the kernel widths ``k_i`` (odd or even, any number of them).
-        activation: ``"relu"`` or None.
+        activation: ``"relu"``, ``"tanh"``, ``"sigmoid"`` or None (fused into the kernel).
         causal: position ``t`` sees ``t - (k - 1) * dilation ... t``; otherwise ('same')
             ``t - (k // 2) * dilation ... t + ((k - 1) // 2) * dilation``.
         dilation: spacing of the taps.
@@ -75,8 +75,9 @@ class MultiWidthConv1d(nn.Module):
             raise ValueError(f"MultiWidthConv1d: `filters_per_width` must be ints >= 1, got {filters_per_width}")
         if not isinstance(in_channels, int) or in_channels < 1:
             raise ValueError(f"MultiWidthConv1d: `in_channels` must be an int >= 1, got {in_channels}")
-        if activation not in ("relu", None):
-            raise ValueError(f"MultiWidthConv1d: `activation` must be \"relu\" or None, got {activation!r}")
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"MultiWidthConv1d: `activation` must be \"relu\", \"tanh\", \"sigmoid\" or None, "
+                             f"got {activation!r}")
         if not isinstance(dilation, int) or isinstance(dilation, bool) or dilation < 1:
             raise ValueError(f"MultiWidthConv1d: `dilation` must be an int >= 1, got {dilation!r}")
         self.in_channels = in_channels

@@ -116,7 +116,7 @@ def test_from_conv1d_bad_input(convs, exc, pattern):
         (dict(in_channels=4, widths=()), r"`widths` must be a non-empty"),
         (dict(in_channels=4, widths=(3, 0)), r"`widths` must be a non-empty sequence of ints >= 1"),
         (dict(in_channels=4, filters_per_width=(1, 2)), r"`filters_per_width` must be an int or one int per width"),
-        (dict(in_channels=4, activation="gelu"), r"`activation` must be \"relu\" or None"),
+        (dict(in_channels=4, activation="gelu"), r"`activation` must be \"relu\", \"tanh\", \"sigmoid\" or None"),
         (dict(in_channels=4, dilation=0), r"`dilation` must be an int >= 1"),
     ],
 )
