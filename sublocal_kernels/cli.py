@@ -913,6 +913,18 @@ def _stdout_closed() -> int:
     return 128 + 13  # 128 + SIGPIPE, the status a shell reports for a tool killed by it
 
 
+def _leave_process_group() -> None:
+    """Destroy the process group a torchrun rank joined, while the interpreter is still whole.
+    Left to interpreter shutdown, gloo's worker threads can outlive it and abort the process
+    ("terminate called without an active exception", SIGABRT) after a run that succeeded."""
+    if "torch.distributed" not in sys.modules:
+        return
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser()
@@ -943,6 +955,8 @@ def main(argv=None) -> int:
                 traceback.print_exc()
             print(f"{prog}: error: {_one_line(err)}", file=sys.stderr)
             return err.status if isinstance(err, CommandError) else 1
+        finally:
+            _leave_process_group()
 
 
 if __name__ == "__main__":

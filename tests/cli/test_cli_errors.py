@@ -250,3 +250,21 @@ def test_evaluate_empty_split(tiny_run, tmp_path, capsys):
     two.write_text(">a Nucleus-S\nMKVLA\n>b Cytoplasm-S\nMKVLL\n")
     got, _, err = run_cli(capsys, "evaluate", tiny_run, two, "--split", "test")
     assert got == 1 and one_error(err, "evaluate") == f"{two}: no sequences in the checkpoint's 'test' split of it"
+
+
+def test_command_leaves_the_process_group_it_joined(capsys, bad_fasta):
+    """A torchrun rank's process group is destroyed before ``main`` returns, failure included:
+    left to interpreter shutdown, gloo's threads can abort a run that succeeded (SIGABRT,
+    "terminate called without an active exception", seen once in CI on the two-rank pretrain)."""
+    import torch.distributed as dist
+
+    store = dist.HashStore()
+    dist.init_process_group("gloo", store=store, rank=0, world_size=1)
+    try:
+        status, _, err = run_cli(capsys, "train", bad_fasta, *TINY, "--epochs", "1", "--out",
+                                 os.path.join(os.path.dirname(bad_fasta), "run"))
+        assert status == 1, err
+        assert not dist.is_initialized()
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
