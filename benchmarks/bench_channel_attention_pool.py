@@ -14,11 +14,14 @@ write both (B, T, D) input gradients in full (padding included: they are zero th
 counted as streamed (``common.streamed_bytes``): reads plus writes, against the copy's
 bandwidth measured in the same run.
 
-Measured once (2026-12-02, the shared 2-core AMD EPYC VM, 2 threads, float32; copy bandwidth
-13.42 GB/s in the same run): forward 135.8 ms (6% of the floor, 8.02x the eager reference),
-backward 550.6 ms (4%, 4.24x), forward+backward 758.9 ms (4%, 3.67x). Far from the 85% goal on
-this CPU: the forward moves about 1.2 GB/s, so the kernel is bound by its per-element
-arithmetic (an exp per element), not by memory.
+Measured (2026-12-03, the 2-core AMD EPYC VM, 2 threads, float32, copy bandwidth 31.7 GB/s;
+three runs): forward 8.7-12.9 ms (27-35% of the floor, 27-33x the eager reference), backward
+42-64 ms (15-19%), forward+backward 47-75 ms (17-24%, 14-18x). Before the kernel's exp was the
+vectorised polynomial (std::exp, a scalar call per element): 61.7 / 144.6 / 250.1 ms in the run
+of benchmarks/results/cpu-2026-12-03.json. The forward is now bound by its arithmetic, about
+3 G elements/s on 2 cores in cache, against the ~6 G elements/s that reading two float32 arrays
+at this machine's ~49 GB/s read bandwidth would allow; the backward by the first touch of its
+two fresh (B, T, D) gradients (the output cache, SUBLOCAL_CPU_CACHE_MB, removes that).
 """
 
 from __future__ import annotations

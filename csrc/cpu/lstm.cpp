@@ -48,51 +48,13 @@
 #include "cpu/fp_mode.h"
 #include "cpu/output_cache.h"
 #include "lstm.h"
-
-// The float cell loops below are branch-free so that they vectorise; GCC only if-converts the
-// clamps and selects when it may assume comparisons do not trap (torch itself is built with
-// -fno-trapping-math). Placed after the includes so it applies to this file's functions only.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC optimize("no-trapping-math")
-#endif
-
-// One clone of each float cell loop per x86-64 vector width, chosen at load time (the baseline
-// build alone only has SSE2).
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
-#define SUBLOCAL_VECTOR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define SUBLOCAL_VECTOR_CLONES
-#endif
+// last: its no-trapping-math pragma applies to this file's functions only
+#include "cpu/vec_math.h"
 
 namespace sublocal {
 namespace {
 
 // ---- elementwise math -----------------------------------------------------------------------
-
-// exp for float32 without a library call (so the loops vectorise): Cephes' expf polynomial
-// after rounding x log2(e) to the nearest integer n; 2^n is built in the exponent bits.
-// Relative error about 2e-7; inputs are clamped to [-87, 88] (results stay finite and normal).
-inline float exp_f32(float x) {
-  x = x < -87.0f ? -87.0f : x;
-  x = x > 88.0f ? 88.0f : x;
-  const float magic = 12582912.0f;  // 1.5 * 2^23: adding it leaves round(x) in the low mantissa bits
-  const float t = x * 1.44269504088896341f + magic;
-  int32_t tb;
-  std::memcpy(&tb, &t, sizeof(tb));
-  const float n = t - magic;
-  const float r = x - n * 0.693359375f + n * 2.12194440e-4f;
-  float y = 1.9875691500e-4f;
-  y = y * r + 1.3981999507e-3f;
-  y = y * r + 8.3334519073e-3f;
-  y = y * r + 4.1665795894e-2f;
-  y = y * r + 1.6666665459e-1f;
-  y = y * r + 5.0000001201e-1f;
-  y = y * r * r + r + 1.0f;
-  const int32_t bits = (tb - 0x4B400000 + 127) << 23;
-  float scale;
-  std::memcpy(&scale, &bits, sizeof(scale));
-  return y * scale;
-}
 
 inline float sigmoid_f32(float x) { return 1.0f / (1.0f + exp_f32(-x)); }
 

@@ -111,6 +111,39 @@ def test_cpu_low_precision(dtype, poisoned):
         assert_close(x, y, dtype, scale=2.0, name=f"grad {name}")
 
 
+@pytest.mark.parametrize("D", [16, 37, 64, 130, 1024], ids=lambda d: f"D{d}")
+@pytest.mark.parametrize("logits_kind", ["normal", "ramp", "ramp-down", "some-neg-inf"])
+def test_cpu_float32_vector_path(D, logits_kind, poisoned):
+    """float32 runs 16-lane vectors with a tail of scalar channels (D = 37: two vectors and 5; 130:
+    two items of four vectors and a 2-channel item) and a lagging exponent reference that is raised,
+    the block redone, when a logit passes it by 16: a ramp rising 0.5 per step forces that at most
+    blocks, a falling one never; -inf logits at some valid steps get zero weight."""
+    B, T = 5, 301
+    v, e, L = make_inputs(B, T, D, dtype=torch.float32)
+    e = e.double()
+    if logits_kind in ("ramp", "ramp-down"):
+        ramp = torch.arange(T, dtype=torch.float64)[None, :, None] * 0.5
+        e = e + (ramp if logits_kind == "ramp" else -ramp)
+    elif logits_kind == "some-neg-inf":
+        hole = torch.rand(B, T, D) < 0.3
+        hole[:, 0] = False  # every channel keeps a finite logit
+        e = e.masked_fill(hole, float("-inf"))
+    e = e.float()
+    v.requires_grad_(True)
+    e.requires_grad_(True)
+    cot = cotangents_for(B, T, D, torch.float32)
+    (c, m, a), g = run_with_grads(sk_fn(True), v, e, L, cot)
+    (cr, mr, ar), gr = run_with_grads(channel_attention_pool_ref, *ref_args(v, e), L, [x.double() for x in cot])
+    assert_close(c, cr, torch.float32, name="context")
+    assert torch.equal(m.double(), mr), "the max-pool is exact"
+    assert_close(a, ar, torch.float32, name="alpha")
+    for name, x, y in zip(["values", "logits"], g, gr):
+        assert_close(x, y, torch.float32, scale=2.0, name=f"grad {name}")
+    if logits_kind == "some-neg-inf":
+        assert (a[e.detach() == float("-inf")] == 0).all()
+    check_padding(L, a, *g)
+
+
 def test_long_sequence_float64():
     """T = 30000 (the `rna` length) with a length-1 and a full-length sequence."""
     B, T, D = 3, 30000, 5
