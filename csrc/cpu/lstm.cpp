@@ -98,9 +98,57 @@ __attribute__((always_inline)) inline void cell_fwd_row(int64_t H, T* __restrict
   }
 }
 
+// Small H (the CNN-LSTM's 15 units): a loop over one row's H units has few or no full 16-lane
+// vectors, and the cell ran nearly all scalar (35% of a bidirectional LSTM's inference at
+// B=128, T=1000, C=20, H=15 in perf, 4 transcendental functions per unit). The LSTM's gate
+// rows are contiguous (gs = 4H), so the activations go over the whole (n, 4H) block instead,
+// 16H elements at a time (4 rows: whole vectors for any H), every element through both
+// functions and a select by its gate. The state update, one tanh per unit, stays per row.
+// The values agree with the per-row loop's to float32 rounding, not bit for bit (that loop's
+// scalar tail contracts its multiply-adds differently from the vector code). Measured: that
+// inference 39.0-41.5 ms -> 30.2-31.7 ms (three interleaved pairs of processes, 2 threads).
+constexpr int64_t kFlatGatesBelow = 32;
+
+__attribute__((always_inline)) inline void activate_gates_flat(int64_t n, int64_t H, float* __restrict gates) {
+  int32_t is_g[16 * kFlatGatesBelow];
+  const int64_t period = 16 * H, total = n * 4 * H;
+  for (int64_t k = 0; k < period; ++k) is_g[k] = (k % (4 * H)) / H == 2;
+  for (int64_t q0 = 0; q0 < total; q0 += period) {
+    float* __restrict x = gates + q0;
+    const int64_t m = std::min(period, total - q0);
+    for (int64_t k = 0; k < m; ++k) {
+      const float v = x[k];
+      const float sg = sigmoid_f32(v), th = tanh_f32(v);
+      x[k] = is_g[k] != 0 ? th : sg;
+    }
+  }
+}
+
+template <typename T, typename Tanh>
+__attribute__((always_inline)) inline void cell_state_row(int64_t H, const T* __restrict i_, const T* __restrict f_,
+                                                          const T* __restrict g_, const T* __restrict o_,
+                                                          const T* __restrict cp, T* __restrict c, T* __restrict h,
+                                                          Tanh tanh_fn) {
+  for (int64_t j = 0; j < H; ++j) {
+    const T cj = f_[j] * cp[j] + i_[j] * g_[j];
+    c[j] = cj;
+    h[j] = o_[j] * tanh_fn(cj);
+  }
+}
+
 SUBLOCAL_VECTOR_CLONES
 void cell_fwd(int64_t n, int64_t H, float* gates, int64_t gs, const float* cprev, int64_t cps, float* state,
               int64_t ss) {
+  if (gs == 4 * H && H < kFlatGatesBelow && H % 16 != 0) {
+    activate_gates_flat(n, H, gates);
+    for (int64_t r = 0; r < n; ++r) {
+      const float* g = gates + r * gs;
+      float* c = state + r * ss;
+      cell_state_row(H, g, g + H, g + 2 * H, g + 3 * H, cprev + r * cps, c, c + H,
+                     [](float v) { return tanh_f32(v); });
+    }
+    return;
+  }
   for (int64_t r = 0; r < n; ++r) {
     float* g = gates + r * gs;
     float* c = state + r * ss;
