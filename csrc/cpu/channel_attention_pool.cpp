@@ -131,8 +131,7 @@ __attribute__((always_inline)) inline void fwd_item(int64_t nc, int64_t len, int
   }
 }
 
-// Any lane set: an OR of the halves down to one lane (each clone lowers it to its own
-// shuffles; two or three instructions with AVX-512).
+// Any lane set: an OR reduction of the lanes (a few shuffles in each clone), once per block.
 __attribute__((always_inline)) inline bool any_lane(vint16 x) {
   int32_t lanes[16];
   std::memcpy(lanes, &x, sizeof(lanes));

@@ -48,8 +48,8 @@ __attribute__((always_inline)) inline To bits_as(From x) {
 // rounding x log2(e) to the nearest integer n; 2^n is built in the exponent bits. Relative
 // error about 2e-7. Below ln(FLT_MIN) = -87.34 the result is 0, as flush-to-zero makes the
 // subnormal true value (and exp(-inf) is 0); above 88 it is clamped to exp(88), finite.
-// NaN in gives NaN out. F is float (I int32_t) or vfloat16 (I vint16): the same operations,
-// so the scalar and the vector exp give the same bits.
+// NaN in gives NaN out. F is float (I int32_t) or vfloat16 (I vint16): one definition for
+// the scalar and the vector exp, the same operations in both.
 template <typename F, typename I>
 __attribute__((always_inline)) inline F exp_poly(F x) {
   const F low = F{} + -87.33654f, high = F{} + 88.0f, zero = F{};
