@@ -73,9 +73,12 @@ TORCH_LIBRARY(sublocal, m) {
       "(Tensor grad_x, Tensor[] grad_weights, Tensor grad_h0, Tensor grad_c0)");
   // lstm_fwd without the workspace, for when no gradient is needed (no autograd formula: its
   // registered backward refuses).
+  // mean=True: `out` is (B, D H), each direction's hidden states averaged over the sequence's
+  // valid steps (a pooled embedding), and the (B, T, D H) sequence is never written. The same
+  // for mlstm_infer.
   m.def(
       "lstm_infer(Tensor x, Tensor? lengths, Tensor[] weights, Tensor? h0, Tensor? c0, bool bidirectional, "
-      "bool sequences=True) -> "
+      "bool sequences=True, bool mean=False) -> "
       "(Tensor out, Tensor h_n, Tensor c_n)");
   // The multiplicative cell (UniRep's mLSTM): m_t = (W_mx x_t) * (W_mh h_{t-1}), the gates from
   // x_t and m_t. weights per direction: weight_ih (4H, C), weight_hh (4H, H)[, bias_ih, bias_hh],
@@ -91,7 +94,7 @@ TORCH_LIBRARY(sublocal, m) {
       "(Tensor grad_x, Tensor[] grad_weights, Tensor grad_h0, Tensor grad_c0)");
   m.def(
       "mlstm_infer(Tensor x, Tensor? lengths, Tensor[] weights, Tensor? h0, Tensor? c0, bool bidirectional, "
-      "bool sequences=True) -> "
+      "bool sequences=True, bool mean=False) -> "
       "(Tensor out, Tensor h_n, Tensor c_n)");
 
   // ---- attention pooling: e_t = tanh(h_t W_a + b_a) . v_a ; alpha = softmax over valid steps ;

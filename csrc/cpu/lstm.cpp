@@ -39,11 +39,20 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
+#include <exception>
+#include <mutex>
 #include <numeric>
+#include <utility>
 #include <vector>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 #include "cpu/fp_mode.h"
 #include "cpu/output_cache.h"
@@ -167,6 +176,29 @@ void cell_fwd(int64_t n, int64_t H, double* gates, int64_t gs, const double* cpr
   }
 }
 
+// The cell over hidden units [j0, j0 + nj) only (the units schedule of the mLSTM): the rows'
+// layouts are cell_fwd's (gate k of unit j at gates[r * gs + k * H + j]).
+SUBLOCAL_VECTOR_CLONES
+void cell_fwd_units(int64_t n, int64_t H, int64_t j0, int64_t nj, float* gates, int64_t gs, const float* cprev,
+                    int64_t cps, float* state, int64_t ss) {
+  for (int64_t r = 0; r < n; ++r) {
+    float* g = gates + r * gs + j0;
+    float* c = state + r * ss + j0;
+    cell_fwd_row(nj, g, g + H, g + 2 * H, g + 3 * H, cprev + r * cps + j0, c, c + H,
+                 [](float v) { return sigmoid_f32(v); }, [](float v) { return tanh_f32(v); });
+  }
+}
+
+void cell_fwd_units(int64_t n, int64_t H, int64_t j0, int64_t nj, double* gates, int64_t gs, const double* cprev,
+                    int64_t cps, double* state, int64_t ss) {
+  for (int64_t r = 0; r < n; ++r) {
+    double* g = gates + r * gs + j0;
+    double* c = state + r * ss + j0;
+    cell_fwd_row(nj, g, g + H, g + 2 * H, g + 3 * H, cprev + r * cps + j0, c, c + H,
+                 [](double v) { return sigmoid_f64(v); }, [](double v) { return std::tanh(v); });
+  }
+}
+
 // dh: (n, H) the full gradient reaching h_s. dc: (n, H) in: gradient reaching c_s from later
 // steps; out: the gradient reaching c_{s-1}. dgates: n rows (stride dgs) whose first 4H get the
 // gradients of the pre-activations. act, state: the forward's rows (strides as, ss).
@@ -260,6 +292,27 @@ Plan make_plan(const at::Tensor& lengths, int64_t batch, int64_t time, int64_t d
 
 // Time index of step s for the sequence of length L in direction d.
 inline int64_t time_of(int64_t d, int64_t s, int64_t L) { return d == 0 ? s : L - 1 - s; }
+
+// Inference with a mean pool: adds the H hidden values h of sequence b (direction d of D) to its
+// float64 running sums in pool (B, D H); nothing when pool is null.
+template <typename T>
+inline void add_to_pool(double* pool, int64_t b, int64_t d, int64_t D, int64_t H, const T* h) {
+  if (pool == nullptr) return;
+  double* acc = pool + (b * D + d) * H;
+  for (int64_t j = 0; j < H; ++j) acc[j] += static_cast<double>(h[j]);
+}
+
+// The positions of the (B, T, width) output `out` at or past each sequence's length are zero
+// (nothing when `out` is null: no sequence output was asked for).
+template <typename scalar_t>
+void zero_padding(scalar_t* out, const Plan& p, int64_t T, int64_t width) {
+  if (out == nullptr) return;
+  at::parallel_for(0, static_cast<int64_t>(p.order.size()), 1, [&](int64_t begin, int64_t end) {
+    const FlushDenormalGuard flush;
+    for (int64_t i = begin; i < end; ++i)
+      std::fill_n(out + (p.order[i] * T + p.len[i]) * width, (T - p.len[i]) * width, scalar_t(0));
+  });
+}
 
 // h0 / c0 of direction d in rank order, in the compute dtype (zeros when absent).
 template <typename scalar_t, typename acc_t>
@@ -355,15 +408,7 @@ void lstm_fwd_impl(const LstmArgs& a, const Plan& p, at::Tensor& out, at::Tensor
       }
     }
   });
-  // Padded positions of the output are zero.
-  if (O == nullptr) return;
-  at::parallel_for(0, B, 1, [&](int64_t begin, int64_t end) {
-    const FlushDenormalGuard flush;
-    for (int64_t i = begin; i < end; ++i) {
-      scalar_t* o = O + (p.order[i] * T + p.len[i]) * D * H;
-      std::fill_n(o, (T - p.len[i]) * D * H, scalar_t(0));
-    }
-  });
+  zero_padding(O, p, T, D * H);
 }
 
 // Inference forward: lstm_fwd_impl's schedule and arithmetic (the same GEMM on the same rows,
@@ -375,8 +420,8 @@ void lstm_fwd_impl(const LstmArgs& a, const Plan& p, at::Tensor& out, at::Tensor
 // measured at odd offsets), so each step's gate block starts where its rows would in the
 // (64-byte aligned) workspace, and the outputs equal lstm_fwd_impl's bit for bit.
 template <typename scalar_t>
-void lstm_infer_impl(const LstmArgs& a, const Plan& p, at::Tensor& out, at::Tensor& h_n, at::Tensor& c_n,
-                     const at::TensorOptions& aopts) {
+void lstm_infer_impl(const LstmArgs& a, const Plan& p, at::Tensor& out, double* pool, at::Tensor& h_n,
+                     at::Tensor& c_n, const at::TensorOptions& aopts) {
   using acc_t = at::opmath_type<scalar_t>;
   const auto& sh = a.shape;
   const int64_t B = sh.batch, T = sh.time, C = sh.input, H = sh.hidden, D = sh.dirs;
@@ -429,6 +474,7 @@ void lstm_infer_impl(const LstmArgs& a, const Plan& p, at::Tensor& out, at::Tens
           const int64_t i = i0 + r;
           const acc_t* h = cur + r * 2 * H + H;
           std::copy_n(h, H, Z + r * K + ho);
+          add_to_pool(pool, p.order[i], d, D, H, h);
           if (O == nullptr) continue;
           scalar_t* o = O + (p.order[i] * T + time_of(d, s, p.len[i])) * D * H + d * H;
           for (int64_t j = 0; j < H; ++j) o[j] = static_cast<scalar_t>(h[j]);
@@ -446,15 +492,7 @@ void lstm_infer_impl(const LstmArgs& a, const Plan& p, at::Tensor& out, at::Tens
       }
     }
   });
-  // Padded positions of the output are zero.
-  if (O == nullptr) return;
-  at::parallel_for(0, B, 1, [&](int64_t begin, int64_t end) {
-    const FlushDenormalGuard flush;
-    for (int64_t i = begin; i < end; ++i) {
-      scalar_t* o = O + (p.order[i] * T + p.len[i]) * D * H;
-      std::fill_n(o, (T - p.len[i]) * D * H, scalar_t(0));
-    }
-  });
+  zero_padding(O, p, T, D * H);
 }
 
 // Rows of (step, sequence) pairs gathered before the weight-gradient GEMM runs: 1024 rows of
@@ -631,28 +669,6 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> lstm_fwd_
   return {out, h_n, c_n, gates, states};
 }
 
-// The forward without the workspace, for when no gradient is needed (sublocal::lstm_infer).
-std::tuple<at::Tensor, at::Tensor, at::Tensor> lstm_infer_cpu(const at::Tensor& x,
-                                                              const std::optional<at::Tensor>& lengths,
-                                                              at::TensorList weights,
-                                                              const std::optional<at::Tensor>& h0,
-                                                              const std::optional<at::Tensor>& c0, bool bidirectional, bool sequences) {
-  const char* op = "sublocal::lstm_infer";
-  const LstmArgs a = lstm_prepare(x, lengths, weights, h0, c0, bidirectional, op);
-  const auto& sh = a.shape;
-  const int64_t B = sh.batch, T = sh.time, H = sh.hidden, D = sh.dirs;
-  const Plan p = make_plan(a.lengths, B, T, D, op);
-  auto opts = a.x.options();
-  auto out = sequences ? cpu_output({B, T, D * H}, opts) : at::empty({0}, opts);
-  auto h_n = at::empty({D, B, H}, opts);
-  auto c_n = at::empty({D, B, H}, opts);
-  if (B == 0) return {out, h_n, c_n};
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, a.x.scalar_type(), "lstm_infer_cpu", [&] {
-    lstm_infer_impl<scalar_t>(a, p, out, h_n, c_n, opts.dtype(state_dtype(a.x.scalar_type())));
-  });
-  return {out, h_n, c_n};
-}
-
 // ---- backward --------------------------------------------------------------------------------
 
 // The backward's grad_out, contiguous, or an undefined tensor when it is None (zeros): the
@@ -734,6 +750,211 @@ void mlstm_product(int64_t n, int64_t H, const T* mx, int64_t mxs, const T* mh, 
     for (int64_t j = 0; j < H; ++j) m[r * ms + j] = mx[r * mxs + j] * mh[r * mhs + j];
 }
 
+// ---- the units schedule (large H) ------------------------------------------------------------
+//
+// With batch tiles every thread runs the two recurrent GEMMs over all H units for its own rows,
+// so each thread streams all of W_hh and W_mh at every step: 72 MB of float32 at UniRep's
+// H = 1900, which no cache holds. The units schedule gives every thread a slice of the hidden
+// units for the whole active batch instead: it multiplies by its rows of W_mh and its four gate
+// blocks of W_hh only, so the weights stream once per step whatever the thread count, and the
+// GEMMs keep the whole batch as their M. Two barriers per step: all of m_t must be written
+// before any thread's gate GEMM reads it, and all of h_t before the next step's W_mh GEMM.
+// Directions run one after the other, each on the whole team.
+
+// Which schedule the mLSTM runs: SUBLOCAL_LSTM_SCHEDULE=units or =tiles forces one (tests,
+// benchmarks); otherwise units when more than one thread runs and the recurrent weights
+// (5 H^2 values) pass kUnitsWeightBytes, i.e. outgrow a core's L2.
+constexpr int64_t kUnitsWeightBytes = 2 << 20;
+
+bool mlstm_use_units(int64_t H, int64_t elem_size) {
+  const char* env = std::getenv("SUBLOCAL_LSTM_SCHEDULE");
+  if (env != nullptr && std::strcmp(env, "units") == 0) return true;
+  if (env != nullptr && std::strcmp(env, "tiles") == 0) return false;
+  return at::get_num_threads() > 1 && 5 * H * H * elem_size >= kUnitsWeightBytes;
+}
+
+// Hidden units [first, second) of thread k of n: whole groups of 16 units (a 64-byte row of
+// float32), split as evenly as the groups allow; a thread may get none when H is small.
+std::pair<int64_t, int64_t> unit_slice(int64_t H, int k, int n) {
+  const int64_t groups = (H + 15) / 16;
+  return {std::min(H, groups * k / n * 16), std::min(H, groups * (k + 1) / n * 16)};
+}
+
+// A team of threads that meets at barriers: OpenMP's (at::parallel_for gives no barrier, and a
+// spin barrier of our own would hang if the runtime granted fewer threads than asked). One
+// thread when OpenMP is absent or the call is already inside a parallel region. An exception
+// in one thread is kept and rethrown after the region; until then every thread still meets
+// every barrier, doing no more work (`run` skips it), so no thread waits forever.
+class Team {
+ public:
+  template <typename Body>
+  static void launch(Body&& body) {
+    Team team;
+#ifdef _OPENMP
+    const int want = at::in_parallel_region() ? 1 : std::max(1, at::get_num_threads());
+#pragma omp parallel num_threads(want)
+    {
+      Member m{&team, omp_get_thread_num(), omp_get_num_threads()};
+      body(m);
+    }
+#else
+    Member m{&team, 0, 1};
+    body(m);
+#endif
+    if (team.error_) std::rethrow_exception(team.error_);
+  }
+
+  struct Member {
+    Team* team;
+    int tid, size;
+    void barrier() const {
+#ifdef _OPENMP
+      if (size > 1) {
+#pragma omp barrier
+      }
+#endif
+    }
+    template <typename F>
+    void run(F&& f) const {
+      if (team->failed_.load(std::memory_order_relaxed)) return;
+      try {
+        f();
+      } catch (...) {
+        std::lock_guard<std::mutex> lock(team->mutex_);
+        if (!team->error_) team->error_ = std::current_exception();
+        team->failed_.store(true);
+      }
+    }
+  };
+
+ private:
+  std::atomic<bool> failed_{false};
+  std::mutex mutex_;
+  std::exception_ptr error_;
+};
+
+// One direction of the mLSTM over the units schedule. kTrain: the rows are the workspace's
+// (gates[d] already holds the input projections [W_ih x + b | W_mx x] of every valid row, and
+// keeps the activations; states[d] gets [c | h | mh]). Otherwise (inference) one step's gates
+// and two state buffers used in turn, the input projection per step from wx (5H, C + bias).
+// out: the (B, T, D H) sequence output or null; pool: (B, D H) float64 running sums or null;
+// h_n, c_n written for every sequence.
+template <typename scalar_t, bool kTrain>
+struct MlstmUnits {
+  using acc_t = at::opmath_type<scalar_t>;
+  const LstmArgs& a;
+  const Plan& p;
+  int64_t d;
+  at::Tensor wx, whh, wmh, h0s, c0s;  // compute dtype; wx (5H, K) used by inference only
+  at::Tensor gates, states;          // kTrain: this direction's workspace (N, 5H), (N, 3H)
+  scalar_t* out;
+  double* pool;
+  scalar_t* h_n;
+  scalar_t* c_n;
+
+  void run(const at::TensorOptions& aopts) {
+    const auto& sh = a.shape;
+    const int64_t B = sh.batch, T = sh.time, C = sh.input, H = sh.hidden, D = sh.dirs;
+    const int64_t hb = sh.has_bias ? 1 : 0, K = C + hb;
+    const scalar_t* X = a.x.data_ptr<scalar_t>();
+    at::Tensor m = at::empty({B, H}, aopts);
+    at::Tensor g, st;  // inference: one step's gates, two state buffers used in turn
+    if constexpr (!kTrain) {
+      g = at::empty({B, 5 * H}, aopts);
+      st = at::empty({2, B, 3 * H}, aopts);
+    }
+    acc_t* M = m.data_ptr<acc_t>();
+    Team::launch([&](const Team::Member& team) {
+      const FlushDenormalGuard flush;
+      // OpenMP workers do not inherit the caller's thread-local dispatch state: keep the ATen
+      // calls below autograd here too (the weights may require grad).
+      at::AutoDispatchBelowADInplaceOrView below_autograd;
+      const auto [j0, j1] = unit_slice(H, team.tid, team.size);
+      const int64_t nj = j1 - j0;
+      at::Tensor z;  // inference: this thread's copy of the step's [x | 1] rows
+      if constexpr (!kTrain) team.run([&] { z = at::empty({B, K}, aopts); });
+      for (int64_t s = 0; s < p.max_len; ++s) {
+        const int64_t n = p.active[s];
+        at::Tensor G, S, hprev;
+        const acc_t* cprev = nullptr;
+        int64_t cps = 3 * H;
+        team.run([&] {
+          if constexpr (kTrain) {
+            G = gates.narrow(0, p.offsets[s], n);
+            S = states.narrow(0, p.offsets[s], n);
+            if (s > 0) {
+              const at::Tensor prev = states.narrow(0, p.offsets[s - 1], n);
+              hprev = prev.narrow(1, H, H);
+              cprev = prev.data_ptr<acc_t>();
+            }
+          } else {
+            G = g.narrow(0, 0, n);
+            S = st[s % 2].narrow(0, 0, n);
+            if (s > 0) {
+              const at::Tensor prev = st[(s + 1) % 2].narrow(0, 0, n);
+              hprev = prev.narrow(1, H, H);
+              cprev = prev.data_ptr<acc_t>();
+            }
+          }
+          if (s == 0) {
+            hprev = h0s.narrow(0, 0, n);
+            cprev = c0s.data_ptr<acc_t>();
+            cps = H;
+          }
+          if (nj == 0) return;
+          if constexpr (!kTrain) {
+            // This step's input projections for this thread's units: [W_ih x + b | W_mx x].
+            acc_t* Z = z.data_ptr<acc_t>();
+            for (int64_t i = 0; i < n; ++i) {
+              const scalar_t* src = X + (p.order[i] * T + time_of(d, s, p.len[i])) * C;
+              for (int64_t k = 0; k < C; ++k) Z[i * K + k] = static_cast<acc_t>(src[k]);
+              if (hb) Z[i * K + C] = acc_t(1);
+            }
+            for (int64_t q = 0; q < 5; ++q) {
+              at::Tensor gq = G.narrow(1, q * H + j0, nj);
+              at::mm_out(gq, z.narrow(0, 0, n), wx.narrow(0, q * H + j0, nj).t());
+            }
+          }
+          at::Tensor mh = S.narrow(1, 2 * H + j0, nj);
+          at::mm_out(mh, hprev, wmh.narrow(0, j0, nj).t());
+          mlstm_product(n, nj, G.data_ptr<acc_t>() + 4 * H + j0, 5 * H, S.data_ptr<acc_t>() + 2 * H + j0, 3 * H,
+                        M + j0, H);
+        });
+        team.barrier();  // m_t complete
+        team.run([&] {
+          if (nj == 0) return;
+          for (int64_t q = 0; q < 4; ++q) G.narrow(1, q * H + j0, nj).addmm_(m.narrow(0, 0, n), whh.narrow(0, q * H + j0, nj).t());
+          acc_t* Gp = G.data_ptr<acc_t>();
+          acc_t* Sp = S.data_ptr<acc_t>();
+          cell_fwd_units(n, H, j0, nj, Gp, 5 * H, cprev, cps, Sp, 3 * H);
+          // Sequences whose last step this is: ranks [n_next, n).
+          const int64_t n_next = s + 1 < p.max_len ? p.active[s + 1] : 0;
+          for (int64_t i = 0; i < n; ++i) {
+            const acc_t* c = Sp + i * 3 * H;
+            const acc_t* h = c + H;
+            const int64_t b = p.order[i];
+            if (out != nullptr) {
+              scalar_t* o = out + (b * T + time_of(d, s, p.len[i])) * D * H + d * H;
+              for (int64_t j = j0; j < j1; ++j) o[j] = static_cast<scalar_t>(h[j]);
+            }
+            if (pool != nullptr) {
+              double* acc = pool + b * D * H + d * H;
+              for (int64_t j = j0; j < j1; ++j) acc[j] += static_cast<double>(h[j]);
+            }
+            if (i >= n_next) {
+              for (int64_t j = j0; j < j1; ++j) {
+                c_n[(d * B + b) * H + j] = static_cast<scalar_t>(c[j]);
+                h_n[(d * B + b) * H + j] = static_cast<scalar_t>(h[j]);
+              }
+            }
+          }
+        });
+        team.barrier();  // h_t complete
+      }
+    });
+  }
+};
+
 template <typename scalar_t>
 void mlstm_fwd_impl(const LstmArgs& a, const Plan& p, at::Tensor& out, at::Tensor& h_n, at::Tensor& c_n,
                     at::Tensor& gates, at::Tensor& states) {
@@ -767,8 +988,18 @@ void mlstm_fwd_impl(const LstmArgs& a, const Plan& p, at::Tensor& out, at::Tenso
     at::Tensor gd = gates[d];
     at::mm_out(gd, xp, mlstm_input_weight(a.w[d], sh.has_bias, acc).t());
   }
-  const int64_t ntiles = static_cast<int64_t>(p.tile_start.size()) - 1;
   scalar_t* O = out.dim() == 3 ? out.data_ptr<scalar_t>() : nullptr;  // null: no sequence output
+  if (mlstm_use_units(H, static_cast<int64_t>(sizeof(acc_t)))) {
+    for (int64_t d = 0; d < D; ++d) {
+      MlstmUnits<scalar_t, true>{a, p, d, at::Tensor(), acc_tensor(a.w[d].w_hh, acc), acc_tensor(a.w[d].w_mh, acc),
+                                 h0s[d], c0s[d], gates[d], states[d], O, nullptr, h_n.data_ptr<scalar_t>(),
+                                 c_n.data_ptr<scalar_t>()}
+          .run(aopts);
+    }
+    zero_padding(O, p, T, D * H);
+    return;
+  }
+  const int64_t ntiles = static_cast<int64_t>(p.tile_start.size()) - 1;
   at::parallel_for(0, D * ntiles, 1, [&](int64_t begin, int64_t end) {
     const FlushDenormalGuard flush;
     at::AutoDispatchBelowADInplaceOrView below_autograd;
@@ -808,14 +1039,7 @@ void mlstm_fwd_impl(const LstmArgs& a, const Plan& p, at::Tensor& out, at::Tenso
       }
     }
   });
-  if (O == nullptr) return;
-  at::parallel_for(0, B, 1, [&](int64_t begin, int64_t end) {
-    const FlushDenormalGuard flush;
-    for (int64_t i = begin; i < end; ++i) {
-      scalar_t* o = O + (p.order[i] * T + p.len[i]) * D * H;
-      std::fill_n(o, (T - p.len[i]) * D * H, scalar_t(0));
-    }
-  });
+  zero_padding(O, p, T, D * H);
 }
 
 // Inference forward: the same cell with nothing kept for a backward. A work item holds its
@@ -824,8 +1048,8 @@ void mlstm_fwd_impl(const LstmArgs& a, const Plan& p, at::Tensor& out, at::Tenso
 // rows would need the (N, 5H) workspace). The arithmetic is the training forward's, but the
 // projection GEMM has other shapes, so results may differ from it by rounding (last bits).
 template <typename scalar_t>
-void mlstm_infer_impl(const LstmArgs& a, const Plan& p, at::Tensor& out, at::Tensor& h_n, at::Tensor& c_n,
-                      const at::TensorOptions& aopts) {
+void mlstm_infer_impl(const LstmArgs& a, const Plan& p, at::Tensor& out, double* pool, at::Tensor& h_n,
+                      at::Tensor& c_n, const at::TensorOptions& aopts) {
   using acc_t = at::opmath_type<scalar_t>;
   const auto& sh = a.shape;
   const int64_t B = sh.batch, T = sh.time, C = sh.input, H = sh.hidden, D = sh.dirs;
@@ -839,11 +1063,20 @@ void mlstm_infer_impl(const LstmArgs& a, const Plan& p, at::Tensor& out, at::Ten
     h0s[d] = sorted_state<scalar_t, acc_t>(a.h0, p, d, H, aopts);
     c0s[d] = sorted_state<scalar_t, acc_t>(a.c0, p, d, H, aopts);
   }
-  const int64_t ntiles = static_cast<int64_t>(p.tile_start.size()) - 1;
   const scalar_t* X = a.x.data_ptr<scalar_t>();
   scalar_t* O = out.dim() == 3 ? out.data_ptr<scalar_t>() : nullptr;  // null: no sequence output
   scalar_t* HN = h_n.data_ptr<scalar_t>();
   scalar_t* CN = c_n.data_ptr<scalar_t>();
+  if (mlstm_use_units(H, static_cast<int64_t>(sizeof(acc_t)))) {
+    for (int64_t d = 0; d < D; ++d) {
+      MlstmUnits<scalar_t, false>{a, p, d, wxT[d].t(), whhT[d].t(), wmhT[d].t(), h0s[d], c0s[d], at::Tensor(),
+                                  at::Tensor(), O, pool, HN, CN}
+          .run(aopts);
+    }
+    zero_padding(O, p, T, D * H);
+    return;
+  }
+  const int64_t ntiles = static_cast<int64_t>(p.tile_start.size()) - 1;
   at::parallel_for(0, D * ntiles, 1, [&](int64_t begin, int64_t end) {
     const FlushDenormalGuard flush;
     at::AutoDispatchBelowADInplaceOrView below_autograd;
@@ -877,6 +1110,7 @@ void mlstm_infer_impl(const LstmArgs& a, const Plan& p, at::Tensor& out, at::Ten
         for (int64_t r = 0; r < n; ++r) {
           const int64_t i = i0 + r;
           const acc_t* h = cur + r * 3 * H + H;
+          add_to_pool(pool, p.order[i], d, D, H, h);
           if (O == nullptr) continue;
           scalar_t* o = O + (p.order[i] * T + time_of(d, s, p.len[i])) * D * H + d * H;
           for (int64_t j = 0; j < H; ++j) o[j] = static_cast<scalar_t>(h[j]);
@@ -894,14 +1128,7 @@ void mlstm_infer_impl(const LstmArgs& a, const Plan& p, at::Tensor& out, at::Ten
       }
     }
   });
-  if (O == nullptr) return;
-  at::parallel_for(0, B, 1, [&](int64_t begin, int64_t end) {
-    const FlushDenormalGuard flush;
-    for (int64_t i = begin; i < end; ++i) {
-      scalar_t* o = O + (p.order[i] * T + p.len[i]) * D * H;
-      std::fill_n(o, (T - p.len[i]) * D * H, scalar_t(0));
-    }
-  });
+  zero_padding(O, p, T, D * H);
 }
 
 template <typename scalar_t>
@@ -1064,25 +1291,43 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> mlstm_fwd
   return {out, h_n, c_n, gates, states};
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> mlstm_infer_cpu(const at::Tensor& x,
-                                                               const std::optional<at::Tensor>& lengths,
-                                                               at::TensorList weights,
-                                                               const std::optional<at::Tensor>& h0,
-                                                               const std::optional<at::Tensor>& c0,
-                                                               bool bidirectional, bool sequences) {
-  const char* op = "sublocal::mlstm_infer";
-  const LstmArgs a = lstm_prepare(x, lengths, weights, h0, c0, bidirectional, op, /*multiplicative=*/true);
+// The forward without the workspace, for when no gradient is needed (sublocal::lstm_infer and
+// sublocal::mlstm_infer). mean: `out` is (B, D H) instead, each direction's hidden states
+// averaged over the sequence's valid steps (summed in float64 as the steps run), and the
+// (B, T, D H) sequence is never written: a pooled embedding of a 35,000-residue protein keeps
+// no per-step state.
+template <bool kMultiplicative>
+std::tuple<at::Tensor, at::Tensor, at::Tensor> infer_cpu(const at::Tensor& x, const std::optional<at::Tensor>& lengths,
+                                                         at::TensorList weights, const std::optional<at::Tensor>& h0,
+                                                         const std::optional<at::Tensor>& c0, bool bidirectional,
+                                                         bool sequences, bool mean) {
+  const char* op = kMultiplicative ? "sublocal::mlstm_infer" : "sublocal::lstm_infer";
+  const LstmArgs a = lstm_prepare(x, lengths, weights, h0, c0, bidirectional, op, kMultiplicative);
   const auto& sh = a.shape;
   const int64_t B = sh.batch, T = sh.time, H = sh.hidden, D = sh.dirs;
   const Plan p = make_plan(a.lengths, B, T, D, op);
   auto opts = a.x.options();
-  auto out = sequences ? cpu_output({B, T, D * H}, opts) : at::empty({0}, opts);
+  auto out = sequences && !mean ? cpu_output({B, T, D * H}, opts) : at::empty({0}, opts);
   auto h_n = at::empty({D, B, H}, opts);
   auto c_n = at::empty({D, B, H}, opts);
-  if (B == 0) return {out, h_n, c_n};
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, a.x.scalar_type(), "mlstm_infer_cpu", [&] {
-    mlstm_infer_impl<scalar_t>(a, p, out, h_n, c_n, opts.dtype(state_dtype(a.x.scalar_type())));
-  });
+  at::Tensor pool = mean ? at::zeros({B, D * H}, opts.dtype(at::kDouble)) : at::Tensor();
+  if (B > 0) {
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, a.x.scalar_type(), "lstm_infer_cpu", [&] {
+      double* sums = mean ? pool.data_ptr<double>() : nullptr;
+      const auto aopts = opts.dtype(state_dtype(a.x.scalar_type()));
+      if constexpr (kMultiplicative) {
+        mlstm_infer_impl<scalar_t>(a, p, out, sums, h_n, c_n, aopts);
+      } else {
+        lstm_infer_impl<scalar_t>(a, p, out, sums, h_n, c_n, aopts);
+      }
+    });
+  }
+  if (mean) {
+    at::Tensor steps = at::empty({B, 1}, opts.dtype(at::kDouble));
+    double* st = steps.data_ptr<double>();
+    for (int64_t i = 0; i < B; ++i) st[p.order[i]] = static_cast<double>(p.len[i]);
+    out = pool.div_(steps).to(a.x.scalar_type());
+  }
   return {out, h_n, c_n};
 }
 
@@ -1121,10 +1366,10 @@ std::tuple<at::Tensor, std::vector<at::Tensor>, at::Tensor, at::Tensor> mlstm_bw
 TORCH_LIBRARY_IMPL(sublocal, CPU, m) {
   m.impl("lstm_fwd", &lstm_fwd_cpu);
   m.impl("lstm_bwd", &lstm_bwd_cpu);
-  m.impl("lstm_infer", &lstm_infer_cpu);
+  m.impl("lstm_infer", &infer_cpu<false>);
   m.impl("mlstm_fwd", &mlstm_fwd_cpu);
   m.impl("mlstm_bwd", &mlstm_bwd_cpu);
-  m.impl("mlstm_infer", &mlstm_infer_cpu);
+  m.impl("mlstm_infer", &infer_cpu<true>);
 }
 
 }  // namespace sublocal

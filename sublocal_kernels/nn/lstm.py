@@ -36,7 +36,10 @@ class LSTM(nn.Module):
         ``h_n``, ``c_n``: ``(num_layers * D, B, H)``, layer-major, each direction's state after
         the sequence's last valid step.
         - ``return_sequences=False`` (keyword): the last layer computes no output and ``out``
-          is None, for a classifier on the final states (see :func:`sublocal_kernels.lstm`).
+          is None, for a classifier on the final states (see :func:`sublocal_kernels.lstm`);
+          ``"mean"``: ``out`` is the last layer's ``(B, D * H)`` mean over each sequence's
+          valid steps (a ``PackedSequence`` input too), which without a gradient never holds
+          the per-step states.
 
     Example::
 
@@ -176,7 +179,7 @@ class LSTM(nn.Module):
             last = layer == self.num_layers - 1
             out, h, c = lstm(out, lens, self.layer_weights(layer), h0[sl] if h0 is not None else None,
                              c0[sl] if c0 is not None else None, self.bidirectional, self.cell,
-                             return_sequences=return_sequences or not last)
+                             return_sequences=return_sequences if last else True)
             h_n.append(h)
             c_n.append(c)
             if self.dropout > 0 and self.training and layer < self.num_layers - 1:
@@ -185,6 +188,8 @@ class LSTM(nn.Module):
         c_n = torch.cat(c_n, 0)
         if out is None:  # return_sequences=False: the last layer computed no output
             return None, (h_n.squeeze(1), c_n.squeeze(1)) if unbatched else (h_n, c_n)
+        if return_sequences == "mean":  # (B, D H) whatever the input's layout
+            return (out.squeeze(0), (h_n.squeeze(1), c_n.squeeze(1))) if unbatched else (out, (h_n, c_n))
         if packed:
             return self._pack_like(out, input), (h_n, c_n)
         if unbatched:

@@ -390,3 +390,150 @@ def test_cuda_matches_cpu(dtype):
                      [c.cuda() for c in cot])
     for a, e in zip(got + g_got, want + g_want):
         assert_close(a, e, dtype, scale=GRAD_SCALE)
+
+
+# ---- the units schedule (large H: each thread owns a slice of the hidden units) ------------------
+
+def _with_threads(n, fn):
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        return fn()
+    finally:
+        torch.set_num_threads(old)
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3], ids=["t1", "t2", "t3"])
+@pytest.mark.parametrize("B,T,C,H,pattern,bidirectional", [
+    pytest.param(5, 13, 3, 33, "random", True, id="B5-T13-C3-H33-bi"),   # 3 groups of 16 units: uneven slices
+    pytest.param(4, 9, 6, 7, "one-short", False, id="B4-T9-C6-H7-uni"),  # one group: some threads own no units
+])
+def test_units_schedule_matches_reference(monkeypatch, threads, B, T, C, H, pattern, bidirectional):
+    monkeypatch.setenv("SUBLOCAL_LSTM_SCHEDULE", "units")
+    _with_threads(threads, lambda: compare_with_reference(B, T, C, H, pattern, bidirectional))
+
+
+@pytest.mark.parametrize("schedule", ["tiles", "units"])
+@pytest.mark.parametrize("mode", MODES)
+def test_inference_schedules_match_reference(monkeypatch, schedule, mode):
+    monkeypatch.setenv("SUBLOCAL_LSTM_SCHEDULE", schedule)
+    B, T, C, H = 6, 17, 4, 37
+    params = mlstm_params(C, H)
+    x = torch.randn(B, T, C, dtype=torch.float64, requires_grad=True)
+    L = random_lengths(B, T)
+    h0, c0 = states(2, B, H)
+    got = _with_threads(3, lambda: _infer(mode, lambda x, *p: sk.lstm(x, L, list(p), h0, c0, cell="mlstm"),
+                                           x, *params))
+    want = lstm_ref(x.detach(), L, params, h0, c0, cell="mlstm")
+    for name, a, e in zip(["out", "h_n", "c_n"], got, want):
+        assert a.grad_fn is None
+        assert_close(a, e, name=name)
+
+
+def test_units_schedule_is_the_default_at_unirep_size(monkeypatch):
+    # Only the choice is checked here (H = 1900 would be slow): with the variable unset, a layer
+    # whose recurrent weights outgrow L2 takes the units schedule, and it agrees with tiles.
+    monkeypatch.delenv("SUBLOCAL_LSTM_SCHEDULE", raising=False)
+    B, T, C, H = 3, 4, 10, 330  # 5 H^2 float32 = 2.2 MB
+    layer = sk.nn.LSTM(C, H, bidirectional=False, cell="mlstm")
+    w = [p.detach() for p in layer.layer_weights(0)]
+    x = torch.randn(B, T, C)
+    L = torch.tensor([4, 1, 3])
+    with torch.inference_mode():
+        auto = _with_threads(2, lambda: sk.lstm(x, L, w, bidirectional=False, cell="mlstm"))
+        monkeypatch.setenv("SUBLOCAL_LSTM_SCHEDULE", "tiles")
+        tiles = _with_threads(2, lambda: sk.lstm(x, L, w, bidirectional=False, cell="mlstm"))
+    for a, e in zip(auto, tiles):
+        assert_close(a, e, torch.float32)
+
+
+# ---- the mean pool (return_sequences="mean") ------------------------------------------------------
+
+def _masked_mean(out, L):
+    T = out.shape[1]
+    valid = (torch.arange(T)[None, :] < L[:, None]).to(out.dtype)
+    return (out * valid[..., None]).sum(1) / L[:, None].to(out.dtype)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "mlstm"])
+@pytest.mark.parametrize("schedule", ["tiles", "units"])
+@pytest.mark.parametrize("bidirectional", [True, False], ids=["bi", "uni"])
+def test_mean_pool_matches_reference(monkeypatch, cell, schedule, bidirectional):
+    monkeypatch.setenv("SUBLOCAL_LSTM_SCHEDULE", schedule)
+    B, T, C, H = 7, 23, 5, 18
+    D = 2 if bidirectional else 1
+    params = (mlstm_params(C, H, bidirectional) if cell == "mlstm" else
+              [p.detach().double() for p in torch.nn.LSTM(C, H, batch_first=True, bidirectional=bidirectional)
+               .parameters()])
+    x = torch.randn(B, T, C, dtype=torch.float64)
+    L = random_lengths(B, T)
+    ref_out, ref_h, ref_c = lstm_ref(x, L, params, bidirectional=bidirectional, cell=cell)
+    want = _masked_mean(ref_out, L)
+    with torch.inference_mode():  # the kernel's own pooling: no (B, T, D H) output
+        log = _OpLog()
+        with log:
+            mean, h_n, c_n = sk.lstm(x, L, params, bidirectional=bidirectional, cell=cell, return_sequences="mean")
+        assert f"sublocal::{cell}_infer" in log.names
+    assert mean.shape == (B, D * H)
+    assert_close(mean, want, name="mean")
+    assert_close(h_n, ref_h, name="h_n")
+    assert_close(c_n, ref_c, name="c_n")
+    # With a gradient, the sequence is computed and averaged; the gradient flows through it.
+    xg = x.clone().requires_grad_()
+    pg = [p.clone().requires_grad_() for p in params]
+    mean_g, _, _ = sk.lstm(xg, L, pg, bidirectional=bidirectional, cell=cell, return_sequences="mean")
+    assert_close(mean_g, want, name="mean with grad")
+    cot = torch.randn_like(mean_g)
+    got = torch.autograd.grad(mean_g, [xg, *pg], cot)
+    xr = x.clone().requires_grad_()
+    pr = [p.clone().requires_grad_() for p in params]
+    expect = torch.autograd.grad(_masked_mean(lstm_ref(xr, L, pr, bidirectional=bidirectional, cell=cell)[0], L),
+                                 [xr, *pr], cot)
+    for a, e in zip(got, expect):
+        assert_close(a, e, name="grad")
+
+
+def test_mean_pool_through_the_module_and_packed_input():
+    layer = sk.nn.LSTM(4, 6, num_layers=2, cell="mlstm").double()
+    x = torch.randn(3, 8, 4, dtype=torch.float64)
+    L = torch.tensor([8, 2, 5])
+    with torch.no_grad():
+        out, _ = layer(x, L)
+        mean, (h_n, _) = layer(x, L, return_sequences="mean")
+        packed = torch.nn.utils.rnn.pack_padded_sequence(x, L, batch_first=True, enforce_sorted=False)
+        mean_p, _ = layer(packed, return_sequences="mean")
+    assert_close(mean, _masked_mean(out, L), name="mean")
+    assert_close(mean_p, mean, name="packed")
+    assert h_n.shape == (4, 3, 6)
+
+
+def test_opcheck_infer_mean():
+    x, L, params, h0, c0, bidir = _op_args(False)
+    torch.library.opcheck(OP_INFER.default, (x, L, params, h0, c0, bidir, False, True))
+    torch.library.opcheck(torch.ops.sublocal.lstm_infer.default,
+                          (x, L, [p for i, p in enumerate(params) if i % 6 < 4], h0, c0, bidir, True, True))
+
+
+def test_return_sequences_rejects_other_values():
+    x, L, params, *_ = _op_args(False)
+    with pytest.raises(TypeError, match="must be a bool or 'mean', got 'max'"):
+        sk.lstm(x, L, params, cell="mlstm", return_sequences="max")
+
+
+@triton_interpreted
+@pytest.mark.triton
+@pytest.mark.parametrize("cell", ["lstm", "mlstm"])
+def test_cuda_wrapper_mean_pool(cell):
+    """The GPU wrapper's mean=True (run here on CPU tensors through the interpreter): the Triton
+    kernel's sequence averaged over each sequence's valid steps, as the CPU kernel pools."""
+    from sublocal_kernels.ops.lstm.register import CUDA_KERNELS
+
+    params = (mlstm_params(3, 16, bidirectional=False) if cell == "mlstm" else
+              [p.detach().double() for p in torch.nn.LSTM(3, 16, batch_first=True).parameters()])
+    x, L = torch.randn(3, 6, 3, dtype=torch.float64), torch.tensor([6, 1, 4])
+    mean, h_n, c_n = CUDA_KERNELS[cell]["infer"](x, L, params, None, None, False, False, True)
+    out, ref_h, ref_c = lstm_ref(x, L, params, bidirectional=False, cell=cell)
+    assert mean.shape == (3, 16)
+    assert_close(mean, _masked_mean(out, L), name="mean")
+    assert_close(h_n, ref_h, name="h_n")
+    assert_close(c_n, ref_c, name="c_n")

@@ -10,6 +10,7 @@ import torch
 from ..._checks import ArgChecker
 from .._common import grad_needed
 from . import register as _register  # noqa: F401  (fake, autograd and CUDA kernels)
+from .register import mean_over_steps
 from .reference import CELLS, cell_weight_count, lstm_ref
 
 __all__ = ["CELLS", "lstm", "lstm_ref", "weight_names"]
@@ -60,7 +61,7 @@ def lstm(
     bidirectional: bool = True,
     cell: str = "lstm",
     *,
-    return_sequences: bool = True,
+    return_sequences: bool | str = True,
 ) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]:
     """One LSTM layer over a batch of variable-length sequences, with no work on padding.
 
@@ -90,6 +91,11 @@ def lstm(
         return_sequences: False when only ``h_n`` and ``c_n`` are wanted (a classifier on the
             final states): ``out`` is then None and never computed, which saves writing (and
             on the CPU, allocating) its ``B T D H`` elements, 262 MB of float32 at ``paper``.
+            ``"mean"``: ``out`` is ``(B, D * H)``, each direction's hidden states averaged over
+            the sequence's valid steps (UniRep's ``h_avg``). Without a gradient the CPU kernel
+            sums the states as they are made, in float64, and never holds the ``(B, T, D H)``
+            sequence (a pooled embedding of a 35,000-residue protein keeps no per-step state);
+            with one, the sequence is computed and averaged so the gradient flows.
 
     Returns:
         ``(out, h_n, c_n)``: ``out`` is ``(B, T, D * H)`` in ``x``'s dtype, the hidden states
@@ -130,8 +136,8 @@ def lstm(
     B, T, _ = x.shape
     if not isinstance(bidirectional, bool):
         chk.fail(f"`bidirectional` must be a bool, got {type(bidirectional).__name__}", TypeError)
-    if not isinstance(return_sequences, bool):
-        chk.fail(f"`return_sequences` must be a bool, got {type(return_sequences).__name__}", TypeError)
+    if not (isinstance(return_sequences, bool) or return_sequences == "mean"):
+        chk.fail(f"`return_sequences` must be a bool or 'mean', got {return_sequences!r}", TypeError)
     D = 2 if bidirectional else 1
     weights, H = _check_weights(chk, weights, x, bidirectional, cell)
     if h0 is not None:
@@ -141,8 +147,11 @@ def lstm(
     lengths = chk.lengths(lengths, "x", x)
     ops = torch.ops.sublocal
     fwd, infer = (ops.mlstm_fwd, ops.mlstm_infer) if cell == "mlstm" else (ops.lstm_fwd, ops.lstm_infer)
+    mean = return_sequences == "mean"
     if not grad_needed(x, weights, h0, c0):
-        out, h_n, c_n = infer(x, lengths, weights, h0, c0, bidirectional, return_sequences)
+        out, h_n, c_n = infer(x, lengths, weights, h0, c0, bidirectional, not mean and return_sequences, mean)
     else:
-        out, h_n, c_n, _, _ = fwd(x, lengths, weights, h0, c0, bidirectional, return_sequences)
-    return (out if return_sequences else None), h_n, c_n
+        out, h_n, c_n, _, _ = fwd(x, lengths, weights, h0, c0, bidirectional, bool(return_sequences))
+        if mean:
+            out = mean_over_steps(out, lengths)
+    return (out if return_sequences is not False else None), h_n, c_n

@@ -47,11 +47,12 @@ def _register_cell(cell: str, gate_width: int, state_width: int) -> None:
         )
 
     @torch.library.register_fake(f"sublocal::{cell}_infer")
-    def _infer_fake(x, lengths, weights, h0, c0, bidirectional, sequences=True):
+    def _infer_fake(x, lengths, weights, h0, c0, bidirectional, sequences=True, mean=False):
         B = x.shape[0]
         H = weights[1].shape[1]
         D = 2 if bidirectional else 1
-        return _out_like(x, D * H, sequences), x.new_empty(D, B, H), x.new_empty(D, B, H)
+        out = x.new_empty(B, D * H) if mean else _out_like(x, D * H, sequences)
+        return out, x.new_empty(D, B, H), x.new_empty(D, B, H)
 
     @torch.library.register_fake(f"sublocal::{cell}_bwd")
     def _bwd_fake(grad_out, grad_h_n, grad_c_n, x, lengths, weights, h0, c0, gates, states, bidirectional):
@@ -113,6 +114,14 @@ _register_cell("lstm", 4, 2)
 _register_cell("mlstm", 5, 3)
 
 
+def mean_over_steps(out: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
+    """``(B, F)``: the mean of ``out (B, T, F)`` over each sequence's ``lengths[b]`` valid steps
+    (its padded steps are zero), summed in float64 as the CPU kernel's ``mean=True`` does."""
+    B, T = out.shape[:2]
+    steps = torch.full((B,), T, device=out.device) if lengths is None else lengths.to(out.device)
+    return (out.double().sum(1) / steps.double()[:, None]).to(out.dtype)
+
+
 def _drop_out(results: tuple, sequences: bool) -> tuple:
     """The Triton kernels always write ``out``; with ``sequences=False`` it is replaced by the
     empty placeholder the CPU kernel returns (no memory is saved on the GPU yet)."""
@@ -130,11 +139,13 @@ def _cuda_kernels(cell: str) -> dict:
 
         return _drop_out(getattr(kernels, f"{cell}_fwd_triton")(x, lengths, weights, h0, c0, bidirectional), sequences)
 
-    def infer(x, lengths, weights, h0, c0, bidirectional, sequences=True):
+    def infer(x, lengths, weights, h0, c0, bidirectional, sequences=True, mean=False):
         from . import triton as kernels
 
-        return _drop_out(getattr(kernels, f"{cell}_infer_triton")(x, lengths, weights, h0, c0, bidirectional),
-                         sequences)
+        results = getattr(kernels, f"{cell}_infer_triton")(x, lengths, weights, h0, c0, bidirectional)
+        if mean:  # the Triton kernels write the sequence; it is reduced here
+            return (mean_over_steps(results[0], lengths), *results[1:])
+        return _drop_out(results, sequences)
 
     def bwd(grad_out, grad_h_n, grad_c_n, x, lengths, weights, h0, c0, gates, states, bidirectional):
         from . import triton as kernels
