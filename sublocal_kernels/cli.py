@@ -161,8 +161,12 @@ def _add_train(sub):
                                    "have one 0/1 column per class, as DeepLoc 2.0's CSV). Training steps run with subnormal floats flushed to zero "
                                    "(torch.set_flush_denormal).")
     p.add_argument("data")
-    p.add_argument("--model", default="alstm", choices=["alstm", "rlstm", "cnnlstm", "qrnn", "tcn", "light-attention"],
-                   help="light-attention reads per-residue embeddings (--features FILE.h5, best with --encoding none)")
+    p.add_argument("--model", default="alstm",
+                   choices=["alstm", "rlstm", "cnnlstm", "qrnn", "tcn", "light-attention", "mlp"],
+                   help="light-attention reads per-residue embeddings (--features FILE.h5, best with --encoding none); "
+                        "mlp reads one embedding vector per protein (--features FILE.h5 from sublocal embed --pool "
+                        "mean|final|unirep, or a per-residue file, averaged over each sequence) and no residues "
+                        "(it implies --encoding none): logistic regression with --hidden 0, else one hidden layer")
     p.add_argument("--out", default="runs/sublocal",
                    help="run directory (checkpoints, summary); must be new or empty unless --resume or --overwrite")
     p.add_argument("--format", default="auto", choices=["auto", "deeploc", "directory", "table"])
@@ -171,7 +175,9 @@ def _add_train(sub):
                    help="how residues are encoded; 'none': the --features alone (e.g. language-model embeddings)")
     p.add_argument("--features", default=None,
                    help="per-residue features keyed by record id: HDF5 (.h5/.hdf5, one (L, D) dataset per id, as "
-                        "protein embedding tools write) or .npz, read lazily per batch; appended to the encoding")
+                        "protein embedding tools write) or .npz, read lazily per batch; appended to the encoding. "
+                        "--model mlp: one (D,) vector per id (a per-protein file; its embedder, the file's 'model' "
+                        "and 'pool' attributes, is recorded so predict can embed FASTA itself)")
     p.add_argument("--multi-label", action="store_true",
                    help="several labels per sequence (a label column 'A;B', one 0/1 column per class, or the same "
                         "id or sequence under several labels): sigmoid outputs and binary cross-entropy; each "
@@ -222,7 +228,12 @@ def _add_train(sub):
     g.add_argument("--kernel-size", type=_positive, help="TCN kernel size")
     g.add_argument("--forget-bias", type=_float_in(-math.inf, math.inf, True, True),
                    help="added to the LSTM forget-gate bias at initialisation")
-    g.add_argument("--hidden", type=_positive, help="Light Attention: width of the MLP's hidden layer")
+    g.add_argument("--hidden", type=_non_negative,
+                   help="Light Attention, mlp: width of the MLP's hidden layer (mlp default 32; 0: no hidden layer, "
+                        "a linear model, i.e. logistic regression)")
+    g.add_argument("--no-standardize", dest="standardize", action="store_const", const=False, default=None,
+                   help="mlp: feed the embeddings as they are (default: standardise each feature with the training "
+                        "split's mean and standard deviation, stored in the checkpoint)")
     g.add_argument("--layers", choices=["sublocal", "torch"], help="build from sublocal_kernels.nn (default) or torch.nn")
     p.set_defaults(func=cmd_train)
 
@@ -242,7 +253,7 @@ run directories:
 
 MODEL_ARGS = ("hidden_size", "num_layers", "attention_size", "dense_size", "dropout", "conv_dropout", "widths",
               "filters_per_width", "embedding_dim", "window", "pooling", "channels", "num_levels", "kernel_size",
-              "forget_bias", "hidden", "layers")
+              "forget_bias", "hidden", "layers", "standardize")
 
 
 def train_config_from_args(args):
@@ -274,7 +285,8 @@ def _model_flags_fit(args, cfg) -> None:
         build_model(cfg.model, num_classes=2, **kwargs)
     except TypeError as err:
         bad = str(err).rsplit("'", 2)[-2] if "'" in str(err) else str(err)
-        flag = "--unidirectional" if bad == "bidirectional" else f"--{bad.replace('_', '-')}"
+        flag = {"bidirectional": "--unidirectional", "standardize": "--no-standardize"}.get(
+            bad, f"--{bad.replace('_', '-')}")
         raise CommandError(f"{flag} does not apply to --model {cfg.model}", 2) from None
     except ValueError as err:
         message = str(err)
@@ -318,12 +330,30 @@ def _resume_config(args, given: set[str]):
     return TrainConfig(model_args=model_args, **merged)
 
 
+def _mlp_flags(args) -> None:
+    """``--model mlp`` reads one embedding vector per protein and no residues: it implies
+    ``--encoding none`` (another encoding given is refused), needs ``--features`` (unless
+    resuming) and takes no ``--max-length`` (the vector is the whole sequence's)."""
+    if "encoding" in args.given and args.encoding != "none":
+        raise CommandError(f"--encoding {args.encoding} does not apply to --model mlp: it reads one embedding vector "
+                           "per protein from --features and no residues (leave --encoding out, or give none)", 2)
+    args.encoding = "none"
+    if args.max_length is not None:
+        raise CommandError(f"--max-length {args.max_length} does not apply to --model mlp: it reads one embedding "
+                           "vector per protein, made from the whole sequence", 2)
+    if args.features is None and not args.resume:
+        raise CommandError("--model mlp reads one embedding vector per protein: pass --features FILE (.h5 or .npz "
+                           "with a (D,) array per record id, as sublocal embed --pool mean|final|unirep writes)", 2)
+
+
 def cmd_train(args) -> int:
     from ._optional import require
     from .data import detect_format
     from .training import train
 
     _existing(args.data, "DATA")
+    if args.model == "mlp":
+        _mlp_flags(args)
     if args.features is not None:
         _existing(args.features, "--features")
     elif args.encoding == "none" and not args.resume:
@@ -354,7 +384,9 @@ def _add_evaluate(sub):
     p.add_argument("checkpoint")
     p.add_argument("data")
     p.add_argument("--format", default="auto", choices=["auto", "deeploc", "directory", "table"])
-    p.add_argument("--features", default=None)
+    p.add_argument("--features", default=None,
+                   help="the features the checkpoint was trained with, for DATA's records (.h5/.hdf5 or .npz keyed "
+                        "by record id): per-residue (L, D) arrays, or for an mlp one (D,) vector per record")
     p.add_argument("--split", default="all", choices=["all", "train", "val", "test"],
                    help="evaluate one part of the checkpoint's own split of DATA (default: every record)")
     p.add_argument("--out", default=None, help="directory for report.json, report.txt and confusion.png")
@@ -376,7 +408,8 @@ def _checkpoint_data(args, ck, parts_too: bool = False):
     saved = TrainConfig.from_json(ck.meta["train_config"]) if "train_config" in ck.meta else None
     cfg = dataclasses.replace(saved, data=args.data, format=args.format, features=args.features) if saved else \
         TrainConfig(data=args.data, format=args.format, alphabet=ck.meta["alphabet"], features=args.features,
-                    max_length=ck.meta.get("max_length"))
+                    max_length=ck.meta.get("max_length"), model=ck.meta["model"])
+    _features_fit(args, ck, saved)
     try:
         ds, (tr, va, te) = prepare_data(cfg, classes=ck.classes)
     except SeveralLabelsError as e:
@@ -384,10 +417,31 @@ def _checkpoint_data(args, ck, parts_too: bool = False):
         raise DataFormatError(e.path, e.line, e.record, f"several labels ({e.labels!r}), but {args.checkpoint} was "
                               "trained with one label per record: use a checkpoint from `sublocal train "
                               "--multi-label`") from None
+    width = int(ck.meta.get("num_features", 0) or 0)
+    if ds.num_features != width:
+        per = "record" if ds.feature_kind == "per-protein" else "residue"
+        raise CommandError(f"--features {args.features}: {ds.num_features} features per {per}, but "
+                           f"{args.checkpoint} was trained on {width}")
     parts = {"all": np.arange(len(ds)), "train": tr, "val": va, "test": te}
     if parts_too:
         return ds, parts[getattr(args, "split", "all")], parts
     return ds, parts[getattr(args, "split", "all")]
+
+
+def _features_fit(args, ck, saved) -> None:
+    """``--features`` given exactly when the checkpoint reads features (named in the error)."""
+    from .models import feature_kind
+
+    width = int(ck.meta.get("num_features", 0) or 0)
+    if width and args.features is None:
+        kind = feature_kind(ck.meta["model"])
+        what = "one embedding vector per protein" if kind == "per-protein" else "precomputed features per residue"
+        trained = f" (it was trained with --features {saved.features})" if saved and saved.features else ""
+        raise CommandError(f"{args.checkpoint}: a {ck.meta['model']!r} model that reads {what} ({width} wide): pass "
+                           f"--features FILE with them for DATA's records{trained}")
+    if not width and args.features is not None:
+        raise CommandError(f"--features {args.features}: {args.checkpoint} was trained without features "
+                           "(leave --features out)")
 
 
 def _check_inputs(args) -> None:
@@ -473,7 +527,11 @@ def _add_predict(sub):
                    help="add the residue window with the highest summed attention (attention models only)")
     p.add_argument("--attention-window", type=_positive, metavar="N", default=15,
                    help="its width in residues (default: 15)")
-    p.add_argument("--features", default=None, metavar="NPZ", help=".npz of per-residue features keyed by record id")
+    p.add_argument("--features", default=None, metavar="FILE",
+                   help="features keyed by record id (.h5/.hdf5 or .npz), as the checkpoint was trained with: "
+                        "per-residue (L, D) arrays, or for an mlp one (D,) vector per record. An mlp checkpoint "
+                        "without --features embeds the FASTA itself with the embedder recorded from its training "
+                        "features (their 'model' attribute, loaded as sublocal embed loads it, and 'pool')")
     p.add_argument("--window", type=_positive, default=None, metavar="N",
                    help="records read, sorted by length and written at a time (default: 1024)")
     p.add_argument("--chunk", type=_positive, default=None, help=argparse.SUPPRESS)  # the old name of --window
@@ -504,6 +562,13 @@ PREDICT_EPILOG = """output:
   prediction is the set of classes at or above their thresholds, joined by ';'. With
   --attention-summary: attention_start, attention_end (1-based, inclusive), attention_residues,
   attention_mass. --format jsonl writes one JSON object per record with the same fields.
+
+per-protein embeddings (--model mlp):
+  An mlp checkpoint reads one embedding vector per protein: from --features FILE, or, without
+  it, from the embedder its training features came from (that file's 'model' and 'pool'
+  attributes, recorded in the checkpoint): each batch of records is embedded and classified
+  in one pass, nothing written in between. An embedder that cannot be loaded is an error
+  naming it; pass --features then.
 
 resuming:
   With -o OUT, rows go to OUT.partial, flushed and fsynced after each window, and

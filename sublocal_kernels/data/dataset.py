@@ -48,53 +48,79 @@ def truncate_middle(seq, max_length: int | None):
     return np.concatenate([seq[:head], seq[len(seq) - tail:]])
 
 
-def load_features(path, records: Sequence[Record]) -> "FeatureView":
-    """Per-residue features from an embedding file (``.h5``/``.hdf5`` or ``.npz``, keyed by
-    record id; see :mod:`sublocal_kernels.data.embeddings`) for ``records``, read lazily: the
-    returned :class:`FeatureView` checks now, from the file's metadata, that every record is
-    there with shape ``(L, F)`` (``L`` the record's cleaned length, one ``F`` for all), and
-    reads a record's array only when it is asked for. Errors name the file and the record."""
+def load_features(path, records: Sequence[Record], kind: str = "per-residue", model: str | None = None
+                  ) -> "FeatureView":
+    """Features from an embedding file (``.h5``/``.hdf5`` or ``.npz``, keyed by record id; see
+    :mod:`sublocal_kernels.data.embeddings`) for ``records``, read lazily: the returned
+    :class:`FeatureView` checks now, from the file's metadata, that every record is there with
+    the right shape (one width ``F`` for all), and reads a record's array only when it is asked
+    for. Errors name the file and the record.
+
+    ``kind``: what the model reads. ``"per-residue"`` (the sequence models): the file must hold
+    ``(L, F)`` arrays, ``L`` the record's cleaned length; a per-protein file is refused.
+    ``"per-protein"`` (``--model mlp``): one ``(F,)`` vector per record; a per-residue file is
+    accepted and each record's ``(L, F)`` array is averaged over its residues when read (as
+    ``sublocal probe`` does). ``model``: the model's name, for the messages."""
     from .embeddings import open_embeddings
 
+    if kind not in ("per-residue", "per-protein"):
+        raise ValueError(f"kind must be 'per-residue' or 'per-protein', got {kind!r}")
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path}: no such features file")
     reader = open_embeddings(path)
-    if reader.kind != "per-residue":
-        raise DataFormatError(path, None, None, f"--features needs per-residue embeddings (L, D); this file holds "
-                              f"{reader.kind} vectors")
+    who = f" for --model {model}" if model else ""
+    if kind == "per-residue" and reader.kind != "per-residue":
+        raise DataFormatError(path, None, None, f"--features needs per-residue embeddings (L, D){who}; this file "
+                              f"holds {reader.kind} vectors (D,) (its 'kind' attribute): train --model mlp on "
+                              "per-protein embeddings, or write per-residue ones (sublocal embed --per-residue)")
+    vector = reader.kind == "per-protein"
     width = None
     for r in records:
         if r.id not in reader:
-            raise DataFormatError(path, None, r.id, "no feature array for this record id")
+            what = "feature vector" if vector else "feature array"
+            raise DataFormatError(path, None, r.id, f"no {what} for this record id{who}")
         shape = reader.shape(r.id)
-        if len(shape) != 2 or shape[0] != len(r.sequence):
+        if vector and len(shape) != 1:
+            raise DataFormatError(path, None, r.id, f"per-protein feature vector must have shape (F,), got {shape}")
+        if not vector and (len(shape) != 2 or shape[0] != len(r.sequence)):
             raise DataFormatError(path, None, r.id, f"feature array must have shape (L={len(r.sequence)}, F), "
                                   f"got {shape}: the embedding's length differs from the sequence's")
         if width is None:
-            width = shape[1]
-        elif shape[1] != width:
-            raise DataFormatError(path, None, r.id, f"feature width {shape[1]} differs from the first "
+            width = shape[-1]
+        elif shape[-1] != width:
+            raise DataFormatError(path, None, r.id, f"feature width {shape[-1]} differs from the first "
                                   f"record's {width}")
-    return FeatureView(reader, [r.id for r in records], [len(r.sequence) for r in records], width or 0)
+    return FeatureView(reader, [r.id for r in records], [len(r.sequence) for r in records], width or 0,
+                       per_protein=kind == "per-protein", average=kind == "per-protein" and not vector)
 
 
 class FeatureView:
     """The features of a list of records, read from an embedding file one record at a time.
 
-    ``view[i]`` is record ``i``'s ``(L, F)`` float32 array (read now); ``view.take(indices)`` a
-    view of some of the records (nothing read); ``positions``, when given, the residues kept
-    per record (middle truncation)."""
+    ``view[i]`` is record ``i``'s ``(L, F)`` float32 array (read now), or with ``per_protein``
+    its ``(F,)`` vector (``average``: the mean over the rows of a per-residue array);
+    ``view.take(indices)`` a view of some of the records (nothing read); ``positions``, when
+    given, the residues kept per record (middle truncation; per-residue views only)."""
 
-    def __init__(self, reader, ids, lengths, width: int, positions=None):
+    def __init__(self, reader, ids, lengths, width: int, positions=None, per_protein: bool = False,
+                 average: bool = False):
         self.reader, self.ids, self.lengths, self.width = reader, list(ids), list(lengths), int(width)
-        self.positions = positions
+        self.per_protein, self.average = bool(per_protein), bool(average)
+        self.positions = None if self.per_protein else positions
+
+    @property
+    def kind(self) -> str:
+        """``"per-protein"`` (items are ``(F,)``) or ``"per-residue"`` (items are ``(L, F)``)."""
+        return "per-protein" if self.per_protein else "per-residue"
 
     def __len__(self) -> int:
         return len(self.ids)
 
     def __getitem__(self, i) -> np.ndarray:
         a = self.reader.get(self.ids[i], self.lengths[i])
+        if self.average:
+            return a.mean(0, dtype=np.float64).astype(np.float32)
         if self.positions is not None and len(self.positions[i]) != len(a):
             a = a[self.positions[i]]
         return a
@@ -102,7 +128,8 @@ class FeatureView:
     def take(self, indices) -> "FeatureView":
         idx = [int(i) for i in indices]
         return FeatureView(self.reader, [self.ids[i] for i in idx], [self.lengths[i] for i in idx], self.width,
-                           None if self.positions is None else [self.positions[i] for i in idx])
+                           None if self.positions is None else [self.positions[i] for i in idx], self.per_protein,
+                           self.average)
 
 
 class SequenceDataset:
@@ -114,17 +141,23 @@ class SequenceDataset:
         alphabet: the records' alphabet (sequences are already cleaned by the readers).
         max_length: None (default, full length) or the paper's middle truncation length.
         features: None, an embedding file (``.h5``/``.hdf5``/``.npz``, read lazily per item: see
-            :func:`load_features`), or a list of ``(L, F)`` arrays aligned with ``records``.
+            :func:`load_features`), a :class:`FeatureView`, or a list of arrays aligned with
+            ``records``: ``(L, F)`` per residue, or ``(F,)`` per protein.
+        feature_kind: what a features *file* must give (see :func:`load_features`):
+            ``"per-residue"`` (default) or ``"per-protein"`` (``--model mlp``).
 
         multi_label: records may have several labels (``record.labels``); ``targets`` is then the
             ``(N, K)`` float32 0/1 matrix of them and ``labels`` each record's *label set* index
             into ``label_sets`` (what the stratified split balances), -1 when unlabelled.
 
-    Item ``i``: ``(tokens (L,) uint8, label int (-1 when unlabelled), features (L, F) or None)``.
+    Item ``i``: ``(tokens (L,) uint8, label int (-1 when unlabelled), features (L, F), (F,) or None)``;
+    ``feature_kind`` is ``"per-protein"`` when the features are one vector per record (then
+    :func:`collate` stacks them into ``(B, F)``), else ``"per-residue"`` (or None: no features).
     """
 
     def __init__(self, records: Sequence[Record], classes: Sequence[str] | None = None, alphabet="protein",
-                 max_length: int | None = None, features=None, multi_label: bool = False):
+                 max_length: int | None = None, features=None, multi_label: bool = False,
+                 feature_kind: str = "per-residue"):
         self.alphabet = get_alphabet(alphabet)
         self.records = list(records)
         self.multi_label = bool(multi_label)
@@ -155,8 +188,10 @@ class SequenceDataset:
             raise ValueError(f"max_length must be None or >= 2, got {max_length}")
         self.max_length = max_length
         if isinstance(features, (str, os.PathLike)):
-            features = load_features(features, self.records)
+            features = load_features(features, self.records, feature_kind)
         lazy = isinstance(features, FeatureView)
+        per_protein = features.per_protein if lazy else (
+            features is not None and len(self.records) > 0 and np.ndim(features[0]) == 1)
         self.tokens, self.labels, self.positions = [], [], []
         self.features = [] if features is not None and not lazy else None
         for i, r in enumerate(self.records):
@@ -169,16 +204,18 @@ class SequenceDataset:
             if not self.multi_label:
                 self.labels.append(index[r.label] if r.label is not None else -1)
             if self.features is not None:
-                self.features.append(np.asarray(features[i], dtype=np.float32)[keep])
+                a = np.asarray(features[i], dtype=np.float32)
+                self.features.append(a if per_protein else a[keep])
         self.lengths = np.array([len(t) for t in self.tokens], dtype=np.int64)
         self.labels = np.array(set_index if self.multi_label else self.labels, dtype=np.int64)
         if lazy:
             # Read per batch (collate), never all at once: 20,000 x 500 x 1024 floats is 40 GB.
             self.features = FeatureView(features.reader, features.ids, features.lengths, features.width,
-                                        self.positions)
+                                        self.positions, features.per_protein, features.average)
             self.num_features = features.width
         else:
-            self.num_features = 0 if features is None or not self.features else self.features[0].shape[1]
+            self.num_features = 0 if features is None or not self.features else self.features[0].shape[-1]
+        self.feature_kind = None if features is None else "per-protein" if per_protein else "per-residue"
 
     def __len__(self) -> int:
         return len(self.tokens)
@@ -191,6 +228,7 @@ class SequenceDataset:
         new = object.__new__(SequenceDataset)
         new.alphabet, new.classes, new.max_length, new.num_features = (self.alphabet, self.classes, self.max_length,
                                                                         self.num_features)
+        new.feature_kind = getattr(self, "feature_kind", None)
         idx = [int(i) for i in indices]
         new.multi_label, new.label_sets = self.multi_label, self.label_sets
         new.targets = None if self.targets is None else self.targets[idx]
@@ -208,9 +246,9 @@ class SequenceDataset:
 @dataclass
 class Batch:
     """A padded batch. ``tokens (B, T) int64`` (0 past each length), ``lengths (B,) int64``,
-    ``labels (B,) int64`` (-1 unlabelled), ``features (B, T, F) float32`` or None (zero past each
-    length), ``index (B,)`` the items' indices in the data set, ``targets (B, K) float32`` the
-    0/1 labels of a multi-label data set (else None)."""
+    ``labels (B,) int64`` (-1 unlabelled), ``features (B, T, F) float32`` (zero past each
+    length), ``(B, F)`` for per-protein features, or None, ``index (B,)`` the items' indices in
+    the data set, ``targets (B, K) float32`` the 0/1 labels of a multi-label data set (else None)."""
 
     tokens: torch.Tensor
     lengths: torch.Tensor
@@ -237,13 +275,18 @@ def collate(dataset: SequenceDataset, indices: Sequence[int]) -> Batch:
     T = int(lengths.max()) if len(idx) else 0
     tokens = np.zeros((len(idx), T), dtype=np.int64)
     feats = None
+    per_protein = getattr(dataset, "feature_kind", None) == "per-protein"
     if dataset.features is not None:
-        feats = np.zeros((len(idx), T, dataset.num_features), dtype=np.float32)
+        shape = (len(idx), dataset.num_features) if per_protein else (len(idx), T, dataset.num_features)
+        feats = np.zeros(shape, dtype=np.float32)
     for row, i in enumerate(idx):
         n = lengths[row]
         tokens[row, :n] = dataset.tokens[i]
         if feats is not None:
-            feats[row, :n] = dataset.features[i]
+            if per_protein:
+                feats[row] = dataset.features[i]
+            else:
+                feats[row, :n] = dataset.features[i]
     targets = getattr(dataset, "targets", None)
     return Batch(torch.from_numpy(tokens), torch.from_numpy(lengths.copy()), torch.from_numpy(dataset.labels[idx]),
                  None if feats is None else torch.from_numpy(feats), torch.from_numpy(idx),

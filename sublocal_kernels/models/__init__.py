@@ -2,7 +2,8 @@
 
 ``RLSTM``, ``ALSTM`` (the convolutional LSTM paper), ``CNNLSTM`` (the CNN-LSTM notebook),
 ``QRNNClassifier`` and ``TCNClassifier`` (long RNA sequences), ``LightAttention`` (over
-per-residue language-model embeddings), and ``Ensemble`` (mean of several models'
+per-residue language-model embeddings), ``MLPClassifier`` (logistic regression or a small MLP
+over one language-model embedding per protein), and ``Ensemble`` (mean of several models'
 probabilities). :func:`build_model` makes one from its command-line name.
 ``ProteinLM`` (UniRep-style language model) and ``ConvAutoencoder`` (the report's comparison)
 learn sequence representations without labels (``sublocal pretrain``).
@@ -13,20 +14,28 @@ from .ensemble import Ensemble
 from .language_model import PRETRAIN_MODELS, ConvAutoencoder, ProteinLM
 from .layers import LAYER_SETS, convert_state_dict
 from .light_attention import LightAttention
+from .mlp import MLPClassifier
 
-MODELS = {cls.name: cls for cls in (RLSTM, ALSTM, CNNLSTM, QRNNClassifier, TCNClassifier, LightAttention)}
+MODELS = {cls.name: cls for cls in (RLSTM, ALSTM, CNNLSTM, QRNNClassifier, TCNClassifier, LightAttention,
+                                    MLPClassifier)}
 
-__all__ = ["ALSTM", "CNNLSTM", "RLSTM", "QRNNClassifier", "TCNClassifier", "LightAttention", "Ensemble",
-           "ClassifierOutput", "SequenceClassifier", "MODELS", "ProteinLM", "ConvAutoencoder", "PRETRAIN_MODELS",
-           "LAYER_SETS", "build_model", "convert_state_dict"]
+__all__ = ["ALSTM", "CNNLSTM", "RLSTM", "QRNNClassifier", "TCNClassifier", "LightAttention", "MLPClassifier",
+           "Ensemble", "ClassifierOutput", "SequenceClassifier", "MODELS", "ProteinLM", "ConvAutoencoder",
+           "PRETRAIN_MODELS", "LAYER_SETS", "build_model", "convert_state_dict", "feature_kind"]
 
 
 def build_model(name: str, **config) -> SequenceClassifier:
     """The classifier called ``name`` (``rlstm``, ``alstm``, ``cnnlstm``, ``qrnn``, ``tcn``,
-    ``light-attention``) or pretraining model (``protein-lm``, ``conv-autoencoder``), built from
+    ``light-attention``, ``mlp``) or pretraining model (``protein-lm``, ``conv-autoencoder``), built from
     ``config`` (its constructor arguments; ``model.config`` round-trips)."""
     try:
         cls = {**MODELS, **PRETRAIN_MODELS}[name.lower()]
     except KeyError:
         raise ValueError(f"model must be one of {', '.join([*MODELS, *PRETRAIN_MODELS])}, got {name!r}") from None
     return cls(**config)
+
+
+def feature_kind(name: str) -> str:
+    """What ``--features`` must hold for classifier ``name``: ``"per-protein"`` (one ``(D,)``
+    vector per record: ``mlp``) or ``"per-residue"`` (``(L, D)`` arrays: every other model)."""
+    return getattr(MODELS.get(str(name).lower()), "feature_kind", "per-residue")

@@ -30,7 +30,7 @@ import torch
 
 from .._optional import require
 
-from ..models import PRETRAIN_MODELS, Ensemble, build_model
+from ..models import PRETRAIN_MODELS, Ensemble, build_model, feature_kind
 
 __all__ = ["FORMAT", "save_checkpoint", "load_checkpoint", "Checkpoint", "CheckpointError", "atomic_write",
            "resolve_checkpoint", "read_checkpoint_meta", "load_predictor"]
@@ -241,7 +241,9 @@ def load_checkpoint(path: str, device="cpu") -> Checkpoint:
 def load_predictor(paths, device="cpu") -> Checkpoint:
     """One checkpoint, or several (comma-separated string or list) combined as an
     :class:`~sublocal_kernels.models.Ensemble` averaging their probabilities. Members must
-    share classes, alphabet and truncation; the returned ``meta`` is the first member's."""
+    share classes, alphabet, truncation and input (the features' width; ``mlp`` members, which
+    read one vector per protein, only go with ``mlp`` members); the returned ``meta`` is the
+    first member's."""
     if isinstance(paths, str):
         paths = [p for p in paths.split(",") if p]
     cks = [load_checkpoint(p, device) for p in paths]
@@ -253,7 +255,12 @@ def load_predictor(paths, device="cpu") -> Checkpoint:
         return cks[0]
     first = cks[0].meta
     for ck in cks[1:]:
-        for key in ("classes", "alphabet", "max_length", "multi_label"):
+        if feature_kind(ck.meta["model"]) != feature_kind(first["model"]):
+            # One data set feeds every member: per-protein vectors (mlp) or residues, not both.
+            raise CheckpointError(f"{ck.path}: an ensemble cannot mix --model mlp (one embedding vector per protein) "
+                                  f"with models that read residues: {cks[0].path} is a {first['model']!r} model, "
+                                  f"{ck.path} a {ck.meta['model']!r} one")
+        for key in ("classes", "alphabet", "max_length", "multi_label", "num_features"):
             if ck.meta.get(key) != first.get(key):
                 raise CheckpointError(f"{ck.path}: ensemble members differ in {key}: {cks[0].path} has "
                                       f"{first.get(key)!r}, {ck.path} has {ck.meta.get(key)!r}")

@@ -28,9 +28,9 @@ import torch
 import torch.nn.functional as F
 
 from .._optional import MissingDependency, require
-from ..data import (DataFormatError, DataWarning, LengthBucketSampler, SequenceDataset, collate, load_records,
-                    stratified_split)
-from ..models import build_model
+from ..data import (DataFormatError, DataWarning, LengthBucketSampler, SequenceDataset, collate, load_features,
+                    load_records, stratified_split)
+from ..models import build_model, feature_kind
 from .checkpoint import Checkpoint, CheckpointError, atomic_write, load_checkpoint, save_checkpoint
 from .fp_mode import flush_denormal_steps
 from .metrics import classification_report, confusion_matrix, multilabel_report, tune_thresholds
@@ -85,8 +85,8 @@ class TrainConfig:
 
 def _flag(name: str) -> str:
     """The command-line spelling of a config field or model argument."""
-    return {"data": "DATA", "fasta": "FASTA", "bidirectional": "--unidirectional"}.get(
-        name, "--" + name.replace("_", "-"))
+    return {"data": "DATA", "fasta": "FASTA", "bidirectional": "--unidirectional",
+            "standardize": "--no-standardize"}.get(name, "--" + name.replace("_", "-"))
 
 
 def resume_differences(given, saved, resumable=RESUMABLE) -> list[str]:
@@ -192,7 +192,11 @@ def prepare_data(cfg: TrainConfig, classes=None, warn: bool = False
         if len(found) < 2:
             raise DataFormatError(cfg.data, None, None, f"{len(records)} sequences, all of class {found[0]!r}: a "
                                   "classifier needs sequences of at least two classes")
-    ds = SequenceDataset(records, classes, cfg.alphabet, cfg.max_length, cfg.features, multi_label=cfg.multi_label)
+    features = None
+    if cfg.features is not None:
+        # The model decides what the file must hold (and names itself in the errors).
+        features = load_features(cfg.features, records, feature_kind(cfg.model), cfg.model)
+    ds = SequenceDataset(records, classes, cfg.alphabet, cfg.max_length, features, multi_label=cfg.multi_label)
     flagged = np.array([r.partition == "test" for r in ds.records])
     seed = cfg.seed if cfg.split_seed is None else cfg.split_seed
     folds = _folds(ds, cfg)
@@ -399,13 +403,51 @@ def _meta(cfg: TrainConfig, ds: SequenceDataset, state: dict, thresholds=None) -
         # Read by predict/evaluate: sigmoid outputs, class k predicted when p_k >= thresholds[k].
         meta["multi_label"] = True
         meta["thresholds"] = [float(t) for t in (thresholds if thresholds is not None else [0.5] * len(ds.classes))]
+    source = features_source(ds)
+    if source is not None:
+        meta["features_source"] = source
     return meta
+
+
+def features_source(ds: SequenceDataset) -> dict | None:
+    """Where ``ds``'s features file says its embeddings came from (its root attributes), as the
+    checkpoint records it under ``features_source``: ``kind`` (of the file), ``model`` (the
+    embedder: a ``sublocal pretrain`` checkpoint path or a name) and ``pool``, ``dim``, and
+    ``model_path``, the absolute path of ``model`` when it names an existing file or directory
+    here (``sublocal predict`` on an ``mlp`` checkpoint without ``--features`` loads the
+    embedder from it). None when the features are not read from a file."""
+    view = getattr(ds, "features", None)
+    reader = getattr(view, "reader", None)
+    if reader is None:
+        return None
+    attrs = getattr(reader, "attrs", {})
+    out = {"kind": reader.kind, "dim": int(view.width), "model": attrs.get("model"), "pool": attrs.get("pool")}
+    out = {k: (v if v is None or isinstance(v, (int, float, bool)) else str(v)) for k, v in out.items()}
+    if out["model"] and os.path.exists(out["model"]):
+        out["model_path"] = os.path.abspath(out["model"])
+    return out
+
+
+def _feature_chunks(ds: SequenceDataset, indices, size: int = 1024):
+    """The per-protein feature vectors of ``ds[indices]``, ``(n, F)`` arrays of at most ``size``
+    rows (read from the file a chunk at a time)."""
+    indices = np.asarray(indices, dtype=np.int64)
+    for start in range(0, len(indices), size):
+        yield np.stack([ds.features[int(i)] for i in indices[start:start + size]])
 
 
 def model_inputs(name: str, alphabet: str, encoding: str, num_features: int, model_args: dict) -> dict:
     """The data-dependent constructor arguments of model ``name``: the alphabet and encoding,
     and the precomputed features' width (``extra_features``; Light Attention's ``embedding_dim``,
-    which must match the features when given)."""
+    which must match the features when given). ``mlp`` takes only ``input_dim``, the width of
+    its per-protein vectors (``encoding`` is not used: it reads no residues)."""
+    if name == "mlp":
+        # One vector per protein: no residues are read, so no alphabet or encoding (the command
+        # line sets --encoding none for it).
+        if not num_features:
+            raise ValueError("--model mlp reads one embedding vector per protein: pass --features FILE (.h5 or .npz "
+                             "with a (D,) array per record id, as sublocal embed --pool mean|final|unirep writes)")
+        return {"input_dim": num_features}
     out = {"alphabet": alphabet, "encoding": encoding}
     if name == "light-attention":
         if encoding == "none" and not num_features:
@@ -472,6 +514,13 @@ def _train(cfg: TrainConfig, resume: bool, log, stop_after_steps, device, ctx: D
     for key, value in model_inputs(cfg.model, ds.alphabet.name, cfg.encoding, ds.num_features, model_args).items():
         model_args.setdefault(key, value)
     model = build_model(cfg.model, num_classes=len(ds.classes), **model_args).to(device)
+    if getattr(model, "standardize", False) and resumed is None:
+        # The input standardisation (mlp): the training split's per-feature mean and standard
+        # deviation, one pass over its vectors (a resumed run loads them from the checkpoint).
+        from ..models.mlp import feature_moments
+
+        mean, std, _ = feature_moments(_feature_chunks(ds, tr))
+        model.fit_standardization(mean, std)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     state = {"epoch": 0, "step": 0, "loss_sum": 0.0, "seen": 0, "best_val_loss": math.inf, "best_epoch": None,
              "history": []}
