@@ -952,16 +952,52 @@ def cmd_export_unirep(args) -> int:
 
 
 def _add_probe(sub):
-    p = sub.add_parser("probe", help="cross-validated linear probe of embeddings (Spearman, or accuracy and MCC)",
+    class TestFiles(argparse.Action):  # --test EMBEDDINGS [LABELS]: one or two values
+        def __call__(self, parser, namespace, values, option_string=None):
+            if len(values) > 2:
+                raise argparse.ArgumentError(self, f"expected EMBEDDINGS [LABELS], got {len(values)} values: "
+                                                   f"{' '.join(values)}")
+            setattr(namespace, self.dest, values)
+
+    def split_values(text: str) -> list[str]:
+        values = [v.strip() for v in text.split(",")]
+        if not all(values):
+            raise argparse.ArgumentTypeError(f"expected comma-separated non-empty values, got {text!r}")
+        return values
+
+    p = sub.add_parser("probe", help="linear probe of embeddings, cross-validated or on a given train/test split "
+                                     "(Spearman, or accuracy and MCC)",
                        epilog=EXIT_STATUS, formatter_class=_Formatter,
-                       description="Ridge regression (--task regression: Spearman's rho) or logistic regression "
-                                   "(--task classification: accuracy, MCC) from embeddings to labels, "
-                                   "cross-validated. LABELS: TSV/CSV with columns id and value (regression) or "
-                                   "label (classification).")
-    p.add_argument("embeddings", help=".h5/.hdf5/.npz from sublocal embed (per-residue files are averaged)")
-    p.add_argument("labels")
+                       description="Ridge regression (--task regression: Spearman's rho, R^2) or logistic regression "
+                                   "(--task classification: accuracy, MCC) from embeddings to labels. LABELS: "
+                                   "TSV/CSV with columns id and value (regression) or label (classification). "
+                                   "By default the score is K-fold cross-validated (--folds). With a given split, "
+                                   "--test or --split-column, the model (scaler and ridge penalty included) is fit "
+                                   "on the train side only and scored once on the held-out test side, as published "
+                                   "benchmark splits are (e.g. TAPE stability: Spearman's rho on its test set). "
+                                   "--test EMBEDDINGS LABELS: the test side is a second embeddings file and its own "
+                                   "labels file (ids may repeat those of the train side). --test EMBEDDINGS alone: "
+                                   "LABELS holds both sides, and each id's side is the embedding file that holds it. "
+                                   "--split-column COLUMN: a column of LABELS names each row's side (--train-value, "
+                                   "--test-value); all ids are in EMBEDDINGS, or the test rows' in --test "
+                                   "EMBEDDINGS.")
+    p.add_argument("embeddings", help=".h5/.hdf5/.npz from sublocal embed (per-residue files are averaged); with a "
+                                      "given split, the train side's embeddings")
+    p.add_argument("labels", help="TSV/CSV (.csv) with a header: id and value or label (and the --split-column)")
     p.add_argument("--task", required=True, choices=["regression", "classification"])
-    p.add_argument("--folds", type=_int_at_least(2), default=5)
+    p.add_argument("--folds", type=_int_at_least(2), default=None,
+                   help="cross-validation folds (default 5); not with --test or --split-column")
+    p.add_argument("--test", nargs="+", action=TestFiles, default=None, metavar=("EMBEDDINGS", "LABELS"),
+                   help="EMBEDDINGS [LABELS] (one or two files): score on a held-out test side instead of "
+                        "cross-validating: its embeddings file and, optionally, its own labels file (without one, "
+                        "LABELS holds the test ids too)")
+    p.add_argument("--split-column", default=None, metavar="COLUMN",
+                   help="score on a held-out split: the column of LABELS naming each row's side")
+    p.add_argument("--train-value", type=split_values, default=None, metavar="VALUE[,VALUE...]",
+                   help="--split-column values of the train rows, without case (default: train)")
+    p.add_argument("--test-value", type=split_values, default=None, metavar="VALUE[,VALUE...]",
+                   help="--split-column values of the test rows, without case (default: test, valid or "
+                        "validation, whichever the column holds; other rows are left out with a warning)")
     p.add_argument("--seed", type=_non_negative, default=0)
     p.add_argument("--tsne", default=None, metavar="PNG", help="also write a t-SNE map coloured by label")
     p.add_argument("--json", default=None, metavar="FILE", help="also write the metrics as JSON")
@@ -974,13 +1010,41 @@ def cmd_probe(args) -> int:
     from ._optional import require
     from .lm import probe
 
+    split = args.test is not None or args.split_column is not None
+    if args.split_column is None and (args.train_value is not None or args.test_value is not None):
+        raise CommandError("--train-value and --test-value apply only with --split-column", 2)
+    if split and args.folds is not None:
+        raise CommandError(f"--folds {args.folds} does not apply to a given train/test split (--test, "
+                           f"--split-column): the model is fit on the train side and scored on the test side once", 2)
+    if args.split_column is not None and args.test is not None and len(args.test) == 2:
+        raise CommandError("--split-column takes both sides' labels from LABELS: give --test only the test "
+                           "EMBEDDINGS, without a labels file", 2)
     _existing(args.embeddings, "EMBEDDINGS")
     _existing(args.labels, "LABELS")
+    test_embeddings, test_labels = (args.test + [None])[:2] if args.test else (None, None)
+    if test_embeddings is not None:
+        _existing(test_embeddings, "--test EMBEDDINGS")
+        if test_labels is not None:
+            _existing(test_labels, "--test LABELS")
+        if args.split_column is None and (test_labels is None or os.path.samefile(test_labels, args.labels)) \
+                and os.path.samefile(test_embeddings, args.embeddings):
+            raise CommandError(f"--test {test_embeddings} is the EMBEDDINGS file: with one labels file, each id's "
+                               f"side is the embedding file that holds it (or give a --split-column)", 2)
     require("sklearn", "probe")
     if args.tsne:
         require("matplotlib", "the t-SNE map (--tsne)")
-    result = probe(args.embeddings, args.labels, args.task, args.folds, args.seed, args.tsne)
-    if args.task == "regression":
+    result = probe(args.embeddings, args.labels, args.task, args.folds, args.seed, args.tsne,
+                   test_embeddings=test_embeddings, test_labels=test_labels, split_column=args.split_column,
+                   train_values=args.train_value, test_values=args.test_value)
+    if result["protocol"] == "split":
+        sides = f"{result['n_train']} train and {result['n_test']} test sequences"
+        if args.task == "regression":
+            print(f"{sides}, held-out split (not k-fold): ridge regression fit on train, on test: Spearman rho "
+                  f"{result['spearman']:.4f}, R^2 {result['r2']:.4f}")
+        else:
+            print(f"{sides}, {len(result['classes'])} classes, held-out split (not k-fold): logistic regression fit "
+                  f"on train, on test: accuracy {result['accuracy']:.4f}, MCC {result['mcc']:.4f}")
+    elif args.task == "regression":
         print(f"{result['n']} sequences, {result['folds']}-fold ridge regression: Spearman rho {result['spearman']:.4f}, "
               f"R^2 {result['r2']:.4f}")
     else:
