@@ -3,7 +3,9 @@ batch of protein-like lengths, the shape of one UniRep training step.
 
 Shape `unirep`: B = 8 sequences, residue embedding C = 10 (UniRep's), lengths log-normal with
 median 300 capped at 2000 (benchmarks.common.lognormal_lengths); the batch is padded to its
-longest sequence. `smoke` (under --benchmark-disable) is the same scaled down.
+longest sequence. `unirep-b64`: B = 64, every sequence 300 long (the batch at which the kernel
+should reach its FLOP floor); `unirep-b1`: one sequence of 1000 (latency: each step streams the
+72 MB of recurrent weights). `smoke` (under --benchmark-disable) is the same scaled down.
 
 Providers (all differentiate with respect to the same x and parameter tensors):
   sublocal   sublocal_kernels.lstm(..., cell="mlstm") (C++ on CPU, Triton on GPU)
@@ -25,11 +27,16 @@ import torch
 import sublocal_kernels as sk
 from benchmarks.common import BenchSpec, Shape, lognormal_lengths, make_modes
 
-MLSTM_SHAPES = {"unirep": Shape("unirep", 8, 2000, C=10, hidden=1900)}
+MLSTM_SHAPES = {"unirep": Shape("unirep", 8, 2000, C=10, hidden=1900),
+                "unirep-b64": Shape("unirep-b64", 64, 300, C=10, hidden=1900, min_length_frac=1.0),
+                "unirep-b1": Shape("unirep-b1", 1, 1000, C=10, hidden=1900, min_length_frac=1.0)}
 
 
 def shape_lengths(shape: Shape) -> torch.Tensor:
-    """The seeded lengths of ``shape``: log-normal, median 300, clipped to ``shape.T``."""
+    """The seeded lengths of ``shape``: every sequence ``shape.T`` long when ``min_length_frac``
+    is 1, else log-normal, median 300, clipped to ``shape.T``."""
+    if shape.min_length_frac >= 1.0:
+        return torch.full((shape.B,), shape.T, dtype=torch.int64)
     return lognormal_lengths(shape.B, shape.T, seed=0)
 
 

@@ -60,10 +60,28 @@ def _headline_first(table: str) -> str:
 def _own_shape(name: str):
     """A shape defined by one op's benchmark rather than shapes.md's tables."""
     from benchmarks.bench_channel_attention_pool import LA_SHAPES
+    from benchmarks.bench_mlstm import MLSTM_SHAPES
+    from benchmarks.bench_unirep import UNIREP_SHAPES
 
-    if name not in LA_SHAPES:
-        raise KeyError(f"shape {name!r} is not defined in benchmarks/common.py or by an op's benchmark")
-    return LA_SHAPES[name]
+    for own in (LA_SHAPES, MLSTM_SHAPES, UNIREP_SHAPES):
+        if name in own:
+            return own[name]
+    raise KeyError(f"shape {name!r} is not defined in benchmarks/common.py or by an op's benchmark")
+
+
+def _language_model_shape(name: str) -> str | None:
+    """The description of an mLSTM / UniRep shape (log-normal lengths), or None."""
+    from benchmarks.bench_mlstm import MLSTM_SHAPES
+    from benchmarks.bench_unirep import UNIREP_SHAPES
+
+    if name in UNIREP_SHAPES:
+        s = UNIREP_SHAPES[name]
+        return (f"`{name}`: UniRep-{s.hidden}'s architecture, B={s.B} proteins, log-normal lengths (median 400) up "
+                f"to {s.T}, embedded into the fusion representation without a gradient")
+    if name in MLSTM_SHAPES:
+        s = MLSTM_SHAPES[name]
+        return f"`{name}`: mLSTM, B={s.B}, C={s.C}, hidden {s.hidden}, one direction, lengths up to {s.T}"
+    return None
 
 
 def _shapes_line(rows: list[dict]) -> str:
@@ -75,6 +93,9 @@ def _shapes_line(rows: list[dict]) -> str:
     out = []
     for fo_pool, name in sorted(seen):
         s = (FO_POOL_SHAPES if fo_pool else SHAPES).get(name)
+        if s is None and _language_model_shape(name):
+            out.append(_language_model_shape(name))
+            continue
         if s is None:  # an op's own shape (bench_channel_attention_pool's `light-attention`)
             s = _own_shape(name)
             out.append(f"`{name}`: B={s.B}, T={s.T}, D={s.D}, lengths uniform in [{s.min_length_frac:g} T, T]")

@@ -29,7 +29,11 @@ from ..models import PRETRAIN_MODELS
 from ..models.language_model import POOLS
 from ..training.checkpoint import Checkpoint, CheckpointError, load_checkpoint
 
-__all__ = ["embed_fasta", "load_pretrained"]
+__all__ = ["embed_fasta", "load_pretrained", "POOLED_TOKENS", "PER_RESIDUE_TOKENS"]
+
+#: default padded residues per batch of ``embed``: pooled, and per-residue output
+POOLED_TOKENS = 65536
+PER_RESIDUE_TOKENS = 16384
 
 
 def load_pretrained(source, device="cpu", fold: bool = True):
@@ -60,7 +64,7 @@ def load_pretrained(source, device="cpu", fold: bool = True):
 
 
 def embed_fasta(checkpoint, fasta, out, pool: str = "mean", per_residue: bool = False, device="cpu",
-                max_tokens: int = 16384, chunk: int = 1024, dtype: str = "float32", overwrite: bool = False,
+                max_tokens: int | None = None, chunk: int = 1024, dtype: str = "float32", overwrite: bool = False,
                 log=None) -> int:
     """Write the embedding of every record of ``fasta`` to ``out`` (``.h5``/``.hdf5`` or
     ``.npz``, the shared layout) and return the number of records.
@@ -69,9 +73,17 @@ def embed_fasta(checkpoint, fasta, out, pool: str = "mean", per_residue: bool = 
     pool as they step, keeping no ``(L, H)`` states); ``per_residue``: the ``(L, H)`` states
     after each residue instead (``pool`` "none"). ``checkpoint``: a source of
     :func:`load_pretrained` or a loaded checkpoint. Ids seen twice are an error naming both
-    lines; the file appears only when complete (an error leaves nothing under ``out``)."""
+    lines; the file appears only when complete (an error leaves nothing under ``out``).
+
+    ``max_tokens`` (padded residues per batch; default :data:`POOLED_TOKENS` pooled,
+    :data:`PER_RESIDUE_TOKENS` per residue): a pooled batch keeps only a few ``(B, H)`` rows per
+    step, so it can be large, and the recurrent GEMMs run faster the more sequences share a step
+    (the mLSTM at H = 1900, 2 threads: 84 GFLOP/s at 20 sequences, 122 at 64, 133 at 128); per-residue
+    output holds ``max_tokens x H`` floats."""
     if pool not in POOLS:
         raise ValueError(f"--pool must be one of {', '.join(POOLS)}, got {pool!r}")
+    if max_tokens is None:
+        max_tokens = PER_RESIDUE_TOKENS if per_residue else POOLED_TOKENS
     ck = checkpoint if isinstance(checkpoint, Checkpoint) else load_pretrained(checkpoint, device)
     model = ck.model.to(device).eval()
     dim = model.residue_dim if per_residue else model.dim(pool)
