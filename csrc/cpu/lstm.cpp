@@ -235,6 +235,35 @@ __attribute__((always_inline)) inline void cell_bwd_rows(int64_t n, int64_t H, c
   }
 }
 
+// The cell's backward over hidden units [j0, j0 + nj) only (the units schedule): the layouts are
+// cell_bwd_rows', dh and dc rows of stride H.
+template <typename T, typename Tanh>
+__attribute__((always_inline)) inline void cell_bwd_unit_rows(int64_t n, int64_t H, int64_t j0, int64_t nj,
+                                                              const T* act, int64_t as, const T* state, int64_t ss,
+                                                              const T* cprev, int64_t cps, const T* dh, T* dc,
+                                                              T* dgates, int64_t dgs, Tanh tanh_fn) {
+  for (int64_t r = 0; r < n; ++r) {
+    const T* a = act + r * as + j0;
+    T* d = dgates + r * dgs + j0;
+    cell_bwd_row(nj, a, a + H, a + 2 * H, a + 3 * H, state + r * ss + j0, cprev + r * cps + j0, dh + r * H + j0,
+                 dc + r * H + j0, d, d + H, d + 2 * H, d + 3 * H, tanh_fn);
+  }
+}
+
+SUBLOCAL_VECTOR_CLONES
+void cell_bwd_units(int64_t n, int64_t H, int64_t j0, int64_t nj, const float* act, int64_t as, const float* state,
+                    int64_t ss, const float* cprev, int64_t cps, const float* dh, float* dc, float* dgates, int64_t dgs) {
+  cell_bwd_unit_rows(n, H, j0, nj, act, as, state, ss, cprev, cps, dh, dc, dgates, dgs,
+                     [](float v) { return tanh_f32(v); });
+}
+
+void cell_bwd_units(int64_t n, int64_t H, int64_t j0, int64_t nj, const double* act, int64_t as, const double* state,
+                    int64_t ss, const double* cprev, int64_t cps, const double* dh, double* dc, double* dgates,
+                    int64_t dgs) {
+  cell_bwd_unit_rows(n, H, j0, nj, act, as, state, ss, cprev, cps, dh, dc, dgates, dgs,
+                     [](double v) { return std::tanh(v); });
+}
+
 SUBLOCAL_VECTOR_CLONES
 void cell_bwd(int64_t n, int64_t H, const float* act, int64_t as, const float* state, int64_t ss, const float* cprev,
               int64_t cps, const float* dh, float* dc, float* dgates, int64_t dgs) {
@@ -1131,6 +1160,138 @@ void mlstm_infer_impl(const LstmArgs& a, const Plan& p, at::Tensor& out, double*
   zero_padding(O, p, T, D * H);
 }
 
+// One direction of the mLSTM's backward over the units schedule (the forward's MlstmUnits, in
+// reverse): every thread owns hidden units [j0, j1) for the whole active batch. Per step: the
+// cell's backward for its units (then a barrier: dm needs every unit's dgates), dm = dgates W_hh
+// for its columns and dmx, dmh, m (a barrier: dh needs every unit's dmh), dh_{t-1} = dmh W_mh for
+// its columns. The chunk GEMMs for the weight gradients split by the gradient's rows (a thread's
+// units), dx by the chunk's rows; a barrier before and after them.
+template <typename scalar_t>
+struct MlstmUnitsBwd {
+  using acc_t = at::opmath_type<scalar_t>;
+  const LstmArgs& a;
+  const Plan& p;
+  int64_t d;
+  at::Tensor wx, whh, wmh, h0s, c0s;  // wx: [W_ih ; W_mx] (5H, C)
+  at::Tensor gates, states;          // this direction's workspace
+  at::Tensor dh, dc;                 // (B, H) rank order, this direction's
+  at::Tensor dwx, dwhh, dwmh;        // (5H, K), (4H, H), (H, H) accumulators
+  acc_t* dxp;                        // (B, T, C) this direction's input gradient
+  const scalar_t* dO;                // (B, T, D H) or null (zeros)
+  const scalar_t* dHn;
+  const scalar_t* dCn;
+
+  void run(const at::TensorOptions& aopts) {
+    const auto& sh = a.shape;
+    const int64_t B = sh.batch, T = sh.time, C = sh.input, H = sh.hidden, D = sh.dirs;
+    const int64_t hb = sh.has_bias ? 1 : 0, K = C + hb, cap = kChunkRows + B;
+    const scalar_t* X = a.x.data_ptr<scalar_t>();
+    const acc_t* Gp = gates.data_ptr<acc_t>();
+    const acc_t* Sp = states.data_ptr<acc_t>();
+    acc_t* dhp = dh.data_ptr<acc_t>();
+    acc_t* dcp = dc.data_ptr<acc_t>();
+    at::Tensor dg = cpu_output({cap, 5 * H}, aopts), z = at::empty({cap, K}, aopts), dxc = at::empty({cap, C}, aopts);
+    at::Tensor mb = at::empty({cap, H}, aopts), dmh = at::empty({cap, H}, aopts), hp = at::empty({cap, H}, aopts);
+    at::Tensor dm = at::empty({B, H}, aopts);
+    acc_t* dG = dg.data_ptr<acc_t>();
+    acc_t* Z = z.data_ptr<acc_t>();
+    acc_t* MB = mb.data_ptr<acc_t>();
+    acc_t* DMH = dmh.data_ptr<acc_t>();
+    acc_t* HP = hp.data_ptr<acc_t>();
+    acc_t* DM = dm.data_ptr<acc_t>();
+    std::vector<int64_t> where(cap);
+    Team::launch([&](const Team::Member& team) {
+      const FlushDenormalGuard flush;
+      at::AutoDispatchBelowADInplaceOrView below_autograd;
+      const auto [j0, j1] = unit_slice(H, team.tid, team.size);
+      const int64_t nj = j1 - j0;
+      int64_t rows = 0, prev_n = 0;
+      for (int64_t s = p.max_len - 1; s >= 0; --s) {
+        const int64_t n = p.active[s];
+        const int64_t row = p.offsets[s];
+        team.run([&] {
+          // Sequences whose last step is s start here, from the gradients of h_n and c_n.
+          for (int64_t i = prev_n; i < n; ++i) {
+            const int64_t b = p.order[i];
+            for (int64_t j = j0; j < j1; ++j) {
+              dhp[i * H + j] = static_cast<acc_t>(dHn[(d * B + b) * H + j]);
+              dcp[i * H + j] = static_cast<acc_t>(dCn[(d * B + b) * H + j]);
+            }
+          }
+          const int64_t r0 = n * team.tid / team.size, r1 = n * (team.tid + 1) / team.size;  // this thread's rows
+          for (int64_t i = 0; i < n; ++i) {
+            const int64_t bt = p.order[i] * T + time_of(d, s, p.len[i]);
+            if (dO != nullptr) {
+              const scalar_t* g = dO + bt * D * H + d * H;
+              for (int64_t j = j0; j < j1; ++j) dhp[i * H + j] += static_cast<acc_t>(g[j]);
+            }
+            const acc_t* hprev = s == 0 ? h0s.data_ptr<acc_t>() + i * H : Sp + (p.offsets[s - 1] + i) * 3 * H + H;
+            std::copy(hprev + j0, hprev + j1, HP + (rows + i) * H + j0);
+            if (i >= r0 && i < r1) {
+              acc_t* zr = Z + (rows + i) * K;
+              const scalar_t* xr = X + bt * C;
+              for (int64_t k = 0; k < C; ++k) zr[k] = static_cast<acc_t>(xr[k]);
+              if (hb) zr[C] = acc_t(1);
+              where[rows + i] = bt;
+            }
+          }
+          if (nj == 0) return;
+          const acc_t* cprev = s == 0 ? c0s.data_ptr<acc_t>() : Sp + p.offsets[s - 1] * 3 * H;
+          cell_bwd_units(n, H, j0, nj, Gp + row * 5 * H, 5 * H, Sp + row * 3 * H, 3 * H, cprev, s == 0 ? H : 3 * H,
+                         dhp, dcp, dG + rows * 5 * H, 5 * H);
+        });
+        prev_n = n;
+        team.barrier();  // every unit's dgates of this step
+        team.run([&] {
+          if (nj == 0) return;
+          at::Tensor dmj = dm.narrow(0, 0, n).narrow(1, j0, nj);
+          at::mm_out(dmj, dg.narrow(0, rows, n).narrow(1, 0, 4 * H), whh.narrow(1, j0, nj));
+          const acc_t* mx = Gp + row * 5 * H + 4 * H;
+          const acc_t* mh = Sp + row * 3 * H + 2 * H;
+          for (int64_t i = 0; i < n; ++i) {
+            for (int64_t j = j0; j < j1; ++j) {
+              const acc_t v = DM[i * H + j], x_ = mx[i * 5 * H + j], h_ = mh[i * 3 * H + j];
+              dG[(rows + i) * 5 * H + 4 * H + j] = v * h_;
+              DMH[(rows + i) * H + j] = v * x_;
+              MB[(rows + i) * H + j] = x_ * h_;
+            }
+          }
+        });
+        team.barrier();  // every unit's dmh of this step
+        team.run([&] {
+          if (nj == 0) return;
+          at::Tensor dhj = dh.narrow(0, 0, n).narrow(1, j0, nj);
+          at::mm_out(dhj, dmh.narrow(0, rows, n), wmh.narrow(1, j0, nj));
+        });
+        rows += n;
+        if (rows >= kChunkRows || s == 0) {
+          team.barrier();  // the chunk's rows complete
+          team.run([&] {
+            if (nj > 0) {
+              const at::Tensor zc = z.narrow(0, 0, rows), mc = mb.narrow(0, 0, rows), hc = hp.narrow(0, 0, rows);
+              for (int64_t q = 0; q < 5; ++q) {
+                const at::Tensor gq = dg.narrow(0, 0, rows).narrow(1, q * H + j0, nj);
+                dwx.narrow(0, q * H + j0, nj).addmm_(gq.t(), zc);
+                if (q < 4) dwhh.narrow(0, q * H + j0, nj).addmm_(gq.t(), mc);
+              }
+              dwmh.narrow(0, j0, nj).addmm_(dmh.narrow(0, 0, rows).narrow(1, j0, nj).t(), hc);
+            }
+            const int64_t q0 = rows * team.tid / team.size, q1 = rows * (team.tid + 1) / team.size;
+            if (q1 > q0) {
+              at::Tensor dxr = dxc.narrow(0, q0, q1 - q0);
+              at::mm_out(dxr, dg.narrow(0, q0, q1 - q0), wx);
+              const acc_t* src = dxc.data_ptr<acc_t>();
+              for (int64_t q = q0; q < q1; ++q) std::copy_n(src + q * C, C, dxp + where[q] * C);
+            }
+          });
+          team.barrier();  // the chunk's buffers free again
+          rows = 0;
+        }
+      }
+    });
+  }
+};
+
 template <typename scalar_t>
 void mlstm_bwd_impl(const LstmArgs& a, const Plan& p, const at::Tensor& grad_out, const at::Tensor& grad_h_n,
                     const at::Tensor& grad_c_n, const at::Tensor& gates, const at::Tensor& states,
@@ -1141,7 +1302,8 @@ void mlstm_bwd_impl(const LstmArgs& a, const Plan& p, const at::Tensor& grad_out
   const int64_t hb = sh.has_bias ? 1 : 0, K = C + hb;
   const auto acc = gates.scalar_type();
   const auto aopts = gates.options();
-  const int64_t ntiles = static_cast<int64_t>(p.tile_start.size()) - 1;
+  const bool units = mlstm_use_units(H, static_cast<int64_t>(sizeof(acc_t)));
+  const int64_t ntiles = units ? 1 : static_cast<int64_t>(p.tile_start.size()) - 1;
   auto dh = at::empty({D, B, H}, aopts);  // gradient reaching h_s, rank order
   auto dc = at::empty({D, B, H}, aopts);  // gradient reaching c_s, rank order
   auto dwx = at::zeros({D * ntiles, 5 * H, K}, aopts);  // [dW_ih | db ; dW_mx | -] per item
@@ -1160,7 +1322,14 @@ void mlstm_bwd_impl(const LstmArgs& a, const Plan& p, const at::Tensor& grad_out
   const scalar_t* dO = grad_out.defined() ? grad_out.data_ptr<scalar_t>() : nullptr;  // null: zeros
   const scalar_t* dHn = grad_h_n.data_ptr<scalar_t>();
   const scalar_t* dCn = grad_c_n.data_ptr<scalar_t>();
-  at::parallel_for(0, D * ntiles, 1, [&](int64_t begin, int64_t end) {
+  if (units) {
+    for (int64_t d = 0; d < D; ++d) {
+      MlstmUnitsBwd<scalar_t>{a, p, d, wx[d], whh[d], wmh[d], h0s[d], c0s[d], gates[d], states[d], dh[d], dc[d],
+                              dwx[d], dwhh[d], dwmh[d], dx[d].data_ptr<acc_t>(), dO, dHn, dCn}
+          .run(aopts);
+    }
+  }
+  at::parallel_for(0, units ? 0 : D * ntiles, 1, [&](int64_t begin, int64_t end) {
     const FlushDenormalGuard flush;
     at::AutoDispatchBelowADInplaceOrView below_autograd;
     for (int64_t item = begin; item < end; ++item) {

@@ -407,6 +407,7 @@ def _with_threads(n, fn):
 @pytest.mark.parametrize("B,T,C,H,pattern,bidirectional", [
     pytest.param(5, 13, 3, 33, "random", True, id="B5-T13-C3-H33-bi"),   # 3 groups of 16 units: uneven slices
     pytest.param(4, 9, 6, 7, "one-short", False, id="B4-T9-C6-H7-uni"),  # one group: some threads own no units
+    pytest.param(41, 64, 2, 17, "random", False, id="B41-T64-C2-H17-uni"),  # > 1024 rows: chunk flushes mid-loop
 ])
 def test_units_schedule_matches_reference(monkeypatch, threads, B, T, C, H, pattern, bidirectional):
     monkeypatch.setenv("SUBLOCAL_LSTM_SCHEDULE", "units")
