@@ -883,7 +883,8 @@ def _add_embed(sub):
                         "mean || final h || final c")
     p.add_argument("--per-residue", action="store_true", help="the (L, H) states after each residue instead")
     p.add_argument("--max-tokens", type=_positive, default=None,
-                   help="padded residues per batch (default 65536 pooled, 16384 with --per-residue)")
+                   help="padded residues per batch (default: 4194304 when one packed LSTM layer pools, 65536 "
+                        "for other pooling models, 16384 with --per-residue)")
     p.add_argument("--chunk", type=_positive, default=1024, help="records read and sorted by length at a time")
     p.add_argument("--float16", action="store_true", help="store float16 (half the size)")
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")

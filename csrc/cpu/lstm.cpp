@@ -791,15 +791,16 @@ void mlstm_product(int64_t n, int64_t H, const T* mx, int64_t mxs, const T* mh, 
 // Directions run one after the other, each on the whole team.
 
 // Which schedule the mLSTM runs: SUBLOCAL_LSTM_SCHEDULE=units or =tiles forces one (tests,
-// benchmarks); otherwise units when more than one thread runs and the recurrent weights
-// (5 H^2 values) pass kUnitsWeightBytes, i.e. outgrow a core's L2.
+// benchmarks); otherwise units when the recurrent weights (5 H^2 values) pass
+// kUnitsWeightBytes, i.e. outgrow a core's L2 (with one thread too: inference then still gets
+// the lanes below).
 constexpr int64_t kUnitsWeightBytes = 2 << 20;
 
 bool mlstm_use_units(int64_t H, int64_t elem_size) {
   const char* env = std::getenv("SUBLOCAL_LSTM_SCHEDULE");
   if (env != nullptr && std::strcmp(env, "units") == 0) return true;
   if (env != nullptr && std::strcmp(env, "tiles") == 0) return false;
-  return at::get_num_threads() > 1 && 5 * H * H * elem_size >= kUnitsWeightBytes;
+  return 5 * H * H * elem_size >= kUnitsWeightBytes;
 }
 
 // Hidden units [first, second) of thread k of n: whole groups of 16 units (a 64-byte row of
@@ -807,6 +808,57 @@ bool mlstm_use_units(int64_t H, int64_t elem_size) {
 std::pair<int64_t, int64_t> unit_slice(int64_t H, int k, int n) {
   const int64_t groups = (H + 15) / 16;
   return {std::min(H, groups * k / n * 16), std::min(H, groups * (k + 1) / n * 16)};
+}
+
+// Lanes for inference (no workspace, so rows need not be packed by step): with all sequences
+// starting at step 0, a batch whose lengths differ runs its long tail with few rows, each step
+// streaming all the weights for them (a 35,000-residue protein beside 1,000-residue ones runs
+// 34,000 steps of one row, memory-bound at 2.5 ms a step at H = 1900). Lanes keep the rows
+// busy: each lane runs sequences one after another, each from its own initial state, so the
+// batch takes about max(longest, total / lanes) steps. count = ceil(total / longest) lanes,
+// but at least kMinLanes, and at most B: below about 64 rows the GEMMs fall off (at H = 1900,
+// one thread's 1900 x 950 block ran at 42, 57, 75 and 85 GFLOP/s for 16, 32, 64 and 128 rows),
+// so a batch with one very long protein runs more lanes and lets that one finish alone
+// (measured on 381 proteins of 700 to 11,000 residues, 2 threads: 135 s with 64 lanes, 128 s
+// with 96, 129 s with 128; ceil(total / longest) would be 37).
+// Lanes are filled longest first, each sequence to the lane that frees first (LPT, within 4/3
+// of the shortest schedule), and sorted by their end, so the running ones are a prefix. A batch
+// of equal lengths gets one sequence a lane: the packed schedule.
+constexpr int64_t kMinLanes = 96;
+struct Lanes {
+  int64_t count = 0, steps = 0;
+  std::vector<int64_t> active;                             // lanes still running at step s
+  std::vector<std::vector<std::pair<int64_t, int64_t>>> seqs;  // per lane: (rank, first step)
+
+  // (rank, time within it) of lane r at step s, `cur` its current sequence's index.
+  std::pair<int64_t, int64_t> at(int64_t r, int64_t cur, int64_t s) const {
+    const auto& q = seqs[r][cur];
+    return {q.first, s - q.second};
+  }
+};
+
+Lanes make_lanes(const Plan& p) {
+  Lanes l;
+  const int64_t B = static_cast<int64_t>(p.len.size());
+  if (B == 0) return l;
+  l.count = std::min<int64_t>(std::max<int64_t>((p.total + p.max_len - 1) / p.max_len, kMinLanes), B);
+  std::vector<std::pair<int64_t, int64_t>> ends(l.count);  // (end step, lane)
+  l.seqs.assign(l.count, {});
+  for (int64_t r = 0; r < l.count; ++r) ends[r] = {0, r};
+  for (int64_t i = 0; i < B; ++i) {  // ranks are longest first
+    auto first = std::min_element(ends.begin(), ends.end());
+    l.seqs[first->second].emplace_back(i, first->first);
+    first->first += p.len[i];
+  }
+  std::sort(ends.begin(), ends.end(), [](const auto& x, const auto& y) { return x.first > y.first; });
+  std::vector<std::vector<std::pair<int64_t, int64_t>>> sorted;
+  for (const auto& e : ends) sorted.push_back(std::move(l.seqs[e.second]));
+  l.seqs = std::move(sorted);
+  l.steps = ends.front().first;
+  l.active.assign(l.steps, 0);
+  for (int64_t r = 0; r < l.count; ++r)
+    for (int64_t s = 0; s < ends[r].first; ++s) l.active[s] = r + 1;
+  return l;
 }
 
 // A team of threads that meets at barriers: OpenMP's (at::parallel_for gives no barrier, and a
@@ -886,11 +938,15 @@ struct MlstmUnits {
     const int64_t B = sh.batch, T = sh.time, C = sh.input, H = sh.hidden, D = sh.dirs;
     const int64_t hb = sh.has_bias ? 1 : 0, K = C + hb;
     const scalar_t* X = a.x.data_ptr<scalar_t>();
-    at::Tensor m = at::empty({B, H}, aopts);
+    // Training: the rows of step s are the ranks still running, [0, active[s]), all at time s.
+    // Inference: the rows are lanes, each at its own sequence's time (make_lanes).
+    const Lanes lanes = kTrain ? Lanes() : make_lanes(p);
+    const int64_t rows = kTrain ? B : lanes.count, steps = kTrain ? p.max_len : lanes.steps;
+    at::Tensor m = at::empty({rows, H}, aopts);
     at::Tensor g, st;  // inference: one step's gates, two state buffers used in turn
     if constexpr (!kTrain) {
-      g = at::empty({B, 5 * H}, aopts);
-      st = at::empty({2, B, 3 * H}, aopts);
+      g = at::empty({rows, 5 * H}, aopts);
+      st = at::empty({2, rows, 3 * H}, aopts);
     }
     acc_t* M = m.data_ptr<acc_t>();
     Team::launch([&](const Team::Member& team) {
@@ -900,10 +956,17 @@ struct MlstmUnits {
       at::AutoDispatchBelowADInplaceOrView below_autograd;
       const auto [j0, j1] = unit_slice(H, team.tid, team.size);
       const int64_t nj = j1 - j0;
-      at::Tensor z;  // inference: this thread's copy of the step's [x | 1] rows
-      if constexpr (!kTrain) team.run([&] { z = at::empty({B, K}, aopts); });
-      for (int64_t s = 0; s < p.max_len; ++s) {
-        const int64_t n = p.active[s];
+      at::Tensor z;                      // inference: this thread's copy of the step's [x | 1] rows
+      std::vector<int64_t> at_seq(rows, 0);  // inference: each lane's current sequence (every thread's own copy)
+      if constexpr (!kTrain) {
+        team.run([&] {
+          z = at::empty({rows, K}, aopts);
+          for (int64_t r = 0; r < rows; ++r) start_sequence(st[1][r], lanes.seqs[r][0].first, j0, j1);
+        });
+        team.barrier();  // every lane's initial state
+      }
+      for (int64_t s = 0; s < steps; ++s) {
+        const int64_t n = kTrain ? p.active[s] : lanes.active[s];
         at::Tensor G, S, hprev;
         const acc_t* cprev = nullptr;
         int64_t cps = 3 * H;
@@ -915,29 +978,27 @@ struct MlstmUnits {
               const at::Tensor prev = states.narrow(0, p.offsets[s - 1], n);
               hprev = prev.narrow(1, H, H);
               cprev = prev.data_ptr<acc_t>();
+            } else {
+              hprev = h0s.narrow(0, 0, n);
+              cprev = c0s.data_ptr<acc_t>();
+              cps = H;
             }
           } else {
             G = g.narrow(0, 0, n);
             S = st[s % 2].narrow(0, 0, n);
-            if (s > 0) {
-              const at::Tensor prev = st[(s + 1) % 2].narrow(0, 0, n);
-              hprev = prev.narrow(1, H, H);
-              cprev = prev.data_ptr<acc_t>();
-            }
-          }
-          if (s == 0) {
-            hprev = h0s.narrow(0, 0, n);
-            cprev = c0s.data_ptr<acc_t>();
-            cps = H;
+            const at::Tensor prev = st[(s + 1) % 2].narrow(0, 0, n);
+            hprev = prev.narrow(1, H, H);
+            cprev = prev.data_ptr<acc_t>();
           }
           if (nj == 0) return;
           if constexpr (!kTrain) {
             // This step's input projections for this thread's units: [W_ih x + b | W_mx x].
             acc_t* Z = z.data_ptr<acc_t>();
-            for (int64_t i = 0; i < n; ++i) {
-              const scalar_t* src = X + (p.order[i] * T + time_of(d, s, p.len[i])) * C;
-              for (int64_t k = 0; k < C; ++k) Z[i * K + k] = static_cast<acc_t>(src[k]);
-              if (hb) Z[i * K + C] = acc_t(1);
+            for (int64_t r = 0; r < n; ++r) {
+              const auto [i, t] = lanes.at(r, at_seq[r], s);
+              const scalar_t* src = X + (p.order[i] * T + time_of(d, t, p.len[i])) * C;
+              for (int64_t k = 0; k < C; ++k) Z[r * K + k] = static_cast<acc_t>(src[k]);
+              if (hb) Z[r * K + C] = acc_t(1);
             }
             for (int64_t q = 0; q < 5; ++q) {
               at::Tensor gq = G.narrow(1, q * H + j0, nj);
@@ -952,28 +1013,35 @@ struct MlstmUnits {
         team.barrier();  // m_t complete
         team.run([&] {
           if (nj == 0) return;
-          for (int64_t q = 0; q < 4; ++q) G.narrow(1, q * H + j0, nj).addmm_(m.narrow(0, 0, n), whh.narrow(0, q * H + j0, nj).t());
+          for (int64_t q = 0; q < 4; ++q) {
+            G.narrow(1, q * H + j0, nj).addmm_(m.narrow(0, 0, n), whh.narrow(0, q * H + j0, nj).t());
+          }
           acc_t* Gp = G.data_ptr<acc_t>();
           acc_t* Sp = S.data_ptr<acc_t>();
           cell_fwd_units(n, H, j0, nj, Gp, 5 * H, cprev, cps, Sp, 3 * H);
-          // Sequences whose last step this is: ranks [n_next, n).
-          const int64_t n_next = s + 1 < p.max_len ? p.active[s + 1] : 0;
-          for (int64_t i = 0; i < n; ++i) {
-            const acc_t* c = Sp + i * 3 * H;
+          for (int64_t r = 0; r < n; ++r) {
+            const auto [i, t] = kTrain ? std::pair<int64_t, int64_t>{r, s} : lanes.at(r, at_seq[r], s);
+            const acc_t* c = Sp + r * 3 * H;
             const acc_t* h = c + H;
             const int64_t b = p.order[i];
             if (out != nullptr) {
-              scalar_t* o = out + (b * T + time_of(d, s, p.len[i])) * D * H + d * H;
+              scalar_t* o = out + (b * T + time_of(d, t, p.len[i])) * D * H + d * H;
               for (int64_t j = j0; j < j1; ++j) o[j] = static_cast<scalar_t>(h[j]);
             }
             if (pool != nullptr) {
               double* acc = pool + b * D * H + d * H;
               for (int64_t j = j0; j < j1; ++j) acc[j] += static_cast<double>(h[j]);
             }
-            if (i >= n_next) {
-              for (int64_t j = j0; j < j1; ++j) {
-                c_n[(d * B + b) * H + j] = static_cast<scalar_t>(c[j]);
-                h_n[(d * B + b) * H + j] = static_cast<scalar_t>(h[j]);
+            if (t + 1 < p.len[i]) continue;
+            // The sequence's last step: its final states; in inference the lane's next sequence
+            // starts from its own initial state in this row at the next step.
+            for (int64_t j = j0; j < j1; ++j) {
+              c_n[(d * B + b) * H + j] = static_cast<scalar_t>(c[j]);
+              h_n[(d * B + b) * H + j] = static_cast<scalar_t>(h[j]);
+            }
+            if constexpr (!kTrain) {
+              if (++at_seq[r] < static_cast<int64_t>(lanes.seqs[r].size())) {
+                start_sequence(st[s % 2][r], lanes.seqs[r][at_seq[r]].first, j0, j1);
               }
             }
           }
@@ -981,6 +1049,17 @@ struct MlstmUnits {
         team.barrier();  // h_t complete
       }
     });
+  }
+
+  // Row `row` (3H: c | h | mh) of a state buffer set to the initial state of the sequence ranked
+  // `rank`, units [j0, j1): c0 and h0 (zeros when absent).
+  void start_sequence(at::Tensor row, int64_t rank, int64_t j0, int64_t j1) const {
+    const int64_t H = a.shape.hidden;
+    acc_t* c = row.data_ptr<acc_t>();
+    const acc_t* c0 = c0s.data_ptr<acc_t>() + rank * H;
+    const acc_t* h0 = h0s.data_ptr<acc_t>() + rank * H;
+    std::copy(c0 + j0, c0 + j1, c + j0);
+    std::copy(h0 + j0, h0 + j1, c + H + j0);
   }
 };
 

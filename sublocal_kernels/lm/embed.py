@@ -22,16 +22,19 @@ import itertools
 import numpy as np
 import torch
 
-from ..data import LengthBucketSampler, SequenceDataset, collate, iter_fasta
+from ..data import SequenceDataset, collate, iter_fasta
 from ..data.embeddings import EmbeddingWriter
 from ..data.readers import DataFormatError
 from ..models import PRETRAIN_MODELS
 from ..models.language_model import POOLS
 from ..training.checkpoint import Checkpoint, CheckpointError, load_checkpoint
 
-__all__ = ["embed_fasta", "load_pretrained", "POOLED_TOKENS", "PER_RESIDUE_TOKENS"]
+__all__ = ["embed_fasta", "load_pretrained", "STREAMED_TOKENS", "POOLED_TOKENS", "PER_RESIDUE_TOKENS"]
 
-#: default padded residues per batch of ``embed``: pooled, and per-residue output
+#: default padded residues per batch of ``embed``: pooled by a model that keeps no per-step
+#: state (one packed LSTM layer: only the 10-wide embedded input is padded), pooled by others,
+#: and per-residue output
+STREAMED_TOKENS = 1 << 22
 POOLED_TOKENS = 65536
 PER_RESIDUE_TOKENS = 16384
 
@@ -63,6 +66,23 @@ def load_pretrained(source, device="cpu", fold: bool = True):
     return ck
 
 
+def longest_first_batches(lengths, max_tokens: int) -> list[list[int]]:
+    """Indices of ``lengths`` in batches of at most ``max_tokens`` padded residues, cut from the
+    longest down: the longest sequences share a batch with as many shorter ones as the budget
+    allows, so a long protein runs beside many others (the kernel's lanes) rather than alone at
+    the end of an ascending cut. A sequence longer than the budget runs alone."""
+    order = np.argsort(-np.asarray(lengths), kind="stable")
+    batches, cur = [], []
+    for i in order:
+        if cur and int(lengths[cur[0]]) * (len(cur) + 1) > max_tokens:
+            batches.append(cur)
+            cur = []
+        cur.append(int(i))
+    if cur:
+        batches.append(cur)
+    return batches
+
+
 def embed_fasta(checkpoint, fasta, out, pool: str = "mean", per_residue: bool = False, device="cpu",
                 max_tokens: int | None = None, chunk: int = 1024, dtype: str = "float32", overwrite: bool = False,
                 log=None) -> int:
@@ -75,17 +95,21 @@ def embed_fasta(checkpoint, fasta, out, pool: str = "mean", per_residue: bool = 
     :func:`load_pretrained` or a loaded checkpoint. Ids seen twice are an error naming both
     lines; the file appears only when complete (an error leaves nothing under ``out``).
 
-    ``max_tokens`` (padded residues per batch; default :data:`POOLED_TOKENS` pooled,
-    :data:`PER_RESIDUE_TOKENS` per residue): a pooled batch keeps only a few ``(B, H)`` rows per
-    step, so it can be large, and the recurrent GEMMs run faster the more sequences share a step
-    (the mLSTM at H = 1900, 2 threads: 84 GFLOP/s at 20 sequences, 122 at 64, 133 at 128); per-residue
-    output holds ``max_tokens x H`` floats."""
+    ``max_tokens`` (padded residues per batch; default :data:`STREAMED_TOKENS` when a
+    one-layer packed LSTM pools, :data:`POOLED_TOKENS` for other pooling models,
+    :data:`PER_RESIDUE_TOKENS` per residue): a streamed pool keeps only a few ``(B, H)`` rows
+    per step and pads only the embedded input (10 numbers a residue for UniRep), so a batch can
+    hold a chunk's long and short sequences together, which the mLSTM's inference runs as
+    lanes (a long protein beside many short ones, every step's GEMM full); the recurrent GEMMs
+    run faster the more sequences share a step (the mLSTM at H = 1900, 2 threads: 84 GFLOP/s at
+    20 sequences, 122 at 64, 133 at 128). Per-residue output holds ``max_tokens x H`` floats."""
     if pool not in POOLS:
         raise ValueError(f"--pool must be one of {', '.join(POOLS)}, got {pool!r}")
-    if max_tokens is None:
-        max_tokens = PER_RESIDUE_TOKENS if per_residue else POOLED_TOKENS
     ck = checkpoint if isinstance(checkpoint, Checkpoint) else load_pretrained(checkpoint, device)
     model = ck.model.to(device).eval()
+    if max_tokens is None:
+        max_tokens = (PER_RESIDUE_TOKENS if per_residue else
+                      STREAMED_TOKENS if getattr(model, "streams_pooling", False) else POOLED_TOKENS)
     dim = model.residue_dim if per_residue else model.dim(pool)
     alphabet = getattr(model, "alphabet", "protein")
     records = iter_fasta(fasta, alphabet, "plain")
@@ -99,10 +123,9 @@ def embed_fasta(checkpoint, fasta, out, pool: str = "mean", per_residue: bool = 
 
         def flush():
             ds = SequenceDataset(pending, classes=[], alphabet=alphabet)
-            sampler = LengthBucketSampler(ds.lengths, batch_size=len(ds), shuffle=False, max_tokens=max_tokens)
             rows: list = [None] * len(pending)
             with torch.inference_mode():
-                for items in sampler.batches():
+                for items in longest_first_batches(ds.lengths, max_tokens):
                     b = collate(ds, items).to(device)
                     res = model.represent(b.tokens, b.lengths, pool, per_residue=per_residue)
                     if per_residue:

@@ -237,6 +237,12 @@ class ProteinLM(nn.Module):
         return self.vocab.alphabet
 
     @property
+    def streams_pooling(self) -> bool:
+        """Whether a pooled :meth:`represent` keeps no per-step state at all: one layer of the
+        packed kernel (a stack keeps each lower layer's states for the layer above)."""
+        return self.layers == "sublocal" and self.num_layers == 1
+
+    @property
     def weight_normalized(self) -> bool:
         return bool(self.config.get("weight_norm", False))
 

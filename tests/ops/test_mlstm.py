@@ -538,3 +538,26 @@ def test_cuda_wrapper_mean_pool(cell):
     assert_close(mean, _masked_mean(out, L), name="mean")
     assert_close(h_n, ref_h, name="h_n")
     assert_close(c_n, ref_c, name="c_n")
+
+
+@pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
+def test_inference_lanes_run_several_sequences_each(monkeypatch, bidirectional):
+    # More sequences than lanes (at least 96, here 130 sequences of very different lengths): lanes
+    # run sequences one after another, each from its own initial state; every output must still
+    # be the reference's.
+    monkeypatch.setenv("SUBLOCAL_LSTM_SCHEDULE", "units")
+    B, T, C, H = 130, 40, 3, 17
+    D = 2 if bidirectional else 1
+    params = mlstm_params(C, H, bidirectional)
+    x = torch.randn(B, T, C, dtype=torch.float64)
+    L = torch.randint(1, 9, (B,))
+    L[:3] = torch.tensor([40, 37, 31])  # a few long ones: ceil(total / longest) < 96 lanes
+    h0, c0 = states(D, B, H)
+    want = lstm_ref(x, L, params, h0, c0, bidirectional, cell="mlstm")
+    with torch.inference_mode():
+        got = sk.lstm(x, L, params, h0, c0, bidirectional, cell="mlstm")
+        mean, h_n, c_n = sk.lstm(x, L, params, h0, c0, bidirectional, cell="mlstm", return_sequences="mean")
+    for name, a, e in zip(["out", "h_n", "c_n"], got, want):
+        assert_close(a, e, name=name)
+    assert_close(mean, _masked_mean(want[0], L), name="mean")
+    assert_close(h_n, want[1], name="h_n (mean)")
