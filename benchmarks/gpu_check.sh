@@ -8,8 +8,10 @@
 # Options:
 #   --profile quick|full    quick (default): each op at its named shapes, float32 and bfloat16,
 #                           fwd and fwd+bwd, against cuDNN packed and padded, the eager peers and
-#                           the width-21 conv, plus the LSTM scaling sweep; no torch.compile peers
-#                           and no slow loops. full: everything (for a later call).
+#                           the width-21 conv, plus the LSTM scaling sweep and UniRep-1900's
+#                           embedding of 64 proteins (bench_unirep.py, its architecture with random
+#                           weights: the Triton mLSTM); no torch.compile peers and no slow loops.
+#                           full: everything (for a later call).
 #   --skip-existing FILE    leave out the cases already in FILE (a results file or bench.jsonl)
 #   --phases LIST           comma-separated of build,tests,bench (default: all three)
 #   --dry-run               every phase on the CPU with tiny shapes (what CI runs; the same as

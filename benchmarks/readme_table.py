@@ -13,7 +13,7 @@ import json
 import sys
 from pathlib import Path
 
-from benchmarks.common import FO_POOL_SHAPES, RESULTS_DIR, SHAPES, format_table
+from benchmarks.common import FO_POOL_SHAPES, RESULTS_DIR, SHAPES, format_table, replace_section
 
 START, END = "<!-- bench-table:start -->", "<!-- bench-table:end -->"
 
@@ -168,12 +168,7 @@ def render(path: Path | None) -> str:
 
 
 def update(readme: Path, text: str) -> str:
-    body = readme.read_text()
-    if START not in body or END not in body:
-        raise SystemExit(f"{readme}: markers {START} / {END} not found")
-    head, rest = body.split(START, 1)
-    _, tail = rest.split(END, 1)
-    return f"{head}{START}\n{text}\n{END}{tail}"
+    return replace_section(readme.read_text(), START, END, text, str(readme))
 
 
 def main(argv=None) -> int:

@@ -35,7 +35,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.common import RESULTS_DIR, _cpu_name, git_commit, write_doc
+from benchmarks.common import RESULTS_DIR, _cpu_name, git_commit, replace_section, write_doc
 
 ACCURACY_DIR = RESULTS_DIR / "accuracy"
 START, END = "<!-- stability-table:start -->", "<!-- stability-table:end -->"
@@ -117,12 +117,7 @@ def table(doc: dict) -> str:
 
 
 def write_readme(readme: Path, doc: dict) -> None:
-    body = readme.read_text()
-    if START not in body or END not in body:
-        raise SystemExit(f"{readme}: markers {START} / {END} not found")
-    head, rest = body.split(START, 1)
-    _, tail = rest.split(END, 1)
-    readme.write_text(f"{head}{START}\n{table(doc)}\n{END}{tail}")
+    readme.write_text(replace_section(readme.read_text(), START, END, table(doc), str(readme)))
 
 
 def main(argv=None) -> int:
