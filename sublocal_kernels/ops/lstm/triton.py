@@ -1,38 +1,31 @@
 """Triton kernels of the LSTM family: the whole recurrence in one launch per direction pair.
 
-One forward kernel and one backward kernel serve both cells, through ``tl.constexpr`` flags:
-``MULTIPLICATIVE`` (the mLSTM, whose gates see ``m = (W_mx x_t) * (W_mh h_{t-1})`` instead of
-``h_{t-1}``) and, in the forward, ``STORE_WORKSPACE`` (training: keep the gates and states for
-the backward; inference: keep only the cell state).
+One forward and one backward kernel serve both cells through ``tl.constexpr`` flags:
+``MULTIPLICATIVE`` (the mLSTM: the gates see ``m = (W_mx x_t) * (W_mh h_{t-1})``, not
+``h_{t-1}``) and, in the forward, ``STORE_WORKSPACE`` (training keeps the gates and states).
 
 Design (docs/kernel-notes.md, "LSTM"): program ``(tile, direction)`` owns ``BLOCK_B`` sequences
-of similar length (the batch is sorted by length on the device, without a host sync) and loops
-over its own longest sequence's steps; each step multiplies the tile's recurrent operand by
-``W_hh`` (read from L2 every step) with ``tl.dot`` in the input dtype and float32
-accumulation, applies the cell, and writes ``h`` and ``c``. A barrier between steps makes the
-step's ``h`` (written to global memory) visible to every thread of the program before the next
-step reads it. The mLSTM runs two dependent products per step, a barrier between them: first
-``mh = h_{t-1} W_mh^T`` for every unit, then the gates' ``m W_hh^T``. Rows past a sequence's end
-are masked, so a tile does no work for finished sequences beyond the masked lanes and stops at
-its own longest one.
+of similar length (sorted on the device, no host sync) and loops over its longest one's steps;
+each step multiplies the tile's recurrent operand by ``W_hh`` (from L2) with ``tl.dot`` in the
+input dtype and float32 accumulation, applies the cell and writes ``h`` and ``c``, a barrier
+making ``h`` visible to the whole program before the next step (the mLSTM: ``mh = h_{t-1}
+W_mh^T`` first, a barrier, then ``m W_hh^T``). Rows past a sequence's end are masked.
 
-Training: the input projection of every step and both directions is one matrix product before
-the kernel (cuBLAS), ``[W_ih ; W_mx]`` stacked for the mLSTM, and the weight and input
-gradients are single matrix products after the backward kernel. Workspace on CUDA
-(csrc/lstm.h): row ``b * T + t`` of ``gates (D, B*T, 4H)`` = ``[i f g o]`` (mLSTM
-``(D, B*T, 5H)`` = ``[i f g o | mx]``) and ``states (D, B*T, 2H)`` = ``[c | h]`` (mLSTM
-``(D, B*T, 3H)`` = ``[c | h | mh]``), float32 (float64 for float64 inputs).
+Training: the input projection of every step is one matrix product before the kernel
+(``[W_ih ; W_mx]`` for the mLSTM), the weight and input gradients single products after the
+backward kernel. Workspace (csrc/lstm.h): row ``b * T + t`` of ``gates`` ``[i f g o (| mx)]``
+and ``states`` ``[c | h (| mh)]``, float32 (float64 for float64 inputs). Inference keeps no
+workspace: the projection runs per step in the kernel, ``h_{t-1}`` is read back from the output
+(in the input dtype, what the product consumes), ``c`` and the mLSTM's ``m`` live in
+``(D, B, H)`` buffers.
 
-Inference keeps no workspace: the projection runs per step inside the kernel, ``h_{t-1}`` is
-read back from the output (its value in the input dtype is exactly what the recurrent product
-consumes), ``c`` lives in a ``(D, B, H)`` buffer, and the mLSTM's ``m`` in another, each
-element read and overwritten by the same program.
-
-The launchers take plain tensors (any device), so under ``TRITON_INTERPRET=1`` the same
-kernels run on CPU tensors; the test suite does exactly that.
+The launchers take plain tensors (any device): under ``TRITON_INTERPRET=1`` the same kernels run
+on CPU tensors, as the test suite does.
 """
 
 from __future__ import annotations
+
+import functools
 
 import torch
 import triton
@@ -385,7 +378,7 @@ class _Args:
         return torch.stack([w[k] for w in self.wd]).contiguous()
 
 
-def _forward(x, lengths, weights, h0, c0, bidirectional: bool, multiplicative: bool, train: bool,
+def _forward(x, lengths, weights, h0, c0, bidirectional: bool, *, multiplicative: bool, train: bool,
              block_b=None, block_h=None, block_k=None, f32_dot=None):
     a = _Args(x, lengths, weights, bidirectional, multiplicative)
     B, T, C, D, H, sd, dev = a.B, a.T, a.C, a.D, a.H, a.sd, a.dev
@@ -435,7 +428,7 @@ def _forward(x, lengths, weights, h0, c0, bidirectional: bool, multiplicative: b
     return (out, h_n, c_n, gates, states) if train else (out, h_n, c_n)
 
 
-def _backward(grad_out, grad_h_n, grad_c_n, x, lengths, weights, h0, c0, gates, states, bidirectional: bool,
+def _backward(grad_out, grad_h_n, grad_c_n, x, lengths, weights, h0, c0, gates, states, bidirectional: bool, *,
               multiplicative: bool, block_b=None, block_h=None, block_k=None, f32_dot=None):
     a = _Args(x, lengths, weights, bidirectional, multiplicative)
     B, T, C, D, H, sd, dev = a.B, a.T, a.C, a.D, a.H, a.sd, a.dev
@@ -497,46 +490,12 @@ def _backward(grad_out, grad_h_n, grad_c_n, x, lengths, weights, h0, c0, gates, 
     return grad_x, grads, dh.to(x.dtype), dc.to(x.dtype)
 
 
-def lstm_fwd_triton(x, lengths, weights, h0, c0, bidirectional: bool, **blocks):
-    """Triton forward; same contract as ``torch.ops.sublocal.lstm_fwd`` (CUDA workspace layout).
-
-    ``blocks``: ``block_b``, ``block_h``, ``block_k`` (tile sizes), ``f32_dot`` (float32 dot policy).
-    """
-    return _forward(x, lengths, weights, h0, c0, bidirectional, False, True, **blocks)
-
-
-def lstm_infer_triton(x, lengths, weights, h0, c0, bidirectional: bool, **blocks):
-    """Triton inference forward; same contract as ``torch.ops.sublocal.lstm_infer``.
-
-    Allocates only the outputs and a ``(D, B, H)`` cell state: no gates, no states, no
-    ``(D, B*T, 4H)`` projection (it is computed per step inside the kernel).
-    """
-    return _forward(x, lengths, weights, h0, c0, bidirectional, False, False, **blocks)
-
-
-def lstm_bwd_triton(grad_out, grad_h_n, grad_c_n, x, lengths, weights, h0, c0, gates, states,
-                    bidirectional: bool, **blocks):
-    """Triton backward; same contract as ``torch.ops.sublocal.lstm_bwd`` (CUDA workspace layout)."""
-    return _backward(grad_out, grad_h_n, grad_c_n, x, lengths, weights, h0, c0, gates, states, bidirectional, False,
-                     **blocks)
-
-
-def mlstm_fwd_triton(x, lengths, weights, h0, c0, bidirectional: bool, **blocks):
-    """Triton forward; same contract as ``torch.ops.sublocal.mlstm_fwd`` (CUDA workspace layout)."""
-    return _forward(x, lengths, weights, h0, c0, bidirectional, True, True, **blocks)
-
-
-def mlstm_infer_triton(x, lengths, weights, h0, c0, bidirectional: bool, **blocks):
-    """Triton inference forward; same contract as ``torch.ops.sublocal.mlstm_infer``.
-
-    Allocates only the outputs and two ``(D, B, H)`` buffers (the cell state and m): the input
-    projection runs per step inside the kernel, so no ``(D, B*T, 5H + 3H)`` workspace exists.
-    """
-    return _forward(x, lengths, weights, h0, c0, bidirectional, True, False, **blocks)
-
-
-def mlstm_bwd_triton(grad_out, grad_h_n, grad_c_n, x, lengths, weights, h0, c0, gates, states,
-                     bidirectional: bool, **blocks):
-    """Triton backward; same contract as ``torch.ops.sublocal.mlstm_bwd`` (CUDA workspace layout)."""
-    return _backward(grad_out, grad_h_n, grad_c_n, x, lengths, weights, h0, c0, gates, states, bidirectional, True,
-                     **blocks)
+# The launchers, each with the contract of the torch.ops.sublocal op of its name (the CUDA workspace
+# layout); keyword options block_b, block_h, block_k (tile sizes) and f32_dot (dot policy).
+# Inference allocates only the outputs and (D, B, H) buffers (c, and the mLSTM's m).
+lstm_fwd_triton = functools.partial(_forward, multiplicative=False, train=True)
+lstm_infer_triton = functools.partial(_forward, multiplicative=False, train=False)
+lstm_bwd_triton = functools.partial(_backward, multiplicative=False)
+mlstm_fwd_triton = functools.partial(_forward, multiplicative=True, train=True)
+mlstm_infer_triton = functools.partial(_forward, multiplicative=True, train=False)
+mlstm_bwd_triton = functools.partial(_backward, multiplicative=True)
