@@ -70,7 +70,7 @@ if sys.platform != "darwin" and "clang" not in os.environ.get("CXX", ""):
 # py_limited_api=True below: one abi3 binary for every Python >= 3.9 (torch's BuildExtension
 # defines Py_LIMITED_API itself; the module's init uses only the limited API).
 define_macros = []
-ext_sources = sources("csrc/*.cpp") + sources("csrc/cpu/*.cpp")
+ext_sources = sources("csrc/*.cpp") + sources("csrc/cpu/*.cpp") + sources("csrc/cpu/*/*.cpp")
 
 if want_cuda():
     ext_sources += sources("csrc/cuda/*.cu")

@@ -126,6 +126,7 @@ def launches_mlstm(dtype):
         h0, c0 = _t(2, B, H, dtype=dtype), _t(2, B, H, dtype=dtype)
         L = _lengths(B, T)
         yield ctx, lambda: K.mlstm_fwd_triton(x, L, weights, h0, c0, True)
+        yield ctx, lambda: K.mlstm_infer_triton(x, L, weights, h0, c0, True)
         sd = torch.float64 if dtype == torch.float64 else torch.float32
         gates, states = _t(2, B * T, 5 * H, dtype=sd), _t(2, B * T, 3 * H, dtype=sd)
         yield ctx, lambda: K.mlstm_bwd_triton(_t(B, T, 2 * H, dtype=dtype), h0, c0, x, L, weights, h0, c0,

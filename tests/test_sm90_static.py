@@ -44,17 +44,22 @@ def test_every_gpu_kernel_fits_sm90(tmp_path):
     for op in sm90_static.OPS:
         assert {r["dtype"] for r in triton_rows if r["op"] == op} == set(sm90_static.DTYPES), op
     # The tile sizes the launchers pick were all reached (each is a separate compiled kernel).
-    lstm_f32 = {r["config"]["BLOCK_H"] for r in triton_rows if r["kernel"] == "_lstm_fwd_kernel" and r["dtype"] == "float32"}
-    lstm_f64 = {r["config"]["BLOCK_H"] for r in triton_rows if r["kernel"] == "_lstm_fwd_kernel" and r["dtype"] == "float64"}
-    assert lstm_f32 == {16, 32, 64} and lstm_f64 == {16, 32}
-    assert {r["config"]["BLOCK_H"] for r in triton_rows
-            if r["kernel"] == "_lstm_infer_kernel" and r["dtype"] == "float64"} == {16, 32}
+    def recurrent_fwd(op, dtype, train):  # the LSTM family's one forward kernel, by its flags
+        return [r for r in triton_rows if r["kernel"] == "_recurrent_fwd_kernel" and r["op"] == op
+                and r["dtype"] == dtype and r["config"]["STORE_WORKSPACE"] == train]
+
+    for op in ("lstm", "mlstm"):
+        assert {r["config"]["MULTIPLICATIVE"] for r in recurrent_fwd(op, "float32", True)} == {op == "mlstm"}
+        assert {r["config"]["BLOCK_H"] for r in recurrent_fwd(op, "float32", True)} == {16, 32, 64}, op
+        assert {r["config"]["BLOCK_H"] for r in recurrent_fwd(op, "float64", True)} == {16, 32}, op
+        assert {r["config"]["BLOCK_H"] for r in recurrent_fwd(op, "float64", False)} == {16, 32}, op
+        assert {r["config"]["MULTIPLICATIVE"] for r in triton_rows
+                if r["kernel"] == "_recurrent_bwd_kernel" and r["op"] == op} == {op == "mlstm"}
     assert {r["config"]["BLOCK_D"] for r in triton_rows if r["kernel"] == "_fo_pool_fwd_kernel"} == {16, 32, 64}
     assert {r["config"]["BLOCK_N"] for r in triton_rows if r["kernel"] == "_multiwidth_conv1d_fwd_kernel"} == {
         16, 32, 64, 128}
     # float32 products: tf32x3 by default, plain TF32 when torch allows it (both reached).
-    assert {r["config"].get("PRECISION") for r in triton_rows
-            if r["kernel"] == "_lstm_fwd_kernel" and r["dtype"] == "float32"} == {"tf32x3", "tf32"}
+    assert {r["config"].get("PRECISION") for r in recurrent_fwd("lstm", "float32", True)} == {"tf32x3", "tf32"}
     # What the products compile to: bfloat16 on the tensor cores, float32 conv as tf32x3 (three
     # TF32 products per tile product) or TF32, float64 in float64 arithmetic.
     for r in triton_rows:

@@ -354,7 +354,9 @@ def _triton_case(B, T, C, H, bidirectional, bias, with_state, dtype, block=None)
                        leaves, [c.double() for c in cot])
     for name, a, i, e in zip(["out", "h_n", "c_n"], (out, h_n, c_n), inf, want):
         assert_close(a, e, dtype, name=name)
-        assert torch.equal(i, a), f"{name}: the inference launcher differs from the training one"
+        # The inference kernel projects the inputs per step, summed in another order than the
+        # training path's one matrix product: equal up to rounding.
+        assert_close(i, a, dtype, name=f"{name} (inference kernel)")
     gx, gw, gh0, gc0 = mlstm_bwd_triton(*cot, x_nan, L, params, h0, c0, gates, st_, bidirectional, **blocks)
     got = [gx] + ([gh0, gc0] if with_state else []) + list(gw)
     for a, e in zip(got, g_want):
