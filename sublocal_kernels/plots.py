@@ -11,7 +11,7 @@ import torch
 from ._optional import require
 from .data import SequenceDataset
 from .data.encodings import ResidueEncoder
-from .models.layers import conv_filter_weights
+from .models.convert import conv_filter_weights
 
 __all__ = ["collect_outputs", "plot_attention", "attention_figure", "plot_filter_logos", "plot_tsne", "make_plots"]
 
