@@ -147,7 +147,7 @@ def _features(embeddings: str, ids: list[str], labels_path: str) -> np.ndarray:
 def probe(embeddings, labels, task: str, folds: int | None = None, seed: int = 0, tsne: str | None = None, *,
           test_embeddings=None, test_labels=None, split_column: str | None = None,
           train_values=None, test_values=None) -> dict:
-    """Linear probe of ``embeddings`` (a file in the shared layout) on the labels of ``labels``
+    """Linear probe of ``embeddings`` (a file in the layout of docs/embeddings-h5.md) on the labels of ``labels``
     (see the module docstring): ``folds``-fold cross-validated (default 5), or, given
     ``test_embeddings``, ``test_labels`` or ``split_column``, fit on the train side and scored
     on the test side. Returns the metrics (``protocol``; ``n`` and ``folds``, or ``n_train``
