@@ -2,7 +2,7 @@
 (R-LSTM, A-LSTM, CNN-LSTM, QRNN, TCN), ours against the same model built from ``torch.nn``.
 
 Case names are ``<model>-<shape>``:
-  paper     B=128, lengths uniform in [250, 1000] (shapes.md `paper`), one-hot protein
+  paper     B=128, lengths uniform in [250, 1000] (docs/benchmarking.md `paper`), one-hot protein
   protein   B=64, lengths log-normal with median 450 (sigma 0.6), full length up to 5000, padded
             to the batch's longest: the length distribution of a protein training set
   rna       B=8, lengths uniform in [7500, 30000], one-hot nucleotides (QRNN and TCN only)

@@ -1,4 +1,4 @@
-"""The shared benchmark harness (see shared docs: benchmark-protocol.md, shapes.md).
+"""The shared benchmark harness (method, shapes and floors: docs/benchmarking.md).
 
 Every op's benchmark module (``benchmarks/bench_<op>.py``) builds problems at the named shapes
 and hands ``(provider, mode)`` callables to the ``bench`` fixture (benchmarks/conftest.py),
@@ -35,7 +35,7 @@ MODES = ("fwd", "bwd", "fwd+bwd")
 
 @dataclass(frozen=True)
 class Shape:
-    """A named benchmark shape (shapes.md). Unused fields are 0."""
+    """A named benchmark shape (docs/benchmarking.md, "Named shapes"). Unused fields are 0."""
 
     name: str
     B: int
@@ -64,7 +64,7 @@ SHAPES: dict[str, Shape] = {
                     min_length_frac=1.0),
 }
 
-# fo-pool's own shapes (shapes.md): dense sequences, D channels.
+# fo-pool's own shapes (docs/benchmarking.md): dense sequences, D channels.
 FO_POOL_SHAPES: dict[str, Shape] = {
     "qrnn": Shape("qrnn", 64, 1000, D=512, min_length_frac=1.0),
     "rna": Shape("rna", 8, 30000, D=256, min_length_frac=1.0),
@@ -571,7 +571,7 @@ class BenchSpec:
         raise NotImplementedError
 
     def cost(self, shape: Shape, dtype: torch.dtype, mode: str) -> tuple[int, int]:
-        """(bytes, flops) the op must move and compute in ``mode`` (benchmark-protocol.md)."""
+        """(bytes, flops) the op must move and compute in ``mode`` (docs/benchmarking.md, "Floors")."""
         raise NotImplementedError
 
     def problem(self, shape: Shape, dtype: torch.dtype, device: torch.device):

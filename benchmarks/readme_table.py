@@ -58,7 +58,7 @@ def _headline_first(table: str) -> str:
 
 
 def _own_shape(name: str):
-    """A shape defined by one op's benchmark rather than shapes.md's tables."""
+    """A shape defined by one op's benchmark rather than the named shapes (docs/benchmarking.md)."""
     from benchmarks.bench_channel_attention_pool import LA_SHAPES
     from benchmarks.bench_mlstm import MLSTM_SHAPES
     from benchmarks.bench_unirep import UNIREP_SHAPES
@@ -85,7 +85,7 @@ def _language_model_shape(name: str) -> str | None:
 
 
 def _shapes_line(rows: list[dict]) -> str:
-    """What each named shape in the table is (benchmarks/common.py, docs: shapes.md)."""
+    """What each named shape in the table is (benchmarks/common.py, docs/benchmarking.md)."""
     seen = []
     for r in rows:
         if (r["op"] == "fo_pool", r["shape"]) not in seen:

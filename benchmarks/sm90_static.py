@@ -351,7 +351,7 @@ def compile_cuda(nvcc: str = "nvcc") -> list[dict]:
     with tempfile.TemporaryDirectory() as tmp:
         shim = Path(tmp) / "shim" / "c10" / "cuda" / "impl"
         shim.mkdir(parents=True)
-        # The CPU wheel of torch lacks this generated header (toolchain.md; CMakeLists.txt does the same).
+        # The CPU wheel of torch lacks this generated header (docs/building.md; CMakeLists.txt does too).
         (shim / "cuda_cmake_macros.h").write_text("#pragma once\n#define C10_CUDA_BUILD_SHARED_LIBS\n")
         incs = [f"-I{ROOT / 'csrc'}", f"-I{Path(tmp) / 'shim'}"] + [f"-I{p}" for p in include_paths()]
         import sysconfig

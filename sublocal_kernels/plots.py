@@ -1,5 +1,12 @@
-"""The paper's three pictures: attention along the sequence per class, convolution filters as
-sequence logos, and a t-SNE map of the learned sequence representations."""
+"""Every picture the package draws, all PNG through matplotlib's Agg backend.
+
+The paper's three (``sublocal plot``, :func:`make_plots`): attention along the sequence per
+class, convolution filters as sequence logos, and a t-SNE map of the learned sequence
+representations. Also the confusion matrices of ``sublocal evaluate --out``
+(:func:`plot_confusion`, :func:`plot_multilabel_confusion`; importable from
+:mod:`sublocal_kernels.training.metrics` too) and the embeddings' t-SNE map of ``sublocal probe
+--tsne`` (:func:`plot_embedding_tsne`).
+"""
 
 from __future__ import annotations
 
@@ -11,9 +18,10 @@ import torch
 from ._optional import require
 from .data import SequenceDataset
 from .data.encodings import ResidueEncoder
-from .models.layers import conv_filter_weights
+from .models.convert import conv_filter_weights
 
-__all__ = ["collect_outputs", "plot_attention", "attention_figure", "plot_filter_logos", "plot_tsne", "make_plots"]
+__all__ = ["collect_outputs", "plot_attention", "attention_figure", "plot_filter_logos", "plot_tsne", "make_plots",
+           "plot_confusion", "plot_multilabel_confusion", "plot_embedding_tsne"]
 
 
 def _plt():
@@ -172,6 +180,89 @@ def plot_tsne(representation: np.ndarray, labels, classes, path: str, seed: int 
     ax.set_yticks([])
     ax.legend(fontsize=8, markerscale=2, loc="best")
     ax.set_title(title or "t-SNE of the learned sequence representations")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+# --------------------------------------------------------------------------------------------
+# ``sublocal evaluate --out`` (confusion matrices) and ``sublocal probe --tsne`` (embeddings)
+
+
+def plot_confusion(report: dict, path: str, title: str = "Confusion matrix") -> str:
+    """Write the confusion matrix as a PNG (row-normalised colours, counts written in)."""
+    plt = _plt()
+    cm = np.asarray(report["confusion"], dtype=np.float64)
+    classes = report["classes"]
+    norm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
+    size = 1.6 + 0.55 * len(classes)
+    fig, ax = plt.subplots(figsize=(size + 1.5, size))
+    im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    for i in range(len(classes)):
+        for j in range(len(classes)):
+            ax.text(j, i, int(cm[i, j]), ha="center", va="center", fontsize=8,
+                    color="white" if norm[i, j] > 0.5 else "black")
+    ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
+    ax.set_yticks(range(len(classes)), classes)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(f"{title} (accuracy {report['accuracy']:.3f})")
+    fig.colorbar(im, ax=ax, fraction=0.046, label="fraction of true class")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_multilabel_confusion(report: dict, path: str, title: str = "Per-class confusion") -> str:
+    """Write one 2x2 confusion matrix per class (rows: true no/yes, columns: predicted no/yes) as a PNG."""
+    plt = _plt()
+    classes = report["classes"]
+    cols = min(5, len(classes))
+    rows = (len(classes) + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(2.4 * cols, 2.4 * rows + 0.6), squeeze=False)
+    for ax in axes.flat[len(classes):]:
+        ax.axis("off")
+    for ax, c in zip(axes.flat, classes):
+        cm = np.asarray(report["per_class"][c]["confusion"], dtype=np.float64)
+        norm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
+        ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+        for i in range(2):
+            for j in range(2):
+                ax.text(j, i, int(cm[i, j]), ha="center", va="center", fontsize=8,
+                        color="white" if norm[i, j] > 0.5 else "black")
+        ax.set_xticks([0, 1], ["no", "yes"])
+        ax.set_yticks([0, 1], ["no", "yes"])
+        ax.set_title(f"{c}\nF1 {report['per_class'][c]['f1']:.2f}", fontsize=9)
+    fig.suptitle(f"{title} (rows: true, columns: predicted; macro F1 {report['macro_f1']:.3f})", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_embedding_tsne(X, colour, task, path, seed, classes) -> str:
+    """``sublocal probe --tsne``: t-SNE (scikit-learn) of embeddings ``X (N, D)``, coloured by
+    value (``task="regression"``: ``colour`` holds the values) or by class (``colour`` holds
+    indices into ``classes``)."""
+    manifold = require("sklearn.manifold", "the t-SNE map (--tsne)")
+    require("matplotlib", "the t-SNE map (--tsne)").use("Agg")
+    plt = require("matplotlib.pyplot", "the t-SNE map (--tsne)")
+    perplexity = float(min(30.0, max(2.0, (len(X) - 1) / 3)))
+    xy = manifold.TSNE(2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(X)
+    fig, ax = plt.subplots(figsize=(6, 5))
+    if task == "regression":
+        sc = ax.scatter(xy[:, 0], xy[:, 1], c=colour, s=8, cmap="viridis")
+        fig.colorbar(sc, ax=ax, label="value")
+    else:
+        for k, name in enumerate(classes):
+            m = colour == k
+            ax.scatter(xy[m, 0], xy[m, 1], s=8, label=name)
+        ax.legend(markerscale=2, fontsize="small")
+    ax.set_title(f"t-SNE of {X.shape[1]}-dimensional embeddings ({len(X)} sequences)")
+    ax.set_xticks([])
+    ax.set_yticks([])
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -1,6 +1,6 @@
 """Embedding files: per-residue or per-protein language-model embeddings, one array per record.
 
-The layout (``docs/embeddings-h5.md`` in the shared docs) is the one protein embedding tools
+The layout (``docs/embeddings-h5.md`` in this repository) is the one protein embedding tools
 write: an HDF5 file (through h5py) with one dataset per record at the root, named by the record
 id, or the same idea as a numpy ``.npz`` archive (one array per id).
 

@@ -87,7 +87,7 @@ def embed_fasta(checkpoint, fasta, out, pool: str = "mean", per_residue: bool = 
                 max_tokens: int | None = None, chunk: int = 1024, dtype: str = "float32", overwrite: bool = False,
                 log=None) -> int:
     """Write the embedding of every record of ``fasta`` to ``out`` (``.h5``/``.hdf5`` or
-    ``.npz``, the shared layout) and return the number of records.
+    ``.npz``, the layout of docs/embeddings-h5.md) and return the number of records.
 
     ``pool``: ``mean``, ``final`` or ``unirep`` per protein (``(D,)`` arrays; the LSTM models
     pool as they step, keeping no ``(L, H)`` states); ``per_residue``: the ``(L, H)`` states

@@ -53,6 +53,7 @@ import numpy as np
 from .._optional import require
 from ..data.embeddings import open_embeddings
 from ..data.readers import DataFormatError, DataWarning, open_text
+from ..plots import plot_embedding_tsne as _plot_tsne
 
 __all__ = ["probe", "read_labels", "ProbeError", "TASKS"]
 
@@ -146,7 +147,7 @@ def _features(embeddings: str, ids: list[str], labels_path: str) -> np.ndarray:
 def probe(embeddings, labels, task: str, folds: int | None = None, seed: int = 0, tsne: str | None = None, *,
           test_embeddings=None, test_labels=None, split_column: str | None = None,
           train_values=None, test_values=None) -> dict:
-    """Linear probe of ``embeddings`` (a file in the shared layout) on the labels of ``labels``
+    """Linear probe of ``embeddings`` (a file in the layout of docs/embeddings-h5.md) on the labels of ``labels``
     (see the module docstring): ``folds``-fold cross-validated (default 5), or, given
     ``test_embeddings``, ``test_labels`` or ``split_column``, fit on the train side and scored
     on the test side. Returns the metrics (``protocol``; ``n`` and ``folds``, or ``n_train``
@@ -368,27 +369,3 @@ def _same_file(a: str, b: str) -> bool:
         return os.path.samefile(a, b)
     except OSError:
         return os.path.abspath(a) == os.path.abspath(b)
-
-
-def _plot_tsne(X, colour, task, path, seed, classes) -> str:
-    manifold = require("sklearn.manifold", "the t-SNE map (--tsne)")
-    require("matplotlib", "the t-SNE map (--tsne)").use("Agg")
-    plt = require("matplotlib.pyplot", "the t-SNE map (--tsne)")
-    perplexity = float(min(30.0, max(2.0, (len(X) - 1) / 3)))
-    xy = manifold.TSNE(2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(X)
-    fig, ax = plt.subplots(figsize=(6, 5))
-    if task == "regression":
-        sc = ax.scatter(xy[:, 0], xy[:, 1], c=colour, s=8, cmap="viridis")
-        fig.colorbar(sc, ax=ax, label="value")
-    else:
-        for k, name in enumerate(classes):
-            m = colour == k
-            ax.scatter(xy[m, 0], xy[m, 1], s=8, label=name)
-        ax.legend(markerscale=2, fontsize="small")
-    ax.set_title(f"t-SNE of {X.shape[1]}-dimensional embeddings ({len(X)} sequences)")
-    ax.set_xticks([])
-    ax.set_yticks([])
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path

@@ -12,7 +12,8 @@ learn sequence representations without labels (``sublocal pretrain``).
 from .classifiers import ALSTM, CNNLSTM, RLSTM, ClassifierOutput, QRNNClassifier, SequenceClassifier, TCNClassifier
 from .ensemble import Ensemble
 from .language_model import PRETRAIN_MODELS, ConvAutoencoder, ProteinLM
-from .layers import LAYER_SETS, convert_state_dict
+from .convert import convert_state_dict
+from .layers import LAYER_SETS
 from .light_attention import LightAttention
 from .mlp import MLPClassifier
 

@@ -12,7 +12,7 @@ own (:data:`START`, :data:`END`), so :data:`VOCAB_SIZE` is 27.
 reading ``START, r_1 .. r_L``: ``mean`` averages those ``L + 1`` hidden states, ``final`` is
 the state after ``r_L``, ``unirep`` is ``mean || final h || final c``. Per-residue states are
 the ``L`` hidden states after each residue (no start or end token), the layout of
-``shared/docs/embeddings-h5.md``. With several layers the top layer's states are used.
+``docs/embeddings-h5.md``. With several layers the top layer's states are used.
 
 Example (variable lengths)::
 

@@ -98,11 +98,22 @@ def lengths_second(legacy: Callable) -> Callable:
     """Keeps the pre-0.2 argument order of an op whose ``lengths`` moved to second place.
 
     Every public op takes ``lengths`` right after its per-step inputs (``lstm(x, lengths,
-    weights)``). ``multiwidth_conv1d`` used to take it after ``weights, bias``. The wrapped
-    function has the new signature; a call whose second positional argument is a list of
-    tensors (the old ``weights``: the new ``lengths`` is a tensor, a list of ints or None) is
-    bound to ``legacy``'s signature instead, with a ``DeprecationWarning``, and forwarded by
-    keyword. ``legacy`` is only a signature; its body never runs.
+    weights)``). ``multiwidth_conv1d`` used to take it after ``weights, bias``, with a default
+    of None. The wrapped function has the new signature (``lengths`` required, second); a call
+    is read in ``legacy``'s signature instead, with a ``DeprecationWarning``, when it can only
+    be an old one:
+
+    - its second positional argument is a list or tuple of tensors (the old ``weights``; the
+      new ``lengths`` is a tensor, a list of ints or None): ``f(x, weights)``,
+      ``f(x, weights, bias, lengths, ...)``, ``f(x, weights, lengths=...)``;
+    - its second positional argument is an empty list and nothing else could be ``weights``
+      (``f(x, [])``: the old order's empty ``weights``, refused by the op's own check);
+    - it names ``weights`` but gives no ``lengths`` at all (``f(x, weights=...)``: the old
+      default lengths=None).
+
+    An old call is bound to ``legacy``'s signature with its defaults and forwarded by keyword,
+    so it means exactly what it meant before. A call that fits neither order raises a one-line
+    ``TypeError`` naming the op. ``legacy`` is only a signature; its body never runs.
     """
     import functools
     import inspect
@@ -110,17 +121,42 @@ def lengths_second(legacy: Callable) -> Callable:
 
     old = inspect.signature(legacy)
 
+    def is_old_weights(arg) -> bool:
+        return isinstance(arg, (list, tuple)) and len(arg) > 0 \
+            and all(isinstance(w, torch.Tensor) and w.dim() > 0 for w in arg)
+
     def decorate(func: Callable) -> Callable:
+        name = func.__name__
+
+        def legacy_call(args, kwargs):
+            warnings.warn(
+                f"{name}(x, weights, bias, lengths, ...) is deprecated: pass lengths second, "
+                f"{name}(x, lengths, weights, bias, ...), as every op takes it (None: every sequence "
+                f"has length T)", DeprecationWarning, stacklevel=3)
+            try:
+                bound = old.bind(*args, **kwargs)
+            except TypeError as e:
+                raise TypeError(f"{name}: {e} (old order {name}(x, weights, bias, lengths, ...); "
+                                f"pass lengths second: {name}(x, lengths, weights, bias, ...))") from None
+            bound.apply_defaults()
+            bias = bound.arguments.get("bias")
+            if isinstance(bias, torch.Tensor) or (
+                    isinstance(bias, (list, tuple)) and bias and all(isinstance(v, int) for v in bias)):
+                kind = "a tensor" if isinstance(bias, torch.Tensor) else "a list of ints"
+                raise TypeError(f"{name}: the third argument of the old order {name}(x, weights, bias, lengths, "
+                                f"...) is bias, a list of tensors, got {kind} (lengths?); "
+                                f"pass lengths second: {name}(x, lengths, weights, bias, ...)")
+            return func(**bound.arguments)
+
         @functools.wraps(func)
         def wrapper(*args, **kwargs):
-            if len(args) >= 2 and isinstance(args[1], (list, tuple)) and len(args[1]) > 0 \
-                    and all(isinstance(w, torch.Tensor) for w in args[1]):
-                warnings.warn(
-                    f"{func.__name__}(x, weights, bias, lengths, ...) is deprecated: pass lengths second, "
-                    f"{func.__name__}(x, lengths, weights, bias, ...), as every op takes it",
-                    DeprecationWarning, stacklevel=2)
-                bound = old.bind(*args, **kwargs)
-                return func(**bound.arguments)
+            if len(args) >= 2:
+                if is_old_weights(args[1]) or (
+                        isinstance(args[1], (list, tuple)) and len(args[1]) == 0 and len(args) == 2
+                        and "weights" not in kwargs):
+                    return legacy_call(args, kwargs)
+            elif "lengths" not in kwargs and "weights" in kwargs:
+                return legacy_call(args, kwargs)
             return func(*args, **kwargs)
 
         return wrapper

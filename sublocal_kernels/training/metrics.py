@@ -9,6 +9,7 @@ from typing import Sequence
 import numpy as np
 
 from .._optional import require
+from ..plots import plot_confusion, plot_multilabel_confusion  # noqa: F401  (they lived here)
 
 __all__ = ["confusion_matrix", "classification_report", "format_report", "plot_confusion", "tune_thresholds",
            "multilabel_report", "format_multilabel_report", "plot_multilabel_confusion"]
@@ -86,34 +87,6 @@ def format_report(report: dict) -> str:
     for i, c in enumerate(classes):
         lines.append(f"{c:<{width}} {i:>3d}" + "".join(f"{v:>{cell}d}" for v in cm[i]))
     return "\n".join(lines)
-
-
-def plot_confusion(report: dict, path: str, title: str = "Confusion matrix") -> str:
-    """Write the confusion matrix as a PNG (row-normalised colours, counts written in)."""
-    matplotlib = require("matplotlib", "plots")
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    cm = np.asarray(report["confusion"], dtype=np.float64)
-    classes = report["classes"]
-    norm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
-    size = 1.6 + 0.55 * len(classes)
-    fig, ax = plt.subplots(figsize=(size + 1.5, size))
-    im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
-    for i in range(len(classes)):
-        for j in range(len(classes)):
-            ax.text(j, i, int(cm[i, j]), ha="center", va="center", fontsize=8,
-                    color="white" if norm[i, j] > 0.5 else "black")
-    ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
-    ax.set_yticks(range(len(classes)), classes)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    ax.set_title(f"{title} (accuracy {report['accuracy']:.3f})")
-    fig.colorbar(im, ax=ax, fraction=0.046, label="fraction of true class")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
 
 
 # --------------------------------------------------------------------------------------------
@@ -200,33 +173,3 @@ def format_multilabel_report(report: dict) -> str:
         lines.append(f"{c:<{width}}  {v['mcc']:7.4f}  {v['f1']:7.4f}  {v['precision']:7.4f}  {v['recall']:7.4f}  "
                      f"{v['threshold']:7.4f}  {v['support']:6d}  {tn:6d} {fp:6d} {fn:6d} {tp:6d}")
     return "\n".join(lines)
-
-
-def plot_multilabel_confusion(report: dict, path: str, title: str = "Per-class confusion") -> str:
-    """Write one 2x2 confusion matrix per class (rows: true no/yes, columns: predicted no/yes) as a PNG."""
-    matplotlib = require("matplotlib", "plots")
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    classes = report["classes"]
-    cols = min(5, len(classes))
-    rows = (len(classes) + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(2.4 * cols, 2.4 * rows + 0.6), squeeze=False)
-    for ax in axes.flat[len(classes):]:
-        ax.axis("off")
-    for ax, c in zip(axes.flat, classes):
-        cm = np.asarray(report["per_class"][c]["confusion"], dtype=np.float64)
-        norm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
-        ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
-        for i in range(2):
-            for j in range(2):
-                ax.text(j, i, int(cm[i, j]), ha="center", va="center", fontsize=8,
-                        color="white" if norm[i, j] > 0.5 else "black")
-        ax.set_xticks([0, 1], ["no", "yes"])
-        ax.set_yticks([0, 1], ["no", "yes"])
-        ax.set_title(f"{c}\nF1 {report['per_class'][c]['f1']:.2f}", fontsize=9)
-    fig.suptitle(f"{title} (rows: true, columns: predicted; macro F1 {report['macro_f1']:.3f})", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path

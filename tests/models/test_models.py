@@ -155,7 +155,8 @@ def test_torch_bilstm_equals_packed_nn_lstm(num_layers):
     """The torch build's LSTM (padded, per-length reversal) is nn.LSTM on a PackedSequence."""
     from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-    from sublocal_kernels.models.layers import TorchBiLSTM, _lstm_names
+    from sublocal_kernels.models.convert import _lstm_names
+    from sublocal_kernels.models.layers import TorchBiLSTM
 
     ref = torch.nn.LSTM(5, 4, num_layers=num_layers, batch_first=True, bidirectional=True).double()
     ours = TorchBiLSTM(5, 4, num_layers).double()
