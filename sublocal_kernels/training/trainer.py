@@ -1,6 +1,12 @@
-"""The training loop (the library behind ``sublocal train``); the config, the distributed set-up,
-the data and the evaluation are in :mod:`.config`, :mod:`.distributed`, :mod:`.data` and
-:mod:`.evaluation` (their names importable from here too).
+"""``sublocal train``: the classifier's training loop, plugged into the shared run lifecycle.
+
+The run itself (the run directory, resume, the DistributedDataParallel wrap, the batches,
+the progress bar, checkpoints, ``config.json`` and ``summary.json``) is :mod:`.run`'s; here
+are the classifier's step (cross-entropy, or binary cross-entropy for multi-label data), its
+epoch's end (validation, the per-class thresholds, ``best``/``last``) and its final test
+report. The config is :mod:`.config`'s, the data :mod:`.data`'s, the evaluation
+:mod:`.evaluation`'s and the process group :mod:`.distributed`'s; their public names are
+importable from here too.
 
 Reproducibility: the model is initialised from ``seed``; batches come from a
 :class:`~sublocal_kernels.data.LengthBucketSampler` seeded by ``(seed, epoch)``; dropout is
@@ -14,70 +20,25 @@ gradient).
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
-import json
 import math
 import os
-import sys
-import time
 import warnings
 from typing import Callable
 
 import torch
 
-from .._optional import MissingDependency, require
-from ..data import DataFormatError, DataWarning, LengthBucketSampler, SequenceDataset, collate
+from ..data import DataFormatError, DataWarning, SequenceDataset, collate
 from ..models import build_model
-from .checkpoint import Checkpoint, CheckpointError, atomic_write, load_checkpoint, save_checkpoint
-from .config import RESUMABLE, TrainConfig, _flag, resume_differences
+from .checkpoint import load_checkpoint
+from .config import RESUMABLE, TrainConfig, _flag, resume_differences  # noqa: F401 (re-exported)
 from .data import _feature_chunks, features_source, model_inputs, prepare_data
-from .distributed import DistributedContext, distributed_context, resolve_device, step_seed
-from .distributed import global_sum as _global_sum
-from .evaluation import _loss_sum, _warn_untuned, evaluate_model, run_model
-from .fp_mode import flush_denormal_steps
-from .rundir import run_directory
+from .distributed import (DistributedContext, barrier, distributed_context, global_sum, resolve_device,  # noqa: F401
+                          step_seed)
+from .evaluation import _loss_sum, _warn_untuned, evaluate_model, run_model  # noqa: F401 (re-exported)
+from .run import Run, _json_ready, _progress, hold_run_directory  # noqa: F401 (re-exported)
 
 __all__ = ["TrainConfig", "train", "model_inputs", "prepare_data", "evaluate_model", "run_model",
            "DistributedContext", "distributed_context", "step_seed", "RESUMABLE", "resume_differences"]
-
-
-# --------------------------------------------------------------------------------------------
-# Training
-
-
-def _progress(enabled: bool | None):
-    """tqdm when asked for (``True``: tqdm must be installed) or, for ``None``, when standard
-    error is a terminal and tqdm is installed."""
-    if enabled is None:
-        if not sys.stderr.isatty():
-            return None
-        try:
-            return require("tqdm", "the progress bar").tqdm
-        except MissingDependency:
-            return None
-    if not enabled:
-        return None
-    return require("tqdm", "the progress bar").tqdm
-
-
-def _meta(cfg: TrainConfig, ds: SequenceDataset, state: dict, thresholds=None) -> dict:
-    meta = {"classes": ds.classes, "alphabet": ds.alphabet.name, "max_length": cfg.max_length,
-            "encoding": cfg.encoding, "num_features": ds.num_features, "train_config": cfg.to_json(),
-            "train_state": state}
-    if cfg.multi_label:
-        # Read by predict/evaluate: sigmoid outputs, class k predicted when p_k >= thresholds[k].
-        meta["multi_label"] = True
-        meta["thresholds"] = [float(t) for t in (thresholds if thresholds is not None else [0.5] * len(ds.classes))]
-    source = features_source(ds)
-    if source is not None:
-        meta["features_source"] = source
-    return meta
-
-
-def _log(ctx: DistributedContext, msg: str) -> None:
-    if ctx.is_main:
-        print(msg, flush=True)
 
 
 def train(cfg: TrainConfig, resume: bool = False, log: Callable[[str], None] | None = None,
@@ -95,140 +56,147 @@ def train(cfg: TrainConfig, resume: bool = False, log: Callable[[str], None] | N
     """
     device = resolve_device(cfg.device)
     ctx = distributed_context(device)
-    with run_directory(cfg.out, resume, overwrite) if ctx.is_main else contextlib.nullcontext():
+    with hold_run_directory(cfg.out, resume, overwrite, ctx):
         return _train(cfg, resume, log, stop_after_steps, device, ctx)
 
 
 def _train(cfg: TrainConfig, resume: bool, log, stop_after_steps, device, ctx: DistributedContext) -> dict:
-    say = log or (lambda m: _log(ctx, m))
-    last_path = os.path.join(cfg.out, "last.json")
-    resumed: Checkpoint | None = None
+    run = Run(cfg, device, ctx, log)
     if resume:
-        if not os.path.isfile(last_path):
-            raise FileNotFoundError(f"{last_path}: no checkpoint to resume from (--resume continues a run "
-                                    "directory that holds last.json)")
-        resumed = load_checkpoint(last_path, device)
-        if "train_config" not in resumed.meta or "train_state" not in resumed.meta:
-            raise CheckpointError(f"{last_path}: not a training checkpoint (no training config and state)")
-        saved = TrainConfig.from_json(resumed.meta["train_config"])
-        diffs = resume_differences(cfg, saved)
-        if diffs:
-            raise ValueError(f"{last_path}: --resume with settings that differ from the checkpoint's: "
-                             f"{'; '.join(diffs)}. A resume may change only "
-                             f"{', '.join(_flag(n) for n in RESUMABLE if n not in ('out', 'eval_batch_size'))}")
-        cfg = dataclasses.replace(saved, **{n: getattr(cfg, n) for n in RESUMABLE})
-    ds, (tr, va, te) = prepare_data(cfg, warn=ctx.is_main and not resume)
-    if len(tr) == 0:
-        raise DataFormatError(cfg.data, None, None, f"no training sequences after the split ({len(ds)} sequences, "
-                              f"validation fraction {cfg.val_fraction:g}, test fraction {cfg.test_fraction:g})")
-    torch.manual_seed(cfg.seed)
-    model_args = dict(cfg.model_args)
-    for key, value in model_inputs(cfg.model, ds.alphabet.name, cfg.encoding, ds.num_features, model_args).items():
-        model_args.setdefault(key, value)
-    model = build_model(cfg.model, num_classes=len(ds.classes), **model_args).to(device)
-    if getattr(model, "standardize", False) and resumed is None:
-        # The input standardisation (mlp): the training split's per-feature mean and standard
-        # deviation, one pass over its vectors (a resumed run loads them from the checkpoint).
-        from ..models.mlp import feature_moments
+        run.resume(RESUMABLE, ("train_config", "train_state"),
+                   "not a training checkpoint (no training config and state)")
+    return _ClassifierRun(run, resume).fit(stop_after_steps)
 
-        mean, std, _ = feature_moments(_feature_chunks(ds, tr))
-        model.fit_standardization(mean, std)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    state = {"epoch": 0, "step": 0, "loss_sum": 0.0, "seen": 0, "best_val_loss": math.inf, "best_epoch": None,
-             "history": []}
-    multi = cfg.multi_label
-    thresholds = [0.5] * len(ds.classes) if multi else None  # the latest epoch's, tuned on validation
-    if multi and resumed is not None:
-        thresholds = resumed.meta.get("thresholds", thresholds)
-    if multi and not len(va) and ctx.is_main and not resume:
-        warnings.warn(f"{cfg.data}: no validation split: every class keeps the threshold 0.5", DataWarning,
-                      stacklevel=2)
-    warned_untuned = resume
-    if resumed is not None:
-        model.load_state_dict(resumed.model.state_dict())
-        resumed.load_optimizer(optimizer)
-        state.update(resumed.meta["train_state"])
-        say(f"resuming {last_path}: epoch {state['epoch'] + 1}, step {state['step']}")
-    net = model
-    if ctx.active:
-        from torch.nn.parallel import DistributedDataParallel
 
-        net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    sampler = LengthBucketSampler(ds.lengths[tr], cfg.batch_size, shuffle=True, seed=cfg.seed,
-                                  max_tokens=cfg.max_tokens, num_replicas=ctx.world_size, rank=ctx.rank)
-    tqdm = _progress(cfg.progress) if ctx.is_main else None
-    if ctx.is_main:
-        atomic_write(os.path.join(cfg.out, "config.json"), (json.dumps(cfg.to_json(), indent=1) + "\n").encode())
-    if resumed is not None and state["epoch"] >= cfg.epochs and ctx.is_main:
-        warnings.warn(f"{last_path}: already trained for {state['epoch']} epochs (--epochs {cfg.epochs}): nothing "
-                      "to train; pass a larger --epochs to continue", DataWarning, stacklevel=2)
-    say(f"{cfg.model}: {sum(p.numel() for p in model.parameters())} parameters, classes {ds.classes}; "
-        f"train/val/test = {len(tr)}/{len(va)}/{len(te)} sequences on {device}"
-        + (f", {ctx.world_size} processes" if ctx.active else ""))
-    steps_done = 0
-    interrupted = False
-    params = [p for p in model.parameters() if p.requires_grad]
-    for epoch in range(state["epoch"], cfg.epochs):
-        batches = sampler.batches(epoch)
-        start_step = state["step"] if epoch == state["epoch"] else 0
-        if start_step == 0:
-            state["loss_sum"], state["seen"] = 0.0, 0
-        loss_acc = torch.zeros((), dtype=torch.float64, device=device)  # this rank's loss sum
-        seen = local_seen = 0
-        bar = tqdm(total=len(batches), initial=start_step, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch",
-                   leave=False, dynamic_ncols=True) if tqdm else None
-        t0, last_refresh = time.perf_counter(), 0.0
-        model.train()
-        step = start_step
-        for step in flush_denormal_steps(range(start_step, len(batches))):
-            global_batch = batches[step]
-            torch.manual_seed(step_seed(cfg.seed, epoch, step, ctx.rank))
-            local = sampler.shard(global_batch)
-            batch = collate(ds, tr[local]).to(device)
-            logits = net(batch.tokens, batch.lengths, batch.features)
-            # This rank's loss sum / global batch size, times W because DDP averages the W
-            # gradients: the gradient of the global-batch mean, whatever the shard sizes.
-            loss_sum = _loss_sum(logits, batch, multi)
-            loss = loss_sum * (ctx.world_size / len(global_batch))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.clip_norm:
-                torch.nn.utils.clip_grad_norm_(params, cfg.clip_norm)
-            optimizer.step()
-            loss_acc += loss_sum.detach().double()
-            seen += len(global_batch)
-            local_seen += len(local)
-            steps_done += 1
-            if bar is not None:
-                bar.update(1)
-                now = time.perf_counter()
-                if now - last_refresh > 0.5:  # one host sync per refresh, not one per batch
-                    last_refresh = now
-                    bar.set_postfix(loss=f"{float(loss_acc) / local_seen:.4f}", seq_s=f"{seen / (now - t0):.1f}")
-            if cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0 and step + 1 < len(batches):
-                total = _global_sum(loss_acc, ctx)  # a collective: every rank calls it here
-                if ctx.is_main:
+def _meta(cfg: TrainConfig, ds: SequenceDataset, state: dict, thresholds=None) -> dict:
+    meta = {"classes": ds.classes, "alphabet": ds.alphabet.name, "max_length": cfg.max_length,
+            "encoding": cfg.encoding, "num_features": ds.num_features, "train_config": cfg.to_json(),
+            "train_state": state}
+    if cfg.multi_label:
+        # Read by predict/evaluate: sigmoid outputs, class k predicted when p_k >= thresholds[k].
+        meta["multi_label"] = True
+        meta["thresholds"] = [float(t) for t in (thresholds if thresholds is not None else [0.5] * len(ds.classes))]
+    source = features_source(ds)
+    if source is not None:
+        meta["features_source"] = source
+    return meta
+
+
+class _ClassifierRun:
+    """The classifier's part of ``run``: its data, model and optimizer (restored when the run
+    resumes), its training step, its epoch's end and its test report. ``state`` is the
+    position and record saved in every checkpoint (``train_state``)."""
+
+    def __init__(self, run: Run, resume: bool):
+        cfg, ctx, device, resumed = run.cfg, run.ctx, run.device, run.resumed
+        self.run, self.cfg, self.ctx, self.device = run, cfg, ctx, device
+        ds, (tr, va, te) = prepare_data(cfg, warn=ctx.is_main and not resume)
+        if len(tr) == 0:
+            raise DataFormatError(cfg.data, None, None, f"no training sequences after the split ({len(ds)} sequences, "
+                                  f"validation fraction {cfg.val_fraction:g}, test fraction {cfg.test_fraction:g})")
+        self.ds, self.tr, self.va, self.te = ds, tr, va, te
+        torch.manual_seed(cfg.seed)
+        model_args = dict(cfg.model_args)
+        for key, value in model_inputs(cfg.model, ds.alphabet.name, cfg.encoding, ds.num_features, model_args).items():
+            model_args.setdefault(key, value)
+        model = build_model(cfg.model, num_classes=len(ds.classes), **model_args).to(device)
+        if getattr(model, "standardize", False) and resumed is None:
+            # The input standardisation (mlp): the training split's per-feature mean and standard
+            # deviation, one pass over its vectors (a resumed run loads them from the checkpoint).
+            from ..models.mlp import feature_moments
+
+            mean, std, _ = feature_moments(_feature_chunks(ds, tr))
+            model.fit_standardization(mean, std)
+        self.model = model
+        self.optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.state = state = {"epoch": 0, "step": 0, "loss_sum": 0.0, "seen": 0, "best_val_loss": math.inf,
+                              "best_epoch": None, "history": []}
+        self.multi = multi = cfg.multi_label
+        self.thresholds = [0.5] * len(ds.classes) if multi else None  # the latest epoch's, tuned on validation
+        if multi and resumed is not None:
+            self.thresholds = resumed.meta.get("thresholds", self.thresholds)
+        if multi and not len(va) and ctx.is_main and not resume:
+            warnings.warn(f"{cfg.data}: no validation split: every class keeps the threshold 0.5", DataWarning,
+                          stacklevel=3)
+        self.warned_untuned = resume
+        if resumed is not None:
+            run.restore(model, self.optimizer, state, "train_state")
+            run.say(f"resuming {run.last_path}: epoch {state['epoch'] + 1}, step {state['step']}")
+        self.net, self.sampler = run.distribute(model, ds.lengths[tr])
+        self.bars = run.progress_bars()
+        run.write_config()
+        if resumed is not None and state["epoch"] >= cfg.epochs and ctx.is_main:
+            warnings.warn(f"{run.last_path}: already trained for {state['epoch']} epochs (--epochs {cfg.epochs}): "
+                          "nothing to train; pass a larger --epochs to continue", DataWarning, stacklevel=3)
+        run.say(f"{cfg.model}: {sum(p.numel() for p in model.parameters())} parameters, classes {ds.classes}; "
+                f"train/val/test = {len(tr)}/{len(va)}/{len(te)} sequences on {device}"
+                + (f", {ctx.world_size} processes" if ctx.active else ""))
+        self.params = [p for p in model.parameters() if p.requires_grad]
+
+    def _meta(self, state: dict) -> dict:
+        return _meta(self.cfg, self.ds, state, self.thresholds)
+
+    def step(self, global_batch, local) -> torch.Tensor:
+        """One optimizer step on this rank's share ``local`` of ``global_batch``; returns this
+        rank's loss sum."""
+        batch = collate(self.ds, self.tr[local]).to(self.device)
+        logits = self.net(batch.tokens, batch.lengths, batch.features)
+        # This rank's loss sum / global batch size, times W because DDP averages the W
+        # gradients: the gradient of the global-batch mean, whatever the shard sizes.
+        loss_sum = _loss_sum(logits, batch, self.multi)
+        loss = loss_sum * (self.ctx.world_size / len(global_batch))
+        self.run.optimize(self.optimizer, self.params, loss, self.cfg.clip_norm)
+        return loss_sum
+
+    def fit(self, stop_after_steps: int | None) -> dict:
+        cfg, run, state = self.cfg, self.run, self.state
+        steps_done = 0
+        interrupted = False
+        for epoch in range(state["epoch"], cfg.epochs):
+            batches = self.sampler.batches(epoch)
+            start_step = state["step"] if epoch == state["epoch"] else 0
+            if start_step == 0:
+                state["loss_sum"], state["seen"] = 0.0, 0
+            loss_acc = torch.zeros((), dtype=torch.float64, device=self.device)  # this rank's loss sum
+            seen = local_seen = 0
+            bar = self.bars(total=len(batches), initial=start_step, desc=f"epoch {epoch + 1}/{cfg.epochs}",
+                            unit="batch", leave=False, dynamic_ncols=True)
+            self.model.train()
+            step = start_step
+            for step, global_batch, local in run.steps(epoch, batches, start_step):
+                loss_acc += self.step(global_batch, local).detach().double()
+                seen += len(global_batch)
+                local_seen += len(local)
+                steps_done += 1
+                bar.step(lambda elapsed: {"loss": f"{float(loss_acc) / local_seen:.4f}",
+                                          "seq_s": f"{seen / elapsed:.1f}"})
+                if run.due(step + 1, cfg.checkpoint_every) and step + 1 < len(batches):
+                    total = global_sum(loss_acc, self.ctx)  # a collective: every rank calls it here
                     mid = dict(state, epoch=epoch, step=step + 1, loss_sum=state["loss_sum"] + total,
                                seen=state["seen"] + seen)
-                    save_checkpoint(cfg.out, "last", model, _meta(cfg, ds, mid, thresholds), optimizer)
-            if stop_after_steps is not None and steps_done >= stop_after_steps:
-                interrupted = True
-                break
-        if bar is not None:
+                    run.save("last", self.model, self._meta(mid), self.optimizer)
+                if stop_after_steps is not None and steps_done >= stop_after_steps:
+                    interrupted = True
+                    break
             bar.close()
-        if interrupted:
-            say(f"stopped after {steps_done} steps (epoch {epoch + 1}, step {step + 1})")
-            break
-        elapsed = time.perf_counter() - t0
-        train_loss = (state["loss_sum"] + _global_sum(loss_acc, ctx)) / max(1, state["seen"] + seen)
-        val = evaluate_model(model, ds, va, device, cfg.eval_batch_size, ctx) if len(va) else None
+            if interrupted:
+                run.say(f"stopped after {steps_done} steps (epoch {epoch + 1}, step {step + 1})")
+                break
+            self.end_epoch(epoch, loss_acc, seen, bar.elapsed())
+        return self.summary(interrupted)
+
+    def end_epoch(self, epoch: int, loss_acc: torch.Tensor, seen: int, elapsed: float) -> None:
+        """Validation, the history row, ``best`` and ``last``, and the epoch's log line."""
+        cfg, ctx, state, va, multi = self.cfg, self.ctx, self.state, self.va, self.multi
+        train_loss = (state["loss_sum"] + global_sum(loss_acc, ctx)) / max(1, state["seen"] + seen)
+        val = evaluate_model(self.model, self.ds, va, self.device, cfg.eval_batch_size, ctx) if len(va) else None
         row = {"epoch": epoch + 1, "train_loss": train_loss, "seq_per_s": seen / max(elapsed, 1e-9),
                "time_s": elapsed}
         if val is not None and multi:
-            thresholds = val["thresholds"]
-            if val["untuned"] and not warned_untuned and ctx.is_main:
+            self.thresholds = val["thresholds"]
+            if val["untuned"] and not self.warned_untuned and ctx.is_main:
                 _warn_untuned(cfg.data, val["untuned"], "validation split")
-                warned_untuned = True
+                self.warned_untuned = True
             row.update(val_loss=val["loss"], val_micro_f1=val["micro_f1"], val_macro_f1=val["macro_f1"],
                        val_jaccard=val["jaccard"])
         elif val is not None:
@@ -239,14 +207,9 @@ def _train(cfg: TrainConfig, resume: bool, log, stop_after_steps, device, ctx: D
         if improved or (val is None):
             state["best_val_loss"] = val["loss"] if val is not None else state["best_val_loss"]
             state["best_epoch"] = epoch + 1
-        if ctx.is_main:
-            if improved or val is None:
-                save_checkpoint(cfg.out, "best", model, _meta(cfg, ds, state, thresholds))
-            save_checkpoint(cfg.out, "last", model, _meta(cfg, ds, state, thresholds), optimizer)
-        if ctx.active:
-            import torch.distributed as dist
-
-            dist.barrier()  # the other ranks read these checkpoints (the final test report)
+            self.run.save("best", self.model, self._meta(state))
+        self.run.save("last", self.model, self._meta(state), self.optimizer)
+        barrier(ctx)  # the other ranks read these checkpoints (the final test report)
         msg = f"epoch {epoch + 1}/{cfg.epochs}: train loss {train_loss:.4f}, {row['seq_per_s']:.1f} seq/s"
         if val is not None and multi:
             msg += (f"; val loss {val['loss']:.4f}, micro F1 {val['micro_f1']:.4f}, macro F1 {val['macro_f1']:.4f} "
@@ -254,32 +217,26 @@ def _train(cfg: TrainConfig, resume: bool, log, stop_after_steps, device, ctx: D
         elif val is not None:
             msg += (f"; val loss {val['loss']:.4f}, accuracy {val['accuracy']:.4f}, macro MCC {val['macro_mcc']:.4f}"
                     + (" (best)" if improved else ""))
-        say(msg)
-    summary = {"history": state["history"], "best_val_loss": state["best_val_loss"],
-               "best_epoch": state["best_epoch"], "interrupted": interrupted, "out": cfg.out,
-               "splits": {"train": len(tr), "val": len(va), "test": len(te)}}
-    if not interrupted and len(te) and os.path.isfile(os.path.join(cfg.out, "best.json")):
-        best = load_checkpoint(os.path.join(cfg.out, "best.json"), device)
-        report = evaluate_model(best.model, ds, te, device, cfg.eval_batch_size, ctx, best.meta.get("thresholds"))
-        summary["test"] = report
-        if multi:
-            say(f"test (best checkpoint, epoch {state['best_epoch']}, its validation thresholds): micro F1 "
-                f"{report['micro_f1']:.4f}, macro F1 {report['macro_f1']:.4f}, Jaccard {report['jaccard']:.4f}, "
-                f"subset accuracy {report['subset_accuracy']:.4f}")
-        else:
-            say(f"test (best checkpoint, epoch {state['best_epoch']}): accuracy {report['accuracy']:.4f}, "
-                f"macro MCC {report['macro_mcc']:.4f}, macro F1 {report['macro_f1']:.4f}")
-    if ctx.is_main:
-        atomic_write(os.path.join(cfg.out, "summary.json"),
-                     (json.dumps(_json_ready(summary), indent=1) + "\n").encode())
-    return summary
+        self.run.say(msg)
 
-
-def _json_ready(value):
-    if isinstance(value, dict):
-        return {k: _json_ready(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_json_ready(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
+    def summary(self, interrupted: bool) -> dict:
+        """The run's summary, with the test report of the best checkpoint (written to
+        ``summary.json``)."""
+        cfg, state, te, say = self.cfg, self.state, self.te, self.run.say
+        summary = {"history": state["history"], "best_val_loss": state["best_val_loss"],
+                   "best_epoch": state["best_epoch"], "interrupted": interrupted, "out": cfg.out,
+                   "splits": {"train": len(self.tr), "val": len(self.va), "test": len(te)}}
+        if not interrupted and len(te) and os.path.isfile(os.path.join(cfg.out, "best.json")):
+            best = load_checkpoint(os.path.join(cfg.out, "best.json"), self.device)
+            report = evaluate_model(best.model, self.ds, te, self.device, cfg.eval_batch_size, self.ctx,
+                                    best.meta.get("thresholds"))
+            summary["test"] = report
+            if self.multi:
+                say(f"test (best checkpoint, epoch {state['best_epoch']}, its validation thresholds): micro F1 "
+                    f"{report['micro_f1']:.4f}, macro F1 {report['macro_f1']:.4f}, Jaccard {report['jaccard']:.4f}, "
+                    f"subset accuracy {report['subset_accuracy']:.4f}")
+            else:
+                say(f"test (best checkpoint, epoch {state['best_epoch']}): accuracy {report['accuracy']:.4f}, "
+                    f"macro MCC {report['macro_mcc']:.4f}, macro F1 {report['macro_f1']:.4f}")
+        self.run.write_summary(summary)
+        return summary
