@@ -149,6 +149,8 @@ class _ClassifierRun:
         return loss_sum
 
     def fit(self, stop_after_steps: int | None) -> dict:
+        """Train from the run's position to ``cfg.epochs`` (or ``stop_after_steps`` steps of
+        this call); returns the summary."""
         cfg, run, state = self.cfg, self.run, self.state
         steps_done = 0
         interrupted = False
