@@ -35,7 +35,7 @@ def part_path(out: str, rank: int, world_size: int) -> str:
 def _barrier(device) -> None:
     import torch.distributed as dist
 
-    from ..training.trainer import distributed_context
+    from ..training.distributed import distributed_context
 
     distributed_context(device)
     dist.barrier()

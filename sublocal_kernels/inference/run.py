@@ -286,7 +286,7 @@ class _Pool:
 
 def _progress_bar(progress, fasta, initial):
     """tqdm on standard error (see the trainer's rule), its total from a count of the headers."""
-    from ..training.trainer import _progress
+    from ..training.run import _progress
 
     tqdm = _progress(progress)
     if tqdm is None:

@@ -45,12 +45,9 @@ restored bit for bit.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import json
 import math
 import os
-import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -58,14 +55,11 @@ import torch
 
 from ..data import LengthBucketSampler, SequenceDataset, collate
 from ..data.fasta_index import FastaIndex
-from ..data.readers import DataFormatError, DataWarning
+from ..data.readers import DataFormatError
 from ..models import PRETRAIN_MODELS, build_model
 from ..models.language_model import VOCABULARY
-from ..training.checkpoint import CheckpointError, atomic_write, load_checkpoint, save_checkpoint
-from ..training.fp_mode import flush_denormal_steps
-from ..training.rundir import run_directory
-from ..training.trainer import (DistributedContext, _json_ready, _progress, distributed_context, resolve_device,
-                                resume_differences, step_seed)
+from ..training.distributed import DistributedContext, distributed_context, resolve_device
+from ..training.run import Run, hold_run_directory
 
 __all__ = ["PretrainConfig", "pretrain", "learning_rate", "PretrainData", "evaluate_lm", "RESUMABLE", "SCHEDULES"]
 
@@ -237,83 +231,57 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, overwrite: bool = False,
         raise ValueError(f"--schedule must be one of {', '.join(SCHEDULES)}, got {cfg.schedule!r}")
     device = resolve_device(cfg.device)
     ctx = distributed_context(device)
-    with run_directory(cfg.out, resume, overwrite) if ctx.is_main else contextlib.nullcontext():
-        if ctx.active:
-            import torch.distributed as dist
-
-            dist.barrier()  # rank 0 holds the directory before anyone writes into it
+    with hold_run_directory(cfg.out, resume, overwrite, ctx, barrier=True):
         return _pretrain(cfg, resume, log, stop_after_steps, device, ctx)
 
 
 def _pretrain(cfg: PretrainConfig, resume: bool, log, stop_after_steps, device, ctx: DistributedContext) -> dict:
-    say = log or (lambda m: print(m, flush=True) if ctx.is_main else None)
-    last_path = os.path.join(cfg.out, "last.json")
-    resumed = None
+    run = Run(cfg, device, ctx, log)
     if resume:
-        if not os.path.isfile(last_path):
-            raise FileNotFoundError(f"{last_path}: no checkpoint to resume from (--resume continues a run "
-                                    "directory that holds last.json)")
-        resumed = load_checkpoint(last_path, device)
-        if "pretrain_config" not in resumed.meta or "optimizer" not in resumed.meta:
-            raise CheckpointError(f"{last_path}: not a pretraining checkpoint (no pretrain config, state and "
-                                  "optimizer)")
-        saved = PretrainConfig.from_json(resumed.meta["pretrain_config"])
-        diffs = resume_differences(cfg, saved, RESUMABLE)
-        if diffs:
-            raise ValueError(f"{last_path}: --resume with settings that differ from the checkpoint's: "
-                             f"{'; '.join(diffs)}. A resume may change only "
-                             f"{', '.join('--' + n.replace('_', '-') for n in RESUMABLE if n != 'out')}")
-        cfg = dataclasses.replace(saved, **{n: getattr(cfg, n) for n in RESUMABLE})
+        run.resume(RESUMABLE, ("pretrain_config", "optimizer"),
+                   "not a pretraining checkpoint (no pretrain config, state and optimizer)")
+        cfg = run.cfg
     init = None
-    if cfg.init is not None and resumed is None:
+    if cfg.init is not None and run.resumed is None:
         from .embed import load_pretrained
 
         init = load_pretrained(cfg.init, "cpu", fold=False).model
-        cfg = dataclasses.replace(cfg, model=init.name, model_args=dict(init.config))
-        say(f"initial weights: {cfg.init}")
+        cfg = run.cfg = dataclasses.replace(cfg, model=init.name, model_args=dict(init.config))
+        run.say(f"initial weights: {cfg.init}")
     torch.manual_seed(cfg.seed)
     model = init if init is not None else build_model(cfg.model, **cfg.model_args)
     data = PretrainData(cfg, os.path.join(cfg.out, INDEX_DIR), getattr(model, "alphabet", "protein"))
     try:
-        return _loop(cfg, data, model, resumed, say, stop_after_steps, device, ctx)
+        return _loop(run, data, model, stop_after_steps)
     finally:
         data.close()
 
 
-def _loop(cfg, data: PretrainData, model, resumed, say, stop_after_steps, device, ctx) -> dict:
+def _loop(run: Run, data: PretrainData, model, stop_after_steps) -> dict:
+    cfg, device, ctx, say = run.cfg, run.device, run.ctx, run.say
     model = model.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     state = {"epoch": 0, "batch": 0, "step": 0, "tokens": 0, "best_val_loss": math.inf, "best_step": None,
              "history": []}
-    if resumed is not None:
-        model.load_state_dict(resumed.model.state_dict())
-        resumed.load_optimizer(optimizer)
-        state.update(resumed.meta["pretrain_state"])
+    if run.resumed is not None:
+        run.restore(model, optimizer, state, "pretrain_state")
         if state["best_val_loss"] is None:
             state["best_val_loss"] = math.inf
-        say(f"resuming {resumed.path}: epoch {state['epoch'] + 1}, batch {state['batch']}, step {state['step']}")
-    net = model
-    if ctx.active:
-        from torch.nn.parallel import DistributedDataParallel
-
-        net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    sampler = LengthBucketSampler(data.lengths[data.train], cfg.batch_size, shuffle=True, seed=cfg.seed,
-                                  max_tokens=cfg.max_tokens, num_replicas=ctx.world_size, rank=ctx.rank)
+        say(f"resuming {run.resumed.path}: epoch {state['epoch'] + 1}, batch {state['batch']}, step {state['step']}")
+    net, sampler = run.distribute(model, data.lengths[data.train])
     per_epoch = len(sampler.batches(0))
     total_steps = min(cfg.max_steps or math.inf, per_epoch * cfg.epochs)
     val_ds = data.dataset(data.val) if len(data.val) else None
-    if ctx.is_main:
-        atomic_write(os.path.join(cfg.out, "config.json"), (json.dumps(cfg.to_json(), indent=1) + "\n").encode())
+    run.write_config()
     n_params = sum(p.numel() for p in model.parameters())
     say(f"{cfg.model}: {n_params} parameters; {len(data.train)} training and {len(data.val)} validation sequences "
         f"({data.total} records, dropped {data.dropped['noncanonical']} with X/B/Z/J and {data.dropped['too_long']} "
         f"over --max-length), {int(data.lengths[data.train].sum())} training residues, {per_epoch} batches per epoch "
         f"on {device}" + (f", {ctx.world_size} processes" if ctx.active else ""))
-    tqdm = _progress(cfg.progress) if ctx.is_main else None
-    bar = tqdm(total=int(total_steps), initial=state["step"], unit="step", dynamic_ncols=True) if tqdm else None
+    bar = run.progress_bars()(total=int(total_steps), initial=state["step"], unit="step", dynamic_ncols=True)
     params = [p for p in model.parameters() if p.requires_grad]
     steps_done, interrupted = 0, False
-    t0, tokens0, last_refresh = time.perf_counter(), state["tokens"], 0.0
+    tokens0 = state["tokens"]
     loss_acc = torch.zeros(2, dtype=torch.float64, device=device)  # this rank's loss sum, targets
 
     def validate():
@@ -329,81 +297,66 @@ def _loop(cfg, data: PretrainData, model, resumed, say, stop_after_steps, device
         best = v["loss"] < state["best_val_loss"]
         if best:
             state["best_val_loss"], state["best_step"] = v["loss"], state["step"]
-            if ctx.is_main:
-                save_checkpoint(cfg.out, "best", model, _meta(cfg, state, model))
+            run.save("best", model, _meta(cfg, state, model))
         say(f"step {state['step']}: val loss {v['loss']:.4f} nats, perplexity {v['perplexity']:.3f}, "
             f"accuracy {v['accuracy']:.4f}" + (" (best)" if best else ""))
         return v
 
     def save_last():
-        if ctx.is_main:
-            save_checkpoint(cfg.out, "last", model, _meta(cfg, state, model), optimizer)
+        run.save("last", model, _meta(cfg, state, model), optimizer)
+
+    def out_of_steps():
+        return cfg.max_steps is not None and state["step"] >= cfg.max_steps
 
     try:
         for epoch in range(state["epoch"], cfg.epochs):
             batches = sampler.batches(epoch)
             model.train()
-            for b in flush_denormal_steps(range(state["batch"] if epoch == state["epoch"] else 0, len(batches))):
-                if cfg.max_steps is not None and state["step"] >= cfg.max_steps:
-                    break
-                global_batch = batches[b]
-                torch.manual_seed(step_seed(cfg.seed, epoch, b, ctx.rank))
+            start = state["batch"] if epoch == state["epoch"] else 0
+            for b, global_batch, local in run.steps(epoch, batches, start, stop=out_of_steps):
                 for group in optimizer.param_groups:
                     group["lr"] = learning_rate(cfg, state["step"], epoch, total_steps)
-                local = sampler.shard(global_batch)
                 batch = collate(data.dataset(data.train[local]), range(len(local))).to(device)
                 logits = net(batch.tokens, batch.lengths)
                 loss_sum, n, _ = model.score_logits(logits, batch.tokens, batch.lengths)
                 global_targets = _targets(model, data.lengths[data.train[global_batch]])
-                optimizer.zero_grad(set_to_none=True)
-                (loss_sum * (ctx.world_size / global_targets)).backward()
-                if cfg.clip_norm:
-                    torch.nn.utils.clip_grad_norm_(params, cfg.clip_norm)
-                optimizer.step()
+                run.optimize(optimizer, params, loss_sum * (ctx.world_size / global_targets), cfg.clip_norm)
                 loss_acc += torch.stack([loss_sum.detach().double(), n.double()])
                 state.update(epoch=epoch, batch=b + 1, step=state["step"] + 1,
                              tokens=state["tokens"] + int(data.lengths[data.train[global_batch]].sum()))
                 steps_done += 1
-                if bar is not None:
-                    bar.update(1)
-                    now = time.perf_counter()
-                    if now - last_refresh > 0.5:
-                        last_refresh = now
-                        bar.set_postfix(tok_s=f"{(state['tokens'] - tokens0) / (now - t0):.0f}",
-                                        loss=f"{float(loss_acc[0] / max(float(loss_acc[1]), 1.0)):.4f}")
-                if cfg.val_every and state["step"] % cfg.val_every == 0:
+                bar.step(lambda elapsed: {"tok_s": f"{(state['tokens'] - tokens0) / elapsed:.0f}",
+                                          "loss": f"{float(loss_acc[0] / max(float(loss_acc[1]), 1.0)):.4f}"})
+                if run.due(state["step"], cfg.val_every):
                     validate()
                     model.train()
                     save_last()
-                elif cfg.checkpoint_every and state["step"] % cfg.checkpoint_every == 0:
+                elif run.due(state["step"], cfg.checkpoint_every):
                     save_last()
                 if stop_after_steps is not None and steps_done >= stop_after_steps:
                     interrupted = True
                     break
-            if interrupted or (cfg.max_steps is not None and state["step"] >= cfg.max_steps):
+            if interrupted or out_of_steps():
                 break
             state.update(epoch=epoch + 1, batch=0)
-            if not (cfg.val_every and state["step"] % cfg.val_every == 0):
+            if not run.due(state["step"], cfg.val_every):
                 validate()
             save_last()
         if not interrupted and state["batch"] != 0:  # stopped by max_steps inside an epoch
-            if not (cfg.val_every and state["step"] % cfg.val_every == 0):
+            if not run.due(state["step"], cfg.val_every):
                 validate()
             save_last()
         if interrupted:
             save_last()
     finally:
-        if bar is not None:
-            bar.close()
-    elapsed = time.perf_counter() - t0
+        bar.close()
+    elapsed = bar.elapsed()
     summary = {"out": cfg.out, "steps": state["step"], "epochs_done": state["epoch"], "tokens": state["tokens"],
                "tokens_per_s": (state["tokens"] - tokens0) / max(elapsed, 1e-9), "best_val_loss": state["best_val_loss"],
                "best_step": state["best_step"], "history": state["history"], "interrupted": interrupted,
                "sequences": {"train": int(len(data.train)), "val": int(len(data.val)), "records": data.total,
                              **{f"dropped_{k}": v for k, v in data.dropped.items()}}}
-    if ctx.is_main:
-        doc = json.dumps(_json_ready(summary), indent=1)  # inf/NaN (no validation, a diverged run) as null
-        atomic_write(os.path.join(cfg.out, "summary.json"), (doc + "\n").encode())
+    run.write_summary(summary)  # inf/NaN (no validation, a diverged run) as null
     say(f"done: {state['step']} steps, {summary['tokens_per_s']:.0f} residues/s"
         + (f", best val loss {state['best_val_loss']:.4f} at step {state['best_step']}"
            if math.isfinite(state["best_val_loss"]) else ""))

@@ -1,4 +1,4 @@
-"""Training, evaluation and prediction loops, checkpoints and metrics (behind ``sublocal``)."""
+"""Training and evaluation loops, the run lifecycle, checkpoints and metrics (behind ``sublocal train``)."""
 
 from .checkpoint import (Checkpoint, CheckpointError, atomic_write, load_checkpoint, load_predictor,
                          read_checkpoint_meta, resolve_checkpoint, save_checkpoint)

@@ -1,0 +1,87 @@
+"""What a training run depends on: :class:`TrainConfig`, and what a resumed run may change.
+
+The config is saved in every checkpoint and in ``OUT/config.json``. A resumed run must match
+its checkpoint's config except in :data:`RESUMABLE`; :func:`resume_differences` lists the
+rest in the command line's spelling (it serves ``sublocal pretrain``'s config too).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+
+__all__ = ["TrainConfig", "RESUMABLE", "resume_differences"]
+
+# The settings a resumed run may change: how long it runs, where, and how it reports. Anything
+# else (data, split, model, optimizer) would make the resumed run a different run.
+RESUMABLE = ("epochs", "device", "progress", "checkpoint_every", "out", "eval_batch_size")
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run depends on (saved in every checkpoint)."""
+
+    data: str
+    out: str = "runs/sublocal"
+    model: str = "alstm"
+    model_args: dict = field(default_factory=dict)
+    format: str = "auto"
+    alphabet: str = "protein"
+    encoding: str = "onehot"
+    features: str | None = None
+    max_length: int | None = None
+    epochs: int = 100
+    lr: float = 2e-4
+    batch_size: int = 32
+    max_tokens: int | None = None
+    clip_norm: float | None = 5.0
+    weight_decay: float = 0.0
+    val_fraction: float = 0.1
+    test_fraction: float = 0.1
+    seed: int = 0
+    split_seed: int | None = None  # the train/val/test split's seed (None: ``seed``)
+    device: str = "auto"
+    checkpoint_every: int = 0
+    progress: bool | None = None
+    eval_batch_size: int = 64
+    multi_label: bool = False  # several labels per sequence: sigmoid outputs, BCE, per-class thresholds
+    val_partition: str | None = None  # the predefined fold used for validation (None: the first)
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, doc: dict) -> "TrainConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in doc.items() if k in names})
+
+
+def _flag(name: str) -> str:
+    """The command-line spelling of a config field or model argument."""
+    return {"data": "DATA", "fasta": "FASTA", "bidirectional": "--unidirectional",
+            "standardize": "--no-standardize"}.get(name, "--" + name.replace("_", "-"))
+
+
+def resume_differences(given, saved, resumable=RESUMABLE) -> list[str]:
+    """``"--flag VALUE (checkpoint: VALUE)"`` for every setting outside ``resumable`` in
+    which ``given`` differs from ``saved`` (two configs of one dataclass: :class:`TrainConfig`
+    or ``sublocal pretrain``'s; model arguments one by one; DATA compared as an absolute path)."""
+    out = []
+    for f in dataclasses.fields(given):
+        a, b = getattr(given, f.name), getattr(saved, f.name)
+        if f.name in resumable:
+            continue
+        if f.name == "model_args":
+            def show(args, key):
+                return repr(args[key]) if key in args else "the model's default"
+
+            for key in sorted(set(a) | set(b)):
+                if a.get(key) != b.get(key):
+                    out.append(f"{_flag(key)} {show(a, key)} (checkpoint: {show(b, key)})")
+        elif f.name in ("data", "features") and a is not None and b is not None:
+            if os.path.abspath(a) != os.path.abspath(b):
+                out.append(f"{_flag(f.name)} {a!r} (checkpoint: {b!r})")
+        elif a != b:
+            out.append(f"{_flag(f.name)} {a!r} (checkpoint: {b!r})")
+    return out
