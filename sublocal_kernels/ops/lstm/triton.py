@@ -325,8 +325,7 @@ def _blocks(H: int, dtype: torch.dtype, block_b: int | None, block_h: int | None
     # tl.dot needs every dimension >= 16. BLOCK_B=16: sorted tiles of 16 similar lengths keep
     # masked lanes few; BLOCK_H=BLOCK_K=64 keeps four (16, 64) float32 accumulators per program.
     # float64 stops at 32: its forward at 64 x 64 with 3 stages needs 294,912 bytes of shared
-    # memory, over sm_90's 232,448 per block (it fails at launch); at 32 it needs 81,920
-    # (benchmarks/sm90_static.py).
+    # memory, over sm_90's 232,448 per block (fails at launch); 81,920 at 32 (benchmarks/sm90_static.py).
     top = 32 if dtype == torch.float64 else 64
     bh = block_h or max(16, min(top, triton.next_power_of_2(H)))
     bk = block_k or max(16, min(top, triton.next_power_of_2(H)))
