@@ -12,7 +12,13 @@ import sublocal_kernels as sk
 from sublocal_kernels.ops.lstm import lstm_ref
 from tests.helpers import assert_close, random_lengths
 from tests.ops.test_inference import MODES, _infer
-from tests.ops.test_recurrent import MLSTM, compare_with_reference, masked_mean, states, with_threads
+from tests.ops.test_recurrent import (
+    MLSTM,
+    compare_with_reference,
+    masked_mean,
+    states,
+    with_threads,
+)
 
 mlstm_params = MLSTM.params
 

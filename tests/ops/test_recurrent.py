@@ -4,8 +4,9 @@ against the reference; gradients, registration, the inference path, the mean poo
 
 What only one cell has stays with it: ``test_lstm.py`` (against ``torch.nn.LSTM`` on a
 ``PackedSequence``), ``test_mlstm.py`` (the LSTM as a special case, the units schedule, the
-inference lanes). Where the two cells' tests used different sizes, both cells now run the union;
-the Triton and CUDA tables keep each cell's own cases.
+inference lanes). Where the two cells' tests used different sizes or dtypes, both cells now run
+the union; only the CUDA tests keep each cell's own cases (and reference: the LSTM's against the
+CPU kernel in float64, the mLSTM's against the CPU kernel in the same dtype).
 """
 
 from __future__ import annotations
@@ -209,7 +210,7 @@ def test_gradcheck_bidirectional(cell):
     h0, c0 = (leaf(t) for t in states(2, 3, 2))
     L = torch.tensor([4, 1, 3])
     params = [leaf(p) for p in cell.params(2, 2)]
-    fn = lambda x_, h_, c_, *w: sk.lstm(x_, L, list(w), h_, c_, cell=cell.name)  # noqa: E731
+    fn = lambda x_, h_, c_, *w: sk.lstm(x_, L, list(w), h_, c_, cell=cell.name)
     assert torch.autograd.gradcheck(fn, (x, h0, c0, *params))
 
 
@@ -219,7 +220,7 @@ def test_gradcheck_unidirectional_no_bias(cell, T, H):
     x = torch.randn(2, T, 3, dtype=torch.float64, requires_grad=True)
     L = torch.tensor([2, T])
     params = [leaf(p) for p in cell.params(3, H, bidirectional=False, bias=False)]
-    fn = lambda x_, *w: sk.lstm(x_, L, list(w), bidirectional=False, cell=cell.name)  # noqa: E731
+    fn = lambda x_, *w: sk.lstm(x_, L, list(w), bidirectional=False, cell=cell.name)
     assert torch.autograd.gradcheck(fn, (x, *params))
 
 
@@ -456,10 +457,11 @@ def test_inference_matches_training(cell, B, T, C, H, bidirectional, bias, with_
             assert_close(a, e, scale=0.01 if dtype == torch.float64 else 1.0, name=name)
 
 
-@pytest.mark.parametrize("cell,B,T,C,H,bidirectional", per_cell({
-    LSTM: [pytest.param(8, 300, 20, 64, True, id="B8-T300-C20-H64-bi")],
-    MLSTM: [pytest.param(8, 300, 10, 48, False, id="B8-T300-C10-H48-uni")],
-}))
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("B,T,C,H,bidirectional", [
+    pytest.param(8, 300, 20, 64, True, id="B8-T300-C20-H64-bi"),
+    pytest.param(8, 300, 10, 48, False, id="B8-T300-C10-H48-uni"),
+])
 def test_inference_dispatch_and_memory(cell, B, T, C, H, bidirectional):
     # Every tensor under 4 MiB: larger blocks of the CPU output cache bypass the profiled allocator.
     D = 2 if bidirectional else 1
@@ -470,9 +472,8 @@ def test_inference_dispatch_and_memory(cell, B, T, C, H, bidirectional):
     gates_bytes = D * N * cell.gate_width * H * 4
     states_bytes = D * N * cell.state_width * H * 4
     out_bytes = B * T * D * H * 4
-    with _OpLog() as log:
-        with torch.no_grad():
-            sk.lstm(x, L, params, bidirectional=bidirectional, cell=cell.name)
+    with _OpLog() as log, torch.no_grad():
+        sk.lstm(x, L, params, bidirectional=bidirectional, cell=cell.name)
     assert f"sublocal::{cell.name}_infer" in log.names and f"sublocal::{cell.name}_fwd" not in log.names
     x_train = x.clone().requires_grad_()
     train = _allocations(lambda: sk.lstm(x_train, L, params, bidirectional=bidirectional, cell=cell.name))
@@ -606,8 +607,8 @@ def _bad_input_rules(cell):
             ("weights-count-lstm-like", lambda a: a.update(weights=a["weights"][:8]), ValueError,
              r"`weights\[2\]` must have 2 dimensions \(weight_mx_l0\), got shape \(16,\)"),
             ("weights-count-7", lambda a: a.update(weights=a["weights"][:7]), ValueError,
-             r"`weights` must hold 8 tensors \(no bias\) or 12 \(with bias\) for bidirectional=True, cell=mlstm, "
-             r"got 7"),
+             (r"`weights` must hold 8 tensors \(no bias\) or 12 \(with bias\) "
+              r"for bidirectional=True, cell=mlstm, got 7")),
             ("weight-mx-shape", _set_weight(4, lambda w: w[:, :2]), ValueError,
              r"`weights\[4\]` must have shape \(4, 3\) \(weight_mx_l0\)"),
             ("weight-mh-shape", _set_weight(11, lambda w: w[:3]), ValueError,
@@ -710,16 +711,14 @@ def test_triton_matches_reference(cell, B, T, C, H, bidirectional, bias, with_st
     _triton_case(cell, B, T, C, H, bidirectional, bias, with_state, torch.float64, block)
 
 
-_LOW = {"f32": torch.float32, "bf16": torch.bfloat16, "f16": torch.float16}
-
-
 @triton_interpreted
 @pytest.mark.triton
-@pytest.mark.parametrize("cell,B,T,C,H,with_state,lengths,dtype", per_cell({
-    LSTM: [pytest.param(3, 6, 5, 16, False, [6, 1, 4], _LOW[d], id=f"B3-T6-C5-H16-{d}")
-           for d in ("f32", "bf16", "f16")],
-    MLSTM: [pytest.param(3, 6, 3, 16, True, None, _LOW[d], id=f"B3-T6-C3-H16-state-{d}") for d in ("f32", "bf16")],
-}))
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("B,T,C,H,with_state,lengths", [
+    pytest.param(3, 6, 5, 16, False, [6, 1, 4], id="B3-T6-C5-H16"),
+    pytest.param(3, 6, 3, 16, True, None, id="B3-T6-C3-H16-state"),
+])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16], ids=["f32", "bf16", "f16"])
 def test_triton_low_precision(cell, B, T, C, H, with_state, lengths, dtype):
     _triton_case(cell, B, T, C, H, True, True, with_state, dtype, lengths=lengths)
 
