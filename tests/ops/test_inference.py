@@ -2,7 +2,9 @@
 
 Each public op calls its ``sublocal::<op>_infer`` variant under ``torch.no_grad()``,
 ``torch.inference_mode()`` or when no input requires a gradient; its outputs must equal the
-training forward's bit for bit on the CPU, and the memory the call allocates must drop.
+training forward's bit for bit on the CPU, and the memory the call allocates must drop. The
+recurrent ops' own inference tests (both cells; the mLSTM's inference kernel is equal up to
+rounding, not bit for bit) are in test_recurrent.py, which uses the helpers here.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 import sublocal_kernels as sk
 from sublocal_kernels.ops.fo_pool import CHUNK
-from tests.helpers import assert_close, random_lengths, triton_interpreted
+from tests.helpers import assert_close, random_lengths
 
 DTYPES = [pytest.param(torch.float32, id="f32"), pytest.param(torch.float64, id="f64")]
 MODES = ["no_grad", "inference_mode", "no_requires_grad"]
@@ -55,25 +57,6 @@ class _OpLog(TorchDispatchMode):
 
 
 # ---- outputs equal the training path's --------------------------------------------------------
-
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("B,T,C,H,bidirectional,bias,with_state", [
-    pytest.param(9, 37, 5, 13, True, True, True, id="bi-odd-H13-state"),
-    pytest.param(6, 23, 3, 16, False, False, False, id="uni-nobias"),
-    pytest.param(1, 41, 7, 5, True, True, False, id="B1-H5"),
-])
-def test_lstm_matches_training(B, T, C, H, bidirectional, bias, with_state, mode, dtype):
-    D = 2 if bidirectional else 1
-    params = _lstm_params(C, H, bidirectional, bias, dtype)
-    x = torch.randn(B, T, C, dtype=dtype, requires_grad=True)
-    L = random_lengths(B, T)
-    h0, c0 = (torch.randn(D, B, H, dtype=dtype), torch.randn(D, B, H, dtype=dtype)) if with_state else (None, None)
-    want = sk.lstm(x, L, params, h0, c0, bidirectional)
-    assert want[0].grad_fn is not None
-    got = _infer(mode, lambda x, *p: sk.lstm(x, L, list(p), h0, c0, bidirectional), x, *params)
-    _assert_identical(got, want, ["out", "h_n", "c_n"])
-
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("mode", MODES)
@@ -206,24 +189,6 @@ def _peak(sizes):
     return peak
 
 
-def test_lstm_memory():
-    B, T, C, H, D = 8, 300, 20, 64, 2
-    params = _lstm_params(C, H, True, True, torch.float32)
-    x = torch.randn(B, T, C)
-    L = torch.tensor([300, 1, 150, 275, 37, 200, 99, 250])
-    N = int(L.sum())
-    gates_bytes, states_bytes, out_bytes = D * N * 4 * H * 4, D * N * 2 * H * 4, B * T * D * H * 4
-    x_train = x.clone().requires_grad_()
-    train = _allocations(lambda: sk.lstm(x_train, L, params))
-    for mode in MODES:
-        infer = _allocations(lambda: _infer(mode, lambda x, *p: sk.lstm(x, L, list(p)), x, *params))
-        # The training forward allocates its workspace; the inference one never anything that
-        # large: its largest tensor is the output.
-        assert gates_bytes in train and states_bytes in train
-        assert max(infer) == out_bytes, (mode, max(infer), out_bytes)
-        assert _peak(infer) < 0.5 * _peak(train), (mode, _peak(infer), _peak(train))
-
-
 def test_attention_pool_memory():
     B, T, D, A = 8, 300, 64, 100
     h = torch.randn(B, T, D)
@@ -269,14 +234,6 @@ def test_opcheck():
                            torch.randn(3, 6), True, CHUNK))
 
 
-def test_infer_ops_refuse_a_backward():
-    x, L, params, h0, c0, bidir = _lstm_infer_args()
-    x.requires_grad_()
-    out, _, _ = torch.ops.sublocal.lstm_infer(x, L, params, h0, c0, bidir)
-    with pytest.raises(RuntimeError, match=r"lstm_infer keeps nothing for a backward; use sublocal::lstm_fwd"):
-        out.sum().backward()
-
-
 def test_torch_compile_fullgraph():
     B, T, C, H = 3, 20, 6, 8
     params = _lstm_params(C, H, True, True, torch.float32)
@@ -310,51 +267,6 @@ def test_torch_compile_fullgraph():
     (g,) = torch.autograd.grad(loss, [xg])
     (g_want,) = torch.autograd.grad(model(xg, L, params), [xg])
     assert_close(g, g_want, name="grad")
-
-
-# ---- Triton (interpreter) ---------------------------------------------------------------------
-
-@triton_interpreted
-@pytest.mark.triton
-@pytest.mark.parametrize("B,T,C,H,bidirectional,bias,with_state,block", [
-    pytest.param(3, 6, 3, 16, True, True, True, 16, id="B3-T6-C3-H16-bi-state"),
-    pytest.param(17, 5, 20, 20, False, False, False, 16, id="B17-C20-H20-uni-nobias-2tiles"),
-])
-def test_triton_infer_matches_training_kernel(B, T, C, H, bidirectional, bias, with_state, block, poisoned):
-    from sublocal_kernels.ops.lstm.triton import lstm_fwd_triton, lstm_infer_triton
-
-    D = 2 if bidirectional else 1
-    params = [p.detach() for p in _lstm_params(C, H, bidirectional, bias, torch.float64)]
-    x = torch.randn(B, T, C, dtype=torch.float64)
-    L = random_lengths(B, T)
-    for b in range(B):
-        x[b, int(L[b]):] = float("nan")  # padding is never read
-    h0, c0 = (torch.randn(D, B, H, dtype=torch.float64), torch.randn(D, B, H, dtype=torch.float64)) \
-        if with_state else (None, None)
-    want = lstm_fwd_triton(x, L, params, h0, c0, bidirectional, block_h=block, block_k=block)[:3]
-    got = lstm_infer_triton(x, L, params, h0, c0, bidirectional, block_h=block, block_k=block)
-    ref = sk.lstm(x, L, params, h0, c0, bidirectional)
-    for name, a, e, r in zip(["out", "h_n", "c_n"], got, want, ref):
-        # The projection is summed in another order inside the kernel: equal up to rounding.
-        assert_close(a, e, name=name)
-        assert_close(a, r, name=name)
-
-
-@triton_interpreted
-@pytest.mark.triton
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=["f32", "f16"])
-def test_triton_infer_low_precision(dtype):
-    from sublocal_kernels.ops.lstm.triton import lstm_infer_triton
-
-    B, T, C, H = 3, 6, 5, 16
-    params = [p.detach().to(dtype) for p in _lstm_params(C, H, True, True, torch.float64)]
-    x = torch.randn(B, T, C).to(dtype)
-    L = torch.tensor([6, 1, 4])
-    got = lstm_infer_triton(x, L, params, None, None, True)
-    want = sk.lstm(x.double(), L, [p.double() for p in params])
-    for a, e in zip(got, want):
-        assert a.dtype == dtype
-        assert_close(a, e, dtype)
 
 
 # ---- CUDA (skipped where no GPU is present) ---------------------------------------------------
