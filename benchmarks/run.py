@@ -70,12 +70,30 @@ class _Progress:
         self.result = getattr(session.config, "_sublocal_bench", None)
 
 
+def find_benchmarks() -> tuple[dict[str, Path], dict[str, Path]]:
+    """(name -> file of every op's benchmark, as sublocal_kernels/ops/registry.py declares it;
+    name -> file of every other benchmarks/bench_<name>.py: whole models, prediction, UniRep)."""
+    from sublocal_kernels.ops import registry
+
+    ops = {}
+    for spec in registry.OPS:
+        path = HERE.parent / spec.benchmark
+        if not path.is_file():
+            raise FileNotFoundError(f"{spec.name}: its benchmark {spec.benchmark} does not exist")
+        ops[path.stem[len("bench_"):]] = path
+    others = {f.stem[len("bench_"):]: f for f in sorted(HERE.glob("bench_*.py")) if f not in ops.values()}
+    return ops, others
+
+
 def main(argv=None) -> int:
     # Ctrl-C and a time budget's SIGINT end the run with its results written, also when started
     # as a background job (which a shell starts with SIGINT ignored).
     signal.signal(signal.SIGINT, signal.default_int_handler)
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--ops", default=None, help="comma-separated ops (fo_pool, multiwidth_conv1d, lstm, attention_pool)")
+    ops, others = find_benchmarks()
+    ap.add_argument("--ops", default=None,
+                    help=f"comma-separated benchmarks: ops ({', '.join(ops)}) or whole models ({', '.join(others)}); "
+                         "default: all")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--shapes", default=None)
     ap.add_argument("--dtypes", default=None)
@@ -90,13 +108,14 @@ def main(argv=None) -> int:
     ap.add_argument("--tiny", action="store_true", help="time scaled-down shapes, one round each (dry runs)")
     ap.add_argument("--list", action="store_true", help="list the cases and their count; time nothing")
     args = ap.parse_args(argv)
-    files = sorted(HERE.glob("bench_*.py"))
+    every = {**ops, **others}
+    files = sorted(every.values())
     if args.ops:
         wanted = {o.strip() for o in args.ops.split(",")}
         files = [f for f in files if f.stem[len("bench_"):] in wanted]
         missing = wanted - {f.stem[len("bench_"):] for f in files}
         if missing:
-            ap.error(f"no benchmark for {sorted(missing)}; have {[f.stem[6:] for f in sorted(HERE.glob('bench_*.py'))]}")
+            ap.error(f"no benchmark for {sorted(missing)}; have {sorted(every)}")
     pytest_args = [str(f) for f in files] + ["-p", "no:cacheprovider", f"--bench-device={args.device}",
                                              f"--bench-profile={'quick' if args.quick else args.profile}"]
     for opt in ("shapes", "dtypes", "modes", "providers", "threads", "results", "jsonl", "skip_existing"):

@@ -7,7 +7,9 @@ Triton kernels: each op's launchers (``lstm_fwd_triton`` ...) run on small CPU t
 ``@triton.jit`` kernels swapped for recorders, over problems chosen so that every tile size,
 ``num_warps`` and ``num_stages`` the launcher can pick is reached, for float32 (tf32x3, and plain
 TF32 as chosen when torch allows TF32), bfloat16, float16 and float64, with every optional input present
-(initial states, lengths, bias, output gate: the largest variant). Each recorded launch is then
+(initial states, lengths, bias, output gate: the largest variant). The problems are each op's
+``sm90_launches`` in sublocal_kernels/ops/registry.py; they must launch every kernel the op
+declares there, and every ``*_kernel`` of a Triton module must be declared by an op. Each recorded launch is then
 specialised exactly as Triton's runtime specialises it (its own binder: pointer alignment and
 integers divisible by 16 or equal to 1) and compiled by Triton's real compiler for sm_90. Its
 shared memory comes from the compiled kernel's metadata, registers and spills from ptxas's own
@@ -33,6 +35,8 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from sublocal_kernels.ops import registry
 
 ROOT = Path(__file__).resolve().parent.parent
 SMEM_LIMIT = 232_448  # bytes of shared memory one block may use on sm_90 (opt-in maximum)
@@ -72,168 +76,44 @@ def recording(modules, sink: list, context: dict):
             setattr(mod, name, obj)
 
 
-def _t(*shape, dtype, fill=None):
-    import torch
-
-    t = torch.rand(*shape, dtype=torch.float64).to(dtype) if fill is None else torch.full(shape, fill, dtype=dtype)
-    return t
+# Every op: its Triton module, kernels and launch cases (importing the registry imports no Triton).
+OPS = {spec.name: spec for spec in registry.OPS}
 
 
-def _lengths(B, T):
-    import torch
-
-    return torch.tensor([T - (i % T) for i in range(B)], dtype=torch.int64)
-
-
-def launches_lstm(dtype):
-    """Tile sizes: BLOCK_H = BLOCK_K = next power of two of H in [16, 64] (32 for float64);
-    H = 9, 32, 256, 300."""
-    import torch
-    from sublocal_kernels.ops.lstm import triton as K
-
-    T, B, C = 3, 5, 20
-    for H in (9, 32, 256, 300):
-        ctx = {"op": "lstm", "case": f"H={H}"}
-        weights = []
-        for _ in range(2):
-            weights += [_t(4 * H, C, dtype=dtype), _t(4 * H, H, dtype=dtype), _t(4 * H, dtype=dtype),
-                        _t(4 * H, dtype=dtype)]
-        x = _t(B, T, C, dtype=dtype)
-        h0, c0 = _t(2, B, H, dtype=dtype), _t(2, B, H, dtype=dtype)
-        L = _lengths(B, T)
-        yield ctx, lambda: K.lstm_fwd_triton(x, L, weights, h0, c0, True)
-        yield ctx, lambda: K.lstm_infer_triton(x, L, weights, h0, c0, True)
-        sd = torch.float64 if dtype == torch.float64 else torch.float32
-        gates, states = _t(2, B * T, 4 * H, dtype=sd), _t(2, B * T, 2 * H, dtype=sd)
-        yield ctx, lambda: K.lstm_bwd_triton(_t(B, T, 2 * H, dtype=dtype), h0, c0, x, L, weights, h0, c0,
-                                             gates, states, True)
-
-
-def launches_mlstm(dtype):
-    """The multiplicative cell's kernels at the LSTM's tile sizes (the same ``_blocks``): H = 9,
-    32, 256, 300 and UniRep's 1900, with bias and initial states."""
-    import torch
-    from sublocal_kernels.ops.lstm import triton as K
-
-    T, B, C = 3, 5, 10
-    for H in (9, 32, 256, 300, 1900):
-        ctx = {"op": "mlstm", "case": f"H={H}"}
-        weights = []
-        for _ in range(2):
-            weights += [_t(4 * H, C, dtype=dtype), _t(4 * H, H, dtype=dtype), _t(4 * H, dtype=dtype),
-                        _t(4 * H, dtype=dtype), _t(H, C, dtype=dtype), _t(H, H, dtype=dtype)]
-        x = _t(B, T, C, dtype=dtype)
-        h0, c0 = _t(2, B, H, dtype=dtype), _t(2, B, H, dtype=dtype)
-        L = _lengths(B, T)
-        yield ctx, lambda: K.mlstm_fwd_triton(x, L, weights, h0, c0, True)
-        yield ctx, lambda: K.mlstm_infer_triton(x, L, weights, h0, c0, True)
-        sd = torch.float64 if dtype == torch.float64 else torch.float32
-        gates, states = _t(2, B * T, 5 * H, dtype=sd), _t(2, B * T, 3 * H, dtype=sd)
-        yield ctx, lambda: K.mlstm_bwd_triton(_t(B, T, 2 * H, dtype=dtype), h0, c0, x, L, weights, h0, c0,
-                                              gates, states, True)
-
-
-def launches_fo_pool(dtype):
-    """Channel block = next power of two of D in [16, 64]; one time segment, or several (the
-    aggregate pass, the segment scan and the seeded pass) when the sequences cannot fill the GPU."""
-    from sublocal_kernels.ops.fo_pool import CHUNK
-    from sublocal_kernels.ops.fo_pool import triton as K
-
-    B, T = 2, 4 * CHUNK + 3
-    for D in (9, 32, 256):
-        for segments in (1, 3):
-            ctx = {"op": "fo_pool", "case": f"D={D} segments={segments}"}
-            f, z, o = (_t(B, T, D, dtype=dtype) for _ in range(3))
-            init, L = _t(B, D, dtype=dtype), _lengths(B, T)
-            yield ctx, lambda: K.fo_pool_fwd_triton(f, z, o, L, init, False, CHUNK, segments=segments)
-            import torch
-
-            sd = torch.float64 if dtype == torch.float64 else torch.float32
-            ckpt = _t(B, T // CHUNK + 1, D, dtype=sd)
-            yield ctx, lambda: K.fo_pool_bwd_triton(_t(B, T, D, dtype=dtype), init, f, z, o, L, ckpt, False, CHUNK,
-                                                    segments=segments)
-
-
-def launches_multiwidth_conv1d(dtype):
-    """Output-column block = next power of two of N in [16, 128]; input-channel block of the input
-    gradient = next power of two of C in [16, 64]."""
-    from sublocal_kernels.ops.multiwidth_conv1d import triton as K
-
-    B, T = 2, 70
-    for C, widths, filters in ((5, (2,), 7), (20, (1, 3, 5, 9, 15, 21), 10), (33, (3, 5), 16), (80, (9,), 100)):
-        ctx = {"op": "multiwidth_conv1d", "case": f"C={C} N={filters * len(widths)}"}
-        x = _t(B, T, C, dtype=dtype)
-        ws = [_t(filters, C, k, dtype=dtype) for k in widths]
-        bias, L = _t(filters * len(widths), dtype=dtype), _lengths(B, T)
-        yield ctx, lambda: K.multiwidth_conv1d_fwd_triton(x, L, ws, bias, "relu", False, False, 1)
-        y = _t(B, T, filters * len(widths), dtype=dtype)
-        yield ctx, lambda: K.multiwidth_conv1d_bwd_triton(y, x, L, ws, y, "relu", False, False, 1, True, True, splits=2)
-    # The QRNN's gate convolutions: width 2, causal, tanh / sigmoid fused (C = 512: layer 2 of a
-    # bidirectional 256-unit stack, N = 256 per gate).
-    ctx = {"op": "multiwidth_conv1d", "case": "QRNN gate C=512 N=256"}
-    x, ws = _t(B, T, 512, dtype=dtype), [_t(256, 512, 2, dtype=dtype)]
-    bias, L, y = _t(256, dtype=dtype), _lengths(B, T), _t(B, T, 256, dtype=dtype)
-    for act in ("tanh", "sigmoid"):
-        yield ctx, lambda act=act: K.multiwidth_conv1d_fwd_triton(x, L, ws, bias, act, True, False, 1)
-        yield ctx, lambda act=act: K.multiwidth_conv1d_bwd_triton(y, x, L, ws, y, act, True, False, 1, True, True,
-                                                                  splits=2)
-
-
-def launches_attention_pool(dtype):
-    """One block configuration per dtype (``_config``); the backward in one or several slices."""
-    from sublocal_kernels.ops.attention_pool import triton as K
-
-    B, T = 3, 70
-    for D, A in ((9, 11), (512, 400)):
-        ctx = {"op": "attention_pool", "case": f"D={D} A={A}"}
-        h, L = _t(B, T, D, dtype=dtype), _lengths(B, T)
-        w, v, b = _t(D, A, dtype=dtype), _t(A, dtype=dtype), _t(A, dtype=dtype)
-        yield ctx, lambda: K.attention_pool_fwd_triton(h, L, w, v, b)
-        ctx_, alpha = _t(B, D, dtype=dtype), _t(B, T, dtype=dtype)
-        yield ctx, lambda: K.attention_pool_bwd_triton(ctx_, alpha, h, L, w, v, b, ctx_, alpha, dw_split=2)
-
-
-def launches_channel_attention_pool(dtype):
-    """One (sequence, channel block) per program; with and without alpha, every gradient or only
-    the logits'."""
-    import torch
-    from sublocal_kernels.ops.channel_attention_pool import triton as K
-
-    B, T = 3, 70
-    sd = torch.float64 if dtype == torch.float64 else torch.float32
-    for D in (9, 1024):
-        ctx = {"op": "channel_attention_pool", "case": f"D={D}"}
-        v, e, L = _t(B, T, D, dtype=dtype), _t(B, T, D, dtype=dtype), _lengths(B, T)
-        c = _t(B, D, dtype=dtype)
-        lse, arg = torch.zeros(B, D, dtype=sd), torch.zeros(B, D, dtype=torch.int64)
-        for alpha in (False, True):
-            yield ctx, lambda: K.channel_attention_pool_fwd_triton(v, e, L, alpha)
-        yield ctx, lambda: K.channel_attention_pool_bwd_triton(c, c, v, v, e, L, c, lse, arg, True, True)
-        yield ctx, lambda: K.channel_attention_pool_bwd_triton(c, None, None, v, e, L, c, lse, arg, False, True)
-
-
-OPS = {
-    "lstm": ("sublocal_kernels.ops.lstm.triton", launches_lstm),
-    "mlstm": ("sublocal_kernels.ops.lstm.triton", launches_mlstm),
-    "fo_pool": ("sublocal_kernels.ops.fo_pool.triton", launches_fo_pool),
-    "multiwidth_conv1d": ("sublocal_kernels.ops.multiwidth_conv1d.triton", launches_multiwidth_conv1d),
-    "attention_pool": ("sublocal_kernels.ops.attention_pool.triton", launches_attention_pool),
-    "channel_attention_pool": ("sublocal_kernels.ops.channel_attention_pool.triton",
-                               launches_channel_attention_pool),
-}
-
-
-def record_launches(ops=None) -> list:
-    """Every distinct (kernel, specialisation, options) the launchers of ``ops`` ask for."""
+def kernel_mismatches(sink: list, ops) -> list[str]:
+    """What the registry's ``kernels`` and the recorded launches disagree on: a ``*_kernel`` of an
+    op's Triton module that no op declares (the static check would not know it), or a declared
+    kernel that ``ops``' launch cases never reach (it would never be compiled here)."""
     import importlib
 
+    from triton.runtime.jit import JITFunction
+
+    out = []
+    for module in sorted({OPS[op].triton_module for op in ops}):
+        mod = importlib.import_module(module)
+        present = {name for name, obj in vars(mod).items() if isinstance(obj, JITFunction) and name.endswith("_kernel")}
+        declared = {k for spec in OPS.values() if spec.triton_module == module for k in spec.kernels}
+        out += [f"{module}.{name} is declared by no op in sublocal_kernels/ops/registry.py"
+                for name in sorted(present - declared)]
+        out += [f"{module}.{name} is declared in sublocal_kernels/ops/registry.py but does not exist"
+                for name in sorted(declared - present)]
+    for op in ops:
+        reached = {fn.__name__ for fn, _, _, ctx in sink if ctx["op"] == op}
+        out += [f"{op}: its launch cases never reach {name}" for name in sorted(set(OPS[op].kernels) - reached)]
+        out += [f"{op}: its launch cases reach {name}, which it does not declare"
+                for name in sorted(reached - set(OPS[op].kernels))]
+    return out
+
+
+def record_launches(ops=None, dtypes=DTYPES) -> list:
+    """Every distinct (kernel, specialisation, options) the launchers of ``ops`` ask for."""
     import torch
 
     sink: list = []
     for op in ops or OPS:
-        mod_name, gen = OPS[op]
-        mod = importlib.import_module(mod_name)
-        for dt in DTYPES:
+        spec = OPS[op]
+        mod = spec.triton()
+        for dt in dtypes:
             # float32 products are tf32x3 by default and plain TF32 when torch allows TF32
             # (sublocal_kernels.ops._triton_utils.dot_precision): both are launcher choices.
             for tf32 in ((False, True) if dt == "float32" else (False,)):
@@ -242,7 +122,7 @@ def record_launches(ops=None) -> list:
                 torch.backends.cuda.matmul.allow_tf32 = tf32
                 try:
                     with recording([mod], sink, context):
-                        for ctx, call in gen(getattr(torch, dt)):
+                        for ctx, call in spec.sm90_launches(getattr(torch, dt)):
                             context.clear()
                             context.update(ctx, dtype=dt)
                             if tf32:
@@ -250,6 +130,9 @@ def record_launches(ops=None) -> list:
                             call()
                 finally:
                     torch.backends.cuda.matmul.allow_tf32 = old
+    bad = kernel_mismatches(sink, list(ops or OPS))
+    if bad:
+        raise RuntimeError("the registry's Triton kernels and the launches disagree:\n  " + "\n  ".join(bad))
     return sink
 
 

@@ -7,6 +7,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import sublocal_kernels as sk
+from sublocal_kernels.ops import registry
 
 B, T = 3, 5
 LENGTHS = torch.tensor([5, 2, 3])
@@ -30,65 +31,18 @@ class _Record(TorchDispatchMode):
         return [shape for name, shapes, _ in self.calls if any(n in name for n in names) for shape in shapes]
 
 
-def _lstm(lengths=LENGTHS, T=T):
-    torch.manual_seed(0)
-    layer = torch.nn.LSTM(4, 3, batch_first=True, bidirectional=True).double()
-    x = torch.randn(B, T, 4, dtype=torch.float64, requires_grad=True)
-    params = list(layer.parameters())
-    return (lambda lengths=lengths: sk.lstm(x, lengths, params)), (lambda: torch.ops.sublocal.lstm_fwd(
-        x, lengths, params, None, None, True)), x
+def _case(spec):
+    """The op's small float64 case (sublocal_kernels/ops/registry.py): (call, fwd, x)."""
+    return lambda lengths=LENGTHS, T=T: spec.lengths_case(lengths, B, T)
 
 
-def _mlstm(lengths=LENGTHS, T=T):
-    torch.manual_seed(0)
-    params = [p.detach() for p in sk.nn.LSTM(4, 3, cell="mlstm").double().layer_weights(0)]
-    x = torch.randn(B, T, 4, dtype=torch.float64, requires_grad=True)
-    return (lambda lengths=lengths: sk.lstm(x, lengths, params, cell="mlstm")), (
-        lambda: torch.ops.sublocal.mlstm_fwd(x, lengths, params, None, None, True)), x
-
-
-def _attention(lengths=LENGTHS, T=T):
-    torch.manual_seed(0)
-    h = torch.randn(B, T, 4, dtype=torch.float64, requires_grad=True)
-    w, v, b = torch.randn(4, 6, dtype=torch.float64), torch.randn(6, dtype=torch.float64), torch.zeros(6, dtype=torch.float64)
-    return (lambda lengths=lengths: sk.attention_pool(h, lengths, w, v, b)), (lambda: torch.ops.sublocal.attention_pool_fwd(
-        h, lengths, w, v, b)), h
-
-
-def _fo_pool(lengths=LENGTHS, T=T):
-    torch.manual_seed(0)
-    f = torch.rand(B, T, 4, dtype=torch.float64, requires_grad=True)
-    z = torch.randn(B, T, 4, dtype=torch.float64, requires_grad=True)
-    return (lambda lengths=lengths: sk.fo_pool(f, z, lengths=lengths)), (lambda: torch.ops.sublocal.fo_pool_fwd(
-        f, z, None, lengths, None, False, 32)), f
-
-
-def _conv(lengths=LENGTHS, T=T):
-    torch.manual_seed(0)
-    x = torch.randn(B, T, 4, dtype=torch.float64, requires_grad=True)
-    ws = [torch.randn(2, 4, k, dtype=torch.float64, requires_grad=True) for k in (1, 3)]
-    return (lambda lengths=lengths: (sk.multiwidth_conv1d(x, lengths, ws),)), (lambda: (
-        torch.ops.sublocal.multiwidth_conv1d_fwd(x, lengths, ws, None, "relu", False, False, 1),)), x
-
-
-def _channel_attention(lengths=LENGTHS, T=T):
-    torch.manual_seed(0)
-    v = torch.randn(B, T, 4, dtype=torch.float64, requires_grad=True)
-    e = torch.randn(B, T, 4, dtype=torch.float64, requires_grad=True)
-    return (lambda lengths=lengths: sk.channel_attention_pool(v, e, lengths)), (
-        lambda: torch.ops.sublocal.channel_attention_pool_fwd(v, e, lengths, False)), v
-
-
-OPS = {"lstm": _lstm, "mlstm": _mlstm, "attention_pool": _attention, "fo_pool": _fo_pool, "multiwidth_conv1d": _conv,
-       "channel_attention_pool": _channel_attention}
-# How many of each forward op's results are real outputs; the rest are workspaces.
-REAL_OUTPUTS = {"lstm": 3, "mlstm": 3, "attention_pool": 2, "fo_pool": 2, "multiwidth_conv1d": 1,
-                "channel_attention_pool": 3}
+OPS = {spec.name: _case(spec) for spec in registry.OPS}
+# How many of each forward op's results are workspaces (its last results); the rest are real outputs.
+WORKSPACES = {spec.name: len(spec.workspaces) for spec in registry.OPS}
 # The public function behind each op, which names itself in its errors (the mLSTM is a cell of lstm).
-PUBLIC = {"mlstm": "lstm"}
+PUBLIC = {spec.name: spec.public_name for spec in registry.OPS}
 # Each public op's per-step (B, T, ...) inputs: `lengths` comes right after them, everywhere.
-PER_STEP_INPUTS = {"lstm": ["x"], "attention_pool": ["h"], "fo_pool": ["forget", "z", "output"],
-                   "multiwidth_conv1d": ["x"], "channel_attention_pool": ["values", "logits"]}
+PER_STEP_INPUTS = {spec.name: list(spec.per_step_inputs) for spec in registry.OPS if not spec.is_variant}
 
 
 @pytest.mark.parametrize("op", OPS)
@@ -97,7 +51,7 @@ def test_workspace_gradients_are_never_materialised(op):
     workspaces included, and the backward allocates no zero tensor the size of a workspace."""
     _, fwd, _ = OPS[op]()
     results = fwd()
-    workspaces = [tuple(t.shape) for t in results[REAL_OUTPUTS[op]:]]
+    workspaces = [tuple(t.shape) for t in results[len(results) - WORKSPACES[op]:]]
     rec = _Record()
     with rec:
         results[0].sum().backward()
@@ -121,11 +75,11 @@ def test_unused_lstm_output_gets_no_zero_gradient(op):
 
 
 def test_lstm_cpu_workspace_has_one_row_per_valid_step():
-    _, fwd, _ = _lstm()
+    _, fwd, _ = OPS["lstm"]()
     _, _, _, gates, states = fwd()
     n = int(LENGTHS.sum())
     assert gates.shape == (2, n, 12) and states.shape == (2, n, 6)
-    _, fwd_all, _ = _lstm(lengths=None)
+    _, fwd_all, _ = OPS["lstm"](lengths=None)
     assert fwd_all()[3].shape == (2, B * T, 12)
 
 
@@ -151,7 +105,7 @@ def test_one_lengths_contract(op):
         assert (a is None and b is None) or torch.equal(a, b)
     # Length 0 is refused by every op with one message, in Python and in C++.
     message = r"`lengths\[1\]` = 0 is out of range; each length must be in \[1, T\] = \[1, 5\]"
-    with pytest.raises(ValueError, match=f"^{PUBLIC.get(op, op)}: {message}"):
+    with pytest.raises(ValueError, match=f"^{PUBLIC[op]}: {message}"):
         call(torch.tensor([5, 0, 3]))
     _, fwd0, _ = OPS[op](lengths=torch.tensor([5, 0, 3]))
     with pytest.raises(RuntimeError, match=message):

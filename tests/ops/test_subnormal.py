@@ -17,6 +17,7 @@ import pytest
 import torch
 
 import sublocal_kernels as sk
+from sublocal_kernels.ops import registry
 from tests.helpers import assert_close
 
 TINY = torch.finfo(torch.float32).tiny  # 1.1755e-38, the smallest normal float32
@@ -41,57 +42,10 @@ def leaf_grads(outputs, leaves, grads):
     return torch.autograd.grad(outputs, leaves, grads, allow_unused=True)
 
 
-# ---- the four ops, each run forward and backward once on small float32 inputs -----------------
-# (ref=True: the same through the op's reference, exact IEEE on the calling thread)
-
-def run_fo_pool(ref=False):
-    f = torch.rand(4, 33, 70, requires_grad=True)
-    z = torch.randn(4, 33, 70, requires_grad=True)
-    h, c = (sk.fo_pool_ref if ref else sk.fo_pool)(f, z, lengths=torch.tensor([33, 5, 20, 1]))
-    return leaf_grads((h.sum() + c.sum(),), [f, z], None) + (h, c)
-
-
-def run_lstm(ref=False):
-    m = torch.nn.LSTM(6, 9, batch_first=True, bidirectional=True)
-    x = torch.randn(4, 21, 6, requires_grad=True)
-    out, h_n, c_n = (sk.lstm_ref if ref else sk.lstm)(x, torch.tensor([21, 3, 14, 9]), list(m.parameters()))
-    return leaf_grads((out.sum() + h_n.sum(),), [x, *m.parameters()], None) + (out, h_n, c_n)
-
-
-def run_mlstm(ref=False):
-    weights = sk.nn.LSTM(6, 9, cell="mlstm").layer_weights(0)
-    x = torch.randn(4, 21, 6, requires_grad=True)
-    out, h_n, c_n = (sk.lstm_ref if ref else sk.lstm)(x, torch.tensor([21, 3, 14, 9]), weights, cell="mlstm")
-    return leaf_grads((out.sum() + h_n.sum(),), [x, *weights], None) + (out, h_n, c_n)
-
-
-def run_attention_pool(ref=False):
-    h = torch.randn(4, 25, 12, requires_grad=True)
-    w, v = torch.randn(12, 7, requires_grad=True), torch.randn(7, requires_grad=True)
-    ctx, alpha = (sk.attention_pool_ref if ref else sk.attention_pool)(h, torch.tensor([25, 2, 11, 17]), w, v)
-    return leaf_grads((ctx.sum() + (alpha * torch.arange(25.0)).sum(),), [h, w, v], None) + (ctx, alpha)
-
-
-def run_conv(ref=False):
-    x = torch.randn(4, 30, 5, requires_grad=True)
-    ws = [torch.randn(3, 5, k, requires_grad=True) for k in (1, 3, 5)]
-    y = (sk.multiwidth_conv1d_ref if ref else sk.multiwidth_conv1d)(x, torch.tensor([30, 4, 17, 9]), ws)
-    return leaf_grads((y.sum(),), [x, *ws], None) + (y,)
-
-
-def run_channel_attention_pool(ref=False):
-    v = torch.randn(4, 26, 19, requires_grad=True)
-    e = torch.randn(4, 26, 19, requires_grad=True)
-    lengths = torch.tensor([26, 2, 11, 17])
-    if ref:
-        ctx, mx, alpha = sk.channel_attention_pool_ref(v, e, lengths)
-    else:
-        ctx, mx, alpha = sk.channel_attention_pool(v, e, lengths, return_alpha=True)
-    return leaf_grads((ctx.sum() + mx.sum() + (alpha * torch.arange(26.0)[:, None]).sum(),), [v, e], None) + (ctx, mx)
-
-
-OPS = {"fo_pool": run_fo_pool, "lstm": run_lstm, "mlstm": run_mlstm, "attention_pool": run_attention_pool,
-       "multiwidth_conv1d": run_conv, "channel_attention_pool": run_channel_attention_pool}
+# Every op run forward and backward once on small float32 inputs (its `float32_case` in
+# sublocal_kernels/ops/registry.py; ref=True: the same through the op's reference, exact IEEE on
+# the calling thread).
+OPS = {spec.name: spec.float32_case for spec in registry.OPS}
 
 
 @pytest.mark.parametrize("caller_flush", [False, True], ids=["caller-ieee", "caller-flush"])
