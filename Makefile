@@ -43,6 +43,7 @@ cuda-check: $(STAMP)
 	cmake --build $(BUILD)/cuda-check --target sublocal_cuda_check && echo "cuda-check: all CUDA sources compile for sm_90"
 
 test: build cuda-check
+	$(PY) -m ruff check .
 	$(PY) -m pytest -q --benchmark-disable
 
 bench: build

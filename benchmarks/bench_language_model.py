@@ -26,7 +26,6 @@ parameters written back (float32). Compute-bound either way.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
 

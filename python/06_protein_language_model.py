@@ -40,7 +40,7 @@ def main(argv=None):
     perms = [np.eye(20)[rng.permutation(20)] for _ in range(2)]
     seqs, labels, weights = [], [], []
     for k, perm in enumerate(perms):
-        for i in range(n):
+        for _ in range(n):
             w = float(rng.uniform(0.15, 0.45))  # how strongly this sequence follows its chain
             chain = MarkovChain((1 - w) * np.full((20, 20), 1 / 20) + w * perm)
             seqs += chain.sample([int(rng.integers(40, 100))], seed=int(rng.integers(1 << 31)))

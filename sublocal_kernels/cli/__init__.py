@@ -17,7 +17,7 @@ One module per command group: :mod:`.train` (train, evaluate, plot), :mod:`.pred
 their parsers share and :mod:`._app` the dispatcher (:func:`main`, errors and exit statuses).
 """
 
-from ._app import EXPECTED, build_parser, main
+from ._app import EXPECTED, build_parser, main  # noqa: F401 (EXPECTED: re-exported)
 # Also importable from here, as from the single module the command line once was.
 from ._args import EXIT_STATUS, CommandError  # noqa: F401
 from .lm import pretrain_config_from_args  # noqa: F401

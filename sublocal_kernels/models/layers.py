@@ -23,8 +23,9 @@ from .. import nn as snn
 
 LAYER_SETS = ("sublocal", "torch")
 
+# conv_filter_weights and convert_state_dict come from models.convert through __getattr__ below.
 __all__ = ["LAYER_SETS", "make_conv", "make_lstm", "make_attention", "make_channel_attention", "make_qrnn", "run_lstm", "run_qrnn", "add_forget_bias", "masked_mean",
-           "pad_mask", "conv_filter_weights", "reverse_within_lengths", "TorchBiLSTM", "TorchMultiWidthConv1d", "TorchAttentionPool", "TorchChannelAttentionPool", "TorchQRNN", "convert_state_dict"]
+           "pad_mask", "conv_filter_weights", "reverse_within_lengths", "TorchBiLSTM", "TorchMultiWidthConv1d", "TorchAttentionPool", "TorchChannelAttentionPool", "TorchQRNN", "convert_state_dict"]  # noqa: F822
 
 
 def _check_layers(layers: str) -> str:

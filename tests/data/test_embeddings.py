@@ -8,7 +8,7 @@ import pytest
 
 from sublocal_kernels import __version__
 from sublocal_kernels.data import DataFormatError
-from sublocal_kernels.data.embeddings import (EmbeddingReader, EmbeddingWriter, escape_id, open_embeddings,
+from sublocal_kernels.data.embeddings import (EmbeddingWriter, escape_id, open_embeddings,
                                               unescape_id)
 
 h5py = pytest.importorskip("h5py")

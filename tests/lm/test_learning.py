@@ -2,7 +2,6 @@
 embeddings separate two chains that counting residues cannot. Sized for the 2-core CPU and run
 on one thread (the float results, and so the thresholds, are those of one thread)."""
 
-import os
 
 import numpy as np
 import pytest

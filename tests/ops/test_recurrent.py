@@ -210,7 +210,8 @@ def test_gradcheck_bidirectional(cell):
     h0, c0 = (leaf(t) for t in states(2, 3, 2))
     L = torch.tensor([4, 1, 3])
     params = [leaf(p) for p in cell.params(2, 2)]
-    fn = lambda x_, h_, c_, *w: sk.lstm(x_, L, list(w), h_, c_, cell=cell.name)
+    def fn(x_, h_, c_, *w):
+        return sk.lstm(x_, L, list(w), h_, c_, cell=cell.name)
     assert torch.autograd.gradcheck(fn, (x, h0, c0, *params))
 
 
@@ -220,7 +221,8 @@ def test_gradcheck_unidirectional_no_bias(cell, T, H):
     x = torch.randn(2, T, 3, dtype=torch.float64, requires_grad=True)
     L = torch.tensor([2, T])
     params = [leaf(p) for p in cell.params(3, H, bidirectional=False, bias=False)]
-    fn = lambda x_, *w: sk.lstm(x_, L, list(w), bidirectional=False, cell=cell.name)
+    def fn(x_, *w):
+        return sk.lstm(x_, L, list(w), bidirectional=False, cell=cell.name)
     assert torch.autograd.gradcheck(fn, (x, *params))
 
 
