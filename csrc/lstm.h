@@ -133,7 +133,7 @@ inline LstmArgs lstm_prepare(const at::Tensor& x, const std::optional<at::Tensor
 }
 
 // The workspace tensors of the forward must have the shapes above, with `rows` rows per direction
-// (the mLSTM's are wider: gates (D, N, 5H), states (D, N, 3H), see csrc/cpu/lstm.cpp).
+// (the mLSTM's are wider: gates (D, N, 5H), states (D, N, 3H), see csrc/cpu/lstm/cell.h).
 inline void lstm_check_workspace(const at::Tensor& gates, const at::Tensor& states, const LstmShape& p,
                                  int64_t rows, const at::Tensor& x, const char* op, bool multiplicative = false) {
   const auto sd = state_dtype(x.scalar_type());

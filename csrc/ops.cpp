@@ -83,7 +83,7 @@ TORCH_LIBRARY(sublocal, m) {
   // The multiplicative cell (UniRep's mLSTM): m_t = (W_mx x_t) * (W_mh h_{t-1}), the gates from
   // x_t and m_t. weights per direction: weight_ih (4H, C), weight_hh (4H, H)[, bias_ih, bias_hh],
   // weight_mx (H, C), weight_mh (H, H). gates (D, N, 5H) and states (D, N, 3H) are its workspace
-  // (csrc/cpu/lstm.cpp); the results and the lengths contract are lstm_fwd's.
+  // (csrc/cpu/lstm/cell.h); the results and the lengths contract are lstm_fwd's.
   m.def(
       "mlstm_fwd(Tensor x, Tensor? lengths, Tensor[] weights, Tensor? h0, Tensor? c0, bool bidirectional, "
       "bool sequences=True) -> "

@@ -1,6 +1,6 @@
 """Registers the LSTM (both cells) with the dispatcher: fake kernels, the autograd formula, the CUDA kernel.
 
-The schemas and the CPU kernels come from C++ (csrc/ops.cpp, csrc/cpu/lstm.cpp); on CUDA the
+The schemas and the CPU kernels come from C++ (csrc/ops.cpp, csrc/cpu/lstm/); on CUDA the
 Triton kernels (triton.py) run. The forward's two workspace outputs (``gates``, ``states``)
 are saved for the backward and follow the autograd convention of ``ops/_common.py``.
 ``lstm_infer`` is the forward without them, for when no gradient is needed. The multiplicative
@@ -25,7 +25,7 @@ def _register_cell(cell: str, gate_width: int, state_width: int) -> None:
     """Fake kernels and the autograd formula of ``sublocal::<cell>_fwd / _bwd / _infer``.
 
     The workspaces are ``gates (D, rows, gate_width * H)`` and ``states (D, rows, state_width * H)``
-    (LSTM 4 and 2; mLSTM 5 and 3, see csrc/cpu/lstm.cpp).
+    (LSTM 4 and 2; mLSTM 5 and 3, see csrc/cpu/lstm/).
     """
     ops = torch.ops.sublocal
 
