@@ -259,91 +259,84 @@ void backward_pass(const LstmArgs& a, const Plan& p, const at::Tensor& grad_out,
           .run(aopts);
     }
   }
-  at::parallel_for(0, units ? 0 : D * ntiles, 1, [&](int64_t begin, int64_t end) {
-    const FlushDenormalGuard flush;
-    // OpenMP workers do not inherit the caller's thread-local dispatch state: keep the ATen
-    // calls below autograd here too (the weights may require grad).
-    at::AutoDispatchBelowADInplaceOrView below_autograd;
-    for (int64_t item = begin; item < end; ++item) {
-      const int64_t d = item / ntiles, i0 = p.tile_start[item % ntiles], i1 = p.tile_start[item % ntiles + 1];
-      const int64_t nt = i1 - i0, cap = kChunkRows + nt;
-      const acc_t* Gp = gates[d].data_ptr<acc_t>();
-      const acc_t* Sp = states[d].data_ptr<acc_t>();
-      at::Tensor dhd = dh[d];
-      acc_t* dhp = dhd.data_ptr<acc_t>();
-      acc_t* dcp = dc[d].data_ptr<acc_t>();
-      acc_t* dxp = dx[d].data_ptr<acc_t>();
-      // A chunk of steps: the dgates rows, the matching z rows, and where each row's dx goes
-      // (flat (b, t) index); for the mLSTM also m, dmh and h_prev rows, and one step's dm.
-      at::Tensor dg = cpu_output({cap, gs}, aopts), z = at::empty({cap, K}, aopts);
-      at::Tensor mb, dmh, hp, dm;
-      if constexpr (kMul) {
-        mb = at::empty({cap, H}, aopts);
-        dmh = at::empty({cap, H}, aopts);
-        hp = at::empty({cap, H}, aopts);
-        dm = at::empty({nt, H}, aopts);
+  if (!units) for_each_tile(p, D, [&](int64_t item, int64_t d, int64_t i0, int64_t i1) {
+    const int64_t nt = i1 - i0, cap = kChunkRows + nt;
+    const acc_t* Gp = gates[d].data_ptr<acc_t>();
+    const acc_t* Sp = states[d].data_ptr<acc_t>();
+    at::Tensor dhd = dh[d];
+    acc_t* dhp = dhd.data_ptr<acc_t>();
+    acc_t* dcp = dc[d].data_ptr<acc_t>();
+    acc_t* dxp = dx[d].data_ptr<acc_t>();
+    // A chunk of steps: the dgates rows, the matching z rows, and where each row's dx goes
+    // (flat (b, t) index); for the mLSTM also m, dmh and h_prev rows, and one step's dm.
+    at::Tensor dg = cpu_output({cap, gs}, aopts), z = at::empty({cap, K}, aopts);
+    at::Tensor mb, dmh, hp, dm;
+    if constexpr (kMul) {
+      mb = at::empty({cap, H}, aopts);
+      dmh = at::empty({cap, H}, aopts);
+      hp = at::empty({cap, H}, aopts);
+      dm = at::empty({nt, H}, aopts);
+    }
+    at::Tensor dxc = at::empty({cap, C}, aopts);
+    acc_t* dG = dg.data_ptr<acc_t>();
+    acc_t* Z = z.data_ptr<acc_t>();
+    std::vector<int64_t> where(cap);
+    int64_t rows = 0, prev_n = 0;
+    for (int64_t s = p.len[i0] - 1; s >= 0; --s) {
+      const int64_t n = std::min(p.active[s], i1) - i0;
+      // Sequences whose last step is s start here, from the gradients of h_n and c_n.
+      for (int64_t r = prev_n; r < n; ++r) {
+        const int64_t b = p.order[i0 + r];
+        for (int64_t j = 0; j < H; ++j) {
+          dhp[(i0 + r) * H + j] = static_cast<acc_t>(dHn[(d * B + b) * H + j]);
+          dcp[(i0 + r) * H + j] = static_cast<acc_t>(dCn[(d * B + b) * H + j]);
+        }
       }
-      at::Tensor dxc = at::empty({cap, C}, aopts);
-      acc_t* dG = dg.data_ptr<acc_t>();
-      acc_t* Z = z.data_ptr<acc_t>();
-      std::vector<int64_t> where(cap);
-      int64_t rows = 0, prev_n = 0;
-      for (int64_t s = p.len[i0] - 1; s >= 0; --s) {
-        const int64_t n = std::min(p.active[s], i1) - i0;
-        // Sequences whose last step is s start here, from the gradients of h_n and c_n.
-        for (int64_t r = prev_n; r < n; ++r) {
-          const int64_t b = p.order[i0 + r];
-          for (int64_t j = 0; j < H; ++j) {
-            dhp[(i0 + r) * H + j] = static_cast<acc_t>(dHn[(d * B + b) * H + j]);
-            dcp[(i0 + r) * H + j] = static_cast<acc_t>(dCn[(d * B + b) * H + j]);
-          }
+      prev_n = n;
+      const int64_t row = p.offsets[s] + i0;
+      for (int64_t r = 0; r < n; ++r) {
+        const int64_t i = i0 + r, bt = p.order[i] * T + time_of(d, s, p.len[i]);
+        if (dO != nullptr) {
+          const scalar_t* g = dO + bt * D * H + d * H;
+          acc_t* dst = dhp + i * H;
+          for (int64_t j = 0; j < H; ++j) dst[j] += static_cast<acc_t>(g[j]);
         }
-        prev_n = n;
-        const int64_t row = p.offsets[s] + i0;
-        for (int64_t r = 0; r < n; ++r) {
-          const int64_t i = i0 + r, bt = p.order[i] * T + time_of(d, s, p.len[i]);
-          if (dO != nullptr) {
-            const scalar_t* g = dO + bt * D * H + d * H;
-            acc_t* dst = dhp + i * H;
-            for (int64_t j = 0; j < H; ++j) dst[j] += static_cast<acc_t>(g[j]);
-          }
-          acc_t* zr = Z + (rows + r) * K;
-          const scalar_t* xr = X + bt * C;
-          for (int64_t k = 0; k < C; ++k) zr[k] = static_cast<acc_t>(xr[k]);
-          if (hb) zr[C] = acc_t(1);
-          const acc_t* hprev = s == 0 ? h0s[d].data_ptr<acc_t>() + i * H : Sp + (p.offsets[s - 1] + i) * ss + H;
-          std::copy_n(hprev, H, kMul ? hp.data_ptr<acc_t>() + (rows + r) * H : zr + ho);
-          where[rows + r] = bt;
-        }
-        const acc_t* cprev = s == 0 ? c0s[d].data_ptr<acc_t>() + i0 * H : Sp + (p.offsets[s - 1] + i0) * ss;
-        cell_bwd(n, H, 0, H, Gp + row * gs, gs, Sp + row * ss, ss, cprev, s == 0 ? H : ss, dhp + i0 * H, dcp + i0 * H,
-                 dG + rows * gs, gs);
-        at::Tensor dh_rows = dhd.narrow(0, i0, n);
+        acc_t* zr = Z + (rows + r) * K;
+        const scalar_t* xr = X + bt * C;
+        for (int64_t k = 0; k < C; ++k) zr[k] = static_cast<acc_t>(xr[k]);
+        if (hb) zr[C] = acc_t(1);
+        const acc_t* hprev = s == 0 ? h0s[d].data_ptr<acc_t>() + i * H : Sp + (p.offsets[s - 1] + i) * ss + H;
+        std::copy_n(hprev, H, kMul ? hp.data_ptr<acc_t>() + (rows + r) * H : zr + ho);
+        where[rows + r] = bt;
+      }
+      const acc_t* cprev = s == 0 ? c0s[d].data_ptr<acc_t>() + i0 * H : Sp + (p.offsets[s - 1] + i0) * ss;
+      cell_bwd(n, H, 0, H, Gp + row * gs, gs, Sp + row * ss, ss, cprev, s == 0 ? H : ss, dhp + i0 * H, dcp + i0 * H,
+               dG + rows * gs, gs);
+      at::Tensor dh_rows = dhd.narrow(0, i0, n);
+      if constexpr (kMul) {
+        at::Tensor dmn = dm.narrow(0, 0, n);
+        at::mm_out(dmn, dg.narrow(0, rows, n).narrow(1, 0, 4 * H), whh[d]);
+        mlstm_product_bwd(n, H, 0, H, dm.data_ptr<acc_t>(), Gp + row * gs + 4 * H, gs, Sp + row * ss + 2 * H, ss,
+                          dG + rows * gs, gs, dmh.data_ptr<acc_t>() + rows * H, mb.data_ptr<acc_t>() + rows * H);
+        at::mm_out(dh_rows, dmh.narrow(0, rows, n), wmh[d]);
+      } else {
+        at::mm_out(dh_rows, dg.narrow(0, rows, n), whh[d]);
+      }
+      rows += n;
+      if (rows >= kChunkRows || s == 0) {
+        const at::Tensor dgc = dg.narrow(0, 0, rows);
         if constexpr (kMul) {
-          at::Tensor dmn = dm.narrow(0, 0, n);
-          at::mm_out(dmn, dg.narrow(0, rows, n).narrow(1, 0, 4 * H), whh[d]);
-          mlstm_product_bwd(n, H, 0, H, dm.data_ptr<acc_t>(), Gp + row * gs + 4 * H, gs, Sp + row * ss + 2 * H, ss,
-                            dG + rows * gs, gs, dmh.data_ptr<acc_t>() + rows * H, mb.data_ptr<acc_t>() + rows * H);
-          at::mm_out(dh_rows, dmh.narrow(0, rows, n), wmh[d]);
+          dw[0][item].addmm_(dgc.t(), z.narrow(0, 0, rows));
+          dw[1][item].addmm_(dgc.narrow(1, 0, 4 * H).t(), mb.narrow(0, 0, rows));
+          dw[2][item].addmm_(dmh.narrow(0, 0, rows).t(), hp.narrow(0, 0, rows));
         } else {
-          at::mm_out(dh_rows, dg.narrow(0, rows, n), whh[d]);
+          dw[0][item].addmm_(z.narrow(0, 0, rows).t(), dgc);
         }
-        rows += n;
-        if (rows >= kChunkRows || s == 0) {
-          const at::Tensor dgc = dg.narrow(0, 0, rows);
-          if constexpr (kMul) {
-            dw[0][item].addmm_(dgc.t(), z.narrow(0, 0, rows));
-            dw[1][item].addmm_(dgc.narrow(1, 0, 4 * H).t(), mb.narrow(0, 0, rows));
-            dw[2][item].addmm_(dmh.narrow(0, 0, rows).t(), hp.narrow(0, 0, rows));
-          } else {
-            dw[0][item].addmm_(z.narrow(0, 0, rows).t(), dgc);
-          }
-          at::Tensor dxr = dxc.narrow(0, 0, rows);
-          at::mm_out(dxr, dgc, win[d]);
-          const acc_t* src = dxc.data_ptr<acc_t>();
-          for (int64_t q = 0; q < rows; ++q) std::copy_n(src + q * C, C, dxp + where[q] * C);
-          rows = 0;
-        }
+        at::Tensor dxr = dxc.narrow(0, 0, rows);
+        at::mm_out(dxr, dgc, win[d]);
+        const acc_t* src = dxc.data_ptr<acc_t>();
+        for (int64_t q = 0; q < rows; ++q) std::copy_n(src + q * C, C, dxp + where[q] * C);
+        rows = 0;
       }
     }
   });

@@ -308,78 +308,70 @@ void forward_tiles(const LstmArgs& a, const Plan& p, scalar_t* O, double* pool, 
     h0s[d] = sorted_state<scalar_t, acc_t>(a.h0, p, d, H, aopts);
     c0s[d] = sorted_state<scalar_t, acc_t>(a.c0, p, d, H, aopts);
   }
-  const int64_t ntiles = p.tiles();
   const scalar_t* X = a.x.data_ptr<scalar_t>();
-  at::parallel_for(0, D * ntiles, 1, [&](int64_t begin, int64_t end) {
-    const FlushDenormalGuard flush;
-    // OpenMP workers do not inherit the caller's thread-local dispatch state: keep the ATen
-    // calls below autograd here too (the weights may require grad).
-    at::AutoDispatchBelowADInplaceOrView below_autograd;
-    for (int64_t item = begin; item < end; ++item) {
-      const int64_t d = item / ntiles, i0 = p.tile_start[item % ntiles], i1 = p.tile_start[item % ntiles + 1];
-      const int64_t nt = i1 - i0;
-      constexpr int64_t kAlign = 64 / static_cast<int64_t>(sizeof(acc_t));
-      const at::Tensor z = use_z ? at::empty({nt, K}, aopts) : at::Tensor();
-      const at::Tensor G = kTrain ? gates[d] : at::empty({nt * gs + kAlign}, aopts);
-      const at::Tensor m = kMul ? at::empty({nt, H}, aopts) : at::Tensor();
-      const at::Tensor S = kTrain ? states[d] : at::empty({2, nt, ss}, aopts);
-      acc_t* Z = use_z ? z.data_ptr<acc_t>() : nullptr;
-      for (int64_t r = 0; use_z && r < nt; ++r) {
-        if (hb) Z[r * K + C] = acc_t(1);
-        if constexpr (!kMul) std::copy_n(h0s[d].data_ptr<acc_t>() + (i0 + r) * H, H, Z + r * K + ho);
+  for_each_tile(p, D, [&](int64_t /*item*/, int64_t d, int64_t i0, int64_t i1) {
+    const int64_t nt = i1 - i0;
+    constexpr int64_t kAlign = 64 / static_cast<int64_t>(sizeof(acc_t));
+    const at::Tensor z = use_z ? at::empty({nt, K}, aopts) : at::Tensor();
+    const at::Tensor G = kTrain ? gates[d] : at::empty({nt * gs + kAlign}, aopts);
+    const at::Tensor m = kMul ? at::empty({nt, H}, aopts) : at::Tensor();
+    const at::Tensor S = kTrain ? states[d] : at::empty({2, nt, ss}, aopts);
+    acc_t* Z = use_z ? z.data_ptr<acc_t>() : nullptr;
+    for (int64_t r = 0; use_z && r < nt; ++r) {
+      if (hb) Z[r * K + C] = acc_t(1);
+      if constexpr (!kMul) std::copy_n(h0s[d].data_ptr<acc_t>() + (i0 + r) * H, H, Z + r * K + ho);
+    }
+    for (int64_t s = 0; s < p.max_len; ++s) {
+      const int64_t n = p.running(s, i0, i1);
+      if (n <= 0) break;
+      for (int64_t r = 0; use_z && r < n; ++r) {
+        const int64_t i = i0 + r;
+        const scalar_t* src = X + (p.order[i] * T + time_of(d, s, p.len[i])) * C;
+        for (int64_t k = 0; k < C; ++k) Z[r * K + k] = static_cast<acc_t>(src[k]);
       }
-      for (int64_t s = 0; s < p.max_len; ++s) {
-        const int64_t n = p.running(s, i0, i1);
-        if (n <= 0) break;
-        for (int64_t r = 0; use_z && r < n; ++r) {
-          const int64_t i = i0 + r;
-          const scalar_t* src = X + (p.order[i] * T + time_of(d, s, p.len[i])) * C;
-          for (int64_t k = 0; k < C; ++k) Z[r * K + k] = static_cast<acc_t>(src[k]);
-        }
-        // This step's gate and state rows (g, cur), and the previous step's states (prev).
-        const int64_t row = p.offsets[s] + i0;
-        at::Tensor g, cur, prev;
-        if constexpr (kTrain) {
-          g = G.narrow(0, row, n);
-          cur = S.narrow(0, row, n);
-          if (s > 0) prev = S.narrow(0, p.offsets[s - 1] + i0, n);
-        } else {
-          const int64_t shift = kMul ? 0 : (d * p.total + row) * gs % kAlign;
-          g = G.narrow(0, shift, n * gs).view({n, gs});
-          cur = S[s % 2].narrow(0, 0, n);
-          if (s > 0) prev = S[(s + 1) % 2].narrow(0, 0, n);
-        }
-        acc_t* Gp = g.data_ptr<acc_t>();
-        acc_t* Sp = cur.data_ptr<acc_t>();
-        if constexpr (kMul) {
-          if constexpr (!kTrain) at::mm_out(g, z.narrow(0, 0, n), wz[d]);
-          const at::Tensor hprev = s == 0 ? h0s[d].narrow(0, i0, n) : prev.narrow(1, H, H);
-          at::Tensor mh = cur.narrow(1, 2 * H, H);
-          at::mm_out(mh, hprev, wmhT[d]);
-          mlstm_product(n, 0, H, Gp + 4 * H, gs, Sp + 2 * H, ss, m.data_ptr<acc_t>(), H);
-          g.narrow(1, 0, 4 * H).addmm_(m.narrow(0, 0, n), whhT[d]);
-        } else {
-          at::mm_out(g, z.narrow(0, 0, n), wz[d]);
-        }
-        const acc_t* cprev = s == 0 ? c0s[d].data_ptr<acc_t>() + i0 * H : prev.data_ptr<acc_t>();
-        cell_fwd(n, H, Gp, gs, cprev, s == 0 ? H : ss, Sp, ss);
-        for (int64_t r = 0; r < n; ++r) {
-          const int64_t i = i0 + r;
-          const acc_t* h = Sp + r * ss + H;
-          if constexpr (!kMul) std::copy_n(h, H, Z + r * K + ho);
-          add_to_pool(pool, p.order[i], d, D, H, h, 0, H);
-          if (O == nullptr) continue;
-          scalar_t* o = O + (p.order[i] * T + time_of(d, s, p.len[i])) * D * H + d * H;
-          for (int64_t j = 0; j < H; ++j) o[j] = static_cast<scalar_t>(h[j]);
-        }
-        // Ranks [n_next, n) of the tile ran their last step now.
-        for (int64_t r = p.running(s + 1, i0, i1); r < n; ++r) {
-          const acc_t* c = Sp + r * ss;
-          const int64_t b = p.order[i0 + r];
-          for (int64_t j = 0; j < H; ++j) {
-            CN[(d * B + b) * H + j] = static_cast<scalar_t>(c[j]);
-            HN[(d * B + b) * H + j] = static_cast<scalar_t>(c[H + j]);
-          }
+      // This step's gate and state rows (g, cur), and the previous step's states (prev).
+      const int64_t row = p.offsets[s] + i0;
+      at::Tensor g, cur, prev;
+      if constexpr (kTrain) {
+        g = G.narrow(0, row, n);
+        cur = S.narrow(0, row, n);
+        if (s > 0) prev = S.narrow(0, p.offsets[s - 1] + i0, n);
+      } else {
+        const int64_t shift = kMul ? 0 : (d * p.total + row) * gs % kAlign;
+        g = G.narrow(0, shift, n * gs).view({n, gs});
+        cur = S[s % 2].narrow(0, 0, n);
+        if (s > 0) prev = S[(s + 1) % 2].narrow(0, 0, n);
+      }
+      acc_t* Gp = g.data_ptr<acc_t>();
+      acc_t* Sp = cur.data_ptr<acc_t>();
+      if constexpr (kMul) {
+        if constexpr (!kTrain) at::mm_out(g, z.narrow(0, 0, n), wz[d]);
+        const at::Tensor hprev = s == 0 ? h0s[d].narrow(0, i0, n) : prev.narrow(1, H, H);
+        at::Tensor mh = cur.narrow(1, 2 * H, H);
+        at::mm_out(mh, hprev, wmhT[d]);
+        mlstm_product(n, 0, H, Gp + 4 * H, gs, Sp + 2 * H, ss, m.data_ptr<acc_t>(), H);
+        g.narrow(1, 0, 4 * H).addmm_(m.narrow(0, 0, n), whhT[d]);
+      } else {
+        at::mm_out(g, z.narrow(0, 0, n), wz[d]);
+      }
+      const acc_t* cprev = s == 0 ? c0s[d].data_ptr<acc_t>() + i0 * H : prev.data_ptr<acc_t>();
+      cell_fwd(n, H, Gp, gs, cprev, s == 0 ? H : ss, Sp, ss);
+      for (int64_t r = 0; r < n; ++r) {
+        const int64_t i = i0 + r;
+        const acc_t* h = Sp + r * ss + H;
+        if constexpr (!kMul) std::copy_n(h, H, Z + r * K + ho);
+        add_to_pool(pool, p.order[i], d, D, H, h, 0, H);
+        if (O == nullptr) continue;
+        scalar_t* o = O + (p.order[i] * T + time_of(d, s, p.len[i])) * D * H + d * H;
+        for (int64_t j = 0; j < H; ++j) o[j] = static_cast<scalar_t>(h[j]);
+      }
+      // Ranks [n_next, n) of the tile ran their last step now.
+      for (int64_t r = p.running(s + 1, i0, i1); r < n; ++r) {
+        const acc_t* c = Sp + r * ss;
+        const int64_t b = p.order[i0 + r];
+        for (int64_t j = 0; j < H; ++j) {
+          CN[(d * B + b) * H + j] = static_cast<scalar_t>(c[j]);
+          HN[(d * B + b) * H + j] = static_cast<scalar_t>(c[H + j]);
         }
       }
     }
@@ -452,59 +444,40 @@ void forward_pass(const LstmArgs& a, const Plan& p, scalar_t* O, double* pool, s
   zero_padding(O, p, sh.time, sh.dirs * sh.hidden);
 }
 
-// sublocal::lstm_fwd and sublocal::mlstm_fwd.
-template <typename Cell>
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> fwd_cpu(
+// One call of sublocal::<cell>_fwd (kTrain) or sublocal::<cell>_infer: out, h_n, c_n, and the
+// workspace for the backward (training; undefined in inference). mean (inference only): `out` is
+// (B, D H) instead, each direction's hidden states averaged over the sequence's valid steps
+// (summed in float64 as the steps run), and the (B, T, D H) sequence is never written: a pooled
+// embedding of a 35,000-residue protein keeps no per-step state.
+template <typename Cell, bool kTrain>
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> forward_call(
     const at::Tensor& x, const std::optional<at::Tensor>& lengths, at::TensorList weights,
-    const std::optional<at::Tensor>& h0, const std::optional<at::Tensor>& c0, bool bidirectional, bool sequences) {
-  const char* op = Cell::kMultiplicative ? "sublocal::mlstm_fwd" : "sublocal::lstm_fwd";
+    const std::optional<at::Tensor>& h0, const std::optional<at::Tensor>& c0, bool bidirectional, bool sequences,
+    bool mean) {
+  const char* op = Cell::kMultiplicative ? (kTrain ? "sublocal::mlstm_fwd" : "sublocal::mlstm_infer")
+                                         : (kTrain ? "sublocal::lstm_fwd" : "sublocal::lstm_infer");
   const LstmArgs a = lstm_prepare(x, lengths, weights, h0, c0, bidirectional, op, Cell::kMultiplicative);
   const auto& sh = a.shape;
   const int64_t B = sh.batch, T = sh.time, H = sh.hidden, D = sh.dirs;
   const Plan p = make_plan(a.lengths, B, T, D, op);
   auto opts = a.x.options();
   auto aopts = opts.dtype(state_dtype(a.x.scalar_type()));
-  auto out = sequences ? cpu_output({B, T, D * H}, opts) : at::empty({0}, opts);
-  auto h_n = at::empty({D, B, H}, opts);
-  auto c_n = at::empty({D, B, H}, opts);
-  // One row per valid step (the fake kernel gives the row count a data-dependent size).
-  auto gates = cpu_output({D, p.total, Cell::kGateCols * H}, aopts);
-  auto states = cpu_output({D, p.total, Cell::kStateCols * H}, aopts);
-  if (B == 0) return {out, h_n, c_n, gates, states};
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, a.x.scalar_type(), "lstm_fwd_cpu", [&] {
-    scalar_t* O = out.dim() == 3 ? out.data_ptr<scalar_t>() : nullptr;  // null: no sequence output
-    forward_pass<Cell, true, scalar_t>(a, p, O, nullptr, h_n.data_ptr<scalar_t>(), c_n.data_ptr<scalar_t>(), gates,
-                                       states, aopts);
-  });
-  return {out, h_n, c_n, gates, states};
-}
-
-// sublocal::lstm_infer and sublocal::mlstm_infer: the forward without the workspace, for when no
-// gradient is needed. mean: `out` is (B, D H) instead, each direction's hidden states averaged
-// over the sequence's valid steps (summed in float64 as the steps run), and the (B, T, D H)
-// sequence is never written: a pooled embedding of a 35,000-residue protein keeps no per-step
-// state.
-template <typename Cell>
-std::tuple<at::Tensor, at::Tensor, at::Tensor> infer_cpu(const at::Tensor& x, const std::optional<at::Tensor>& lengths,
-                                                         at::TensorList weights, const std::optional<at::Tensor>& h0,
-                                                         const std::optional<at::Tensor>& c0, bool bidirectional,
-                                                         bool sequences, bool mean) {
-  const char* op = Cell::kMultiplicative ? "sublocal::mlstm_infer" : "sublocal::lstm_infer";
-  const LstmArgs a = lstm_prepare(x, lengths, weights, h0, c0, bidirectional, op, Cell::kMultiplicative);
-  const auto& sh = a.shape;
-  const int64_t B = sh.batch, T = sh.time, H = sh.hidden, D = sh.dirs;
-  const Plan p = make_plan(a.lengths, B, T, D, op);
-  auto opts = a.x.options();
   auto out = sequences && !mean ? cpu_output({B, T, D * H}, opts) : at::empty({0}, opts);
   auto h_n = at::empty({D, B, H}, opts);
   auto c_n = at::empty({D, B, H}, opts);
+  // One row per valid step (the fake kernel gives the row count a data-dependent size).
+  at::Tensor gates, states;
+  if constexpr (kTrain) {
+    gates = cpu_output({D, p.total, Cell::kGateCols * H}, aopts);
+    states = cpu_output({D, p.total, Cell::kStateCols * H}, aopts);
+  }
   at::Tensor pool = mean ? at::zeros({B, D * H}, opts.dtype(at::kDouble)) : at::Tensor();
   if (B > 0) {
-    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, a.x.scalar_type(), "lstm_infer_cpu", [&] {
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, a.x.scalar_type(), "lstm_forward_cpu", [&] {
       scalar_t* O = out.dim() == 3 ? out.data_ptr<scalar_t>() : nullptr;  // null: no sequence output
       double* sums = mean ? pool.data_ptr<double>() : nullptr;
-      forward_pass<Cell, false, scalar_t>(a, p, O, sums, h_n.data_ptr<scalar_t>(), c_n.data_ptr<scalar_t>(),
-                                          at::Tensor(), at::Tensor(), opts.dtype(state_dtype(a.x.scalar_type())));
+      forward_pass<Cell, kTrain, scalar_t>(a, p, O, sums, h_n.data_ptr<scalar_t>(), c_n.data_ptr<scalar_t>(), gates,
+                                           states, aopts);
     });
   }
   if (mean) {
@@ -513,6 +486,23 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> infer_cpu(const at::Tensor& x, co
     for (int64_t i = 0; i < B; ++i) st[p.order[i]] = static_cast<double>(p.len[i]);
     out = pool.div_(steps).to(a.x.scalar_type());
   }
+  return {out, h_n, c_n, gates, states};
+}
+
+template <typename Cell>
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> fwd_cpu(
+    const at::Tensor& x, const std::optional<at::Tensor>& lengths, at::TensorList weights,
+    const std::optional<at::Tensor>& h0, const std::optional<at::Tensor>& c0, bool bidirectional, bool sequences) {
+  return forward_call<Cell, true>(x, lengths, weights, h0, c0, bidirectional, sequences, false);
+}
+
+template <typename Cell>
+std::tuple<at::Tensor, at::Tensor, at::Tensor> infer_cpu(const at::Tensor& x, const std::optional<at::Tensor>& lengths,
+                                                         at::TensorList weights, const std::optional<at::Tensor>& h0,
+                                                         const std::optional<at::Tensor>& c0, bool bidirectional,
+                                                         bool sequences, bool mean) {
+  auto [out, h_n, c_n, gates, states] =
+      forward_call<Cell, false>(x, lengths, weights, h0, c0, bidirectional, sequences, mean);
   return {out, h_n, c_n};
 }
 

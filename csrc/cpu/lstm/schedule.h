@@ -23,6 +23,7 @@
 #pragma once
 
 #include <ATen/Parallel.h>
+#include <ATen/core/LegacyTypeDispatch.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/cat.h>
 #include <ATen/ops/empty.h>
@@ -147,6 +148,22 @@ inline at::Tensor mlstm_input_weight(const LstmDirWeights& w, bool has_bias, at:
     bottom = at::cat({bottom, at::zeros({bottom.size(0), 1}, bottom.options())}, 1);
   }
   return at::cat({top, bottom}, 0);
+}
+
+// Runs body(item, d, i0, i1) for every work item of the batch-tiles schedule (direction d, ranks
+// [i0, i1) of the sorted batch), in parallel. Each worker flushes subnormals and stays below
+// autograd: OpenMP workers do not inherit the caller's thread-local dispatch state, and the
+// weights may require grad.
+template <typename Body>
+void for_each_tile(const Plan& p, int64_t D, Body&& body) {
+  const int64_t ntiles = p.tiles();
+  at::parallel_for(0, D * ntiles, 1, [&](int64_t begin, int64_t end) {
+    const FlushDenormalGuard flush;
+    at::AutoDispatchBelowADInplaceOrView below_autograd;
+    for (int64_t item = begin; item < end; ++item) {
+      body(item, item / ntiles, p.tile_start[item % ntiles], p.tile_start[item % ntiles + 1]);
+    }
+  });
 }
 
 // ---- the units schedule ----------------------------------------------------------------------
