@@ -48,12 +48,40 @@ def _tile_rows(ORDER, LEN, B, T, BLOCK_B: tl.constexpr):
 
 
 @triton.jit
+def _program(ORDER, LEN, B, T, H, BLOCK_B: tl.constexpr, MULTIPLICATIVE: tl.constexpr):
+    """This program's direction, its tile's rows, the gate and state row widths, and B * T."""
+    b, L, n_steps = _tile_rows(ORDER, LEN, B, T, BLOCK_B)
+    if MULTIPLICATIVE:
+        GW = 5 * H  # [i f g o | mx]
+        SW = 3 * H  # [c | h | mh]
+    else:
+        GW = 4 * H
+        SW = 2 * H
+    return tl.program_id(1), b, L, n_steps, GW, SW, B.to(tl.int64) * T
+
+
+@triton.jit
 def _step_rows(b, L, s, d, T):
     """Step s of direction d: which rows run, their (b, t) row and the previous step's."""
     active = s < L
     t = tl.where(d == 0, s, L - 1 - s)
     tp = tl.where(d == 0, t - 1, t + 1)
     return active, b * T + t, b * T + tp
+
+
+@triton.jit
+def _span(k0, K, BLOCK: tl.constexpr):
+    """Indices [k0, k0 + BLOCK) of a dimension of size K, and which of them exist."""
+    ks = k0 + tl.arange(0, BLOCK)
+    return ks, ks < K
+
+
+@triton.jit
+def _unit_block(j0, active, H, BLOCK_H: tl.constexpr):
+    """Hidden units [j0, j0 + BLOCK_H): their indices, which exist, and which (row, unit) run."""
+    cols = j0 + tl.arange(0, BLOCK_H)
+    cmask = cols < H
+    return cols, cmask, active[:, None] & cmask[None, :]
 
 
 @triton.jit
@@ -87,17 +115,9 @@ def _recurrent_fwd_kernel(
     # entry; X, WIN, BIAS and MBUF are unused. Otherwise STATES is the (D, B, H) cell state, MBUF
     # the mLSTM's (D, B, H) m, and the projection x_t WIN^T + BIAS runs per step (WIN (D, GW, C),
     # BIAS (D, GW), GW the gate width: [W_ih ; W_mx] for the mLSTM); GATES is unused.
-    d = tl.program_id(1)
-    b, L, n_steps = _tile_rows(ORDER, LEN, B, T, BLOCK_B)
-    if MULTIPLICATIVE:
-        GW = 5 * H
-        SW = 3 * H
-    else:
-        GW = 4 * H
-        SW = 2 * H
+    d, b, L, n_steps, GW, SW, BT = _program(ORDER, LEN, B, T, H, BLOCK_B, MULTIPLICATIVE)
     acc_ty = STATES.dtype.element_ty
     w_ty = WHH.dtype.element_ty
-    BT = B.to(tl.int64) * T
     g_base = GATES + d * BT * GW
     s_base = STATES + d * BT * SW
     w_base = WHH + d * 4 * H * H
@@ -111,13 +131,10 @@ def _recurrent_fwd_kernel(
         if MULTIPLICATIVE:
             # mh = h_{t-1} W_mh^T for every unit before any gate reads m = mx * mh.
             for j0 in range(0, H, BLOCK_H):
-                cols = j0 + tl.arange(0, BLOCK_H)
-                cmask = cols < H
-                m2 = active[:, None] & cmask[None, :]
+                cols, cmask, m2 = _unit_block(j0, active, H, BLOCK_H)
                 acc = tl.zeros([BLOCK_B, BLOCK_H], dtype=acc_ty)
                 for k0 in range(0, H, BLOCK_K):
-                    ks = k0 + tl.arange(0, BLOCK_K)
-                    kmask = ks < H
+                    ks, kmask = _span(k0, H, BLOCK_K)
                     hk = _h_prev(STATES, OUT, H0, s_base, prow, hrow, d, H, ks, active[:, None] & kmask[None, :], s,
                                  SW, w_ty, NUM_DIRS, HAS_H0, STORE_WORKSPACE)
                     wp = wm_base + cols[None, :] * H + ks[:, None]
@@ -127,8 +144,7 @@ def _recurrent_fwd_kernel(
                 else:
                     mx = tl.zeros([BLOCK_B, BLOCK_H], dtype=acc_ty)
                     for q0 in range(0, C, BLOCK_C):
-                        cs = q0 + tl.arange(0, BLOCK_C)
-                        qmask = cs < C
+                        cs, qmask = _span(q0, C, BLOCK_C)
                         xk = tl.load(X + row[:, None] * C + cs[None, :], mask=active[:, None] & qmask[None, :],
                                      other=0.0).to(acc_ty)
                         wp = wi_base + (4 * H + cols[None, :]) * C + cs[:, None]
@@ -136,9 +152,7 @@ def _recurrent_fwd_kernel(
                     tl.store(MBUF + hrow[:, None] * H + cols[None, :], (mx * acc).to(acc_ty), mask=m2)
             tl.debug_barrier()
         for j0 in range(0, H, BLOCK_H):
-            cols = j0 + tl.arange(0, BLOCK_H)
-            cmask = cols < H
-            m2 = active[:, None] & cmask[None, :]
+            cols, cmask, m2 = _unit_block(j0, active, H, BLOCK_H)
             gp = g_base + row[:, None] * GW + cols[None, :]
             if STORE_WORKSPACE:
                 acc_i = tl.load(gp, mask=m2, other=0.0)
@@ -157,8 +171,7 @@ def _recurrent_fwd_kernel(
                     acc_g += tl.load(bp + 2 * H, mask=cmask, other=0.0)[None, :]
                     acc_o += tl.load(bp + 3 * H, mask=cmask, other=0.0)[None, :]
                 for q0 in range(0, C, BLOCK_C):
-                    cs = q0 + tl.arange(0, BLOCK_C)
-                    qmask = cs < C
+                    cs, qmask = _span(q0, C, BLOCK_C)
                     xk = tl.load(X + row[:, None] * C + cs[None, :], mask=active[:, None] & qmask[None, :],
                                  other=0.0).to(acc_ty)
                     wm = qmask[:, None] & cmask[None, :]
@@ -168,8 +181,7 @@ def _recurrent_fwd_kernel(
                     acc_g += dot(xk, tl.load(wp + 2 * H * C, mask=wm, other=0.0), PROJ_PRECISION)
                     acc_o += dot(xk, tl.load(wp + 3 * H * C, mask=wm, other=0.0), PROJ_PRECISION)
             for k0 in range(0, H, BLOCK_K):
-                ks = k0 + tl.arange(0, BLOCK_K)
-                kmask = ks < H
+                ks, kmask = _span(k0, H, BLOCK_K)
                 mk = active[:, None] & kmask[None, :]
                 # The recurrent operand: h_{t-1} (LSTM) or m = mx * mh (mLSTM).
                 if MULTIPLICATIVE:
@@ -229,17 +241,9 @@ def _recurrent_bwd_kernel(
     # DH, DC (D, B, H) hold the gradients reaching h_s and c_s: grad_h_n and grad_c_n on entry
     # (a sequence's rows are untouched until its last step), grad_h0 and grad_c0 on exit.
     # DGATES gets the gates' gradients (mLSTM: [dgates | dmx], D, B*T, 5H), DMH the mLSTM's dmh.
-    d = tl.program_id(1)
-    b, L, n_steps = _tile_rows(ORDER, LEN, B, T, BLOCK_B)
-    if MULTIPLICATIVE:
-        GW = 5 * H
-        SW = 3 * H
-    else:
-        GW = 4 * H
-        SW = 2 * H
+    d, b, L, n_steps, GW, SW, BT = _program(ORDER, LEN, B, T, H, BLOCK_B, MULTIPLICATIVE)
     acc_ty = STATES.dtype.element_ty
     w_ty = WHH.dtype.element_ty
-    BT = B.to(tl.int64) * T
     g_base = GATES + d * BT * GW
     dg_base = DGATES + d * BT * GW
     dm_base = DMH + d * BT * H
@@ -253,9 +257,7 @@ def _recurrent_bwd_kernel(
         first = s == 0
         # The cell's gradient, one block of hidden units at a time.
         for j0 in range(0, H, BLOCK_H):
-            cols = j0 + tl.arange(0, BLOCK_H)
-            cmask = cols < H
-            m2 = active[:, None] & cmask[None, :]
+            cols, cmask, m2 = _unit_block(j0, active, H, BLOCK_H)
             gp = g_base + row[:, None] * GW + cols[None, :]
             a_i = tl.load(gp, mask=m2, other=0.0)
             a_f = tl.load(gp + H, mask=m2, other=0.0)
@@ -281,13 +283,10 @@ def _recurrent_bwd_kernel(
         # dgates W_hh for the running rows: LSTM dh_{s-1} (finished rows keep grad_h_n until their
         # step); mLSTM dm, then dmx = dm * mh and dmh = dm * mx.
         for j0 in range(0, H, BLOCK_H):
-            cols = j0 + tl.arange(0, BLOCK_H)
-            cmask = cols < H
-            m2 = active[:, None] & cmask[None, :]
+            cols, cmask, m2 = _unit_block(j0, active, H, BLOCK_H)
             acc = tl.zeros([BLOCK_B, BLOCK_H], dtype=acc_ty)
             for k0 in range(0, 4 * H, BLOCK_K):
-                ks = k0 + tl.arange(0, BLOCK_K)
-                kmask = ks < 4 * H
+                ks, kmask = _span(k0, 4 * H, BLOCK_K)
                 dg = tl.load(dg_base + row[:, None] * GW + ks[None, :], mask=active[:, None] & kmask[None, :], other=0.0)
                 w = tl.load(w_base + ks[:, None] * H + cols[None, :], mask=kmask[:, None] & cmask[None, :], other=0.0)
                 acc += dot(dg.to(w_ty), w, PRECISION)
@@ -302,13 +301,10 @@ def _recurrent_bwd_kernel(
         if MULTIPLICATIVE:
             # dh_{s-1} = dmh W_mh for the running rows.
             for j0 in range(0, H, BLOCK_H):
-                cols = j0 + tl.arange(0, BLOCK_H)
-                cmask = cols < H
-                m2 = active[:, None] & cmask[None, :]
+                cols, cmask, m2 = _unit_block(j0, active, H, BLOCK_H)
                 acc = tl.zeros([BLOCK_B, BLOCK_H], dtype=acc_ty)
                 for k0 in range(0, H, BLOCK_K):
-                    ks = k0 + tl.arange(0, BLOCK_K)
-                    kmask = ks < H
+                    ks, kmask = _span(k0, H, BLOCK_K)
                     v = tl.load(dm_base + row[:, None] * H + ks[None, :], mask=active[:, None] & kmask[None, :],
                                 other=0.0)
                     w = tl.load(wm_base + ks[:, None] * H + cols[None, :], mask=kmask[:, None] & cmask[None, :],
