@@ -148,6 +148,22 @@ def _require_plotting() -> None:
         require(module, "the plots")
 
 
+def _command(sub, name: str, help: str, epilog: str = EXIT_STATUS, **kwargs) -> argparse.ArgumentParser:
+    """One command's parser, in the command line's help format (its epilog: the exit statuses)."""
+    return sub.add_parser(name, help=help, epilog=epilog, formatter_class=_Formatter, **kwargs)
+
+
+def _require_training(args, fasta: bool) -> None:
+    """The optional packages a training command needs (each missing one named with its extra)."""
+    from .._optional import require
+
+    require("safetensors.torch", "checkpoints")
+    if fasta:
+        require("Bio.SeqIO", "reading FASTA")
+    if args.progress:
+        require("tqdm", "the progress bar (--progress)")
+
+
 def _add_common(p, device_default: str = "auto") -> None:
     p.add_argument("--device", default=device_default, type=_device_name,
                    help=f"auto, cpu, cuda or cuda:N (default: {device_default})")

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from ._args import EXIT_STATUS, _add_common, _device, _Formatter, _non_negative, _require_plotting
+from ._args import _add_common, _command, _device, _non_negative, _require_plotting
 
 
 def add_demo(sub):
-    p = sub.add_parser("demo", help="synthetic set, A-LSTM on CPU, test accuracy, attention on signals, plots",
-                       epilog=EXIT_STATUS, formatter_class=_Formatter)
+    p = _command(sub, "demo", help="synthetic set, A-LSTM on CPU, test accuracy, attention on signals, plots")
     p.add_argument("--out", default="demo_out", help="the demo's directory (its previous contents are replaced)")
     p.add_argument("--seed", type=_non_negative, default=0)
     _add_common(p, "cpu")

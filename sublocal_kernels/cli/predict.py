@@ -7,18 +7,18 @@ import argparse
 import os
 import sys
 
-from ._args import EXIT_STATUS, CommandError, _add_common, _device, _existing, _Formatter, _positive
+from ._args import EXIT_STATUS, CommandError, _add_common, _command, _device, _existing, _positive
 
 
 def add_predict(sub):
-    p = sub.add_parser("predict", help="TSV (or JSON lines) of id, predicted compartment, per-class probabilities",
-                       formatter_class=_Formatter, epilog=PREDICT_EPILOG,
-                       description="Predict every record of a FASTA file (plain or gzipped) of any size, streaming "
-                                   "it in windows of records: each window is sorted by length and cut into batches "
-                                   "of at most --max-tokens padded residues, and its rows are written in input "
-                                   "order as soon as it is done. Several checkpoints (or a comma-separated list) "
-                                   "are an ensemble averaged in one pass. Records sharing an id get a warning and "
-                                   "a row each.")
+    p = _command(sub, "predict", help="TSV (or JSON lines) of id, predicted compartment, per-class probabilities",
+                 epilog=PREDICT_EPILOG,
+                 description="Predict every record of a FASTA file (plain or gzipped) of any size, streaming "
+                             "it in windows of records: each window is sorted by length and cut into batches "
+                             "of at most --max-tokens padded residues, and its rows are written in input "
+                             "order as soon as it is done. Several checkpoints (or a comma-separated list) "
+                             "are an ensemble averaged in one pass. Records sharing an id get a warning and "
+                             "a row each.")
     p.add_argument("checkpoint", nargs="+",
                    help="run directory (its best checkpoint), NAME.json or NAME.safetensors; several: an ensemble")
     p.add_argument("fasta", help="the sequences (FASTA, plain or gzipped)")

@@ -7,21 +7,20 @@ import math
 import os
 import warnings
 
-from ._args import (EXIT_STATUS, CommandError, _add_common, _device, _existing, _float_in, _Formatter, _fraction,
+from ._args import (EXIT_STATUS, CommandError, _add_common, _command, _device, _existing, _float_in, _fraction,
                     _int_at_least, _int_list, _max_length, _model_choices, _model_error, _non_negative, _positive,
-                    _require_plotting)
+                    _require_plotting, _require_training)
 
 
 def add_train(sub):
     from ..models import MODELS
 
-    p = sub.add_parser("train", help="train a classifier on labelled sequences", epilog=TRAIN_EPILOG,
-                       formatter_class=_Formatter,
-                       description="Train a classifier. DATA: FASTA with DeepLoc headers (>ID Location-M [test]), "
-                                   "a directory of per-class FASTA files, or a TSV/CSV with id, sequence, label "
-                                   "(any of them gzipped; with --multi-label a label may be 'A;B', or a table may "
-                                   "have one 0/1 column per class, as DeepLoc 2.0's CSV). Training steps run with subnormal floats flushed to zero "
-                                   "(torch.set_flush_denormal).")
+    p = _command(sub, "train", help="train a classifier on labelled sequences", epilog=TRAIN_EPILOG,
+                 description="Train a classifier. DATA: FASTA with DeepLoc headers (>ID Location-M [test]), "
+                             "a directory of per-class FASTA files, or a TSV/CSV with id, sequence, label "
+                             "(any of them gzipped; with --multi-label a label may be 'A;B', or a table may "
+                             "have one 0/1 column per class, as DeepLoc 2.0's CSV). Training steps run with subnormal floats flushed to zero "
+                             "(torch.set_flush_denormal).")
     p.add_argument("data")
     p.add_argument("--model", default="alstm", choices=_model_choices(MODELS, "alstm"),
                    help="light-attention reads per-residue embeddings (--features FILE.h5, best with --encoding none); "
@@ -170,7 +169,6 @@ def _mlp_flags(args) -> None:
 
 
 def cmd_train(args) -> int:
-    from .._optional import require
     from ..data import detect_format
     from ..training import train
     from ..training.overrides import resume_config
@@ -192,23 +190,18 @@ def cmd_train(args) -> int:
         cfg = resume_config(cfg, args.given, "train_config")
     _model_flags_fit(args, cfg)
     _device(args)
-    require("safetensors.torch", "checkpoints")
-    if (detect_format(args.data) if args.format == "auto" else args.format) != "table":
-        require("Bio.SeqIO", "reading FASTA")
-    if args.progress:
-        require("tqdm", "the progress bar (--progress)")
+    _require_training(args, fasta=(detect_format(args.data) if args.format == "auto" else args.format) != "table")
     train(cfg, resume=args.resume, overwrite=args.overwrite)
     return 0
 
 
 def add_evaluate(sub):
-    p = sub.add_parser("evaluate", help="accuracy, per-class MCC and F1, confusion matrix (multi-label: micro/macro F1, "
-                                        "Jaccard, subset accuracy, per-class MCC)",
-                       epilog=EXIT_STATUS, formatter_class=_Formatter,
-                       description="Evaluate a checkpoint (a run directory means its best checkpoint; several, "
-                                   "comma-separated, are an ensemble) on labelled data. A multi-label checkpoint uses "
-                                   "its stored per-class thresholds; a multi-label ensemble tunes its own on its "
-                                   "predictions for the validation split of DATA.")
+    p = _command(sub, "evaluate", help="accuracy, per-class MCC and F1, confusion matrix (multi-label: micro/macro F1, "
+                                       "Jaccard, subset accuracy, per-class MCC)",
+                 description="Evaluate a checkpoint (a run directory means its best checkpoint; several, "
+                             "comma-separated, are an ensemble) on labelled data. A multi-label checkpoint uses "
+                             "its stored per-class thresholds; a multi-label ensemble tunes its own on its "
+                             "predictions for the validation split of DATA.")
     p.add_argument("checkpoint")
     p.add_argument("data")
     p.add_argument("--format", default="auto", choices=["auto", "deeploc", "directory", "table"])
@@ -337,8 +330,7 @@ def _ensemble_thresholds(ck, ds, val, device, args) -> list[float]:
 
 
 def add_plot(sub):
-    p = sub.add_parser("plot", help="attention per class, filter logos, t-SNE map (PNG)",
-                       epilog=EXIT_STATUS, formatter_class=_Formatter)
+    p = _command(sub, "plot", help="attention per class, filter logos, t-SNE map (PNG)")
     p.add_argument("checkpoint")
     p.add_argument("data")
     p.add_argument("--out", default="plots")
