@@ -19,6 +19,7 @@ asks for them (``OpSpec.triton``), and kernels are named by string and looked up
 
 from __future__ import annotations
 
+import functools
 import importlib
 import math
 from collections.abc import Callable, Iterator
@@ -123,27 +124,28 @@ def _lstm_float32_case(ref=False):
         out, h_n, c_n)
 
 
-def _lstm_sm90_launches(dtype):
-    """Tile sizes: BLOCK_H = BLOCK_K = next power of two of H in [16, 64] (32 for float64);
-    H = 9, 32, 256, 300."""
+def _recurrent_sm90_launches(dtype, cell: str, C: int, hidden: tuple):
+    """Both cells' kernels (one forward, one backward, by their flags), with bias and initial
+    states. Tile sizes: BLOCK_H = BLOCK_K = next power of two of H in [16, 64] (32 for float64)."""
     from .lstm import triton as K
 
-    T, B, C = 3, 5, 20
-    for H in (9, 32, 256, 300):
-        ctx = {"op": "lstm", "case": f"H={H}"}
+    mul = cell == "mlstm"
+    fwd, infer, bwd = (getattr(K, f"{cell}_{p}_triton") for p in ("fwd", "infer", "bwd"))
+    T, B = 3, 5
+    for H in hidden:
+        ctx = {"op": cell, "case": f"H={H}"}
         weights = []
         for _ in range(2):
             weights += [_t(4 * H, C, dtype=dtype), _t(4 * H, H, dtype=dtype), _t(4 * H, dtype=dtype),
-                        _t(4 * H, dtype=dtype)]
+                        _t(4 * H, dtype=dtype)] + ([_t(H, C, dtype=dtype), _t(H, H, dtype=dtype)] if mul else [])
         x = _t(B, T, C, dtype=dtype)
         h0, c0 = _t(2, B, H, dtype=dtype), _t(2, B, H, dtype=dtype)
         L = _lengths(B, T)
-        yield ctx, lambda: K.lstm_fwd_triton(x, L, weights, h0, c0, True)
-        yield ctx, lambda: K.lstm_infer_triton(x, L, weights, h0, c0, True)
+        yield ctx, lambda: fwd(x, L, weights, h0, c0, True)
+        yield ctx, lambda: infer(x, L, weights, h0, c0, True)
         sd = _state_dtype(dtype)
-        gates, states = _t(2, B * T, 4 * H, dtype=sd), _t(2, B * T, 2 * H, dtype=sd)
-        yield ctx, lambda: K.lstm_bwd_triton(_t(B, T, 2 * H, dtype=dtype), h0, c0, x, L, weights, h0, c0,
-                                             gates, states, True)
+        gates, states = _t(2, B * T, (5 if mul else 4) * H, dtype=sd), _t(2, B * T, (3 if mul else 2) * H, dtype=sd)
+        yield ctx, lambda: bwd(_t(B, T, 2 * H, dtype=dtype), h0, c0, x, L, weights, h0, c0, gates, states, True)
 
 
 LSTM = OpSpec(
@@ -153,7 +155,8 @@ LSTM = OpSpec(
     triton_module="sublocal_kernels.ops.lstm.triton",
     kernels=("_recurrent_fwd_kernel", "_recurrent_bwd_kernel"),
     benchmark="benchmarks/bench_lstm.py",
-    lengths_case=_lstm_lengths_case, float32_case=_lstm_float32_case, sm90_launches=_lstm_sm90_launches,
+    lengths_case=_lstm_lengths_case, float32_case=_lstm_float32_case,
+    sm90_launches=functools.partial(_recurrent_sm90_launches, cell="lstm", C=20, hidden=(9, 32, 256, 300)),
 )
 
 
@@ -188,29 +191,6 @@ def _mlstm_float32_case(ref=False):
     return torch.autograd.grad((out.sum() + h_n.sum(),), [x, *weights], None, allow_unused=True) + (out, h_n, c_n)
 
 
-def _mlstm_sm90_launches(dtype):
-    """The multiplicative cell's kernels at the LSTM's tile sizes (the same ``_blocks``): H = 9,
-    32, 256, 300 and UniRep's 1900, with bias and initial states."""
-    from .lstm import triton as K
-
-    T, B, C = 3, 5, 10
-    for H in (9, 32, 256, 300, 1900):
-        ctx = {"op": "mlstm", "case": f"H={H}"}
-        weights = []
-        for _ in range(2):
-            weights += [_t(4 * H, C, dtype=dtype), _t(4 * H, H, dtype=dtype), _t(4 * H, dtype=dtype),
-                        _t(4 * H, dtype=dtype), _t(H, C, dtype=dtype), _t(H, H, dtype=dtype)]
-        x = _t(B, T, C, dtype=dtype)
-        h0, c0 = _t(2, B, H, dtype=dtype), _t(2, B, H, dtype=dtype)
-        L = _lengths(B, T)
-        yield ctx, lambda: K.mlstm_fwd_triton(x, L, weights, h0, c0, True)
-        yield ctx, lambda: K.mlstm_infer_triton(x, L, weights, h0, c0, True)
-        sd = _state_dtype(dtype)
-        gates, states = _t(2, B * T, 5 * H, dtype=sd), _t(2, B * T, 3 * H, dtype=sd)
-        yield ctx, lambda: K.mlstm_bwd_triton(_t(B, T, 2 * H, dtype=dtype), h0, c0, x, L, weights, h0, c0,
-                                              gates, states, True)
-
-
 MLSTM = OpSpec(
     name="mlstm", public=lstm, reference=lstm_ref,
     schemas=("mlstm_fwd", "mlstm_bwd", "mlstm_infer"),
@@ -218,7 +198,9 @@ MLSTM = OpSpec(
     triton_module="sublocal_kernels.ops.lstm.triton",
     kernels=("_recurrent_fwd_kernel", "_recurrent_bwd_kernel"),
     benchmark="benchmarks/bench_mlstm.py",
-    lengths_case=_mlstm_lengths_case, float32_case=_mlstm_float32_case, sm90_launches=_mlstm_sm90_launches,
+    lengths_case=_mlstm_lengths_case, float32_case=_mlstm_float32_case,
+    # The LSTM's tile sizes (the same _blocks), and UniRep's H = 1900 too.
+    sm90_launches=functools.partial(_recurrent_sm90_launches, cell="mlstm", C=10, hidden=(9, 32, 256, 300, 1900)),
 )
 
 
