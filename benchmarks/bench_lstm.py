@@ -26,7 +26,7 @@ import torch
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 import sublocal_kernels as sk
-from benchmarks.common import SHAPES, BenchSpec, Shape, make_modes, random_lengths
+from benchmarks.common import SHAPES, BenchSpec, Shape, cost_of_mode, make_modes, random_lengths
 
 LSTM_SHAPES = {name: SHAPES[name] for name in ("paper", "full-length", "infer1")}
 # The scaling sweep of the first GPU run: where the recurrent kernel stands against cuDNN as the
@@ -104,9 +104,7 @@ class LstmBench(BenchSpec):
         weights = D * (4 * H * (C + H) + 8 * H) * es
         fwd_bytes = (B * T * C + B * T * D * H + 2 * D * B * H) * es + weights
         bwd_bytes = (2 * B * T * D * H + 2 * B * T * C + 2 * D * B * H) * es + 2 * weights
-        flops = {"fwd": fwd_flops, "bwd": bwd_flops, "fwd+bwd": fwd_flops + bwd_flops}[mode]
-        nbytes = {"fwd": fwd_bytes, "bwd": bwd_bytes, "fwd+bwd": fwd_bytes + bwd_bytes}[mode]
-        return nbytes, flops
+        return cost_of_mode(mode, (fwd_bytes, fwd_flops), (bwd_bytes, bwd_flops))
 
 
 SPEC = LstmBench()

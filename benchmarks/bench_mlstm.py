@@ -25,7 +25,7 @@ from __future__ import annotations
 import torch
 
 import sublocal_kernels as sk
-from benchmarks.common import BenchSpec, Shape, lognormal_lengths, make_modes
+from benchmarks.common import BenchSpec, Shape, cost_of_mode, lognormal_lengths, make_modes
 
 MLSTM_SHAPES = {"unirep": Shape("unirep", 8, 2000, C=10, hidden=1900),
                 "unirep-b64": Shape("unirep-b64", 64, 300, C=10, hidden=1900, min_length_frac=1.0),
@@ -77,9 +77,7 @@ class MlstmBench(BenchSpec):
         weights = (5 * H * (C + H) + 8 * H) * es
         fwd_bytes = (B * T * C + B * T * H + 2 * B * H) * es + weights
         bwd_bytes = (2 * B * T * H + 2 * B * T * C + 2 * B * H) * es + 2 * weights
-        flops = {"fwd": fwd_flops, "bwd": bwd_flops, "fwd+bwd": fwd_flops + bwd_flops}[mode]
-        nbytes = {"fwd": fwd_bytes, "bwd": bwd_bytes, "fwd+bwd": fwd_bytes + bwd_bytes}[mode]
-        return nbytes, flops
+        return cost_of_mode(mode, (fwd_bytes, fwd_flops), (bwd_bytes, bwd_flops))
 
 
 SPEC = MlstmBench()

@@ -210,6 +210,14 @@ def add_peak(info: dict, device: torch.device, dtype: torch.dtype) -> bool:
     return True
 
 
+def cost_of_mode(mode: str, fwd: tuple[float, float], bwd: tuple[float, float]) -> tuple[float, float]:
+    """The (bytes, FLOPs) floor of ``mode`` from the forward's and the backward's (a training step:
+    both)."""
+    if mode == "fwd+bwd":
+        return fwd[0] + bwd[0], fwd[1] + bwd[1]
+    return {"fwd": fwd, "bwd": bwd}[mode]
+
+
 def streamed_bytes(read_bytes: float, write_bytes: float) -> float:
     """The bytes an op must move, in the units of :func:`measure_machine`'s bandwidth, for the
     true floor of a bandwidth-bound op.

@@ -1,5 +1,9 @@
 """Tiny synthetic data and tiny models so every command-line test takes seconds."""
 
+import os
+import subprocess
+import sys
+
 import pytest
 
 from sublocal_kernels.data import make_synthetic, write_synthetic
@@ -27,6 +31,18 @@ def run_cli(capsys, *argv):
         status = exc.code
     out, err = capsys.readouterr()
     return status, out, err
+
+
+def run_torchrun(command: str, *argv) -> str:
+    """``sublocal COMMAND ARGV`` under torchrun, two processes on the CPU (one thread each): its
+    stdout, after checking that it exited 0 and ran both processes."""
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "sublocal_kernels.cli", command, *(str(a) for a in argv)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "2 processes" in proc.stdout
+    return proc.stdout
 
 
 def one_error(err: str, command: str) -> str:

@@ -15,7 +15,7 @@ from sublocal_kernels.data import SequenceDataset, collate, load_records
 from sublocal_kernels.models import ALSTM
 from sublocal_kernels.training import load_checkpoint, save_checkpoint
 
-from .conftest import TINY
+from .conftest import TINY, run_torchrun
 
 
 def train(fasta, out, *extra):
@@ -171,12 +171,7 @@ def test_ddp_two_processes_equal_one(tiny_fasta, tmp_path):
     stock = ["--layers", "torch"]
     common = [tiny_fasta, "--epochs", "2", "--dropout", "0", "--device", "cpu", *TINY, *stock]
     train(tiny_fasta, tmp_path / "one", "--dropout", "0", "--device", "cpu", *stock)
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "sublocal_kernels.cli", "train", *common, "--out", str(tmp_path / "two")]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert "2 processes" in proc.stdout
+    run_torchrun("train", *common, "--out", tmp_path / "two")
     a, b = weights(tmp_path / "one" / "last.safetensors"), weights(tmp_path / "two" / "last.safetensors")
     for k in a:
         # Same math, different summation order (per-rank sums, then the all-reduce): gradients

@@ -6,8 +6,9 @@ import pytest
 
 from sublocal_kernels.data.embeddings import open_embeddings
 from sublocal_kernels.lm.embed import load_pretrained
-from sublocal_kernels.lm.synthetic import MarkovChain, write_fasta
-from tests.cli.conftest import one_error, run_cli, tiny_fasta  # noqa: F401 (a fixture)
+from sublocal_kernels.lm.synthetic import write_fasta
+from tests.lm import chain_sequences
+from tests.cli.conftest import one_error, run_cli, run_torchrun, tiny_fasta  # noqa: F401 (a fixture)
 
 TINY = ["--hidden-size", "8", "--embedding-dim", "4", "--max-tokens", "800", "--no-progress", "--device", "cpu"]
 
@@ -15,8 +16,7 @@ TINY = ["--hidden-size", "8", "--embedding-dim", "4", "--max-tokens", "800", "--
 @pytest.fixture(scope="module")
 def lm_data(tmp_path_factory):
     d = tmp_path_factory.mktemp("lmcli")
-    rng = np.random.default_rng(0)
-    seqs = MarkovChain.random(1, 0.5, seed=1).sample(rng.integers(3, 60, 40), seed=2)
+    seqs = chain_sequences(40, 3, 60)
     fasta = d / "x.fasta"
     ids = write_fasta(fasta, seqs)
     labels = d / "labels.tsv"
@@ -155,22 +155,13 @@ def test_embed_per_residue_feeds_train_features(tiny_fasta, tmp_path, capsys):
 def test_pretrain_ddp_two_processes_equal_one(lm_data, tmp_path, capsys):
     """Two gloo processes under torchrun, each reading its own share of every batch, and one
     process: the same weights up to float32 summation order (per-rank sums, then the all-reduce)."""
-    import os
-    import subprocess
-    import sys
-
     import torch
 
     d, fasta, labels, ids, seqs = lm_data
     common = [str(fasta), "--max-steps", "6", "--batch-size", "8", "--max-tokens", "100000", "--lr", "3e-3",
               "--val-every", "3", *TINY]
     assert run_cli(capsys, "pretrain", *common, "--out", tmp_path / "one")[0] == 0
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "sublocal_kernels.cli", "pretrain", *common, "--out", str(tmp_path / "two")]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert "2 processes" in proc.stdout
+    run_torchrun("pretrain", *common, "--out", tmp_path / "two")
     a = load_pretrained(str(tmp_path / "one" / "last.json")).model.state_dict()
     b = load_pretrained(str(tmp_path / "two" / "last.json")).model.state_dict()
     for k in a:

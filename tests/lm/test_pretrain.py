@@ -11,7 +11,8 @@ import torch
 from sublocal_kernels.data.fasta_index import FastaIndex
 from sublocal_kernels.data.readers import DataFormatError, read_fasta
 from sublocal_kernels.lm.pretrain import PretrainConfig, PretrainData, learning_rate, pretrain
-from sublocal_kernels.lm.synthetic import MarkovChain, write_fasta
+from sublocal_kernels.lm.synthetic import write_fasta
+from tests.lm import chain_sequences
 from sublocal_kernels.training.checkpoint import load_checkpoint
 from sublocal_kernels.training.rundir import RunDirError
 
@@ -19,8 +20,7 @@ from sublocal_kernels.training.rundir import RunDirError
 @pytest.fixture(scope="module")
 def chain_fasta(tmp_path_factory):
     d = tmp_path_factory.mktemp("lm")
-    rng = np.random.default_rng(0)
-    seqs = MarkovChain.random(1, 0.5, seed=1).sample(rng.integers(5, 80, 120), seed=2)
+    seqs = chain_sequences(120, 5, 80)
     path = d / "chain.fasta"
     write_fasta(path, seqs)
     return str(path)
