@@ -95,8 +95,13 @@ def predict_rank(spec: PredictorSpec, fasta, out: str, rank: int, world_size: in
                 "checkpoints": checkpoint_identity(spec.paths),
                 "output": {"format": spec.format, "attention_window": spec.attention, "rank": rank,
                            "world_size": world_size, "window": window}}
-    sink = FileOutput(part_path(out, rank, world_size), identity, resume=resume, overwrite=overwrite,
-                      track_windows=True)
+    part = part_path(out, rank, world_size)
+    # A rank stopped before it wrote its part (torchrun ends the others when one fails, and this
+    # one may still have been starting) has nothing to continue: when a sibling's part shows that
+    # the run was interrupted, --resume starts this rank's part afresh.
+    fresh = resume and not os.path.exists(partial_paths(part)[1]) and any(
+        os.path.exists(partial_paths(part_path(out, r, world_size))[1]) for r in range(world_size) if r != rank)
+    sink = FileOutput(part, identity, resume=resume and not fresh, overwrite=overwrite, track_windows=True)
     start = sink.start("")
     duplicates = _Duplicates()
     stop = None

@@ -349,3 +349,25 @@ def test_streaming_reader_matches_the_training_reader(fasta, tmp_path):
         assert got == want
         assert count_records(path) == len(MIXED)
     assert [p for p, _ in records_from(fasta, "protein", start=20)] == [20, 21, 22]
+
+
+def test_resume_starts_afresh_a_rank_that_never_wrote_its_part(models, fasta, tmp_path, capsys, monkeypatch):
+    # torchrun ends every rank when one fails, and a rank may still have been starting: on --resume
+    # a rank without a part starts its part afresh when a sibling's part shows the run was
+    # interrupted, and the merge equals one process's output. (The ranks run here one after the
+    # other in this process, the barrier a no-op.)
+    from sublocal_kernels.inference import PredictorSpec
+    from sublocal_kernels.inference import distributed as dist_module
+
+    monkeypatch.setattr(dist_module, "_barrier", lambda device: None)
+    ref = tmp_path / "ref.tsv"
+    assert predict(capsys, models["a"], fasta, "-o", ref, "--window", "5")[0] == 0
+    out = str(tmp_path / "two.tsv")
+    spec = PredictorSpec([models["a"]])
+    with pytest.raises(FileNotFoundError, match=r"--resume: no interrupted run to continue"):
+        dist_module.predict_rank(spec, fasta, out, 0, 2, window=5, resume=True)  # nothing was ever run
+    dist_module.predict_rank(spec, fasta, out, 1, 2, window=5)  # rank 1 wrote its part; rank 0 never started
+    assert not os.path.exists(out)
+    dist_module.predict_rank(spec, fasta, out, 0, 2, window=5, resume=True)
+    assert open(out, "rb").read() == open(ref, "rb").read()
+    assert sorted(os.listdir(tmp_path)) == ["ref.tsv", "two.tsv"]
