@@ -306,7 +306,11 @@ void backward_pass(const LstmArgs& a, const Plan& p, const at::Tensor& grad_out,
         for (int64_t k = 0; k < C; ++k) zr[k] = static_cast<acc_t>(xr[k]);
         if (hb) zr[C] = acc_t(1);
         const acc_t* hprev = s == 0 ? h0s[d].data_ptr<acc_t>() + i * H : Sp + (p.offsets[s - 1] + i) * ss + H;
-        std::copy_n(hprev, H, kMul ? hp.data_ptr<acc_t>() + (rows + r) * H : zr + ho);
+        if constexpr (kMul) {
+          std::copy_n(hprev, H, hp.data_ptr<acc_t>() + (rows + r) * H);
+        } else {
+          std::copy_n(hprev, H, zr + ho);
+        }
         where[rows + r] = bt;
       }
       const acc_t* cprev = s == 0 ? c0s[d].data_ptr<acc_t>() + i0 * H : Sp + (p.offsets[s - 1] + i0) * ss;

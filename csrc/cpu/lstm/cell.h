@@ -61,6 +61,20 @@ __attribute__((always_inline)) inline float tanh_f32(float x) {
 
 __attribute__((always_inline)) inline double sigmoid_f64(double x) { return 1.0 / (1.0 + std::exp(-x)); }
 
+// The cell's activation functions of the compute dtype: float32 vectorisable, float64 libm.
+template <typename T>
+struct Act;
+template <>
+struct Act<float> {
+  __attribute__((always_inline)) static float sigmoid(float v) { return sigmoid_f32(v); }
+  __attribute__((always_inline)) static float tanh(float v) { return tanh_f32(v); }
+};
+template <>
+struct Act<double> {
+  __attribute__((always_inline)) static double sigmoid(double v) { return sigmoid_f64(v); }
+  __attribute__((always_inline)) static double tanh(double v) { return std::tanh(v); }
+};
+
 // ---- forward --------------------------------------------------------------------------------
 
 // One row of the cell. Every pointer is a distinct row or row segment; the __restrict
@@ -121,53 +135,31 @@ __attribute__((always_inline)) inline void cell_state_row(int64_t H, const T* __
   }
 }
 
-// The cell over n rows: gates row r at gates + r * gs (gate k of unit j at k * H + j), c_{t-1}
-// row r at cprev + r * cps, and the state row r (stride ss) gets [c | h]. Each translation unit
-// wraps these in its own vector clones (forward.cpp).
+// The cell over n rows and hidden units [j0, j0 + nj) (all of them: j0 = 0, nj = H; a slice in
+// the mLSTM's units schedule): gates row r at gates + r * gs (gate k of unit j at k * H + j),
+// c_{t-1} row r at cprev + r * cps, and the state row r (stride ss) gets [c | h]. Each
+// translation unit wraps it in its own vector clones (forward.cpp).
 template <typename T>
-__attribute__((always_inline)) inline void cell_fwd_rows(int64_t n, int64_t H, T* gates, int64_t gs, const T* cprev,
-                                                         int64_t cps, T* state, int64_t ss) {
+__attribute__((always_inline)) inline void cell_fwd_block(int64_t n, int64_t H, int64_t j0, int64_t nj, T* gates,
+                                                          int64_t gs, const T* cprev, int64_t cps, T* state,
+                                                          int64_t ss) {
   if constexpr (std::is_same_v<T, float>) {
-    if (gs == 4 * H && H < kFlatGatesBelow && H % 16 != 0) {
+    if (nj == H && gs == 4 * H && H < kFlatGatesBelow && H % 16 != 0) {
       activate_gates_flat(n, H, gates);
       for (int64_t r = 0; r < n; ++r) {
         const float* g = gates + r * gs;
         float* c = state + r * ss;
         cell_state_row(H, g, g + H, g + 2 * H, g + 3 * H, cprev + r * cps, c, c + H,
-                       [](float v) { return tanh_f32(v); });
+                       [](float v) { return Act<float>::tanh(v); });
       }
       return;
     }
   }
   for (int64_t r = 0; r < n; ++r) {
-    T* g = gates + r * gs;
-    T* c = state + r * ss;
-    if constexpr (std::is_same_v<T, float>) {
-      cell_fwd_row(H, g, g + H, g + 2 * H, g + 3 * H, cprev + r * cps, c, c + H,
-                   [](float v) { return sigmoid_f32(v); }, [](float v) { return tanh_f32(v); });
-    } else {
-      cell_fwd_row(H, g, g + H, g + 2 * H, g + 3 * H, cprev + r * cps, c, c + H,
-                   [](double v) { return sigmoid_f64(v); }, [](double v) { return std::tanh(v); });
-    }
-  }
-}
-
-// The same over hidden units [j0, j0 + nj) only (the units schedule of the mLSTM), the rows'
-// layouts as cell_fwd_rows'.
-template <typename T>
-__attribute__((always_inline)) inline void cell_fwd_unit_rows(int64_t n, int64_t H, int64_t j0, int64_t nj, T* gates,
-                                                              int64_t gs, const T* cprev, int64_t cps, T* state,
-                                                              int64_t ss) {
-  for (int64_t r = 0; r < n; ++r) {
     T* g = gates + r * gs + j0;
     T* c = state + r * ss + j0;
-    if constexpr (std::is_same_v<T, float>) {
-      cell_fwd_row(nj, g, g + H, g + 2 * H, g + 3 * H, cprev + r * cps + j0, c, c + H,
-                   [](float v) { return sigmoid_f32(v); }, [](float v) { return tanh_f32(v); });
-    } else {
-      cell_fwd_row(nj, g, g + H, g + 2 * H, g + 3 * H, cprev + r * cps + j0, c, c + H,
-                   [](double v) { return sigmoid_f64(v); }, [](double v) { return std::tanh(v); });
-    }
+    cell_fwd_row(nj, g, g + H, g + 2 * H, g + 3 * H, cprev + r * cps + j0, c, c + H,
+                 [](T v) { return Act<T>::sigmoid(v); }, [](T v) { return Act<T>::tanh(v); });
   }
 }
 
@@ -214,15 +206,8 @@ __attribute__((always_inline)) inline void cell_bwd_block(int64_t n, int64_t H, 
   for (int64_t r = 0; r < n; ++r) {
     const T* a = act + r * as + j0;
     T* d = dgates + r * dgs + j0;
-    const auto tanh_fn = [](T v) {
-      if constexpr (std::is_same_v<T, float>) {
-        return tanh_f32(v);
-      } else {
-        return std::tanh(v);
-      }
-    };
     cell_bwd_row(nj, a, a + H, a + 2 * H, a + 3 * H, state + r * ss + j0, cprev + r * cps + j0, dh + r * H + j0,
-                 dc + r * H + j0, d, d + H, d + 2 * H, d + 3 * H, tanh_fn);
+                 dc + r * H + j0, d, d + H, d + 2 * H, d + 3 * H, [](T v) { return Act<T>::tanh(v); });
   }
 }
 

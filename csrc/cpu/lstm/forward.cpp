@@ -42,28 +42,16 @@
 namespace sublocal::lstm_cpu {
 namespace {
 
-// The cell over n rows (cell.h), with one clone per vector ISA; _units: hidden units
-// [j0, j0 + nj) only.
+// The cell over n rows, units [j0, j0 + nj) (cell.h), with one clone per vector ISA.
 SUBLOCAL_VECTOR_CLONES
-void cell_fwd(int64_t n, int64_t H, float* gates, int64_t gs, const float* cprev, int64_t cps, float* state,
-              int64_t ss) {
-  cell_fwd_rows(n, H, gates, gs, cprev, cps, state, ss);
+void cell_fwd(int64_t n, int64_t H, int64_t j0, int64_t nj, float* gates, int64_t gs, const float* cprev, int64_t cps,
+              float* state, int64_t ss) {
+  cell_fwd_block(n, H, j0, nj, gates, gs, cprev, cps, state, ss);
 }
 
-void cell_fwd(int64_t n, int64_t H, double* gates, int64_t gs, const double* cprev, int64_t cps, double* state,
-              int64_t ss) {
-  cell_fwd_rows(n, H, gates, gs, cprev, cps, state, ss);
-}
-
-SUBLOCAL_VECTOR_CLONES
-void cell_fwd_units(int64_t n, int64_t H, int64_t j0, int64_t nj, float* gates, int64_t gs, const float* cprev,
-                    int64_t cps, float* state, int64_t ss) {
-  cell_fwd_unit_rows(n, H, j0, nj, gates, gs, cprev, cps, state, ss);
-}
-
-void cell_fwd_units(int64_t n, int64_t H, int64_t j0, int64_t nj, double* gates, int64_t gs, const double* cprev,
-                    int64_t cps, double* state, int64_t ss) {
-  cell_fwd_unit_rows(n, H, j0, nj, gates, gs, cprev, cps, state, ss);
+void cell_fwd(int64_t n, int64_t H, int64_t j0, int64_t nj, double* gates, int64_t gs, const double* cprev,
+              int64_t cps, double* state, int64_t ss) {
+  cell_fwd_block(n, H, j0, nj, gates, gs, cprev, cps, state, ss);
 }
 
 // Inference with a mean pool: adds the H hidden values h of sequence b (direction d of D) to its
@@ -232,7 +220,7 @@ struct MlstmUnits {
           }
           acc_t* Gp = G.data_ptr<acc_t>();
           acc_t* Sp = S.data_ptr<acc_t>();
-          cell_fwd_units(n, H, j0, nj, Gp, 5 * H, cprev, cps, Sp, 3 * H);
+          cell_fwd(n, H, j0, nj, Gp, 5 * H, cprev, cps, Sp, 3 * H);
           for (int64_t r = 0; r < n; ++r) {
             const auto [i, t] = kTrain ? std::pair<int64_t, int64_t>{r, s} : lanes.at(r, at_seq[r], s);
             const acc_t* c = Sp + r * 3 * H;
@@ -355,7 +343,7 @@ void forward_tiles(const LstmArgs& a, const Plan& p, scalar_t* O, double* pool, 
         at::mm_out(g, z.narrow(0, 0, n), wz[d]);
       }
       const acc_t* cprev = s == 0 ? c0s[d].data_ptr<acc_t>() + i0 * H : prev.data_ptr<acc_t>();
-      cell_fwd(n, H, Gp, gs, cprev, s == 0 ? H : ss, Sp, ss);
+      cell_fwd(n, H, 0, H, Gp, gs, cprev, s == 0 ? H : ss, Sp, ss);
       for (int64_t r = 0; r < n; ++r) {
         const int64_t i = i0 + r;
         const acc_t* h = Sp + r * ss + H;
@@ -501,9 +489,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> infer_cpu(const at::Tensor& x, co
                                                          at::TensorList weights, const std::optional<at::Tensor>& h0,
                                                          const std::optional<at::Tensor>& c0, bool bidirectional,
                                                          bool sequences, bool mean) {
-  auto [out, h_n, c_n, gates, states] =
-      forward_call<Cell, false>(x, lengths, weights, h0, c0, bidirectional, sequences, mean);
-  return {out, h_n, c_n};
+  auto r = forward_call<Cell, false>(x, lengths, weights, h0, c0, bidirectional, sequences, mean);
+  return {std::get<0>(r), std::get<1>(r), std::get<2>(r)};
 }
 
 }  // namespace
