@@ -177,3 +177,12 @@ def _given(argv: list[str], command_parser, args) -> set[str]:
     ns = argparse.Namespace(**{k: unset for k in vars(args)})
     command_parser.parse_known_args(argv, ns)
     return {k for k, v in vars(ns).items() if v is not unset}
+
+
+def _add_schedule(p, step_epochs: int, gamma: float) -> None:
+    """The learning-rate schedule's flags (train and pretrain; :func:`~sublocal_kernels.training.run.learning_rate`)."""
+    p.add_argument("--schedule", default="constant", choices=["constant", "step", "cosine"],
+                   help="step: times --lr-gamma every --lr-step-epochs epochs; cosine: to 0 over the run")
+    p.add_argument("--lr-step-epochs", type=_positive, default=step_epochs)
+    p.add_argument("--lr-gamma", type=_float_in(0.0, 1.0, low_open=True, high_open=False), default=gamma)
+    p.add_argument("--warmup-steps", type=_non_negative, default=0, help="linear warm-up over this many steps")

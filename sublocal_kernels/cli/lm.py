@@ -8,7 +8,7 @@ import json
 import os
 import sys
 
-from ._args import (EXIT_STATUS, CommandError, _add_common, _command, _device, _existing, _float_in, _int_at_least,
+from ._args import (EXIT_STATUS, CommandError, _add_common, _add_schedule, _command, _device, _existing, _float_in, _int_at_least,
                     _model_choices, _model_error, _non_negative, _positive, _require_training)
 
 
@@ -34,11 +34,7 @@ def add_pretrain(sub):
     p.add_argument("--epochs", type=_positive, default=10)
     p.add_argument("--max-steps", type=_positive, default=None, help="stop after this many optimizer steps")
     p.add_argument("--lr", type=_float_in(0.0, low_open=True), default=1e-3, help="Adam learning rate")
-    p.add_argument("--schedule", default="constant", choices=["constant", "step", "cosine"],
-                   help="step: times --lr-gamma every --lr-step-epochs epochs; cosine: to 0 over the run")
-    p.add_argument("--lr-step-epochs", type=_positive, default=5)
-    p.add_argument("--lr-gamma", type=_float_in(0.0, 1.0, low_open=True, high_open=False), default=0.2)
-    p.add_argument("--warmup-steps", type=_non_negative, default=0)
+    _add_schedule(p, 5, 0.2)
     p.add_argument("--clip-norm", type=_float_in(0.0), default=1.0, help="gradient-norm clipping (0: off)")
     p.add_argument("--weight-decay", type=_float_in(0.0), default=0.0)
     p.add_argument("--val-fraction", type=_float_in(0.0, 1.0), default=0.05)

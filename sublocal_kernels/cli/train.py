@@ -7,13 +7,15 @@ import math
 import os
 import warnings
 
-from ._args import (EXIT_STATUS, CommandError, _add_common, _command, _device, _existing, _float_in, _fraction,
+from ._args import (EXIT_STATUS, CommandError, _add_common, _add_schedule, _command, _device, _existing, _float_in, _fraction,
                     _int_at_least, _int_list, _max_length, _model_choices, _model_error, _non_negative, _positive,
                     _require_plotting, _require_training)
 
 
 def add_train(sub):
     from ..models import MODELS
+    from ..training.config import DEFAULT_SELECT_BY
+    from ..training.metrics import SELECT_BY
 
     p = _command(sub, "train", help="train a classifier on labelled sequences", epilog=TRAIN_EPILOG,
                  description="Train a classifier. DATA: FASTA with DeepLoc headers (>ID Location-M [test]), "
@@ -46,6 +48,16 @@ def add_train(sub):
     p.add_argument("--val-partition", default=None,
                    help="with an integer partition column (predefined folds, as DeepLoc 2.0's Partition): the fold "
                         "that validates (default: the lowest); the others train")
+    cv = p.add_argument_group("cross-validation (see 'cross-validation' below)")
+    cv.add_argument("--cv", action="store_true",
+                    help="one model per held-out fold (the partition column's folds, DeepLoc 2.0's Partition or a "
+                         "'fold' column; else --folds stratified folds), saved in OUT/fold-K and as one ensemble "
+                         "checkpoint, OUT/ensemble")
+    cv.add_argument("--test-partition", default=None,
+                    help="hold this partition out of training and of every fold, as the test set (with --cv the "
+                         "fold ensemble and each fold model are scored on it)")
+    cv.add_argument("--folds", type=_int_at_least(3), default=5,
+                    help="--cv without a partition column: this many stratified folds (default 5)")
     p.add_argument("--max-length", type=_max_length, default=None,
                    help="the paper's truncation: keep the first and last MAX_LENGTH/2 residues (at least 2; "
                         "default 'full': the whole sequence)")
@@ -55,6 +67,27 @@ def add_train(sub):
     p.add_argument("--max-tokens", type=_positive, default=None, help="cap on padded residues per batch")
     p.add_argument("--clip-norm", type=_float_in(0.0), default=5.0, help="gradient-norm clipping (0: off)")
     p.add_argument("--weight-decay", type=_float_in(0.0), default=0.0)
+    _add_schedule(p, 10, 0.5)
+    p.add_argument("--select-by", default=None, choices=list(SELECT_BY),
+                   help="the validation figure that picks the best checkpoint (loss: the lowest; the others: the "
+                        "highest, ties to the lower loss). Default: {DEFAULT_SELECT_BY[False]} for single-label data, "
+                        f"{DEFAULT_SELECT_BY[True]} for multi-label (measured on DeepLoc 2.0 and the lncRNA set: "
+                        "README, 'Accuracy'). The last epoch is kept too (OUT/last)")
+    p.add_argument("--patience", type=_non_negative, default=0,
+                   help="stop after this many epochs without a gain in the --select-by figure (0: never)")
+    p.add_argument("--class-weight", default=None, metavar="balanced|FILE",
+                   help="weigh the loss against class imbalance: 'balanced' (n / (K n_class) from the training "
+                        "split; multi-label: each label's positive weight n_negative / n_positive) or a file of "
+                        "'CLASS WEIGHT' lines, one per class (multi-label: positive weights)")
+    p.add_argument("--threshold-by", default="f1", choices=["f1", "mcc"],
+                   help="multi-label: tune each label's threshold on the validation split for its F1 (default) or "
+                        "its MCC (DeepLoc 2.0)")
+    p.add_argument("--top-one", action="store_true",
+                   help="multi-label: a sequence with no label at or above its threshold gets its most probable "
+                        "one (DeepLoc 2.0); stored in the checkpoint, so predict and evaluate follow it")
+    p.add_argument("--test-each-epoch", action="store_true",
+                   help="also score the test split at every epoch's end (summary history; for measuring "
+                        "selection rules, never used to select)")
     p.add_argument("--val-fraction", type=_fraction, default=0.1)
     p.add_argument("--test-fraction", type=_fraction, default=0.1, help="ignored when records carry a test flag")
     p.add_argument("--seed", type=_non_negative, default=0,
@@ -95,10 +128,22 @@ def add_train(sub):
                    help="mlp: feed the embeddings as they are (default: standardise each feature with the training "
                         "split's mean and standard deviation, stored in the checkpoint)")
     g.add_argument("--layers", choices=["sublocal", "torch"], help="build from sublocal_kernels.nn (default) or torch.nn")
+    g.add_argument("--k", type=_positive, help="kmer: count every k-mer of length 1..K (default 3)")
     p.set_defaults(func=cmd_train)
 
 
-TRAIN_EPILOG = """resuming:
+TRAIN_EPILOG = """cross-validation (--cv):
+  Fold K tests, the next fold validates and the rest train; each fold is a run of its own in
+  OUT/fold-K (--resume continues each where it stopped, and skips finished ones). Under torchrun
+  the ranks take different folds. At the end the best checkpoints of the folds are saved as one
+  ensemble, OUT/ensemble (predict and evaluate take OUT or OUT/ensemble), which averages their
+  probabilities; multi-label thresholds are tuned on the out-of-fold predictions (every record
+  predicted by the model that did not train on it). OUT/cv.json holds every fold's test figures,
+  their mean and standard deviation, and the out-of-fold figures; OUT/oof.tsv the out-of-fold
+  probabilities. Records flagged test (DeepLoc headers, partition 'test') belong to no fold:
+  the ensemble and every fold model are scored on them.
+
+resuming:
   --resume continues OUT/last.json with the checkpoint's settings. The flags it may change are
   --epochs, --device, --progress/--no-progress and --checkpoint-every; any other flag given
   with a value different from the checkpoint's is refused, listing each difference.
@@ -113,7 +158,7 @@ run directories:
 
 MODEL_ARGS = ("hidden_size", "num_layers", "attention_size", "dense_size", "dropout", "conv_dropout", "widths",
               "filters_per_width", "embedding_dim", "window", "pooling", "channels", "num_levels", "kernel_size",
-              "forget_bias", "hidden", "layers", "standardize")
+              "forget_bias", "hidden", "layers", "standardize", "k")
 
 
 def train_config_from_args(args):
@@ -129,7 +174,12 @@ def train_config_from_args(args):
                        clip_norm=args.clip_norm or None, weight_decay=args.weight_decay,
                        val_fraction=args.val_fraction, test_fraction=args.test_fraction, seed=args.seed,
                        split_seed=args.split_seed, multi_label=args.multi_label, val_partition=args.val_partition,
-                       device=args.device, checkpoint_every=args.checkpoint_every, progress=args.progress)
+                       device=args.device, checkpoint_every=args.checkpoint_every, progress=args.progress,
+                       select_by=args.select_by, patience=args.patience, schedule=args.schedule,
+                       lr_step_epochs=args.lr_step_epochs, lr_gamma=args.lr_gamma, warmup_steps=args.warmup_steps,
+                       class_weight=args.class_weight, threshold_by=args.threshold_by, top_one=args.top_one,
+                       folds=args.folds, test_each_epoch=args.test_each_epoch,
+                       test_partition=args.test_partition)
 
 
 def _model_flags_fit(args, cfg) -> None:
@@ -188,10 +238,31 @@ def cmd_train(args) -> int:
         # The checkpoint's settings, with the flags given here on top (train refuses the ones a
         # resume may not change).
         cfg = resume_config(cfg, args.given, "train_config")
+    if args.cv and not cfg.cv and args.resume and os.path.isfile(os.path.join(cfg.out, "last.json")):
+        raise CommandError(f"--cv --resume: {cfg.out} holds a run without --cv (resume it without --cv)", 2)
+    if cfg.cv and args.resume:
+        args.cv = True  # the saved run was a cross-validation
+    from ..training.trainer import check_config
+
+    try:
+        check_config(cfg)
+    except ValueError as err:
+        raise CommandError(str(err), 2) from None
     _model_flags_fit(args, cfg)
     _device(args)
     _require_training(args, fasta=(detect_format(args.data) if args.format == "auto" else args.format) != "table")
-    train(cfg, resume=args.resume, overwrite=args.overwrite)
+    if args.model == "kmer":
+        from .._optional import require
+
+        require("sklearn.linear_model", "the k-mer baseline (--model kmer)")
+    if args.cv:
+        from ..training.crossval import cross_validate
+
+        if args.val_partition is not None:
+            raise CommandError("--val-partition does not apply to --cv: each fold is validated by the next one", 2)
+        cross_validate(cfg, resume=args.resume, overwrite=args.overwrite)
+    else:
+        train(cfg, resume=args.resume, overwrite=args.overwrite)
     return 0
 
 
@@ -255,7 +326,7 @@ def _features_fit(args, ck, saved) -> None:
 
     width = int(ck.meta.get("num_features", 0) or 0)
     if width and args.features is None:
-        kind = feature_kind(ck.meta["model"])
+        kind = feature_kind(ck.meta)
         what = "one embedding vector per protein" if kind == "per-protein" else "precomputed features per residue"
         trained = f" (it was trained with --features {saved.features})" if saved and saved.features else ""
         raise CommandError(f"{args.checkpoint}: a {ck.meta['model']!r} model that reads {what} ({width} wide): pass "
@@ -289,7 +360,7 @@ def cmd_evaluate(args) -> int:
         from ..training.metrics import format_multilabel_report, multilabel_report, plot_multilabel_confusion
 
         report = multilabel_report(ds.targets[idx], probs, _ensemble_thresholds(ck, ds, parts["val"], device, args),
-                                   ds.classes)
+                                   ds.classes, bool(ck.meta.get("top_one")))
         plot_confusion = plot_multilabel_confusion
         format_report = format_multilabel_report
     else:
@@ -321,7 +392,7 @@ def _ensemble_thresholds(ck, ds, val, device, args) -> list[float]:
                       "members' thresholds", UserWarning, stacklevel=2)
         return ck.meta["thresholds"]
     probs, _, _ = run_model(ck.model, ds, val, device, args.batch_size)
-    tuned, untuned = tune_thresholds(ds.targets[val], probs, ds.classes)
+    tuned, untuned = tune_thresholds(ds.targets[val], probs, ds.classes, by=ck.meta.get("threshold_by", "f1"))
     if untuned:
         warnings.warn(f"{args.data}: no positive sequence in the validation split for {', '.join(map(repr, untuned))}: "
                       "those classes keep the mean of the members' thresholds", UserWarning, stacklevel=2)

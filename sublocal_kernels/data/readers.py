@@ -260,7 +260,7 @@ def _label_set(text: str) -> str | None:
 
 def read_table(path, alphabet="protein", classes=None, delimiter: str | None = None) -> list[Record]:
     """A TSV/CSV file with a header row naming ``id``, ``sequence`` and ``label`` columns
-    (optional ``partition``), or ``id``, ``sequence`` and one 0/1 column per class (see the
+    (optional ``partition``, or ``fold``), or ``id``, ``sequence`` and one 0/1 column per class (see the
     module docstring). ``delimiter`` defaults to comma for ``.csv`` (and ``.csv.gz``), tab
     otherwise."""
     alphabet = get_alphabet(alphabet)
@@ -282,7 +282,8 @@ def read_table(path, alphabet="protein", classes=None, delimiter: str | None = N
                                   f"0/1 column per class); missing {', '.join(missing)} (got {head!r}; delimiter "
                                   f"{delimiter!r})")
         col = {"id": names.index(id_name), "sequence": names.index("sequence")}
-        part_col = names.index("partition") if "partition" in names else None
+        # The predefined folds: DeepLoc 2.0's Partition, or a fold column (the lncRNA sets').
+        part_col = next((names.index(c) for c in ("partition", "fold") if c in names), None)
         for row in reader:
             line = reader.line_num
             if not row or all(not c.strip() for c in row):

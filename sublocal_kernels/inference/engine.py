@@ -97,7 +97,7 @@ class Predictor:
                                           f"({len(self.classes)}), got {t!r}")
             thresholds = np.mean([m["thresholds"] for m in metas], axis=0)
         self.num_features = int(meta.get("num_features", 0) or 0)
-        self.feature_kind = feature_kind(meta["model"])
+        self.feature_kind = feature_kind(meta)
         self.embedder = None
         if spec.features is not None:
             self._check_features(spec.features, metas)
@@ -112,7 +112,11 @@ class Predictor:
                     raise ValueError(f"--attention-summary: {p} is a {getattr(m, 'name', type(m).__name__)} model, "
                                      "which has no attention (use an attention model: alstm, or qrnn/tcn with "
                                      "--pooling attention)")
-        self.writer = RowWriter(spec.format, self.classes, thresholds, spec.attention is not None)
+        top_one = {bool(m.get("top_one")) for m in metas}
+        if len(top_one) != 1:
+            raise CheckpointError(f"{self.paths[0]}: an ensemble cannot mix checkpoints trained with and without "
+                                  "--top-one")
+        self.writer = RowWriter(spec.format, self.classes, thresholds, spec.attention is not None, top_one.pop())
 
     def _check_features(self, path: str, metas) -> None:
         """The ``--features`` file against the checkpoints, before any record is read: its kind

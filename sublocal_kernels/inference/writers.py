@@ -58,11 +58,12 @@ class RowWriter:
     makes it a multi-label writer."""
 
     def __init__(self, format: str, classes: Sequence[str], thresholds: Sequence[float] | None = None,
-                 attention: bool = False):
+                 attention: bool = False, top_one: bool = False):
         if format not in FORMATS:
             raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {format!r}")
         self.format, self.classes, self.attention = format, list(classes), attention
         self.thresholds = None if thresholds is None else np.asarray(thresholds, dtype=np.float64)
+        self.top_one = bool(top_one)  # multi-label: no class at its threshold -> the most probable one
 
     def header(self) -> str:
         if self.format != "tsv":
@@ -75,7 +76,8 @@ class RowWriter:
     def _predicted(self, probs: np.ndarray):
         if self.thresholds is None:
             return self.classes[int(np.argmax(probs))]
-        return [c for c, p, t in zip(self.classes, probs, self.thresholds) if p >= t]
+        chosen = [c for c, p, t in zip(self.classes, probs, self.thresholds) if p >= t]
+        return chosen if chosen or not self.top_one else [self.classes[int(np.argmax(probs))]]
 
     def row(self, record_id: str, probs: np.ndarray, window: AttentionWindow | None = None) -> str:
         predicted = self._predicted(probs)

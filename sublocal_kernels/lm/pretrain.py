@@ -59,11 +59,10 @@ from ..data.readers import DataFormatError
 from ..models import PRETRAIN_MODELS, build_model
 from ..models.language_model import VOCABULARY
 from ..training.distributed import DistributedContext, distributed_context, resolve_device
-from ..training.run import Run, hold_run_directory
+from ..training.run import SCHEDULES, Run, hold_run_directory, learning_rate
 
 __all__ = ["PretrainConfig", "pretrain", "learning_rate", "PretrainData", "evaluate_lm", "RESUMABLE", "SCHEDULES"]
 
-SCHEDULES = ("constant", "step", "cosine")
 # What a resumed run may change: how long it runs, where and how it reports.
 RESUMABLE = ("epochs", "max_steps", "device", "progress", "checkpoint_every", "out")
 INDEX_DIR = "fasta-index"
@@ -106,19 +105,6 @@ class PretrainConfig:
     def from_json(cls, doc: dict) -> "PretrainConfig":
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in doc.items() if k in names})
-
-
-def learning_rate(cfg: PretrainConfig, step: int, epoch: int, total_steps: int) -> float:
-    """The rate of optimizer step ``step`` (0-based, global) in ``epoch`` of a run of
-    ``total_steps`` steps (see the module docstring)."""
-    if cfg.warmup_steps and step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / cfg.warmup_steps
-    if cfg.schedule == "step":
-        return cfg.lr * cfg.lr_gamma ** (epoch // cfg.lr_step_epochs)
-    if cfg.schedule == "cosine":
-        span = max(1, total_steps - cfg.warmup_steps)
-        return cfg.lr * 0.5 * (1.0 + math.cos(math.pi * min(1.0, (step - cfg.warmup_steps) / span)))
-    return cfg.lr
 
 
 class PretrainData:

@@ -41,6 +41,21 @@ class Ensemble(nn.Module):
         self.members = nn.ModuleList(models)
         self.num_classes = classes.pop()
 
+    @property
+    def config(self) -> dict:
+        """What :func:`~sublocal_kernels.models.build_model` rebuilds it from (``"ensemble"``):
+        each member's name and config, so an ensemble is one checkpoint."""
+        return {"members": [{"model": m.name, "config": m.config} for m in self.members],
+                "multi_label": self.multi_label}
+
+    @classmethod
+    def from_config(cls, members, multi_label: bool = False, build=None) -> "Ensemble":
+        """The ensemble of :attr:`config`: ``build(name, **config)`` makes each member."""
+        if not isinstance(members, list) or not all(isinstance(m, dict) and {"model", "config"} <= set(m)
+                                                    for m in members):
+            raise ValueError("an ensemble's config needs 'members', a list of {'model', 'config'}")
+        return cls([build(m["model"], **m["config"]) for m in members], multi_label=multi_label)
+
     def _probs(self, logits: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(logits) if self.multi_label else torch.softmax(logits, -1)
 

@@ -160,11 +160,15 @@ class Checkpoint:
 
 
 def resolve_checkpoint(path: str) -> str:
-    """The JSON file of a checkpoint given as a run directory (its ``best``), a ``.json``, a
-    ``.safetensors`` or the common stem."""
+    """The JSON file of a checkpoint given as a run directory (its ``best``; for a
+    cross-validation's directory, its ``ensemble``), a ``.json``, a ``.safetensors`` or the
+    common stem."""
     path = os.fspath(path)
     if os.path.isdir(path):
-        path = os.path.join(path, "best.json")
+        # A run's best checkpoint; a cross-validation's (train --cv) fold ensemble.
+        cv = os.path.join(path, "ensemble.json")
+        path = cv if os.path.isfile(cv) and not os.path.isfile(os.path.join(path, "best.json")) else \
+            os.path.join(path, "best.json")
     elif path.endswith(".safetensors"):
         path = path[: -len(".safetensors")] + ".json"
     elif not path.endswith(".json"):
@@ -255,7 +259,7 @@ def load_predictor(paths, device="cpu") -> Checkpoint:
         return cks[0]
     first = cks[0].meta
     for ck in cks[1:]:
-        if feature_kind(ck.meta["model"]) != feature_kind(first["model"]):
+        if feature_kind(ck.meta) != feature_kind(first):
             # One data set feeds every member: per-protein vectors (mlp) or residues, not both.
             raise CheckpointError(f"{ck.path}: an ensemble cannot mix --model mlp (one embedding vector per protein) "
                                   f"with models that read residues: {cks[0].path} is a {first['model']!r} model, "

@@ -11,11 +11,19 @@ import dataclasses
 import os
 from dataclasses import dataclass, field
 
-__all__ = ["TrainConfig", "RESUMABLE", "resume_differences"]
+__all__ = ["TrainConfig", "RESUMABLE", "resume_differences", "default_select_by", "DEFAULT_SELECT_BY"]
 
 # The settings a resumed run may change: how long it runs, where, and how it reports. Anything
 # else (data, split, model, optimizer) would make the resumed run a different run.
 RESUMABLE = ("epochs", "device", "progress", "checkpoint_every", "out", "eval_batch_size")
+
+#: ``--select-by``'s defaults, measured on the real sets (README, "Accuracy"): the last epochs
+#: of a run often score best while validation loss has turned up.
+DEFAULT_SELECT_BY = {False: "accuracy", True: "macro-f1"}
+
+
+def default_select_by(multi_label: bool) -> str:
+    return DEFAULT_SELECT_BY[bool(multi_label)]
 
 
 @dataclass
@@ -47,6 +55,35 @@ class TrainConfig:
     eval_batch_size: int = 64
     multi_label: bool = False  # several labels per sequence: sigmoid outputs, BCE, per-class thresholds
     val_partition: str | None = None  # the predefined fold used for validation (None: the first)
+    # Model selection and stopping: the validation figure that picks ``best`` (None: the default
+    # for the kind of data, :func:`default_select_by`), and epochs without a gain before stopping.
+    select_by: str | None = None
+    patience: int = 0
+    # Learning rate (as ``sublocal pretrain``): constant, step (times lr_gamma every lr_step_epochs
+    # epochs) or cosine (to 0 over the run), each after warmup_steps of linear warm-up.
+    schedule: str = "constant"
+    lr_step_epochs: int = 10
+    lr_gamma: float = 0.5
+    warmup_steps: int = 0
+    # Class imbalance: None, "balanced" or a file of per-class weights (multi-label: per-label
+    # positive weights).
+    class_weight: str | None = None
+    # Multi-label decisions: thresholds tuned per label by "f1" or "mcc"; top_one: a sequence with
+    # no label at or above its threshold gets its most probable one (DeepLoc 2.0).
+    threshold_by: str = "f1"
+    top_one: bool = False
+    # Cross-validation: ``folds`` stratified folds when the data has no partition column; this
+    # run's held-out fold (set per fold by sublocal train --cv; None: not a fold run).
+    cv: bool = False
+    folds: int = 5
+    cv_fold: int | None = None
+    test_partition: str | None = None  # a partition held out of training (and of every fold) as the test set
+    test_each_epoch: bool = False  # also score the test split every epoch (history only, never selects)
+
+    @property
+    def selection(self) -> str:
+        """The metric that picks ``best``: ``select_by``, or the default for the data's kind."""
+        return self.select_by or default_select_by(self.multi_label)
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)
@@ -54,7 +91,10 @@ class TrainConfig:
     @classmethod
     def from_json(cls, doc: dict) -> "TrainConfig":
         names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in doc.items() if k in names})
+        kept = {k: v for k, v in doc.items() if k in names}
+        if "select_by" not in doc:
+            kept["select_by"] = "loss"  # written before --select-by: those runs chose by validation loss
+        return cls(**kept)
 
 
 def _flag(name: str) -> str:

@@ -5,6 +5,7 @@ provenance, :func:`features_source`, recorded in every checkpoint).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import warnings
 
@@ -14,7 +15,7 @@ from ..data import DataFormatError, DataWarning, SequenceDataset, load_features,
 from ..models import feature_kind
 from .config import TrainConfig
 
-__all__ = ["prepare_data", "model_inputs", "features_source"]
+__all__ = ["prepare_data", "model_inputs", "features_source", "cv_folds", "class_weights"]
 
 
 def prepare_data(cfg: TrainConfig, classes=None, warn: bool = False
@@ -27,6 +28,13 @@ def prepare_data(cfg: TrainConfig, classes=None, warn: bool = False
     :class:`~sublocal_kernels.data.DataFormatError`. ``warn``: a :class:`DataWarning` for each
     empty split and for each class too small to reach every split."""
     records = load_records(cfg.data, cfg.format, cfg.alphabet, classes, multi_label=cfg.multi_label)
+    if cfg.test_partition is not None:
+        held = str(cfg.test_partition)
+        found = sorted({str(r.partition) for r in records if r.partition is not None}, key=lambda v: (len(v), v))
+        if held not in found:
+            raise ValueError(f"--test-partition {held}: {cfg.data} has "
+                             + (f"partitions {', '.join(found)}" if found else "no partition column"))
+        records = [dataclasses.replace(r, partition="test") if r.partition == held else r for r in records]
     if classes is None:
         found = sorted({c for r in records for c in r.labels})
         if len(found) < 2:
@@ -39,6 +47,16 @@ def prepare_data(cfg: TrainConfig, classes=None, warn: bool = False
     ds = SequenceDataset(records, classes, cfg.alphabet, cfg.max_length, features, multi_label=cfg.multi_label)
     flagged = np.array([r.partition == "test" for r in ds.records])
     seed = cfg.seed if cfg.split_seed is None else cfg.split_seed
+    if cfg.cv_fold is not None:
+        # One fold of a cross-validation: fold k tests, the next fold validates, the rest train.
+        names, parts_k = cv_folds(ds, cfg)
+        k = int(cfg.cv_fold)
+        if not 0 <= k < len(parts_k):
+            raise ValueError(f"cross-validation fold {k}: {cfg.data} has {len(parts_k)} folds")
+        val = (k + 1) % len(parts_k)
+        rest = [j for j in range(len(parts_k)) if j not in (k, val)]
+        parts = (np.sort(np.concatenate([parts_k[j] for j in rest])), parts_k[val], parts_k[k])
+        return ds, parts
     folds = _folds(ds, cfg)
     if folds is not None:
         # Predefined folds (DeepLoc 2.0's Partition column): one fold validates, the rest train.
@@ -57,6 +75,84 @@ def prepare_data(cfg: TrainConfig, classes=None, warn: bool = False
     if warn:
         _warn_split(cfg.data, ds, parts, fractions)
     return ds, parts
+
+
+def cv_folds(ds: SequenceDataset, cfg: TrainConfig) -> tuple[list[str], list[np.ndarray]]:
+    """The cross-validation folds of ``ds``: ``(names, index arrays)``. An integer partition
+    column (DeepLoc 2.0's ``Partition``, a ``fold`` column) gives them, in numeric order;
+    otherwise ``cfg.folds`` folds stratified by label (by label set for multi-label data),
+    seeded by the split seed. Records flagged ``test`` belong to no fold (the ensemble's test)."""
+    part = np.array([r.partition for r in ds.records], dtype=object)
+    values = {v for v in part if v not in (None, "test")}
+    if values and all(str(v).lstrip("-").isdigit() for v in values):
+        names = sorted(values, key=int)
+        folds = [np.flatnonzero(part == v) for v in names]
+    else:
+        if values:
+            raise ValueError(f"{cfg.data}: the partition column has non-integer values "
+                             f"({', '.join(sorted(map(str, values))[:3])}): cross-validation needs integer folds")
+        rest = np.flatnonzero(part != "test")
+        k = int(cfg.folds)
+        if len(rest) < k:
+            raise ValueError(f"--folds {k}: {cfg.data} has only {len(rest)} sequences outside the test set")
+        seed = cfg.seed if cfg.split_seed is None else cfg.split_seed
+        folds = [rest[f] for f in stratified_split(ds.labels[rest], (1.0 / k,) * k, seed)]
+        names = [str(j) for j in range(k)]
+    if len(folds) < 3:
+        raise ValueError(f"{cfg.data}: {len(folds)} folds; cross-validation needs at least 3 (one tests, one "
+                         "validates, the rest train)")
+    return names, folds
+
+
+def class_weights(cfg: TrainConfig, ds: SequenceDataset, train) -> np.ndarray | None:
+    """The loss weights of ``cfg.class_weight``: None (unweighted); ``"balanced"``, from the
+    training split (single-label: ``n / (K n_k)`` per class, as scikit-learn's; multi-label:
+    each label's positive weight ``n_negative / n_positive``); or a file of ``class weight``
+    lines (whitespace, tab or comma separated; ``#`` comments), one per class of the data."""
+    if cfg.class_weight is None:
+        return None
+    K = len(ds.classes)
+    train = np.asarray(train, dtype=np.int64)
+    if cfg.class_weight == "balanced":
+        if ds.multi_label:
+            pos = ds.targets[train].sum(0).astype(np.float64)
+            neg = len(train) - pos
+            return np.where(pos > 0, neg / np.maximum(pos, 1.0), 1.0)
+        counts = np.bincount(ds.labels[train], minlength=K).astype(np.float64)
+        return np.where(counts > 0, len(train) / (K * np.maximum(counts, 1.0)), 0.0)
+    return read_class_weights(cfg.class_weight, ds.classes)
+
+
+def read_class_weights(path: str, classes) -> np.ndarray:
+    """Per-class weights from ``path`` (see :func:`class_weights`); every class of the data must
+    be given one, a positive finite number; an unknown class is an error naming its line."""
+    given: dict[str, float] = {}
+    try:
+        with open(path, encoding="utf-8") as fh:
+            lines = fh.read().splitlines()
+    except OSError as err:
+        raise ValueError(f"--class-weight {path}: cannot read it ({err.strerror})") from None
+    for n, line in enumerate(lines, 1):
+        text = line.split("#", 1)[0].strip()
+        if not text:
+            continue
+        fields = [f for f in text.replace(",", "\t").replace(" ", "\t").split("\t") if f]
+        name, value = " ".join(fields[:-1]), fields[-1]
+        try:
+            weight = float(value)
+        except ValueError:
+            weight = float("nan")
+        if not name or not np.isfinite(weight) or weight <= 0:
+            raise ValueError(f"--class-weight {path}, line {n}: expected 'CLASS WEIGHT' with a positive weight, "
+                             f"got {line.strip()!r}")
+        if name not in classes:
+            raise ValueError(f"--class-weight {path}, line {n}: class {name!r} is not in the data (classes: "
+                             f"{', '.join(classes)})")
+        given[name] = weight
+    missing = [c for c in classes if c not in given]
+    if missing:
+        raise ValueError(f"--class-weight {path}: no weight for {', '.join(map(repr, missing))} (one line per class)")
+    return np.array([given[c] for c in classes], dtype=np.float64)
 
 
 def _folds(ds: SequenceDataset, cfg: TrainConfig):
@@ -90,7 +186,9 @@ def _warn_split(data, ds: SequenceDataset, parts, fractions) -> None:
         warnings.warn(f"{data}: the {names[j]} split is empty ({why}): {what}", DataWarning, stacklevel=3)
     checked = [j for j, f in enumerate(fractions) if f > 0 and j not in empty]
     for k, c in enumerate(ds.classes):
-        counts = [int((ds.labels[p] == k).sum()) for p in parts]
+        # (A multi-label data set's labels are label-set indices: count the class's own column.)
+        counts = [int(ds.targets[p][:, k].sum()) if ds.multi_label else int((ds.labels[p] == k).sum())
+                  for p in parts]
         absent = [names[j] for j in checked if counts[j] == 0]
         if absent:
             present = [names[j] for j in range(3) if counts[j]]

@@ -20,12 +20,14 @@ from .metrics import classification_report, confusion_matrix, multilabel_report,
 __all__ = ["run_model", "evaluate_model"]
 
 
-def _loss_sum(logits: torch.Tensor, batch, multi_label: bool) -> torch.Tensor:
+def _loss_sum(logits: torch.Tensor, batch, multi_label: bool, weight: torch.Tensor | None = None) -> torch.Tensor:
     """The batch's loss summed over its sequences: cross-entropy, or for multi-label data the
-    binary cross-entropy of every class's logit, averaged over the classes."""
+    binary cross-entropy of every class's logit, averaged over the classes. ``weight``: per-class
+    weights of the cross-entropy, or for multi-label data each label's positive weight."""
     if multi_label:
-        return F.binary_cross_entropy_with_logits(logits.float(), batch.targets, reduction="sum") / logits.shape[1]
-    return F.cross_entropy(logits.float(), batch.labels, reduction="sum")
+        return F.binary_cross_entropy_with_logits(logits.float(), batch.targets, reduction="sum",
+                                                  pos_weight=weight) / logits.shape[1]
+    return F.cross_entropy(logits.float(), batch.labels, weight=weight, reduction="sum")
 
 
 @torch.no_grad()
@@ -76,14 +78,16 @@ def run_model(model, ds: SequenceDataset, indices, device, batch_size: int = 64,
 
 
 def evaluate_model(model, ds: SequenceDataset, indices, device, batch_size: int = 64,
-                   ctx: DistributedContext | None = None, thresholds=None) -> dict:
+                   ctx: DistributedContext | None = None, thresholds=None, threshold_by: str = "f1",
+                   top_one: bool = False) -> dict:
     """Loss and :func:`classification_report` of ``model`` on ``ds[indices]`` (all ranks
     contribute their batches; every rank gets the totals). For a multi-label data set: loss and
-    :func:`multilabel_report` with ``thresholds`` (None: tuned here on these predictions, see
-    :func:`tune_thresholds`; the report's ``untuned`` lists classes left at 0.5)."""
+    :func:`multilabel_report` with ``thresholds`` (None: tuned here on these predictions by
+    ``threshold_by``, see :func:`tune_thresholds`; the report's ``untuned`` lists classes left
+    at 0.5) and ``top_one``."""
     ctx = ctx or DistributedContext()
     if ds.multi_label:
-        return _evaluate_multilabel(model, ds, indices, device, batch_size, ctx, thresholds)
+        return _evaluate_multilabel(model, ds, indices, device, batch_size, ctx, thresholds, threshold_by, top_one)
     probs, loss_sum, n = run_model(model, ds, indices, device, batch_size, ctx=ctx)
     labels = ds.labels[np.asarray(indices, dtype=np.int64)]
     pred = probs.argmax(1)
@@ -105,7 +109,7 @@ def evaluate_model(model, ds: SequenceDataset, indices, device, batch_size: int 
     return report
 
 
-def _evaluate_multilabel(model, ds, indices, device, batch_size, ctx, thresholds) -> dict:
+def _evaluate_multilabel(model, ds, indices, device, batch_size, ctx, thresholds, threshold_by, top_one) -> dict:
     probs, loss_sum, n = run_model(model, ds, indices, device, batch_size, ctx=ctx)
     if ctx.active:
         import torch.distributed as dist
@@ -118,8 +122,8 @@ def _evaluate_multilabel(model, ds, indices, device, batch_size, ctx, thresholds
     targets = ds.targets[np.asarray(indices, dtype=np.int64)]
     untuned = []
     if thresholds is None:
-        thresholds, untuned = tune_thresholds(targets, probs, ds.classes)
-    report = multilabel_report(targets, probs, thresholds, ds.classes)
+        thresholds, untuned = tune_thresholds(targets, probs, ds.classes, by=threshold_by)
+    report = multilabel_report(targets, probs, thresholds, ds.classes, top_one)
     report["untuned"] = untuned
     report["loss"] = float(loss_sum) / max(1, n)
     return report

@@ -12,7 +12,34 @@ from .._optional import require
 from ..plots import plot_confusion, plot_multilabel_confusion  # noqa: F401  (they lived here)
 
 __all__ = ["confusion_matrix", "classification_report", "format_report", "plot_confusion", "tune_thresholds",
-           "multilabel_report", "format_multilabel_report", "plot_multilabel_confusion"]
+           "predict_labels", "multilabel_report", "format_multilabel_report", "plot_multilabel_confusion",
+           "SELECT_BY", "THRESHOLD_BY", "selection_score"]
+
+#: what ``--select-by`` may name: the validation figure that picks the best epoch (``loss``: the
+#: lowest; every other: the highest). ``accuracy`` is subset accuracy for multi-label data,
+#: ``mcc`` the multi-class MCC (single-label) or the mean per-label MCC (multi-label); for
+#: single-label data ``micro-f1`` equals accuracy and ``jaccard`` is refused.
+SELECT_BY = ("loss", "accuracy", "mcc", "macro-f1", "micro-f1", "jaccard")
+#: how per-label thresholds are tuned (``--threshold-by``): each label's F1, or its MCC (DeepLoc 2.0).
+THRESHOLD_BY = ("f1", "mcc")
+
+_REPORT_KEY = {"accuracy": ("accuracy", "subset_accuracy"), "mcc": ("mcc", "macro_mcc"),
+               "macro-f1": ("macro_f1", "macro_f1"), "micro-f1": ("accuracy", "micro_f1"),
+               "jaccard": (None, "jaccard")}
+
+
+def selection_score(report: dict, metric: str) -> float:
+    """The figure of ``report`` (a validation report with ``loss``) that ``--select-by metric``
+    maximises: ``-loss`` for ``loss``, else the metric (see :data:`SELECT_BY`)."""
+    if metric == "loss":
+        return -float(report["loss"])
+    if metric not in _REPORT_KEY:
+        raise ValueError(f"--select-by must be one of {', '.join(SELECT_BY)}, got {metric!r}")
+    key = _REPORT_KEY[metric][1 if report.get("multi_label") else 0]
+    if key is None:
+        raise ValueError(f"--select-by {metric} applies to multi-label data only (with one label per sequence the "
+                         "sample-averaged Jaccard index is the accuracy: use --select-by accuracy)")
+    return float(report[key])
 
 
 def _skm():
@@ -93,19 +120,27 @@ def format_report(report: dict) -> str:
 # Multi-label: several classes per sequence, one sigmoid probability and threshold per class
 
 
-def tune_thresholds(targets, probs, classes: Sequence[str], default: float = 0.5) -> tuple[list[float], list[str]]:
-    """Per class, the probability threshold that maximises that class's F1 on ``(targets,
+def tune_thresholds(targets, probs, classes: Sequence[str], default: float = 0.5, by: str = "f1"
+                    ) -> tuple[list[float], list[str]]:
+    """Per class, the probability threshold that maximises that class's F1 (``by="f1"``, from
+    ``sklearn.metrics.precision_recall_curve``) or its Matthews correlation (``by="mcc"``, as
+    DeepLoc 2.0 tunes its thresholds; from ``sklearn.metrics.roc_curve``) on ``(targets,
     probs)`` (``(N, K)`` 0/1 and probabilities; a sequence is predicted in class ``k`` when
-    ``probs[:, k] >= thresholds[k]``), from ``sklearn.metrics.precision_recall_curve``. Ties go
-    to the highest threshold. A class with no positive in ``targets`` keeps ``default``.
-    Returns ``(thresholds, classes kept at the default)``."""
+    ``probs[:, k] >= thresholds[k]``). Ties go to the highest threshold. A class with no
+    positive in ``targets`` (for MCC: or no negative) keeps ``default``. Returns
+    ``(thresholds, classes kept at the default)``."""
+    if by not in THRESHOLD_BY:
+        raise ValueError(f"--threshold-by must be one of {', '.join(THRESHOLD_BY)}, got {by!r}")
     skm = _skm()
     targets, probs = np.asarray(targets) > 0.5, np.asarray(probs, dtype=np.float64)
     thresholds, untuned = [], []
     for k, name in enumerate(classes):
-        if not targets[:, k].any():
+        if not targets[:, k].any() or (by == "mcc" and targets[:, k].all()):
             thresholds.append(float(default))
             untuned.append(name)
+            continue
+        if by == "mcc":
+            thresholds.append(_mcc_threshold(skm, targets[:, k], probs[:, k]))
             continue
         precision, recall, cuts = skm.precision_recall_curve(targets[:, k], probs[:, k])
         # precision/recall have one more entry than cuts (the final (1, 0) point): drop it.
@@ -116,17 +151,44 @@ def tune_thresholds(targets, probs, classes: Sequence[str], default: float = 0.5
     return thresholds, untuned
 
 
-def multilabel_report(targets, probs, thresholds: Sequence[float], classes: Sequence[str]) -> dict:
+def _mcc_threshold(skm, truth: np.ndarray, probs: np.ndarray) -> float:
+    """The threshold of highest MCC for one label (ties: the highest threshold): every cut
+    between distinct probabilities, its true and false positives from the ROC curve."""
+    fpr, tpr, cuts = skm.roc_curve(truth, probs, drop_intermediate=False)
+    pos, neg = float(truth.sum()), float((~truth).sum())
+    tp, fp = tpr[1:] * pos, fpr[1:] * neg  # cuts[0] is +inf: nothing predicted
+    fn, tn = pos - tp, neg - fp
+    den = np.sqrt((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn))
+    mcc = np.where(den > 0, (tp * tn - fp * fn) / np.maximum(den, 1e-300), 0.0)
+    # roc_curve lists thresholds from the highest down: the first maximum is the highest cut.
+    return float(cuts[1:][int(np.argmax(mcc))])
+
+
+def predict_labels(probs, thresholds: Sequence[float], top_one: bool = False) -> np.ndarray:
+    """``(N, K) int64`` 0/1 predictions: class ``k`` where ``probs[:, k] >= thresholds[k]``;
+    with ``top_one`` (DeepLoc 2.0's rule) a sequence with no class at or above its threshold
+    gets its most probable class."""
+    probs = np.asarray(probs, dtype=np.float64)
+    pred = (probs >= np.asarray(thresholds, dtype=np.float64)[None, :]).astype(np.int64)
+    if top_one and pred.size:
+        empty = np.flatnonzero(pred.sum(1) == 0)
+        pred[empty, probs[empty].argmax(1)] = 1
+    return pred
+
+
+def multilabel_report(targets, probs, thresholds: Sequence[float], classes: Sequence[str],
+                      top_one: bool = False) -> dict:
     """Multi-label metrics of ``probs (N, K)`` against 0/1 ``targets (N, K)`` with per-class
-    ``thresholds`` (all from scikit-learn): micro and macro F1, the sample-averaged Jaccard
-    index, subset accuracy (every label of a sequence right), and per class MCC, F1,
+    ``thresholds`` (and ``top_one``: see :func:`predict_labels`), all from scikit-learn: micro
+    and macro F1, the sample-averaged Jaccard index, subset accuracy (every label of a sequence
+    right), ``hamming_accuracy`` (1 - Hamming loss), and per class MCC, F1,
     precision, recall, support and the 2x2 confusion matrix ``[[tn, fp], [fn, tp]]``. The
     macro F1 averages the classes with support (as :func:`classification_report` does)."""
     skm = _skm()
     targets = (np.asarray(targets) > 0.5).astype(np.int64)
     probs = np.asarray(probs, dtype=np.float64)
     n, K = targets.shape if targets.ndim == 2 else (0, len(classes))
-    pred = (probs >= np.asarray(thresholds, dtype=np.float64)[None, :]).astype(np.int64) if n else targets
+    pred = predict_labels(probs, thresholds, top_one) if n else targets
     per = {}
     if n:
         precision, recall, f1, support = skm.precision_recall_fscore_support(targets, pred, average=None,
@@ -151,6 +213,8 @@ def multilabel_report(targets, probs, thresholds: Sequence[float], classes: Sequ
         "macro_f1": float(np.mean([v["f1"] for v in present])) if present else 0.0,
         "jaccard": float(skm.jaccard_score(targets, pred, average="samples", zero_division=0)) if n else 0.0,
         "subset_accuracy": float(skm.accuracy_score(targets, pred)) if n else 0.0,
+        "hamming_accuracy": 1.0 - float(skm.hamming_loss(targets, pred)) if n else 0.0,
+        "top_one": bool(top_one),
         "macro_mcc": float(np.mean([v["mcc"] for v in present])) if present else 0.0,
         "per_class": per,
         "classes": list(classes),
@@ -164,7 +228,8 @@ def format_multilabel_report(report: dict) -> str:
     width = max(8, max(len(c) for c in classes))
     lines = [f"n={report['n']}  micro F1={report['micro_f1']:.4f}  macro F1={report['macro_f1']:.4f}  "
              f"Jaccard={report['jaccard']:.4f}  subset accuracy={report['subset_accuracy']:.4f}  "
-             f"macro MCC={report['macro_mcc']:.4f}", "",
+             f"1-Hamming={report.get('hamming_accuracy', float('nan')):.4f}  macro MCC={report['macro_mcc']:.4f}",
+             "",
              f"{'class':<{width}}  {'MCC':>7}  {'F1':>7}  {'prec':>7}  {'recall':>7}  {'thresh':>7}  {'n':>6}  "
              f"{'tn':>6} {'fp':>6} {'fn':>6} {'tp':>6}"]
     for c in classes:

@@ -15,6 +15,7 @@ merged one by one: the saved ones, with those given laid over them.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 
 from .checkpoint import read_checkpoint_meta
@@ -35,17 +36,25 @@ def apply_given(saved: dict, current: dict, given) -> dict:
 
 def resume_config(cfg, given, key: str):
     """The config of the run in ``cfg.out`` (the ``key`` entry of its ``last.json``, e.g.
-    ``"train_config"``), with the settings named in ``given`` taken from ``cfg``; an instance
-    of ``cfg``'s own dataclass. ``cfg`` itself when there is no such checkpoint or it holds no
-    config: the run reports that."""
-    last = os.path.join(cfg.out, "last.json")
-    if not os.path.isfile(last):
-        return cfg
-    _, meta = read_checkpoint_meta(last)
-    if key not in meta:
-        return cfg
+    ``"train_config"``; without a ``last.json``, its ``config.json``), with the settings named
+    in ``given`` taken from ``cfg``; an instance of ``cfg``'s own dataclass. ``cfg`` itself when
+    there is no such file or it holds no config: the run reports that."""
+    last, written = os.path.join(cfg.out, "last.json"), os.path.join(cfg.out, "config.json")
     cls = type(cfg)
-    saved = cls.from_json(meta[key])
+    if os.path.isfile(last):
+        _, meta = read_checkpoint_meta(last)
+        if key not in meta:
+            return cfg
+        saved = cls.from_json(meta[key])
+    elif os.path.isfile(written):
+        # A run with no checkpoint of its own: a cross-validation (train --cv), whose folds hold them.
+        try:
+            with open(written, encoding="utf-8") as fh:
+                saved = cls.from_json(json.load(fh))
+        except (OSError, ValueError, TypeError) as err:
+            raise ValueError(f"{written}: cannot read the run's settings ({err})") from None
+    else:
+        return cfg
     names = [f.name for f in dataclasses.fields(cls)]
     merged = apply_given({n: getattr(saved, n) for n in names}, {n: getattr(cfg, n) for n in names}, given)
     return cls(**merged)

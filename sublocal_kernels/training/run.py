@@ -41,7 +41,25 @@ from .distributed import DistributedContext, step_seed
 from .fp_mode import flush_denormal_steps
 from .rundir import run_directory
 
-__all__ = ["Run", "Progress", "hold_run_directory"]
+__all__ = ["Run", "Progress", "hold_run_directory", "learning_rate", "SCHEDULES"]
+
+SCHEDULES = ("constant", "step", "cosine")
+
+
+def learning_rate(cfg, step: int, epoch: int, total_steps: int) -> float:
+    """The rate of optimizer step ``step`` (0-based, global) in ``epoch`` of a run of
+    ``total_steps`` steps, for a config with ``lr``, ``schedule`` (:data:`SCHEDULES`:
+    ``constant``; ``step``, times ``lr_gamma`` every ``lr_step_epochs`` epochs; ``cosine``, from
+    ``lr`` to 0 over the run), each after ``warmup_steps`` of linear warm-up. A function of the
+    step, so a resumed run sets it again rather than restoring a scheduler object."""
+    if cfg.warmup_steps and step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    if cfg.schedule == "step":
+        return cfg.lr * cfg.lr_gamma ** (epoch // cfg.lr_step_epochs)
+    if cfg.schedule == "cosine":
+        span = max(1, total_steps - cfg.warmup_steps)
+        return cfg.lr * 0.5 * (1.0 + math.cos(math.pi * min(1.0, (step - cfg.warmup_steps) / span)))
+    return cfg.lr
 
 
 @contextlib.contextmanager

@@ -22,7 +22,8 @@ import warnings
 __all__ = ["RunDirError", "RunWarning", "run_directory", "LOCK", "RUN_FILES"]
 
 LOCK = ".lock"
-RUN_FILES = ("best.json", "best.safetensors", "last.json", "last.safetensors", "config.json", "summary.json")
+RUN_FILES = ("best.json", "best.safetensors", "last.json", "last.safetensors", "config.json", "summary.json",
+             "ensemble.json", "ensemble.safetensors", "cv.json", "oof.tsv")  # the last four: --cv's
 
 
 class RunDirError(ValueError):

@@ -13,7 +13,7 @@ def _model_flag(command):
 def test_train_offers_every_classifier_in_the_registry():
     choices, default = _model_flag("train")
     assert sorted(choices) == sorted(MODELS) and choices[0] == default == "alstm"
-    assert choices == ["alstm", "rlstm", "cnnlstm", "qrnn", "tcn", "light-attention", "mlp"]
+    assert choices == ["alstm", "rlstm", "cnnlstm", "qrnn", "tcn", "light-attention", "mlp", "kmer"]
 
 
 def test_pretrain_offers_every_pretraining_model_in_the_registry():

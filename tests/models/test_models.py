@@ -147,7 +147,7 @@ def test_bad_hyperparameters(kw, match):
 
 
 def test_registry_names():
-    assert set(MODELS) == {"rlstm", "alstm", "cnnlstm", "qrnn", "tcn", "light-attention", "mlp"}
+    assert set(MODELS) == {"rlstm", "alstm", "cnnlstm", "qrnn", "tcn", "light-attention", "mlp", "kmer"}
 
 
 @pytest.mark.parametrize("num_layers", [1, 2])

@@ -1,0 +1,185 @@
+"""Model selection, thresholds, class weights, schedules and folds: the pieces of ``train --cv``
+and its options, each against a hand computation or scikit-learn on planted data."""
+
+import math
+
+import numpy as np
+import pytest
+
+from sublocal_kernels.data import SequenceDataset
+from sublocal_kernels.data.readers import Record
+from sublocal_kernels.training import TrainConfig
+from sublocal_kernels.training.data import class_weights, cv_folds, read_class_weights
+from sublocal_kernels.training.metrics import (multilabel_report, predict_labels, selection_score,
+                                               tune_thresholds)
+from sublocal_kernels.training.run import learning_rate
+
+skm = pytest.importorskip("sklearn.metrics")
+
+
+def test_selection_score_reads_the_named_figure():
+    single = {"loss": 0.7, "accuracy": 0.8, "mcc": 0.6, "macro_f1": 0.5}
+    multi = {"multi_label": True, "loss": 0.3, "subset_accuracy": 0.4, "macro_mcc": 0.45, "macro_f1": 0.55,
+             "micro_f1": 0.65, "jaccard": 0.6}
+    assert selection_score(single, "loss") == -0.7
+    assert [selection_score(single, m) for m in ("accuracy", "mcc", "macro-f1", "micro-f1")] == [0.8, 0.6, 0.5, 0.8]
+    assert [selection_score(multi, m) for m in ("accuracy", "mcc", "macro-f1", "micro-f1", "jaccard")] == \
+        [0.4, 0.45, 0.55, 0.65, 0.6]
+    with pytest.raises(ValueError, match="multi-label data only"):
+        selection_score(single, "jaccard")
+    with pytest.raises(ValueError, match="--select-by must be one of"):
+        selection_score(single, "auc")
+
+
+def _planted_probs(seed=0, n=400, K=4):
+    """Scores that separate each label imperfectly, with label-specific calibration (so 0.5 is a
+    poor threshold and the best F1 and best MCC thresholds differ)."""
+    rng = np.random.default_rng(seed)
+    targets = (rng.random((n, K)) < np.array([0.5, 0.2, 0.08, 0.35])[:K]).astype(np.int64)
+    logits = 1.5 * (targets - 0.5) + rng.normal(0, 1.0, (n, K)) - np.array([1.5, 0.5, 2.0, -0.5])[:K]
+    return targets, 1 / (1 + np.exp(-logits))
+
+
+def test_mcc_thresholds_maximise_each_label_mcc():
+    targets, probs = _planted_probs()
+    classes = list("abcd")
+    by_mcc, untuned = tune_thresholds(targets, probs, classes, by="mcc")
+    by_f1, _ = tune_thresholds(targets, probs, classes, by="f1")
+    assert untuned == []
+    for k in range(4):
+        cuts = np.unique(probs[:, k])
+        mccs = np.array([skm.matthews_corrcoef(targets[:, k], probs[:, k] >= t) for t in cuts])
+        best = cuts[np.flatnonzero(np.isclose(mccs, mccs.max(), rtol=0, atol=1e-12))[-1]]
+        assert by_mcc[k] == pytest.approx(best)
+        assert skm.matthews_corrcoef(targets[:, k], probs[:, k] >= by_mcc[k]) >= \
+            skm.matthews_corrcoef(targets[:, k], probs[:, k] >= by_f1[k]) - 1e-12
+    # The two rules disagree somewhere on this set: the option makes a difference.
+    assert not np.allclose(by_mcc, by_f1)
+    report_mcc = multilabel_report(targets, probs, by_mcc, classes)
+    report_f1 = multilabel_report(targets, probs, by_f1, classes)
+    assert report_mcc["macro_mcc"] > report_f1["macro_mcc"]
+    assert report_f1["macro_f1"] >= report_mcc["macro_f1"]
+
+
+def test_mcc_threshold_of_a_label_with_no_negative_keeps_the_default():
+    targets = np.array([[1, 0], [1, 1], [1, 0]])
+    probs = np.array([[0.9, 0.2], [0.8, 0.7], [0.4, 0.1]])
+    thresholds, untuned = tune_thresholds(targets, probs, ["all", "some"], by="mcc")
+    assert untuned == ["all"] and thresholds[0] == 0.5 and thresholds[1] == pytest.approx(0.7)
+    with pytest.raises(ValueError, match="--threshold-by"):
+        tune_thresholds(targets, probs, ["all", "some"], by="auc")
+
+
+def test_top_one_predicts_the_most_probable_label_when_none_passes():
+    probs = np.array([[0.2, 0.4, 0.1], [0.9, 0.1, 0.6], [0.05, 0.01, 0.3]])
+    thresholds = [0.5, 0.5, 0.5]
+    assert predict_labels(probs, thresholds).tolist() == [[0, 0, 0], [1, 0, 1], [0, 0, 0]]
+    assert predict_labels(probs, thresholds, top_one=True).tolist() == [[0, 1, 0], [1, 0, 1], [0, 0, 1]]
+
+
+def test_top_one_gains_where_every_sequence_has_a_label():
+    # Planted: every sequence has exactly one label, and its probability is often under the
+    # threshold while still the largest: the fallback recovers those.
+    rng = np.random.default_rng(1)
+    n, K = 300, 5
+    truth = rng.integers(0, K, n)
+    targets = np.eye(K, dtype=np.int64)[truth]
+    probs = rng.uniform(0, 0.3, (n, K))
+    probs[np.arange(n), truth] = rng.uniform(0.25, 0.9, n)
+    plain = multilabel_report(targets, probs, [0.5] * K, list("abcde"))
+    fallback = multilabel_report(targets, probs, [0.5] * K, list("abcde"), top_one=True)
+    assert fallback["top_one"] and not plain["top_one"]
+    assert fallback["subset_accuracy"] > plain["subset_accuracy"] + 0.1
+    assert fallback["jaccard"] > plain["jaccard"]
+    pred = predict_labels(probs, [0.5] * K, top_one=True)
+    assert fallback["hamming_accuracy"] == pytest.approx(1 - skm.hamming_loss(targets, pred))
+
+
+def _dataset(labels, multi=False, partitions=None):
+    partitions = partitions or [None] * len(labels)
+    records = [Record(f"r{i}", "MKVLA" * (1 + i % 3), lab, part) for i, (lab, part) in enumerate(zip(labels,
+                                                                                                     partitions))]
+    return SequenceDataset(records, None, "protein", None, multi_label=multi)
+
+
+def test_balanced_class_weights_follow_the_training_split():
+    ds = _dataset(["a"] * 8 + ["b"] * 2 + ["c"] * 6)
+    train = np.arange(12)  # a: 8, b: 2, c: 2 (the last four c's are not in training)
+    w = class_weights(TrainConfig(data="x", class_weight="balanced"), ds, train)
+    assert w.tolist() == pytest.approx([12 / (3 * 8), 12 / (3 * 2), 12 / (3 * 2)])
+    assert class_weights(TrainConfig(data="x"), ds, train) is None
+
+
+def test_balanced_positive_weights_for_multi_label():
+    ds = _dataset(["a;b", "a", "a", "b", "a;c"], multi=True)
+    w = class_weights(TrainConfig(data="x", class_weight="balanced", multi_label=True), ds, np.arange(5))
+    # a: 4 positives, 1 negative; b: 2 and 3; c: 1 and 4.
+    assert ds.classes == ["a", "b", "c"]
+    assert w.tolist() == pytest.approx([1 / 4, 3 / 2, 4 / 1])
+
+
+def test_class_weight_file(tmp_path):
+    path = tmp_path / "w.tsv"
+    path.write_text("# class weights\nCell membrane\t2.5\nNucleus, 1\nGolgi apparatus 4  # rare\n")
+    assert read_class_weights(str(path), ["Nucleus", "Cell membrane", "Golgi apparatus"]).tolist() == [1, 2.5, 4]
+    with pytest.raises(ValueError, match=r"no weight for 'Peroxisome'"):
+        read_class_weights(str(path), ["Nucleus", "Cell membrane", "Golgi apparatus", "Peroxisome"])
+    with pytest.raises(ValueError, match=r"line 3: class 'Nucleus' is not in the data"):
+        read_class_weights(str(path), ["Cell membrane", "Golgi apparatus"])
+    path.write_text("Nucleus -1\n")
+    with pytest.raises(ValueError, match=r"line 1: expected 'CLASS WEIGHT' with a positive weight"):
+        read_class_weights(str(path), ["Nucleus"])
+    with pytest.raises(ValueError, match="cannot read it"):
+        read_class_weights(str(tmp_path / "missing.tsv"), ["Nucleus"])
+
+
+def test_learning_rate_schedules():
+    def cfg(**kw):
+        return TrainConfig(data="x", lr=1.0, **kw)
+
+    assert learning_rate(cfg(), 7, 3, 100) == 1.0
+    assert learning_rate(cfg(schedule="step", lr_step_epochs=2, lr_gamma=0.5), 0, 5, 100) == 0.25
+    assert learning_rate(cfg(schedule="cosine"), 50, 0, 100) == pytest.approx(0.5)
+    assert learning_rate(cfg(schedule="cosine"), 100, 0, 100) == pytest.approx(0.0)
+    warm = cfg(schedule="cosine", warmup_steps=10)
+    assert [learning_rate(warm, s, 0, 110) for s in (0, 4, 9)] == pytest.approx([0.1, 0.5, 1.0])
+    assert learning_rate(warm, 60, 0, 110) == pytest.approx(0.5)
+
+
+def test_cv_folds_from_a_partition_column_and_stratified():
+    labels = ["a"] * 10 + ["b"] * 5
+    parts = [str(i % 3) for i in range(14)] + ["test"]
+    ds = _dataset(labels, partitions=parts)
+    names, folds = cv_folds(ds, TrainConfig(data="x"))
+    assert names == ["0", "1", "2"]
+    assert [f.tolist() for f in folds] == [list(range(0, 14, 3)), list(range(1, 14, 3)), list(range(2, 14, 3))]
+    ds = _dataset(labels)
+    names, folds = cv_folds(ds, TrainConfig(data="x", folds=5))
+    assert names == list("01234")
+    assert sorted(np.concatenate(folds).tolist()) == list(range(15))
+    for f in folds:  # stratified: two a's and one b in each
+        assert sorted(ds.labels[f].tolist()) == [0, 0, 1]
+    with pytest.raises(ValueError, match="at least 3"):
+        cv_folds(_dataset(labels, partitions=[str(i % 2) for i in range(15)]), TrainConfig(data="x"))
+    with pytest.raises(ValueError, match="non-integer"):
+        cv_folds(_dataset(labels, partitions=["x"] * 15), TrainConfig(data="x"))
+
+
+def test_loss_weights_enter_the_loss():
+    import torch
+
+    from sublocal_kernels.training.evaluation import _loss_sum
+
+    class B:
+        labels = torch.tensor([0, 1, 1])
+        targets = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+
+    logits = torch.tensor([[0.3, -0.2], [0.1, 0.4], [-1.0, 2.0]])
+    w = torch.tensor([2.0, 0.5])
+    logp = torch.log_softmax(logits, -1)
+    expected = -(2.0 * logp[0, 0] + 0.5 * logp[1, 1] + 0.5 * logp[2, 1])
+    assert float(_loss_sum(logits, B, False, w)) == pytest.approx(float(expected))
+    p = torch.sigmoid(logits)
+    bce = -(w * B.targets * torch.log(p) + (1 - B.targets) * torch.log(1 - p)).sum() / 2
+    assert float(_loss_sum(logits, B, True, w)) == pytest.approx(float(bce), rel=1e-6)
+    assert math.isfinite(float(_loss_sum(logits, B, True)))
