@@ -15,7 +15,7 @@ __all__ = ["TrainConfig", "RESUMABLE", "resume_differences", "default_select_by"
 
 # The settings a resumed run may change: how long it runs, where, and how it reports. Anything
 # else (data, split, model, optimizer) would make the resumed run a different run.
-RESUMABLE = ("epochs", "device", "progress", "checkpoint_every", "out", "eval_batch_size")
+RESUMABLE = ("epochs", "device", "progress", "checkpoint_every", "out", "eval_batch_size", "only_folds")
 
 #: ``--select-by``'s defaults, measured on the real sets (README, "Accuracy"): the last epochs
 #: of a run often score best while validation loss has turned up.
@@ -77,6 +77,7 @@ class TrainConfig:
     cv: bool = False
     folds: int = 5
     cv_fold: int | None = None
+    only_folds: list | None = None  # --cv: train only these folds now (by name); the rest later, with --resume
     test_partition: str | None = None  # a partition held out of training (and of every fold) as the test set
     test_each_epoch: bool = False  # also score the test split every epoch (history only, never selects)
 

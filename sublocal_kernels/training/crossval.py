@@ -73,9 +73,11 @@ def cross_validate(cfg: TrainConfig, resume: bool = False, overwrite: bool = Fal
             atomic_write(os.path.join(cfg.out, "config.json"), (json.dumps(cfg.to_json(), indent=1) + "\n").encode())
         say(f"cross-validation: {len(names)} folds ({', '.join(f'{n}: {len(f)}' for n, f in zip(names, folds))} "
             f"sequences)" + (f", {ctx.world_size} processes taking folds in turn" if ctx.active else ""))
+        chosen = _chosen(cfg, names)
         alone = DistributedContext()  # a fold trains in one process
-        for k, name in enumerate(names):
-            if k % ctx.world_size != ctx.rank:
+        for j, k in enumerate(chosen):
+            name = names[k]
+            if j % ctx.world_size != ctx.rank:
                 continue
             fold_cfg = dataclasses.replace(cfg, out=fold_dir(cfg.out, name), cv_fold=k)
             if resume and _finished(fold_cfg, k):
@@ -92,20 +94,36 @@ def cross_validate(cfg: TrainConfig, resume: bool = False, overwrite: bool = Fal
     return summary
 
 
-def _finished(cfg: TrainConfig, k: int) -> bool:
-    """Whether fold ``k``'s run in ``cfg.out`` is complete (its summary says so); one trained
-    with other settings is refused, as a resume of it would be."""
-    path, last = os.path.join(cfg.out, "summary.json"), os.path.join(cfg.out, "last.json")
-    if not (os.path.isfile(path) and os.path.isfile(last)):
+def _chosen(cfg: TrainConfig, names) -> list[int]:
+    """The folds to train now: ``cfg.only_folds`` (names), or every fold."""
+    if not cfg.only_folds:
+        return list(range(len(names)))
+    unknown = [str(f) for f in cfg.only_folds if str(f) not in names]
+    if unknown:
+        raise ValueError(f"--only-folds {','.join(map(str, cfg.only_folds))}: no fold {', '.join(unknown)} "
+                         f"(folds: {', '.join(names)})")
+    return sorted({names.index(str(f)) for f in cfg.only_folds})
+
+
+def _complete(out: str) -> bool:
+    """Whether the fold run in ``out`` ran to its end (its summary says so; best and last saved)."""
+    path = os.path.join(out, "summary.json")
+    if not all(os.path.isfile(os.path.join(out, f)) for f in ("summary.json", "best.json", "last.json")):
         return False
     with open(path) as fh:
-        if json.load(fh).get("interrupted", True):
-            return False
-    _, meta = read_checkpoint_meta(last)
+        return not json.load(fh).get("interrupted", True)
+
+
+def _finished(cfg: TrainConfig, k: int) -> bool:
+    """Whether fold ``k``'s run in ``cfg.out`` is complete for ``cfg.epochs``; one trained with
+    other settings is refused, as a resume of it would be."""
+    if not _complete(cfg.out):
+        return False
+    _, meta = read_checkpoint_meta(os.path.join(cfg.out, "last.json"))
     saved = TrainConfig.from_json(meta["train_config"])
     diffs = resume_differences(cfg, saved)
     if diffs:
-        raise ValueError(f"{last}: --resume with settings that differ from fold {k}'s: {'; '.join(diffs)}")
+        raise ValueError(f"{os.path.join(cfg.out, 'last.json')}: --resume with settings that differ from fold {k}'s: {'; '.join(diffs)}")
     return saved.epochs >= cfg.epochs or bool(meta["train_state"].get("stopped"))
 
 
@@ -116,7 +134,13 @@ def _assemble(cfg: TrainConfig, ds, names, folds, device, say) -> dict:
     fold_of = np.full(len(ds), -1, dtype=np.int64)
     members, rows = [], []
     test = np.flatnonzero(np.array([r.partition == "test" for r in ds.records]))
-    for k, (name, idx) in enumerate(zip(names, folds)):
+    ready = [k for k, name in enumerate(names) if _complete(fold_dir(cfg.out, name))]
+    missing = [names[k] for k in range(len(names)) if k not in ready]
+    if missing:
+        say(f"folds not trained yet: {', '.join(missing)} (train them with --resume --only-folds ...); the "
+            "ensemble and the figures below cover the others")
+    for k in ready:
+        name, idx = names[k], folds[k]
         out = fold_dir(cfg.out, name)
         ck = load_checkpoint(os.path.join(out, "best.json"), device)
         with open(os.path.join(out, "summary.json")) as fh:
@@ -135,8 +159,8 @@ def _assemble(cfg: TrainConfig, ds, names, folds, device, say) -> dict:
         rows.append(row)
         members.append(ck)
     done = np.flatnonzero(fold_of >= 0)
-    summary = {"data": cfg.data, "folds": rows, "select_by": cfg.selection, "multi_label": multi,
-               "classes": ds.classes}
+    summary = {"data": cfg.data, "folds": rows, "folds_missing": missing, "select_by": cfg.selection,
+               "multi_label": multi, "classes": ds.classes}
     summary["mean"], summary["std"] = _spread([r["report"] for r in rows], multi)
     meta = {k: v for k, v in members[0].meta.items() if k in ("classes", "alphabet", "max_length", "encoding",
                                                               "num_features", "features_source")}

@@ -1,0 +1,266 @@
+"""The engine of the cross-validation accuracy benchmarks (:mod:`.deeploc2`, :mod:`.lncrna`).
+
+A *recipe* is a name and the ``sublocal train`` flags of one model. :func:`run_recipe` runs
+
+    sublocal train DATA --cv --out RUN_DIR FLAGS [--only-folds F,...] [--resume]
+
+in a fresh process (a run directory that already holds part of the run is resumed, so the
+folds of a recipe can be spread over several sittings), then writes a results file,
+``benchmarks/results/accuracy/<data set>-<recipe>-<date>.json``, with:
+
+- the data file's name, SHA-256 and record count; the commit, the machine and torch;
+- the recipe's flags and the exact command;
+- every fold's test figures (best checkpoint by the recipe's ``--select-by``), their mean and
+  standard deviation, the pooled out-of-fold report, which folds were run and which not;
+- seconds per epoch, and the peak resident memory of the training process;
+- for recipes trained with ``--test-each-epoch``: what each selection rule would have chosen
+  (the validation figure's best epoch, ties to the lower validation loss) and that epoch's test
+  figures, and the last epoch's: the measurement behind ``--select-by``'s defaults;
+- the peak memory of one training step (forward and backward) on the data set's longest record,
+  measured alone in a fresh process.
+
+:func:`table` renders the README's accuracy table from the newest results file of each recipe.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import hashlib
+import json
+import platform
+import resource
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from benchmarks.common import RESULTS_DIR, _cpu_name, git_commit, replace_section, write_doc
+
+ACCURACY_DIR = RESULTS_DIR / "accuracy"
+RULES = ("loss", "accuracy", "mcc", "macro-f1", "micro-f1", "jaccard")
+# The history's name of each rule's figure (val_/test_ prefixed), single-label and multi-label.
+_FIGURE = {False: {"loss": "loss", "accuracy": "accuracy", "mcc": "mcc", "macro-f1": "macro_f1",
+                   "micro-f1": "accuracy"},
+           True: {"loss": "loss", "accuracy": "subset_accuracy", "mcc": "macro_mcc", "macro-f1": "macro_f1",
+                  "micro-f1": "micro_f1", "jaccard": "jaccard"}}
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """One model's flags for ``sublocal train --cv`` and what the README says of it."""
+
+    name: str
+    flags: tuple[str, ...]
+    label: str
+    note: str = ""
+    folds: tuple[str, ...] = field(default=())  # the folds run by default (empty: all)
+
+
+@dataclass(frozen=True)
+class DataSet:
+    """One data set's benchmark: its recipes (run in ``order`` by default), the published
+    figures beside ours, the README markers of its table and the command that regenerates it."""
+
+    name: str
+    recipes: dict
+    order: list
+    published: list
+    start: str
+    end: str
+    command: str
+    doc: str
+
+
+def command_line(spec: DataSet, argv=None) -> int:
+    """``python -m benchmarks.accuracy.<data set> DATA [--recipe R ...] [--folds 0,1] [--readme README.md]``."""
+    p = argparse.ArgumentParser(description=spec.doc.split("\n\n")[0])
+    p.add_argument("data", nargs="?", help="the data file (under ../shared/data/)")
+    p.add_argument("--recipe", action="append", choices=list(spec.recipes), help="default: every recipe")
+    p.add_argument("--folds", default=None, help="train only these folds now (e.g. 0,1); the rest later")
+    p.add_argument("--runs", default="runs/accuracy", help="where the run directories go (resumed when present)")
+    p.add_argument("--results", default=str(ACCURACY_DIR))
+    p.add_argument("--readme", default=None, help="write the README's table from the newest results")
+    args = p.parse_args(argv)
+    if args.data:
+        folds = tuple(args.folds.split(",")) if args.folds else None
+        for name in args.recipe or spec.order:
+            path = run_recipe(spec.name, Path(args.data), spec.recipes[name], Path(args.runs), folds,
+                              Path(args.results), spec.published)
+            print(f"results: {path}")
+    if args.readme:
+        readme = Path(args.readme)
+        text = table(newest(Path(args.results), spec.name), spec.order, spec.published, spec.command)
+        readme.write_text(replace_section(readme.read_text(), spec.start, spec.end, text, str(readme)))
+        print(f"{readme}: {spec.name} table")
+    if not args.data and not args.readme:
+        p.error("give DATA, --readme, or both")
+    return 0
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _machine() -> dict:
+    import torch
+
+    return {"cpu": _cpu_name(), "threads": torch.get_num_threads(), "torch": torch.__version__,
+            "python": platform.python_version()}
+
+
+def selection_table(summaries: list[dict], multi: bool) -> dict:
+    """Per rule (and ``last``): the mean over folds of the test figures at the epoch the rule
+    picks by validation; only folds whose history has ``test_`` figures count."""
+    names = _FIGURE[multi]
+    keys = sorted({v for v in names.values() if v != "loss"})
+    picked: dict[str, list[dict]] = {}
+    for summary in summaries:
+        history = summary["history"]
+        if not history or not any(k.startswith("test_") for k in history[0]):
+            continue
+        for rule, fig in list(names.items()) + [("last", None)]:
+            if rule == "last":
+                row = history[-1]
+            else:
+                sign = -1.0 if rule == "loss" else 1.0
+                row = max(history, key=lambda h: (sign * h[f"val_{fig}"], -h["val_loss"], -h["epoch"]))
+            picked.setdefault(rule, []).append({"epoch": row["epoch"], **{k: row[f"test_{k}"] for k in keys}})
+    return {rule: {"folds": len(rows), "epochs": [r["epoch"] for r in rows],
+                   **{k: sum(r[k] for r in rows) / len(rows) for k in keys}} for rule, rows in picked.items()}
+
+
+def longest_record_memory(data: Path, flags: tuple[str, ...], run_dir: Path) -> dict | None:
+    """One training step (forward, backward) of a fold's model on the longest record of
+    ``data``, in a fresh process: its peak resident memory and the process's before it."""
+    folds = sorted(run_dir.glob("fold-*/best.json"))
+    if not folds:
+        return None
+    code = f"""
+import json, resource, sys, torch
+from sublocal_kernels.data import SequenceDataset, collate, load_records
+from sublocal_kernels.training import load_checkpoint
+from sublocal_kernels.training.evaluation import _loss_sum
+ck = load_checkpoint({str(folds[0])!r})
+cfg = ck.meta["train_config"]
+recs = load_records({str(data)!r}, "auto", cfg["alphabet"], ck.classes, multi_label=cfg["multi_label"])
+longest = max(range(len(recs)), key=lambda i: len(recs[i].sequence))
+ds = SequenceDataset([recs[longest]], ck.classes, cfg["alphabet"], cfg["max_length"], multi_label=cfg["multi_label"])
+model = ck.model.train()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+batch = collate(ds, [0])
+loss = _loss_sum(model(batch.tokens, batch.lengths, batch.features), batch, cfg["multi_label"])
+if any(p.requires_grad for p in model.parameters()) and loss.requires_grad:
+    loss.backward()
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({{"id": recs[longest].id, "length": len(recs[longest].sequence), "model": ck.meta["model"],
+                  "peak_rss_mb": round(peak / 1024, 1), "before_step_rss_mb": round(before / 1024, 1)}}))
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    if proc.returncode != 0:
+        return {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "failed"}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def run_recipe(dataset: str, data: Path, recipe: Recipe, runs: Path, folds: tuple[str, ...] | None,
+               results: Path, published: list[dict], extra: tuple[str, ...] = ()) -> Path:
+    """Train (or continue) ``recipe`` on ``data`` in ``runs/<dataset>-<recipe>`` and write its
+    results file (see the module docstring); returns its path."""
+    if not data.is_file():
+        raise SystemExit(f"{data}: no such file")
+    run_dir = runs / f"{dataset}-{recipe.name}"
+    folds = folds if folds is not None else recipe.folds
+    cmd = ["train", str(data), "--cv", "--out", str(run_dir), *recipe.flags, *extra, "--no-progress"]
+    if folds:
+        cmd += ["--only-folds", ",".join(folds)]
+    if (run_dir / "config.json").is_file():
+        cmd.append("--resume")
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "sublocal_kernels.cli", *cmd])
+    seconds = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise SystemExit(f"sublocal {' '.join(cmd)}: exit status {proc.returncode}")
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    cv = json.loads((run_dir / "cv.json").read_text())
+    summaries = [json.loads((Path(f["dir"]) / "summary.json").read_text()) for f in cv["folds"]]
+    doc = {"dataset": dataset, "recipe": recipe.name, "label": recipe.label, "note": recipe.note,
+           "date": _dt.date.today().isoformat(), "commit": git_commit(), "machine": _machine(),
+           "data": {"name": data.name, "sha256": sha256(data), "records": _records(cv)},
+           "flags": list(recipe.flags) + list(extra), "command": "sublocal " + " ".join(cmd),
+           "multi_label": cv["multi_label"], "select_by": cv["select_by"], "classes": cv["classes"],
+           "folds_run": [f["fold"] for f in cv["folds"]], "folds_missing": cv.get("folds_missing", []),
+           "folds": cv["folds"], "mean": cv["mean"], "std": cv["std"], "oof": _strip(cv["oof"]),
+           "test": cv.get("test"), "seconds": round(seconds, 1),
+           "time_per_epoch_s": _mean([f["time_per_epoch_s"] for f in cv["folds"] if f["time_per_epoch_s"]]),
+           "peak_rss_mb": round(peak, 1), "selection": selection_table(summaries, cv["multi_label"]),
+           "longest_record": longest_record_memory(data, recipe.flags, run_dir), "published": published}
+    path = results / f"{dataset}-{recipe.name}-{doc['date']}.json"
+    write_doc(path, doc)
+    return path
+
+
+def _records(cv: dict) -> int:
+    """The records the run read: one fold's train, validation and test, and the held-out test."""
+    f = cv["folds"][0]
+    return f["train"] + f["val"] + f["test"] + ((cv.get("test") or {}).get("n", 0))
+
+
+def _mean(values):
+    values = [v for v in values if v is not None]
+    return round(sum(values) / len(values), 2) if values else None
+
+
+def _strip(report: dict) -> dict:
+    """A report without its confusion matrices (the per-class figures stay)."""
+    out = {k: v for k, v in report.items() if k not in ("confusion",)}
+    if "per_class" in out:
+        out["per_class"] = {c: {k: v for k, v in d.items() if k != "confusion"} for c, d in out["per_class"].items()}
+    return out
+
+
+def newest(results: Path, dataset: str) -> list[dict]:
+    """The newest results file of each recipe of ``dataset``, in recipe-name order."""
+    docs: dict[str, tuple[str, dict]] = {}
+    for path in sorted(results.glob(f"{dataset}-*.json")):
+        doc = json.loads(path.read_text())
+        if doc.get("dataset") != dataset:
+            continue
+        key = doc["recipe"]
+        if key not in docs or (doc["date"], path.name) >= docs[key][0]:
+            docs[key] = ((doc["date"], path.name), dict(doc, file=path.name))
+    return [docs[k][1] for k in sorted(docs)]
+
+
+def _pm(doc: dict, key: str) -> str:
+    if key not in doc["mean"]:
+        return "-"
+    return f"{doc['mean'][key]:.3f} ± {doc['std'][key]:.3f}"
+
+
+def table(docs: list[dict], order: list[str], published: list[dict], command: str) -> str:
+    """The README's accuracy table of one data set: our recipes (in ``order``) and the
+    published figures."""
+    by = {d["recipe"]: d for d in docs}
+    rows = [by[n] for n in order if n in by] + [d for d in docs if d["recipe"] not in order]
+    if not rows:
+        return "No results yet: run `" + command + "`."
+    multi = rows[0]["multi_label"]
+    keys = ("micro_f1", "macro_f1", "jaccard", "subset_accuracy", "macro_mcc") if multi else \
+        ("accuracy", "mcc", "macro_f1", "macro_mcc")
+    heads = {"micro_f1": "micro F1", "macro_f1": "macro F1", "jaccard": "Jaccard", "subset_accuracy": "subset acc.",
+             "macro_mcc": "mean MCC", "accuracy": "accuracy", "mcc": "MCC"}
+    lines = ["| model | " + " | ".join(heads[k] for k in keys) + " | folds run | s / epoch |",
+             "|---|" + "---|" * (len(keys) + 2)]
+    for d in rows:
+        n = len(d["folds_run"]) + len(d["folds_missing"])
+        lines.append(f"| {d['label']} | " + " | ".join(_pm(d, k) for k in keys)
+                     + f" | {', '.join(d['folds_run'])} of {n} | {d['time_per_epoch_s'] or '-'} |")
+    for p in published:
+        cells = [p["figures"].get(k, "-") for k in keys]
+        lines.append(f"| {p['name']} (published) | " + " | ".join(str(c) for c in cells) + " | all | - |")
+    return "\n".join(lines)
