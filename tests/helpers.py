@@ -41,3 +41,25 @@ def random_lengths(batch: int, time: int, low: int = MIN_LENGTH, generator: torc
     for i, v in enumerate(special[:batch]):
         lengths[i] = v
     return lengths[torch.randperm(batch, generator=generator)]
+
+
+def planted_rna_table(path, n: int = 120, folds: int = 4, seed: int = 0, low: int = 150, high: int = 400,
+                      copies: int = 6) -> str:
+    """A TSV of ``n`` multi-label RNA records in DNA letters (``id, sequence, label, fold``;
+    fold ``i % folds``): 'Nucleus' sequences carry ``copies`` GGACT motifs, 'Cytoplasm' ones
+    ATTTA motifs, every third record both. Returns the path as a string."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    lines = ["id\tsequence\tlabel\tfold"]
+    for i in range(n):
+        labels = [["Nucleus"], ["Cytoplasm"], ["Nucleus", "Cytoplasm"]][i % 3]
+        seq = list(rng.choice(list("ACGT"), int(rng.integers(low, high))))
+        for lab, motif in (("Nucleus", "GGACT"), ("Cytoplasm", "ATTTA")):
+            if lab in labels:
+                for _ in range(copies):
+                    at = int(rng.integers(0, len(seq) - 5))
+                    seq[at:at + 5] = motif
+        lines.append(f"rna{i}\t{''.join(seq)}\t{';'.join(labels)}\t{i % folds}")
+    path.write_text("\n".join(lines) + "\n")
+    return str(path)

@@ -243,8 +243,10 @@ def _pm(doc: dict, key: str) -> str:
 
 
 def table(docs: list[dict], order: list[str], published: list[dict], command: str) -> str:
-    """The README's accuracy table of one data set: our recipes (in ``order``) and the
-    published figures."""
+    """The README's accuracy tables of one data set: our recipes (in ``order``; mean ± standard
+    deviation over the folds run) beside the published figures; then what each ``--select-by``
+    rule would have kept, the per-label MCC with and without class weights, and where each
+    figure comes from."""
     by = {d["recipe"]: d for d in docs}
     rows = [by[n] for n in order if n in by] + [d for d in docs if d["recipe"] not in order]
     if not rows:
@@ -252,15 +254,73 @@ def table(docs: list[dict], order: list[str], published: list[dict], command: st
     multi = rows[0]["multi_label"]
     keys = ("micro_f1", "macro_f1", "jaccard", "subset_accuracy", "macro_mcc") if multi else \
         ("accuracy", "mcc", "macro_f1", "macro_mcc")
-    heads = {"micro_f1": "micro F1", "macro_f1": "macro F1", "jaccard": "Jaccard", "subset_accuracy": "subset acc.",
-             "macro_mcc": "mean MCC", "accuracy": "accuracy", "mcc": "MCC"}
-    lines = ["| model | " + " | ".join(heads[k] for k in keys) + " | folds run | s / epoch |",
+    lines = ["| model | " + " | ".join(_HEADS[k] for k in keys) + " | folds run | s / epoch |",
              "|---|" + "---|" * (len(keys) + 2)]
     for d in rows:
         n = len(d["folds_run"]) + len(d["folds_missing"])
         lines.append(f"| {d['label']} | " + " | ".join(_pm(d, k) for k in keys)
                      + f" | {', '.join(d['folds_run'])} of {n} | {d['time_per_epoch_s'] or '-'} |")
     for p in published:
-        cells = [p["figures"].get(k, "-") for k in keys]
-        lines.append(f"| {p['name']} (published) | " + " | ".join(str(c) for c in cells) + " | all | - |")
+        if p["figures"]:
+            cells = [p["figures"].get(k, "-") for k in keys]
+            lines.append(f"| {p['name']} (published) | " + " | ".join(str(c) for c in cells) + " | all | - |")
+    parts = ["\n".join(lines)]
+    parts += [_selection(d, multi) for d in rows if d.get("selection")]
+    parts += [_weights(by[n], by[n + "-balanced"]) for n in order if n in by and n + "-balanced" in by]
+    parts += [_ensemble(d, keys[0]) for d in rows if d.get("test")]
+    parts.append(_sources(rows, published, command))
+    return "\n\n".join(parts)
+
+
+_HEADS = {"micro_f1": "micro F1", "macro_f1": "macro F1", "jaccard": "Jaccard", "subset_accuracy": "subset acc.",
+          "macro_mcc": "mean MCC", "accuracy": "accuracy", "mcc": "MCC"}
+
+
+def _selection(doc: dict, multi: bool) -> str:
+    keys = ("macro_f1", "micro_f1", "jaccard", "macro_mcc") if multi else ("accuracy", "macro_f1", "mcc")
+    sel = doc["selection"]
+    lines = [f"{doc['label']}: the test figures of the epoch each `--select-by` rule keeps (by validation; "
+             f"mean over folds {', '.join(doc['folds_run'])}; `last`: the final epoch)", "",
+             "| kept by | " + " | ".join(_HEADS[k] for k in keys) + " | epochs kept |", "|---|" + "---|" * (len(keys) + 1)]
+    for rule in [*RULES, "last"]:
+        if rule in sel:
+            r = sel[rule]
+            mark = " (default)" if rule == doc["select_by"] else ""
+            lines.append(f"| {rule}{mark} | " + " | ".join(f"{r[k]:.3f}" for k in keys)
+                         + f" | {', '.join(map(str, r['epochs']))} |")
+    return "\n".join(lines)
+
+
+def _weights(plain: dict, weighted: dict) -> str:
+    """Per-label MCC (mean over folds) without and with ``--class-weight balanced``, the smallest
+    labels first."""
+    support = {c: sum(f["report"]["per_class"][c]["support"] for f in plain["folds"]) for c in plain["classes"]}
+    lines = [f"Per-label MCC, {plain['label']} against the same with `--class-weight balanced` (mean over folds; "
+             "smallest labels first)", "", "| label | proteins in the test folds | MCC | MCC, balanced |",
+             "|---|---|---|---|"]
+    for c in sorted(plain["classes"], key=lambda c: support[c]):
+        a, b = plain["mean"]["mcc_per_class"][c], weighted["mean"]["mcc_per_class"][c]
+        lines.append(f"| {c} | {support[c]:,} | {a:.3f} | {b:.3f} |")
+    return "\n".join(lines)
+
+
+def _ensemble(doc: dict, key: str) -> str:
+    t = doc["test"]
+    members = [m[key] for m in t["members"]]
+    return (f"{doc['label']} on the held-out records ({t['n']:,}, in no fold): the fold ensemble's "
+            f"{_HEADS[key]} {t['ensemble'][key]:.3f}; its members' {min(members):.3f} to {max(members):.3f}.")
+
+
+def _sources(rows: list[dict], published: list[dict], command: str) -> str:
+    lines = [f"`{command} --readme README.md` regenerates these tables from the newest results file of each recipe:"]
+    for d in rows:
+        longest = d.get("longest_record") or {}
+        mem = (f"; one training step on the longest record ({longest['length']:,}) peaks at "
+               f"{longest['peak_rss_mb']:,.0f} MB") if "length" in longest else ""
+        lines.append(f"- {d['label']}: `benchmarks/results/accuracy/{d['file']}` (data {d['data']['name']}, SHA-256 "
+                     f"{d['data']['sha256'][:12]}...; commit {d['commit'][:10]}; {d['machine']['cpu']}, "
+                     f"{d['machine']['threads']} threads; peak RSS {d['peak_rss_mb']:,.0f} MB{mem}); "
+                     f"`{d['command']}`.")
+    for p in published:
+        lines.append(f"- {p['name']}: {p.get('source', 'published')}.")
     return "\n".join(lines)

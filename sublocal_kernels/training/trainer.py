@@ -146,6 +146,9 @@ class _ClassifierRun:
         self.warned_untuned = resume
         if resumed is not None:
             run.restore(model, self.optimizer, state, "train_state")
+            if "best_score" not in resumed.meta["train_state"] and state["best_epoch"] is not None:
+                # A run saved before --select-by chose by validation loss (its config says so).
+                state["best_score"] = -state["best_val_loss"]
             run.say(f"resuming {run.last_path}: epoch {state['epoch'] + 1}, step {state['step']}")
         self.net, self.sampler = run.distribute(model, ds.lengths[tr])
         self.per_epoch = len(self.sampler.batches(0))

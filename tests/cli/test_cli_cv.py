@@ -12,6 +12,7 @@ import pytest
 
 from sublocal_kernels.data import EmbeddingWriter
 
+from ..helpers import planted_rna_table
 from .conftest import TINY, one_error, run_cli, run_torchrun
 
 pytest.importorskip("sklearn")
@@ -103,6 +104,24 @@ def test_cv_resumes_each_fold_and_skips_finished_ones(capsys, tmp_path, tiny_fas
     assert status == 1 and "--lr" in one_error(err, "train")
 
 
+def test_only_folds_spreads_the_folds_over_sittings(capsys, tmp_path, tiny_fasta):
+    out = str(tmp_path / "cv")
+    stdout = _cv(capsys, tiny_fasta, out, "--folds", "3", "--epochs", "1", "--only-folds", "2", *TINY)
+    assert "folds not trained yet: 0, 1" in stdout
+    cv = _summary(out)
+    assert [f["fold"] for f in cv["folds"]] == ["2"] and cv["folds_missing"] == ["0", "1"]
+    assert len(_oof(out)[1]) == 14  # fold 2's records only
+    stdout = _cv(capsys, tiny_fasta, out, "--folds", "3", "--epochs", "1", "--only-folds", "0,1", "--resume", *TINY)
+    cv = _summary(out)
+    assert [f["fold"] for f in cv["folds"]] == ["0", "1", "2"] and cv["folds_missing"] == []
+    assert len(_oof(out)[1]) == 42
+    status, _, err = run_cli(capsys, "train", tiny_fasta, "--cv", "--folds", "3", "--only-folds", "7", "--out",
+                             str(tmp_path / "x"), *TINY)
+    assert status == 1 and "--only-folds 7: no fold 7 (folds: 0, 1, 2)" in one_error(err, "train")
+    status, _, err = run_cli(capsys, "train", tiny_fasta, "--only-folds", "1", "--out", str(tmp_path / "y"), *TINY)
+    assert status == 2 and "--only-folds applies to --cv runs only" in one_error(err, "train")
+
+
 def test_cv_folds_taken_by_torchrun_ranks(tmp_path, tiny_fasta):
     out = str(tmp_path / "cv")
     stdout = run_torchrun("train", tiny_fasta, "--cv", "--folds", "3", "--epochs", "1", "--out", out, "--device",
@@ -114,28 +133,10 @@ def test_cv_folds_taken_by_torchrun_ranks(tmp_path, tiny_fasta):
     assert os.path.isfile(os.path.join(out, "ensemble.json"))
 
 
-def _planted_rna(path, n=120, seed=0):
-    """DNA letters, a fold column and two-label records: 'Nucleus' sequences carry a GGACU motif
-    run, 'Cytoplasm' ones an AUUUA run, some both."""
-    rng = np.random.default_rng(seed)
-    lines = ["id\tsequence\tlabel\tfold"]
-    for i in range(n):
-        labels = [["Nucleus"], ["Cytoplasm"], ["Nucleus", "Cytoplasm"]][i % 3]
-        seq = list(rng.choice(list("ACGT"), int(rng.integers(150, 400))))
-        for lab, motif in (("Nucleus", "GGACT"), ("Cytoplasm", "ATTTA")):
-            if lab in labels:
-                for _ in range(6):
-                    at = int(rng.integers(0, len(seq) - 5))
-                    seq[at:at + 5] = motif
-        lines.append(f"rna{i}\t{''.join(seq)}\t{';'.join(labels)}\t{i % 4}")
-    path.write_text("\n".join(lines) + "\n")
-    return str(path)
-
-
 def test_cv_over_a_fold_column_with_the_kmer_baseline(capsys, tmp_path):
     from sublocal_kernels.training.metrics import tune_thresholds
 
-    data = _planted_rna(tmp_path / "rna.tsv")
+    data = planted_rna_table(tmp_path / "rna.tsv")
     out = str(tmp_path / "cv")
     _cv(capsys, data, out, "--multi-label", "--alphabet", "rna", "--model", "kmer", "--k", "5",
         "--threshold-by", "mcc", "--top-one", "--no-progress")
@@ -159,7 +160,7 @@ def test_cv_over_a_fold_column_with_the_kmer_baseline(capsys, tmp_path):
 
 
 def test_held_out_partition_scores_the_ensemble_and_each_member(capsys, tmp_path):
-    data = _planted_rna(tmp_path / "rna.tsv", n=150)
+    data = planted_rna_table(tmp_path / "rna.tsv", n=150)
     # Five folds, one held out of every fold as the test set.
     text = open(data).read().splitlines()
     data2 = tmp_path / "rna5.tsv"

@@ -1,0 +1,73 @@
+"""The cross-validation accuracy benchmark's engine (benchmarks/accuracy/crossval.py) on a
+generated set: the results file it writes, the selection measurement it derives from the
+per-epoch histories, and the README table it renders. The real data sets are never needed."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from benchmarks.accuracy import crossval, deeploc2, lncrna
+from benchmarks.accuracy.crossval import Recipe, newest, run_recipe, selection_table, table
+
+from ..helpers import planted_rna_table
+
+pytest.importorskip("sklearn")
+
+
+def test_run_recipe_writes_a_complete_results_file(tmp_path):
+    data = Path(planted_rna_table(tmp_path / "planted.tsv", n=90, folds=3, low=100, high=300, copies=5))
+    recipe = Recipe("tiny-tcn", ("--multi-label", "--alphabet", "rna", "--model", "tcn", "--channels", "8",
+                                 "--num-levels", "2", "--epochs", "2", "--test-each-epoch", "--device", "cpu"),
+                    "TCN, tiny")
+    published = [{"name": "Somebody", "figures": {"micro_f1": "0.70"}}]
+    path = run_recipe("planted", data, recipe, tmp_path / "runs", ("0", "2"), tmp_path / "results", published)
+    doc = json.loads(path.read_text())
+    assert path.name.startswith("planted-tiny-tcn-")
+    assert doc["data"] == {"name": "planted.tsv", "sha256": crossval.sha256(data), "records": 90}
+    assert doc["folds_run"] == ["0", "2"] and doc["folds_missing"] == ["1"]
+    assert doc["command"].startswith("sublocal train ") and "--only-folds 0,2" in doc["command"]
+    assert doc["multi_label"] and doc["select_by"] == "macro-f1"
+    assert set(doc["mean"]) >= {"micro_f1", "macro_f1", "jaccard", "subset_accuracy", "macro_mcc"}
+    assert doc["time_per_epoch_s"] > 0 and doc["peak_rss_mb"] > 0
+    assert doc["longest_record"]["length"] == max(len(line.split("\t")[1]) for line in
+                                                   data.read_text().splitlines()[1:])
+    assert doc["longest_record"]["peak_rss_mb"] >= doc["longest_record"]["before_step_rss_mb"]
+    sel = doc["selection"]
+    assert set(sel) == {"loss", "accuracy", "mcc", "macro-f1", "micro-f1", "jaccard", "last"}
+    assert all(v["folds"] == 2 and len(v["epochs"]) == 2 for v in sel.values())
+    # A second sitting resumes the same run directory and adds the missing fold.
+    path = run_recipe("planted", data, recipe, tmp_path / "runs", ("1",), tmp_path / "results", published)
+    doc = json.loads(path.read_text())
+    assert doc["folds_run"] == ["0", "1", "2"] and doc["folds_missing"] == [] and "--resume" in doc["command"]
+    text = table(newest(tmp_path / "results", "planted"), ["tiny-tcn"], published, "python -m x")
+    assert text.splitlines()[0].startswith("| model | micro F1 | macro F1 | Jaccard | subset acc. | mean MCC |")
+    assert "| TCN, tiny | " in text and "| 0, 1, 2 of 3 |" in text
+    assert f"{doc['mean']['micro_f1']:.3f} ± {doc['std']['micro_f1']:.3f}" in text
+    assert "| Somebody (published) | 0.70 | - |" in text
+
+
+def test_selection_table_takes_each_rules_epoch():
+    def row(epoch, val_loss, val_f1, test_f1):
+        figures = {"loss": 0.0, "micro_f1": 0.0, "macro_f1": 0.0, "jaccard": 0.0, "subset_accuracy": 0.0,
+                   "macro_mcc": 0.0, "hamming_accuracy": 0.0}
+        out = {"epoch": epoch, **{f"val_{k}": v for k, v in figures.items()},
+               **{f"test_{k}": v for k, v in figures.items()}}
+        out.update(val_loss=val_loss, val_macro_f1=val_f1, test_macro_f1=test_f1)
+        return out
+
+    history = [row(1, 0.5, 0.2, 0.25), row(2, 0.4, 0.3, 0.35), row(3, 0.45, 0.5, 0.55), row(4, 0.6, 0.5, 0.5)]
+    sel = selection_table([{"history": history}], multi=True)
+    assert sel["loss"]["epochs"] == [2] and sel["loss"]["macro_f1"] == 0.35
+    assert sel["macro-f1"]["epochs"] == [3] and sel["macro-f1"]["macro_f1"] == 0.55  # tie: lower loss
+    assert sel["last"]["epochs"] == [4]
+    assert selection_table([{"history": [{k: v for k, v in history[0].items() if not k.startswith("test_")}]}],
+                           multi=True) == {}
+
+
+def test_dataset_commands_list_their_recipes():
+    assert deeploc2.ORDER == list(deeploc2.RECIPES) and lncrna.ORDER == list(lncrna.RECIPES)
+    for spec in (deeploc2.SPEC, lncrna.SPEC):
+        assert all("--multi-label" in r.flags for r in spec.recipes.values())
+    assert any("--class-weight" in r.flags for r in deeploc2.RECIPES.values())
+    assert all(p["source"] for p in deeploc2.PUBLISHED)
