@@ -28,8 +28,8 @@ import argparse
 import datetime as _dt
 import hashlib
 import json
+import os
 import platform
-import resource
 import subprocess
 import sys
 import time
@@ -181,11 +181,14 @@ def run_recipe(dataset: str, data: Path, recipe: Recipe, runs: Path, folds: tupl
     if (run_dir / "config.json").is_file():
         cmd.append("--resume")
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "sublocal_kernels.cli", *cmd])
+    proc = subprocess.Popen([sys.executable, "-m", "sublocal_kernels.cli", *cmd])
+    # This child's own peak (RUSAGE_CHILDREN would be the largest of every child so far).
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
     seconds = time.perf_counter() - t0
     if proc.returncode != 0:
         raise SystemExit(f"sublocal {' '.join(cmd)}: exit status {proc.returncode}")
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    peak = usage.ru_maxrss / 1024
     cv = json.loads((run_dir / "cv.json").read_text())
     summaries = [json.loads((Path(f["dir"]) / "summary.json").read_text()) for f in cv["folds"]]
     doc = {"dataset": dataset, "recipe": recipe.name, "label": recipe.label, "note": recipe.note,
@@ -312,15 +315,16 @@ def _ensemble(doc: dict, key: str) -> str:
 
 
 def _sources(rows: list[dict], published: list[dict], command: str) -> str:
-    lines = [f"`{command} --readme README.md` regenerates these tables from the newest results file of each recipe:"]
+    lines = [f"`{command} --readme README.md` regenerates these tables from the newest results file of each "
+             "recipe (`s / epoch` of the k-mer models: the fit, one pass):"]
     for d in rows:
         longest = d.get("longest_record") or {}
         mem = (f"; one training step on the longest record ({longest['length']:,}) peaks at "
                f"{longest['peak_rss_mb']:,.0f} MB") if "length" in longest else ""
         lines.append(f"- {d['label']}: `benchmarks/results/accuracy/{d['file']}` (data {d['data']['name']}, SHA-256 "
                      f"{d['data']['sha256'][:12]}...; commit {d['commit'][:10]}; {d['machine']['cpu']}, "
-                     f"{d['machine']['threads']} threads; peak RSS {d['peak_rss_mb']:,.0f} MB{mem}); "
-                     f"`{d['command']}`.")
+                     f"{d['machine']['threads']} threads; peak RSS {d['peak_rss_mb']:,.0f} MB{mem}): "
+                     f"`sublocal train DATA --cv {' '.join(d['flags'])}`.")
     for p in published:
         lines.append(f"- {p['name']}: {p.get('source', 'published')}.")
     return "\n".join(lines)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -73,7 +74,7 @@ def add_train(sub):
     _add_schedule(p, 10, 0.5)
     p.add_argument("--select-by", default=None, choices=list(SELECT_BY),
                    help="the validation figure that picks the best checkpoint (loss: the lowest; the others: the "
-                        "highest, ties to the lower loss). Default: {DEFAULT_SELECT_BY[False]} for single-label data, "
+                        f"highest, ties to the lower loss). Default: {DEFAULT_SELECT_BY[False]} for single-label data, "
                         f"{DEFAULT_SELECT_BY[True]} for multi-label (measured on DeepLoc 2.0 and the lncRNA set: "
                         "README, 'Accuracy'). The last epoch is kept too (OUT/last)")
     p.add_argument("--patience", type=_non_negative, default=0,
@@ -166,14 +167,17 @@ MODEL_ARGS = ("hidden_size", "num_layers", "attention_size", "dense_size", "drop
 
 
 def _name_list(text: str) -> list[str]:
+    import argparse
+
     names = [t.strip() for t in text.split(",") if t.strip()]
     if not names:
-        raise ValueError(f"expected comma-separated fold names, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected comma-separated fold names, got {text!r}")
     return names
 
 
 def train_config_from_args(args):
     from ..training import TrainConfig
+    from ..training.config import default_select_by
 
     model_args = {k: getattr(args, k) for k in MODEL_ARGS if getattr(args, k, None) is not None}
     if getattr(args, "unidirectional", False):
@@ -186,7 +190,7 @@ def train_config_from_args(args):
                        val_fraction=args.val_fraction, test_fraction=args.test_fraction, seed=args.seed,
                        split_seed=args.split_seed, multi_label=args.multi_label, val_partition=args.val_partition,
                        device=args.device, checkpoint_every=args.checkpoint_every, progress=args.progress,
-                       select_by=args.select_by, patience=args.patience, schedule=args.schedule,
+                       select_by=args.select_by or default_select_by(args.multi_label), patience=args.patience, schedule=args.schedule,
                        lr_step_epochs=args.lr_step_epochs, lr_gamma=args.lr_gamma, warmup_steps=args.warmup_steps,
                        class_weight=args.class_weight, threshold_by=args.threshold_by, top_one=args.top_one,
                        folds=args.folds, test_each_epoch=args.test_each_epoch,
@@ -249,10 +253,12 @@ def cmd_train(args) -> int:
         # The checkpoint's settings, with the flags given here on top (train refuses the ones a
         # resume may not change).
         cfg = resume_config(cfg, args.given, "train_config")
+        if "only_folds" not in args.given:
+            cfg = dataclasses.replace(cfg, only_folds=None)  # a plain --resume trains every fold left
     if args.cv and not cfg.cv and args.resume and os.path.isfile(os.path.join(cfg.out, "last.json")):
         raise CommandError(f"--cv --resume: {cfg.out} holds a run without --cv (resume it without --cv)", 2)
-    if cfg.cv and args.resume:
-        args.cv = True  # the saved run was a cross-validation
+    if cfg.cv and cfg.cv_fold is None and args.resume:
+        args.cv = True  # the saved run was a cross-validation (a fold's own directory resumes as a run)
     from ..training.trainer import check_config
 
     try:
@@ -310,6 +316,10 @@ def _checkpoint_data(args, ck, parts_too: bool = False):
     from ..data.readers import DataFormatError, SeveralLabelsError
     from ..training import TrainConfig, prepare_data
 
+    if "cv" in ck.meta and getattr(args, "split", "all") != "all":
+        raise CommandError(f"--split {args.split}: {args.checkpoint} is a cross-validation's fold ensemble, whose "
+                           "members together trained on every fold: its split figures would be in-sample (see "
+                           "cv.json for the out-of-fold ones; evaluate it on other data with --split all)", 2)
     saved = TrainConfig.from_json(ck.meta["train_config"]) if "train_config" in ck.meta else None
     cfg = dataclasses.replace(saved, data=args.data, format=args.format, features=args.features) if saved else \
         TrainConfig(data=args.data, format=args.format, alphabet=ck.meta["alphabet"], features=args.features,

@@ -26,6 +26,7 @@ small training sets (hundreds of proteins) the many rare 3-mers then outweigh a 
 
 from __future__ import annotations
 
+import os
 from typing import Sequence
 
 import numpy as np
@@ -50,6 +51,14 @@ UNSEEN_LOGIT = -1.0e4
 
 #: ``k`` when none is given, per alphabet
 DEFAULT_K = {"protein": 2, "protein-full": 2, "nucleotide": 3}
+
+
+def _physical_memory() -> int | None:
+    """This machine's physical memory in bytes (None where the system does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
 
 
 def _standard_letters(alphabet) -> str:
@@ -258,14 +267,24 @@ class KmerClassifier(nn.Module):
                                  "logistic regression needs at least 2")
         weights = self._class_weights(class_weight, K)
 
+        need = len(indices) * self.num_features * 12  # the float32 frequencies and their float64 scaled copy
+        have = _physical_memory()
+        if have and need > 0.8 * have:
+            raise ValueError(f"--k {self.k}: {len(indices):,} training sequences x {self.num_features:,} k-mer "
+                             f"features need about {need / 2**30:.1f} GiB, more than this machine's "
+                             f"{have / 2**30:.1f} GiB allows: use a smaller --k")
         X = self.frequencies_of(ds, indices, batch_size)
         if self.standardize_features:
             mean = X.mean(0, dtype=np.float64)
-            std = np.sqrt(((X - mean) ** 2).mean(0))
+            # The variance a block of rows at a time: no (N, F) float64 temporaries beside Xs.
+            var = sum(((X[i:i + 4096] - mean) ** 2).sum(0) for i in range(0, len(X), 4096)) / len(X)
+            std = np.sqrt(var)
             std = np.where(std < 1e-12, 1.0, std)  # StandardScaler's guard: constant features only centred
         else:
             mean, std = np.zeros(X.shape[1]), np.ones(X.shape[1])  # the raw frequencies
-        Xs = (X - mean) / std
+        Xs = X.astype(np.float64)  # scaled in place: one (N, F) float64 array
+        Xs -= mean
+        Xs /= std
 
         coef = np.zeros((K, self.num_features))
         bias = np.zeros(K)

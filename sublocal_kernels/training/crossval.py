@@ -20,16 +20,20 @@ Then, on rank 0:
   report on them.
 
 Resume: each fold resumes from its own ``last.json``; a finished fold (its ``summary.json``
-complete) is skipped. Under ``torchrun`` rank ``r`` of ``W`` trains folds ``r, r + W, ...``, each
-in one process; rank 0 assembles the rest once every rank is done.
+complete) is skipped; settings that differ from the saved ones (``config.json``, each fold's
+``last.json``) are refused. Under ``torchrun`` the folds left are dealt to the ranks in turn,
+each trained in one process; rank 0 waits for the others' folds by their files (a fold may
+take longer than a process group's timeout) and assembles the rest.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
 import os
+import time
 from typing import Callable
 
 import numpy as np
@@ -40,6 +44,7 @@ from .data import cv_folds, prepare_data
 from .distributed import DistributedContext, barrier, distributed_context, resolve_device
 from .evaluation import evaluate_model, run_model
 from .metrics import classification_report, confusion_matrix, multilabel_report, tune_thresholds
+from .rundir import RUN_FILES
 from .run import _json_ready, hold_run_directory
 
 __all__ = ["cross_validate", "HEADLINE"]
@@ -54,9 +59,9 @@ def fold_dir(out: str, name: str) -> str:
 
 
 def cross_validate(cfg: TrainConfig, resume: bool = False, overwrite: bool = False,
-                   log: Callable[[str], None] | None = None) -> dict:
+                   log: Callable[[str], None] | None = None, poll_seconds: float = 5.0) -> dict:
     """Train one model per fold of ``cfg.data`` (see the module docstring) in ``cfg.out``;
-    returns the cross-validation summary (``cv.json``)."""
+    returns the cross-validation summary (``cv.json``; empty on ranks other than 0)."""
     from .trainer import _train, check_config
 
     cfg = dataclasses.replace(cfg, cv=True, cv_fold=None)
@@ -67,31 +72,69 @@ def cross_validate(cfg: TrainConfig, resume: bool = False, overwrite: bool = Fal
     ctx = distributed_context(device)
     say = log or (lambda m: print(m, flush=True) if ctx.is_main else None)
     with hold_run_directory(cfg.out, resume, overwrite, ctx, barrier=True):
+        if resume:
+            _same_run(cfg, os.path.join(cfg.out, "config.json"), "the cross-validation's")
         ds, _ = prepare_data(dataclasses.replace(cfg, cv_fold=0), warn=False)
         names, folds = cv_folds(ds, cfg)
+        chosen = _chosen(cfg, names)
+        # Every rank checks every chosen fold before any trains, so a refusal stops them all at once.
+        todo = [k for k in chosen if not (resume and _finished(_fold_cfg(cfg, names, k), k))]
         if ctx.is_main:
-            atomic_write(os.path.join(cfg.out, "config.json"), (json.dumps(cfg.to_json(), indent=1) + "\n").encode())
+            if overwrite:
+                _clear_folds(cfg.out)  # the previous run's folds must not join this run's ensemble
+            saved = dataclasses.replace(cfg, only_folds=None)
+            atomic_write(os.path.join(cfg.out, "config.json"), (json.dumps(saved.to_json(), indent=1) + "\n").encode())
+        barrier(ctx)
         say(f"cross-validation: {len(names)} folds ({', '.join(f'{n}: {len(f)}' for n, f in zip(names, folds))} "
             f"sequences)" + (f", {ctx.world_size} processes taking folds in turn" if ctx.active else ""))
-        chosen = _chosen(cfg, names)
         alone = DistributedContext()  # a fold trains in one process
-        for j, k in enumerate(chosen):
-            name = names[k]
+        for k in chosen:
+            if k not in todo:
+                say(f"fold {names[k]}: finished ({fold_dir(cfg.out, names[k])}), skipped")
+        for j, k in enumerate(todo):
             if j % ctx.world_size != ctx.rank:
                 continue
-            fold_cfg = dataclasses.replace(cfg, out=fold_dir(cfg.out, name), cv_fold=k)
-            if resume and _finished(fold_cfg, k):
-                say(f"fold {name}: finished ({fold_cfg.out}), skipped")
-                continue
+            fold_cfg = _fold_cfg(cfg, names, k)
             again = resume and os.path.isfile(os.path.join(fold_cfg.out, "last.json"))
-            say(f"fold {name} ({k + 1}/{len(names)}): tests on fold {name}, validates on fold "
+            say(f"fold {names[k]} ({k + 1}/{len(names)}): tests on fold {names[k]}, validates on fold "
                 f"{names[(k + 1) % len(names)]} -> {fold_cfg.out}")
             with hold_run_directory(fold_cfg.out, again, not again, alone):
                 _train(fold_cfg, again, log, None, device, alone)
-        barrier(ctx)
-        summary = _assemble(cfg, ds, names, folds, device, say) if ctx.is_main else {}
-        barrier(ctx)
-    return summary
+        if not ctx.is_main:
+            return {}
+        # Rank 0 waits for the other ranks' folds by their files, not by a collective: a fold can
+        # take hours, longer than a process group's timeout.
+        others = [fold_dir(cfg.out, names[k]) for j, k in enumerate(todo) if j % ctx.world_size != ctx.rank]
+        while not all(_complete(d) for d in others):
+            time.sleep(poll_seconds)
+        return _assemble(cfg, ds, names, folds, device, say)
+
+
+def _fold_cfg(cfg: TrainConfig, names, k: int) -> TrainConfig:
+    return dataclasses.replace(cfg, out=fold_dir(cfg.out, names[k]), cv_fold=k, only_folds=None)
+
+
+def _same_run(cfg: TrainConfig, path: str, whose: str) -> None:
+    """Refuse (``ValueError``, one line) settings that differ from those saved in ``path`` outside
+    what a resume may change."""
+    if not os.path.isfile(path):
+        return
+    with open(path, encoding="utf-8") as fh:
+        doc = json.load(fh)
+    saved = TrainConfig.from_json(doc.get("train_config", doc))
+    diffs = resume_differences(dataclasses.replace(cfg, cv_fold=saved.cv_fold), saved)
+    if diffs:
+        raise ValueError(f"{path}: --resume with settings that differ from {whose}: {'; '.join(diffs)}")
+
+
+def _clear_folds(out: str) -> None:
+    """Remove the run files of every ``fold-*`` directory in ``out`` (only the files runs write)."""
+    for entry in sorted(os.listdir(out)):
+        path = os.path.join(out, entry)
+        if entry.startswith("fold-") and os.path.isdir(path):
+            for f in RUN_FILES:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(os.path.join(path, f))
 
 
 def _chosen(cfg: TrainConfig, names) -> list[int]:
@@ -106,25 +149,26 @@ def _chosen(cfg: TrainConfig, names) -> list[int]:
 
 
 def _complete(out: str) -> bool:
-    """Whether the fold run in ``out`` ran to its end (its summary says so; best and last saved)."""
-    path = os.path.join(out, "summary.json")
+    """Whether the fold run in ``out`` ran to its end: its summary is not an interrupted run's
+    and covers every epoch of its ``last`` checkpoint (a resumed run that was killed leaves the
+    previous summary behind)."""
     if not all(os.path.isfile(os.path.join(out, f)) for f in ("summary.json", "best.json", "last.json")):
         return False
-    with open(path) as fh:
-        return not json.load(fh).get("interrupted", True)
+    with open(os.path.join(out, "summary.json")) as fh:
+        summary = json.load(fh)
+    _, meta = read_checkpoint_meta(os.path.join(out, "last.json"))
+    return not summary.get("interrupted", True) and len(summary["history"]) == meta["train_state"]["epoch"]
 
 
 def _finished(cfg: TrainConfig, k: int) -> bool:
-    """Whether fold ``k``'s run in ``cfg.out`` is complete for ``cfg.epochs``; one trained with
-    other settings is refused, as a resume of it would be."""
+    """Whether fold ``k``'s run in ``cfg.out`` has trained ``cfg.epochs`` epochs (or stopped
+    early); one trained with other settings is refused, as a resume of it would be."""
     if not _complete(cfg.out):
         return False
-    _, meta = read_checkpoint_meta(os.path.join(cfg.out, "last.json"))
-    saved = TrainConfig.from_json(meta["train_config"])
-    diffs = resume_differences(cfg, saved)
-    if diffs:
-        raise ValueError(f"{os.path.join(cfg.out, 'last.json')}: --resume with settings that differ from fold {k}'s: {'; '.join(diffs)}")
-    return saved.epochs >= cfg.epochs or bool(meta["train_state"].get("stopped"))
+    last = os.path.join(cfg.out, "last.json")
+    _same_run(cfg, last, f"fold {k}'s")
+    state = read_checkpoint_meta(last)[1]["train_state"]
+    return state["epoch"] >= cfg.epochs or bool(state.get("stopped"))
 
 
 def _assemble(cfg: TrainConfig, ds, names, folds, device, say) -> dict:
@@ -135,6 +179,13 @@ def _assemble(cfg: TrainConfig, ds, names, folds, device, say) -> dict:
     members, rows = [], []
     test = np.flatnonzero(np.array([r.partition == "test" for r in ds.records]))
     ready = [k for k, name in enumerate(names) if _complete(fold_dir(cfg.out, name))]
+    if not ready:
+        raise ValueError(f"{cfg.out}: no fold has finished training yet (train them with --resume, or "
+                         "--only-folds NAME,...)")
+    for k in ready:
+        # Every member must come from this run's settings (a resume may change only the epochs...).
+        _same_run(_fold_cfg(cfg, names, k), os.path.join(fold_dir(cfg.out, names[k]), "last.json"),
+                  f"fold {names[k]}'s")
     missing = [names[k] for k in range(len(names)) if k not in ready]
     if missing:
         say(f"folds not trained yet: {', '.join(missing)} (train them with --resume --only-folds ...); the "

@@ -96,12 +96,29 @@ def cv_folds(ds: SequenceDataset, cfg: TrainConfig) -> tuple[list[str], list[np.
         if len(rest) < k:
             raise ValueError(f"--folds {k}: {cfg.data} has only {len(rest)} sequences outside the test set")
         seed = cfg.seed if cfg.split_seed is None else cfg.split_seed
-        folds = [rest[f] for f in stratified_split(ds.labels[rest], (1.0 / k,) * k, seed)]
+        folds = _stratified_folds(ds.labels[rest], k, seed)
+        folds = [np.sort(rest[f]) for f in folds]
         names = [str(j) for j in range(k)]
     if len(folds) < 3:
         raise ValueError(f"{cfg.data}: {len(folds)} folds; cross-validation needs at least 3 (one tests, one "
                          "validates, the rest train)")
     return names, folds
+
+
+def _stratified_folds(labels, k: int, seed: int) -> list[np.ndarray]:
+    """``k`` folds of positions into ``labels``: each label's items shuffled and dealt in turn,
+    the deal going on from where the previous label's ended, so the folds differ in size by at
+    most one and each label (for multi-label data, each label set) is spread over them."""
+    rng = np.random.default_rng(seed)
+    labels = np.asarray(labels)
+    fold_of = np.empty(len(labels), dtype=np.int64)
+    start = 0
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        idx = idx[rng.permutation(len(idx))]
+        fold_of[idx] = (start + np.arange(len(idx))) % k
+        start = (start + len(idx)) % k
+    return [np.flatnonzero(fold_of == j) for j in range(k)]
 
 
 def class_weights(cfg: TrainConfig, ds: SequenceDataset, train) -> np.ndarray | None:

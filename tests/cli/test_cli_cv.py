@@ -99,9 +99,9 @@ def test_cv_resumes_each_fold_and_skips_finished_ones(capsys, tmp_path, tiny_fas
     status, stdout, err = run_cli(capsys, "train", tiny_fasta, "--out", out, "--resume", "--epochs", "2")
     assert status == 0, err
     assert stdout.count(", skipped") == 3 and "ensemble:" in stdout
-    # A fold trained with other settings is not taken as finished.
+    # Other settings are refused, naming the flag, before any fold trains.
     status, _, err = run_cli(capsys, "train", tiny_fasta, "--cv", "--out", out, "--resume", "--lr", "0.5", *TINY[:-3])
-    assert status == 1 and "--lr" in one_error(err, "train")
+    assert status == 1 and "--lr 0.5 (checkpoint: 0.003)" in one_error(err, "train")
 
 
 def test_only_folds_spreads_the_folds_over_sittings(capsys, tmp_path, tiny_fasta):
@@ -111,10 +111,26 @@ def test_only_folds_spreads_the_folds_over_sittings(capsys, tmp_path, tiny_fasta
     cv = _summary(out)
     assert [f["fold"] for f in cv["folds"]] == ["2"] and cv["folds_missing"] == ["0", "1"]
     assert len(_oof(out)[1]) == 14  # fold 2's records only
-    stdout = _cv(capsys, tiny_fasta, out, "--folds", "3", "--epochs", "1", "--only-folds", "0,1", "--resume", *TINY)
+    # A plain --resume trains every fold left (not the last sitting's --only-folds).
+    status, stdout, err = run_cli(capsys, "train", tiny_fasta, "--out", out, "--resume")
+    assert status == 0, err
+    assert "fold 2: finished" in stdout and stdout.count("resuming ") == 0
     cv = _summary(out)
     assert [f["fold"] for f in cv["folds"]] == ["0", "1", "2"] and cv["folds_missing"] == []
     assert len(_oof(out)[1]) == 42
+    # A fold's own directory resumes as the ordinary run it is (not as a cross-validation in it).
+    status, stdout, err = run_cli(capsys, "train", tiny_fasta, "--out", os.path.join(out, "fold-1"), "--resume",
+                                  "--epochs", "2")
+    assert status == 0, err
+    assert "cross-validation" not in stdout and not os.path.exists(os.path.join(out, "fold-1", "fold-0"))
+    assert len(json.load(open(os.path.join(out, "fold-1", "summary.json")))["history"]) == 2
+    # The fold ensemble's members trained on every fold: evaluate refuses in-sample splits.
+    status, _, err = run_cli(capsys, "evaluate", out, tiny_fasta, "--split", "test")
+    assert status == 2 and "figures would be in-sample" in one_error(err, "evaluate")
+    # --overwrite starts afresh: no fold of the previous run joins the new ensemble.
+    _cv(capsys, tiny_fasta, out, "--folds", "3", "--epochs", "1", "--only-folds", "0", "--overwrite", *TINY)
+    cv = _summary(out)
+    assert [f["fold"] for f in cv["folds"]] == ["0"] and cv["folds_missing"] == ["1", "2"]
     status, _, err = run_cli(capsys, "train", tiny_fasta, "--cv", "--folds", "3", "--only-folds", "7", "--out",
                              str(tmp_path / "x"), *TINY)
     assert status == 1 and "--only-folds 7: no fold 7 (folds: 0, 1, 2)" in one_error(err, "train")
