@@ -23,6 +23,7 @@ Recipes, sized to finish a fold within about an hour on the 2-core CI-class CPU:
   at about 36 sequences per second here, some 9 minutes an epoch: 6 epochs an hour), 10 epochs
   at lr 1e-3, with ``--test-each-epoch`` so every selection rule can be compared; about 20
   minutes per fold.
+- ``alstm-balanced``: the A-LSTM recipe with ``--class-weight balanced``.
 - ``rlstm``: the R-LSTM, the same sizes.
 """
 
@@ -44,9 +45,11 @@ RECIPES = {r.name: r for r in (
     Recipe("kmer-heldout", _ML + ("--model", "kmer", "--k", "2", "--test-partition", "4"),
            "k-mer (k ≤ 2), partition 4 held out of 4 folds"),
     Recipe("alstm", _ML + ("--model", "alstm") + _LSTM, "A-LSTM, 64 units, full length, 10 epochs"),
+    Recipe("alstm-balanced", _ML + ("--model", "alstm", "--class-weight", "balanced") + _LSTM,
+           "A-LSTM, 64 units, full length, 10 epochs, balanced"),
     Recipe("rlstm", _ML + ("--model", "rlstm") + _LSTM, "R-LSTM, 64 units, full length, 10 epochs"),
 )}
-ORDER = ["kmer", "kmer-balanced", "kmer-heldout", "alstm", "rlstm"]
+ORDER = ["kmer", "kmer-balanced", "kmer-heldout", "alstm", "alstm-balanced", "rlstm"]
 # DeepLoc 2.0's own cross-validation figures on this set. The paper's tables were not readable
 # here; the ProtT5 figures are as quoted from the paper's Table 1 by bivekpok/esm_deeploc
 # (DEEPLoc_experiment_report.txt), not checked against the paper. ESM1b's were not found.

@@ -154,10 +154,12 @@ class Run:
             raise CheckpointError(f"{self.last_path}: {what}")
         saved = type(self.cfg).from_json(resumed.meta[keys[0]])
         diffs = resume_differences(self.cfg, saved, resumable)
+        # Not flags of this command (out is the run itself), or not of this kind of run.
+        hidden = ("out", "eval_batch_size") + (() if getattr(saved, "cv", False) else ("only_folds",))
         if diffs:
             raise ValueError(f"{self.last_path}: --resume with settings that differ from the checkpoint's: "
                              f"{'; '.join(diffs)}. A resume may change only "
-                             f"{', '.join(_flag(n) for n in resumable if n not in ('out', 'eval_batch_size'))}")
+                             f"{', '.join(_flag(n) for n in resumable if n not in hidden)}")
         self.cfg = dataclasses.replace(saved, **{n: getattr(self.cfg, n) for n in resumable})
         self.resumed = resumed
         return resumed
