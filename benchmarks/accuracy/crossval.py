@@ -323,7 +323,7 @@ def _sources(rows: list[dict], published: list[dict], command: str) -> str:
                f"{longest['peak_rss_mb']:,.0f} MB") if "length" in longest else ""
         lines.append(f"- {d['label']}: `benchmarks/results/accuracy/{d['file']}` (data {d['data']['name']}, SHA-256 "
                      f"{d['data']['sha256'][:12]}...; commit {d['commit'][:10]}; {d['machine']['cpu']}, "
-                     f"{d['machine']['threads']} threads; peak RSS {d['peak_rss_mb']:,.0f} MB{mem}): "
+                     f"{d['machine']['threads']} threads; peak RSS of its last sitting {d['peak_rss_mb']:,.0f} MB{mem}): "
                      f"`sublocal train DATA --cv {' '.join(d['flags'])}`.")
     for p in published:
         lines.append(f"- {p['name']}: {p.get('source', 'published')}.")
