@@ -269,7 +269,7 @@ def table(docs: list[dict], order: list[str], published: list[dict], command: st
             lines.append(f"| {p['name']} (published) | " + " | ".join(str(c) for c in cells) + " | all | - |")
     parts = ["\n".join(lines)]
     parts += [_selection(d, multi) for d in rows if d.get("selection")]
-    parts += [_weights(by[n], by[n + "-balanced"]) for n in order if n in by and n + "-balanced" in by]
+    parts += [w for n in order if n in by and n + "-balanced" in by for w in [_weights(by[n], by[n + "-balanced"])] if w]
     parts += [_ensemble(d, keys[0]) for d in rows if d.get("test")]
     parts.append(_sources(rows, published, command))
     return "\n\n".join(parts)
@@ -295,15 +295,23 @@ def _selection(doc: dict, multi: bool) -> str:
 
 
 def _weights(plain: dict, weighted: dict) -> str:
-    """Per-label MCC (mean over folds) without and with ``--class-weight balanced``, the smallest
-    labels first."""
-    support = {c: sum(f["report"]["per_class"][c]["support"] for f in plain["folds"]) for c in plain["classes"]}
-    lines = [f"Per-label MCC, {plain['label']} against the same with `--class-weight balanced` (mean over folds; "
-             "smallest labels first)", "", "| label | proteins in the test folds | MCC | MCC, balanced |",
-             "|---|---|---|---|"]
+    """Per-label MCC (mean over the folds both ran) without and with ``--class-weight
+    balanced``, the smallest labels first."""
+    common = [f for f in plain["folds_run"] if f in weighted["folds_run"]]
+    if not common:
+        return ""
+
+    def mcc(doc, c):
+        rows = [f["report"]["per_class"][c]["mcc"] for f in doc["folds"] if f["fold"] in common]
+        return sum(rows) / len(rows)
+
+    support = {c: sum(f["report"]["per_class"][c]["support"] for f in plain["folds"] if f["fold"] in common)
+               for c in plain["classes"]}
+    lines = [f"Per-label MCC, {plain['label']} against the same with `--class-weight balanced` (mean over folds "
+             f"{', '.join(common)}; smallest labels first)", "", "| label | proteins in these test folds | MCC | "
+             "MCC, balanced |", "|---|---|---|---|"]
     for c in sorted(plain["classes"], key=lambda c: support[c]):
-        a, b = plain["mean"]["mcc_per_class"][c], weighted["mean"]["mcc_per_class"][c]
-        lines.append(f"| {c} | {support[c]:,} | {a:.3f} | {b:.3f} |")
+        lines.append(f"| {c} | {support[c]:,} | {mcc(plain, c):.3f} | {mcc(weighted, c):.3f} |")
     return "\n".join(lines)
 
 

@@ -71,3 +71,17 @@ def test_dataset_commands_list_their_recipes():
         assert all("--multi-label" in r.flags for r in spec.recipes.values())
     assert any("--class-weight" in r.flags for r in deeploc2.RECIPES.values())
     assert all(p["source"] for p in deeploc2.PUBLISHED)
+
+
+def test_class_weight_table_compares_the_folds_both_ran():
+    def doc(folds, mccs):
+        rows = [{"fold": f, "report": {"per_class": {"Rare": {"mcc": m[0], "support": 10},
+                                                     "Common": {"mcc": m[1], "support": 90}}}}
+                for f, m in zip(folds, mccs)]
+        return {"label": "M", "folds_run": folds, "folds": rows, "classes": ["Common", "Rare"]}
+
+    text = crossval._weights(doc(["0", "1"], [(0.1, 0.5), (0.3, 0.7)]), doc(["0"], [(0.4, 0.6)]))
+    assert "(mean over folds 0; smallest labels first)" in text
+    lines = text.splitlines()
+    assert lines[-2] == "| Rare | 10 | 0.100 | 0.400 |" and lines[-1] == "| Common | 90 | 0.500 | 0.600 |"
+    assert crossval._weights(doc(["1"], [(0.1, 0.5)]), doc(["0"], [(0.4, 0.6)])) == ""
