@@ -17,8 +17,12 @@ __all__ = ["TrainConfig", "RESUMABLE", "resume_differences", "default_select_by"
 # else (data, split, model, optimizer) would make the resumed run a different run.
 RESUMABLE = ("epochs", "device", "progress", "checkpoint_every", "out", "eval_batch_size", "only_folds")
 
-#: ``--select-by``'s defaults, measured on the real sets (README, "Accuracy"): the last epochs
-#: of a run often score best while validation loss has turned up.
+#: ``--select-by``'s defaults (README, "Accuracy"). Multi-label, measured by --test-each-epoch
+#: on the real sets: macro-f1 kept test macro F1 0.494 against loss's 0.492 (subset accuracy 0.304
+#: against 0.291) for the A-LSTM on DeepLoc 2.0 folds 0-1, and 0.462 against 0.455 for the QRNN on
+#: the lncRNA set (the TCN there: 0.447 against 0.456, all near chance). Single-label: no
+#: single-label set is at hand; the R-LSTM on an 11-class set scored 0.777 test accuracy from the
+#: lowest-loss epoch and 0.813 from the last, while validation accuracy kept climbing (issue 26).
 DEFAULT_SELECT_BY = {False: "accuracy", True: "macro-f1"}
 
 
