@@ -242,6 +242,8 @@ def newest(results: Path, dataset: str) -> list[dict]:
 def _pm(doc: dict, key: str) -> str:
     if key not in doc["mean"]:
         return "-"
+    if len(doc["folds_run"]) < 2:
+        return f"{doc['mean'][key]:.3f}"  # one fold: no spread to show
     return f"{doc['mean'][key]:.3f} ± {doc['std'][key]:.3f}"
 
 
