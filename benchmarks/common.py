@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
+import hashlib
 import json
 import math
 import os
@@ -417,6 +418,15 @@ def replace_section(body: str, start: str, end: str, text: str, where: str = "RE
     head, rest = body.split(start, 1)
     _, tail = rest.split(end, 1)
     return f"{head}{start}\n{text}\n{end}{tail}"
+
+
+def sha256(path: Path) -> str:
+    """The SHA-256 of a data file (read a MiB at a time), as results files record it."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def write_doc(path: Path, doc: dict) -> None:

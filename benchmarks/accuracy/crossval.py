@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
-import hashlib
 import json
 import os
 import platform
@@ -36,7 +35,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from benchmarks.common import RESULTS_DIR, _cpu_name, git_commit, replace_section, write_doc
+from benchmarks.common import RESULTS_DIR, _cpu_name, git_commit, replace_section, sha256, write_doc
 
 ACCURACY_DIR = RESULTS_DIR / "accuracy"
 RULES = ("loss", "accuracy", "mcc", "macro-f1", "micro-f1", "jaccard")
@@ -99,14 +98,6 @@ def command_line(spec: DataSet, argv=None) -> int:
     return 0
 
 
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _machine() -> dict:
     import torch
 
@@ -135,7 +126,7 @@ def selection_table(summaries: list[dict], multi: bool) -> dict:
                    **{k: sum(r[k] for r in rows) / len(rows) for k in keys}} for rule, rows in picked.items()}
 
 
-def longest_record_memory(data: Path, flags: tuple[str, ...], run_dir: Path) -> dict | None:
+def longest_record_memory(data: Path, run_dir: Path) -> dict | None:
     """One training step (forward, backward) of a fold's model on the longest record of
     ``data``, in a fresh process: its peak resident memory and the process's before it."""
     folds = sorted(run_dir.glob("fold-*/best.json"))
@@ -201,7 +192,7 @@ def run_recipe(dataset: str, data: Path, recipe: Recipe, runs: Path, folds: tupl
            "test": cv.get("test"), "seconds": round(seconds, 1),
            "time_per_epoch_s": _mean([f["time_per_epoch_s"] for f in cv["folds"] if f["time_per_epoch_s"]]),
            "peak_rss_mb": round(peak, 1), "selection": selection_table(summaries, cv["multi_label"]),
-           "longest_record": longest_record_memory(data, recipe.flags, run_dir), "published": published}
+           "longest_record": longest_record_memory(data, run_dir), "published": published}
     path = results / f"{dataset}-{recipe.name}-{doc['date']}.json"
     write_doc(path, doc)
     return path

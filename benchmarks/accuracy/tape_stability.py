@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import csv
 import datetime as _dt
-import hashlib
 import json
 import subprocess
 import sys
@@ -35,20 +34,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.common import RESULTS_DIR, _cpu_name, git_commit, replace_section, write_doc
+from benchmarks.common import RESULTS_DIR, _cpu_name, git_commit, replace_section, sha256, write_doc
 
 ACCURACY_DIR = RESULTS_DIR / "accuracy"
 START, END = "<!-- stability-table:start -->", "<!-- stability-table:end -->"
 # TAPE's published Spearman's rho on the stability test split (Rao et al., NeurIPS 2019).
 PUBLISHED = [("UniRep (TAPE, fine-tuned)", 0.73), ("one-hot (TAPE)", 0.19)]
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def split_to_files(tsv: Path, fasta: Path, labels: Path) -> int:

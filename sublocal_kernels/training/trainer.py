@@ -129,6 +129,8 @@ class _ClassifierRun:
             mean, std, _ = feature_moments(_feature_chunks(ds, tr))
             model.fit_standardization(mean, std)
         self.model = model
+        # A model fitted in one pass (the k-mer baseline: scikit-learn), not by optimizer steps.
+        self.one_pass = hasattr(model, "fit")
         self.optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         weights = class_weights(cfg, ds, tr)
         self.weight = None if weights is None else torch.tensor(weights, dtype=torch.float32, device=device)
@@ -184,8 +186,7 @@ class _ClassifierRun:
         cfg, run, state = self.cfg, self.run, self.state
         steps_done = 0
         interrupted = False
-        if hasattr(self.model, "fit") and state["epoch"] == 0:
-            # A model fitted in one pass (the k-mer baseline: scikit-learn's logistic regression).
+        if self.one_pass and state["epoch"] == 0:
             t0 = time.perf_counter()
             self.model.fit(self.ds, self.tr, class_weight=self._sklearn_weights())
             self.model.to(self.device)
@@ -232,7 +233,7 @@ class _ClassifierRun:
         """Validation, the history row, ``best`` and ``last``, and the epoch's log line."""
         cfg, ctx, state, va, multi = self.cfg, self.ctx, self.state, self.va, self.multi
         train_loss = (state["loss_sum"] + global_sum(loss_acc, ctx)) / max(1, state["seen"] + seen)
-        if hasattr(self.model, "fit"):
+        if self.one_pass:
             train_loss = float(evaluate_model(self.model, self.ds, self.tr, self.device, cfg.eval_batch_size,
                                               ctx)["loss"])  # no steps were taken: the fitted model's
         val = evaluate_model(self.model, self.ds, va, self.device, cfg.eval_batch_size, ctx,
@@ -270,7 +271,7 @@ class _ClassifierRun:
         self.run.save("last", self.model, self._meta(state), self.optimizer)
         barrier(ctx)  # the other ranks read these checkpoints (the final test report)
         msg = f"epoch {epoch + 1}/{cfg.epochs}: train loss {train_loss:.4f}, {row['seq_per_s']:.1f} seq/s"
-        if hasattr(self.model, "fit"):
+        if self.one_pass:
             msg = f"{cfg.model}: fitted by scikit-learn on {seen} sequences in {elapsed:.1f} s"
         if val is not None and multi:
             msg += (f"; val loss {val['loss']:.4f}, micro F1 {val['micro_f1']:.4f}, macro F1 {val['macro_f1']:.4f} "
@@ -279,7 +280,7 @@ class _ClassifierRun:
             msg += (f"; val loss {val['loss']:.4f}, accuracy {val['accuracy']:.4f}, macro MCC {val['macro_mcc']:.4f}"
                     + (" (best)" if improved else ""))
         self.run.say(msg)
-        if state["stopped"] and epoch + 1 < cfg.epochs and not hasattr(self.model, "fit"):
+        if state["stopped"] and epoch + 1 < cfg.epochs and not self.one_pass:
             self.run.say(f"early stopping: no gain in validation {self.selection} for {cfg.patience} epochs "
                          f"(best: epoch {state['best_epoch']})")
 
@@ -296,7 +297,7 @@ class _ClassifierRun:
         summary = {"history": state["history"], "best_val_loss": state["best_val_loss"],
                    "best_epoch": state["best_epoch"], "select_by": self.selection,
                    "best_score": state.get("best_score"), "stopped_early": bool(state.get("stopped")) and
-                   not hasattr(self.model, "fit") and len(state["history"]) < cfg.epochs,
+                   not self.one_pass and len(state["history"]) < cfg.epochs,
                    "interrupted": interrupted, "out": cfg.out,
                    "splits": {"train": len(self.tr), "val": len(self.va), "test": len(te)}}
         if not interrupted and len(te) and os.path.isfile(os.path.join(cfg.out, "best.json")):
