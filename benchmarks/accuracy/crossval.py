@@ -139,7 +139,10 @@ from sublocal_kernels.training import load_checkpoint
 from sublocal_kernels.training.evaluation import _loss_sum
 ck = load_checkpoint({str(folds[0])!r})
 cfg = ck.meta["train_config"]
-recs = load_records({str(data)!r}, "auto", cfg["alphabet"], ck.classes, multi_label=cfg["multi_label"])
+only = cfg.get("single_label_only", False)
+recs = load_records({str(data)!r}, "auto", cfg["alphabet"], ck.classes, multi_label=cfg["multi_label"] or only)
+if only:
+    recs = [r for r in recs if len(r.labels) == 1]
 longest = max(range(len(recs)), key=lambda i: len(recs[i].sequence))
 ds = SequenceDataset([recs[longest]], ck.classes, cfg["alphabet"], cfg["max_length"], multi_label=cfg["multi_label"])
 model = ck.model.train()
@@ -247,25 +250,39 @@ def table(docs: list[dict], order: list[str], published: list[dict], command: st
     rows = [by[n] for n in order if n in by] + [d for d in docs if d["recipe"] not in order]
     if not rows:
         return "No results yet: run `" + command + "`."
-    multi = rows[0]["multi_label"]
-    keys = ("micro_f1", "macro_f1", "jaccard", "subset_accuracy", "macro_mcc") if multi else \
-        ("accuracy", "mcc", "macro_f1", "macro_mcc")
-    lines = ["| model | " + " | ".join(_HEADS[k] for k in keys) + " | folds run | s / epoch |",
-             "|---|" + "---|" * (len(keys) + 2)]
-    for d in rows:
-        n = len(d["folds_run"]) + len(d["folds_missing"])
-        lines.append(f"| {d['label']} | " + " | ".join(_pm(d, k) for k in keys)
-                     + f" | {', '.join(d['folds_run'])} of {n} | {d['time_per_epoch_s'] or '-'} |")
-    for p in published:
-        if p["figures"]:
-            cells = [p["figures"].get(k, "-") for k in keys]
-            lines.append(f"| {p['name']} (published) | " + " | ".join(str(c) for c in cells) + " | all | - |")
-    parts = ["\n".join(lines)]
-    parts += [_selection(d, multi) for d in rows if d.get("selection")]
+    # The data set's own kind first (with the published figures); then recipes trained the other
+    # way (a multi-label set read with --single-label-only), in a table of their own figures.
+    kinds = sorted({d["multi_label"] for d in rows}, key=lambda m: m != rows[0]["multi_label"])
+    parts = []
+    for multi in kinds:
+        group = [d for d in rows if d["multi_label"] == multi]
+        lines = [] if multi == kinds[0] else [_single_caption(group), ""]
+        lines += ["| model | " + " | ".join(_HEADS[k] for k in _KEYS[multi]) + " | folds run | s / epoch |",
+                  "|---|" + "---|" * (len(_KEYS[multi]) + 2)]
+        for d in group:
+            n = len(d["folds_run"]) + len(d["folds_missing"])
+            lines.append(f"| {d['label']} | " + " | ".join(_pm(d, k) for k in _KEYS[multi])
+                         + f" | {', '.join(d['folds_run'])} of {n} | {d['time_per_epoch_s'] or '-'} |")
+        for p in published if multi == kinds[0] else []:
+            if p["figures"]:
+                cells = [p["figures"].get(k, "-") for k in _KEYS[multi]]
+                lines.append(f"| {p['name']} (published) | " + " | ".join(str(c) for c in cells) + " | all | - |")
+        parts.append("\n".join(lines))
+    parts += [_selection(d, d["multi_label"]) for d in rows if d.get("selection")]
     parts += [w for n in order if n in by and n + "-balanced" in by for w in [_weights(by[n], by[n + "-balanced"])] if w]
-    parts += [_ensemble(d, keys[0]) for d in rows if d.get("test")]
+    parts += [_ensemble(d, _KEYS[d["multi_label"]][0]) for d in rows if d.get("test")]
     parts.append(_sources(rows, published, command))
     return "\n\n".join(parts)
+
+
+_KEYS = {True: ("micro_f1", "macro_f1", "jaccard", "subset_accuracy", "macro_mcc"),
+         False: ("accuracy", "mcc", "macro_f1", "macro_mcc")}
+
+
+def _single_caption(group: list[dict]) -> str:
+    kept = ", ".join(sorted({f"{d['data']['records']:,}" for d in group}))
+    return (f"Single-label, on the records with exactly one label (`--single-label-only`: {kept} records; the "
+            "figures are not comparable with the multi-label table's)")
 
 
 _HEADS = {"micro_f1": "micro F1", "macro_f1": "macro F1", "jaccard": "Jaccard", "subset_accuracy": "subset acc.",

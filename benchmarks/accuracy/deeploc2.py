@@ -25,6 +25,9 @@ Recipes, sized to finish a fold within about an hour on the 2-core CI-class CPU:
   minutes per fold.
 - ``alstm-balanced``: the A-LSTM recipe with ``--class-weight balanced``.
 - ``rlstm``: the R-LSTM, the same sizes.
+- ``alstm-single``: the A-LSTM recipe as a single-label classifier on the proteins with one
+  location (``--single-label-only``): the measurement behind ``--select-by``'s single-label
+  default.
 """
 
 from __future__ import annotations
@@ -48,8 +51,10 @@ RECIPES = {r.name: r for r in (
     Recipe("alstm-balanced", _ML + ("--model", "alstm", "--class-weight", "balanced") + _LSTM,
            "A-LSTM, 64 units, full length, 10 epochs, balanced"),
     Recipe("rlstm", _ML + ("--model", "rlstm") + _LSTM, "R-LSTM, 64 units, full length, 10 epochs"),
+    Recipe("alstm-single", ("--single-label-only", "--model", "alstm") + _LSTM,
+           "A-LSTM, 64 units, full length, 10 epochs, one location per protein"),
 )}
-ORDER = ["kmer", "kmer-balanced", "kmer-heldout", "alstm", "alstm-balanced", "rlstm"]
+ORDER = ["kmer", "kmer-balanced", "kmer-heldout", "alstm", "alstm-balanced", "rlstm", "alstm-single"]
 # DeepLoc 2.0's own cross-validation figures on this set. The paper's tables were not readable
 # here; the ProtT5 figures are as quoted from the paper's Table 1 by bivekpok/esm_deeploc
 # (DEEPLoc_experiment_report.txt), not checked against the paper. ESM1b's were not found.

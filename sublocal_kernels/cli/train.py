@@ -46,6 +46,9 @@ def add_train(sub):
                         "id or sequence under several labels): sigmoid outputs and binary cross-entropy; each "
                         "class's threshold is tuned on the validation split to maximise that class's F1 and "
                         "stored in the checkpoint (a class with no validation positives keeps 0.5, with a warning)")
+    p.add_argument("--single-label-only", action="store_true",
+                   help="read multi-label data (as DeepLoc 2.0's) as single-label, keeping only the records with "
+                        "exactly one label (how many are left out is printed); evaluate reads DATA the same way")
     p.add_argument("--val-partition", default=None,
                    help="with an integer partition column (predefined folds, as DeepLoc 2.0's Partition): the fold "
                         "that validates (default: the lowest); the others train")
@@ -188,7 +191,8 @@ def train_config_from_args(args):
                        epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, max_tokens=args.max_tokens,
                        clip_norm=args.clip_norm or None, weight_decay=args.weight_decay,
                        val_fraction=args.val_fraction, test_fraction=args.test_fraction, seed=args.seed,
-                       split_seed=args.split_seed, multi_label=args.multi_label, val_partition=args.val_partition,
+                       split_seed=args.split_seed, multi_label=args.multi_label,
+                       single_label_only=args.single_label_only, val_partition=args.val_partition,
                        device=args.device, checkpoint_every=args.checkpoint_every, progress=args.progress,
                        select_by=args.select_by or default_select_by(args.multi_label), patience=args.patience, schedule=args.schedule,
                        lr_step_epochs=args.lr_step_epochs, lr_gamma=args.lr_gamma, warmup_steps=args.warmup_steps,

@@ -58,6 +58,9 @@ class TrainConfig:
     progress: bool | None = None
     eval_batch_size: int = 64
     multi_label: bool = False  # several labels per sequence: sigmoid outputs, BCE, per-class thresholds
+    # Multi-label data read as single-label: only the records with exactly one label (DeepLoc
+    # 2.0's single-location proteins) are kept.
+    single_label_only: bool = False
     val_partition: str | None = None  # the predefined fold used for validation (None: the first)
     # Model selection and stopping: the validation figure that picks ``best`` (None: the default
     # for the kind of data, :func:`default_select_by`), and epochs without a gain before stopping.

@@ -15,7 +15,7 @@ from ..data import DataFormatError, DataWarning, SequenceDataset, load_features,
 from ..models import feature_kind
 from .config import TrainConfig
 
-__all__ = ["prepare_data", "model_inputs", "features_source", "cv_folds", "class_weights"]
+__all__ = ["prepare_data", "model_inputs", "features_source", "cv_folds", "class_weights", "single_label_records"]
 
 
 def prepare_data(cfg: TrainConfig, classes=None, warn: bool = False
@@ -27,7 +27,10 @@ def prepare_data(cfg: TrainConfig, classes=None, warn: bool = False
     Without ``classes`` (training: the classes come from the data) fewer than two classes is a
     :class:`~sublocal_kernels.data.DataFormatError`. ``warn``: a :class:`DataWarning` for each
     empty split and for each class too small to reach every split."""
-    records = load_records(cfg.data, cfg.format, cfg.alphabet, classes, multi_label=cfg.multi_label)
+    records = load_records(cfg.data, cfg.format, cfg.alphabet, classes,
+                           multi_label=cfg.multi_label or cfg.single_label_only)
+    if cfg.single_label_only:
+        records = single_label_records(records, cfg.data, warn)
     if cfg.test_partition is not None:
         held = str(cfg.test_partition)
         found = sorted({str(r.partition) for r in records if r.partition is not None}, key=lambda v: (len(v), v))
@@ -75,6 +78,22 @@ def prepare_data(cfg: TrainConfig, classes=None, warn: bool = False
     if warn:
         _warn_split(cfg.data, ds, parts, fractions)
     return ds, parts
+
+
+def single_label_records(records, data, warn: bool = False) -> list:
+    """The records of ``records`` with exactly one label (``--single-label-only``); ``warn``: a
+    :class:`DataWarning` saying how many were left out. None left is a ``DataFormatError``."""
+    kept = [r for r in records if len(r.labels) == 1]
+    several = sum(len(r.labels) > 1 for r in records)
+    unlabelled = len(records) - len(kept) - several
+    if not kept:
+        raise DataFormatError(data, None, None, f"--single-label-only: none of its {len(records)} records has "
+                              "exactly one label")
+    if warn and len(kept) < len(records):
+        none = f" and {unlabelled} with none" if unlabelled else ""
+        warnings.warn(f"{data}: --single-label-only keeps {len(kept)} of {len(records)} records, leaving out "
+                      f"{several} with several labels{none}", DataWarning, stacklevel=3)
+    return kept
 
 
 def cv_folds(ds: SequenceDataset, cfg: TrainConfig) -> tuple[list[str], list[np.ndarray]]:

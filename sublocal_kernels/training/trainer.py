@@ -67,6 +67,9 @@ def check_config(cfg: TrainConfig) -> None:
     """The training settings that no data is needed to refuse (``ValueError`` naming the flag)."""
     if cfg.select_by is not None and cfg.select_by not in SELECT_BY:
         raise ValueError(f"--select-by must be one of {', '.join(SELECT_BY)}, got {cfg.select_by!r}")
+    if cfg.single_label_only and cfg.multi_label:
+        raise ValueError("--single-label-only and --multi-label exclude each other: --single-label-only trains one "
+                         "label per record on the records that have exactly one")
     if cfg.selection == "jaccard" and not cfg.multi_label:
         raise ValueError("--select-by jaccard applies to multi-label data only (with one label per sequence the "
                          "sample-averaged Jaccard index is the accuracy: use --select-by accuracy)")

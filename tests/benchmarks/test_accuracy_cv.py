@@ -68,7 +68,8 @@ def test_selection_table_takes_each_rules_epoch():
 def test_dataset_commands_list_their_recipes():
     assert deeploc2.ORDER == list(deeploc2.RECIPES) and lncrna.ORDER == list(lncrna.RECIPES)
     for spec in (deeploc2.SPEC, lncrna.SPEC):
-        assert all("--multi-label" in r.flags for r in spec.recipes.values())
+        # The sets are multi-label; a recipe reads them one way or the other, never by default.
+        assert all(("--multi-label" in r.flags) != ("--single-label-only" in r.flags) for r in spec.recipes.values())
     assert any("--class-weight" in r.flags for r in deeploc2.RECIPES.values())
     assert all(p["source"] for p in deeploc2.PUBLISHED)
 
@@ -85,3 +86,24 @@ def test_class_weight_table_compares_the_folds_both_ran():
     lines = text.splitlines()
     assert lines[-2] == "| Rare | 10 | 0.100 | 0.400 |" and lines[-1] == "| Common | 90 | 0.500 | 0.600 |"
     assert crossval._weights(doc(["1"], [(0.1, 0.5)]), doc(["0"], [(0.4, 0.6)])) == ""
+
+
+def _doc(recipe, multi, figures, records):
+    return {"recipe": recipe, "label": recipe.upper(), "multi_label": multi, "folds_run": ["0"], "folds_missing": ["1"],
+            "mean": figures, "std": {k: 0.0 for k in figures}, "time_per_epoch_s": 1.5, "file": f"{recipe}.json",
+            "data": {"name": "d.csv", "sha256": "ab" * 32, "records": records}, "commit": "c" * 40,
+            "machine": {"cpu": "CPU", "threads": 2}, "peak_rss_mb": 10.0, "flags": ["--model", "x"]}
+
+
+def test_single_label_recipes_of_a_multi_label_set_get_their_own_table():
+    multi = _doc("m", True, {"micro_f1": 0.6, "macro_f1": 0.5, "jaccard": 0.5, "subset_accuracy": 0.3,
+                             "macro_mcc": 0.4}, 100)
+    single = _doc("s", False, {"accuracy": 0.7, "mcc": 0.6, "macro_f1": 0.55, "macro_mcc": 0.5}, 70)
+    published = [{"name": "Paper", "figures": {"micro_f1": "0.73"}, "source": "a table"}]
+    text = table([single, multi], ["m", "s"], published, "python -m x")
+    first, caption, second = text.split("\n\n")[:3]
+    assert first.splitlines()[0].startswith("| model | micro F1 |") and "| M | 0.600 |" in first
+    assert "| Paper (published) | 0.73 |" in first
+    assert caption.startswith("Single-label, on the records with exactly one label (`--single-label-only`: 70 ")
+    assert "| model | accuracy | MCC | macro F1 | mean MCC |" in second and "| S | 0.700 | 0.600 |" in second
+    assert "Paper" not in second and text.count("| model |") == 2
