@@ -5,6 +5,10 @@ step runs in PyTorch at the caller's floating-point mode; :func:`flush_denormal`
 ``torch.set_flush_denormal(True)`` for a block and restores the mode found on entry. PyTorch
 sets the mode of the calling thread only (the intra-op pool's threads keep theirs), which covers
 the small elementwise ops of a classifier head and Adam, run on the calling thread.
+
+A thread inherits the mode of the thread that starts it, and the pool starts its threads at its
+first parallel region: started inside the block, they would flush for the rest of the process.
+So the pool is started, at its full size, before the mode is set.
 """
 
 from __future__ import annotations
@@ -32,11 +36,19 @@ def flush_denormal(enabled: bool = True):
         yield
         return
     before = flushing_denormal()
+    if not before:
+        _start_intra_op_pool()
     torch.set_flush_denormal(True)
     try:
         yield
     finally:
         torch.set_flush_denormal(before)
+
+
+def _start_intra_op_pool() -> None:
+    """Start every intra-op thread now: an elementwise op of two chunks of ATen's grain size
+    (32,768 elements) per thread is split over all of them (about 256 KB a thread, once)."""
+    torch.ones(max(1, torch.get_num_threads()) * 65536).mul_(2.0)
 
 
 def flush_denormal_steps(steps):

@@ -34,6 +34,26 @@ def test_flush_denormal_restores_the_previous_mode():
         assert not flushing_denormal()
 
 
+def test_pool_threads_started_inside_the_block_do_not_keep_the_flush():
+    """A fresh process whose intra-op pool starts inside the block: after it, the pool's threads
+    compute subnormals as before (a thread inherits its starter's mode)."""
+    import subprocess
+    import sys
+
+    code = """
+import torch
+from sublocal_kernels.training.fp_mode import flush_denormal
+torch.set_num_threads(2)
+with flush_denormal():
+    torch.full((1 << 20,), 1.0).mul_(2.0)
+many = torch.full((1 << 20,), 1e-30) * torch.full((1 << 20,), 1e-10)
+print(int((many == 0).sum()))
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split()[-1] == "0", "a pool thread kept flushing subnormals after the block"
+
+
 def test_flush_denormal_steps_flushes_the_loop_body_only():
     seen = []
     for _ in flush_denormal_steps(range(3)):
