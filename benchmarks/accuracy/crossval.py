@@ -55,6 +55,9 @@ class Recipe:
     label: str
     note: str = ""
     folds: tuple[str, ...] = field(default=())  # the folds run by default (empty: all)
+    # Per-protein features to train on (--model mlp): ``(MODEL, POOL)`` for ``sublocal embed MODEL
+    # FASTA --pool POOL``, run per partition of the data (see :func:`embedded_features`).
+    embed: tuple[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -161,6 +164,76 @@ print(json.dumps({{"id": recs[longest].id, "length": len(recs[longest].sequence)
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+_ID, _SEQUENCE, _PARTITION = ("id", "acc", "accession"), ("sequence",), ("partition", "fold")
+
+
+def _table_rows(data: Path) -> list[tuple[str, str, str]]:
+    """``(id, sequence, partition)`` of every row of a CSV/TSV table, as written (the readers'
+    id, sequence and partition columns, matched without case)."""
+    import csv
+    import gzip
+
+    opener = gzip.open if data.suffix == ".gz" else open
+    with opener(data, "rt", newline="") as fh:
+        sample = fh.readline()
+        fh.seek(0)
+        reader = csv.reader(fh, delimiter="\t" if "\t" in sample else ",")
+        head = [h.strip().lower() for h in next(reader)]
+
+        def column(names):
+            found = [i for i, h in enumerate(head) if h in names]
+            if not found:
+                raise SystemExit(f"{data}: no {names[0]!r} column (columns: {', '.join(head)})")
+            return found[0]
+
+        i, q, p = column(_ID), column(_SEQUENCE), column(_PARTITION)
+        return [(row[i], row[q], row[p]) for row in reader if row]
+
+
+def embedded_features(data: Path, run_dir: Path, model: str, pool: str) -> tuple[Path, dict]:
+    """The per-protein features of every record of ``data`` by ``sublocal embed MODEL --pool POOL``,
+    in ``RUN_DIR-features/`` beside the run: one FASTA and one embedding file per partition (an embedding that
+    takes hours is kept a partition at a time, and a later sitting embeds only what is missing),
+    then merged into ``features.h5``. Returns its path and each partition's embedding time."""
+    from sublocal_kernels.data import EmbeddingWriter, open_embeddings
+
+    folder = run_dir.with_name(run_dir.name + "-features")
+    folder.mkdir(parents=True, exist_ok=True)
+    merged, log = folder / "features.h5", folder / "embed.json"
+    info = json.loads(log.read_text()) if log.is_file() else {"model": model, "pool": pool, "partitions": {}}
+    if merged.is_file():
+        return merged, info
+    parts: dict[str, list[tuple[str, str]]] = {}
+    for rid, seq, part in _table_rows(data):
+        parts.setdefault(part, []).append((rid, seq))
+    for part, rows in sorted(parts.items()):
+        out = folder / f"partition-{part}.h5"
+        if out.is_file():
+            continue
+        fasta = folder / f"partition-{part}.fasta"
+        fasta.write_text("".join(f">{rid}\n{seq}\n" for rid, seq in rows))
+        t0 = time.perf_counter()
+        proc = subprocess.Popen([sys.executable, "-m", "sublocal_kernels.cli", "embed", model, str(fasta),
+                                 "-o", str(out), "--pool", pool])
+        _, status, usage = os.wait4(proc.pid, 0)
+        if os.waitstatus_to_exitcode(status) != 0:
+            raise SystemExit(f"sublocal embed {model} {fasta}: exit status {os.waitstatus_to_exitcode(status)}")
+        info["partitions"][part] = {"records": len(rows), "residues": sum(len(s) for _, s in rows),
+                                    "seconds": round(time.perf_counter() - t0, 1),
+                                    "peak_rss_mb": round(usage.ru_maxrss / 1024, 1)}
+        log.write_text(json.dumps(info, indent=1))
+    readers = [open_embeddings(folder / f"partition-{part}.h5") for part in sorted(parts)]
+    first = readers[0]
+    with EmbeddingWriter(merged, kind=first.kind, model=str(first.attrs.get("model", model)),
+                         pool=str(first.attrs.get("pool", pool)), dim=first.dim) as writer:
+        for reader in readers:
+            for rid in reader.ids:
+                writer.write(rid, reader[rid])
+    for reader in readers:
+        reader.close()
+    return merged, info
+
+
 def run_recipe(dataset: str, data: Path, recipe: Recipe, runs: Path, folds: tuple[str, ...] | None,
                results: Path, published: list[dict], extra: tuple[str, ...] = ()) -> Path:
     """Train (or continue) ``recipe`` on ``data`` in ``runs/<dataset>-<recipe>`` and write its
@@ -169,7 +242,11 @@ def run_recipe(dataset: str, data: Path, recipe: Recipe, runs: Path, folds: tupl
         raise SystemExit(f"{data}: no such file")
     run_dir = runs / f"{dataset}-{recipe.name}"
     folds = folds if folds is not None else recipe.folds
-    cmd = ["train", str(data), "--cv", "--out", str(run_dir), *recipe.flags, *extra, "--no-progress"]
+    embedding, features = None, ()
+    if recipe.embed:
+        path, embedding = embedded_features(data, run_dir, *recipe.embed)
+        features = ("--features", str(path))
+    cmd = ["train", str(data), "--cv", "--out", str(run_dir), *recipe.flags, *extra, *features, "--no-progress"]
     if folds:
         cmd += ["--only-folds", ",".join(folds)]
     if (run_dir / "config.json").is_file():
@@ -188,14 +265,17 @@ def run_recipe(dataset: str, data: Path, recipe: Recipe, runs: Path, folds: tupl
     doc = {"dataset": dataset, "recipe": recipe.name, "label": recipe.label, "note": recipe.note,
            "date": _dt.date.today().isoformat(), "commit": git_commit(), "machine": _machine(),
            "data": {"name": data.name, "sha256": sha256(data), "records": _records(cv)},
-           "flags": list(recipe.flags) + list(extra), "command": "sublocal " + " ".join(cmd),
+           "flags": list(recipe.flags) + list(extra) + (["--features", "FEATURES.h5"] if features else []),
+           "command": "sublocal " + " ".join(cmd),
            "multi_label": cv["multi_label"], "select_by": cv["select_by"], "classes": cv["classes"],
            "folds_run": [f["fold"] for f in cv["folds"]], "folds_missing": cv.get("folds_missing", []),
            "folds": cv["folds"], "mean": cv["mean"], "std": cv["std"], "oof": _strip(cv["oof"]),
            "test": cv.get("test"), "seconds": round(seconds, 1),
            "time_per_epoch_s": _mean([f["time_per_epoch_s"] for f in cv["folds"] if f["time_per_epoch_s"]]),
            "peak_rss_mb": round(peak, 1), "selection": selection_table(summaries, cv["multi_label"]),
-           "longest_record": longest_record_memory(data, run_dir), "published": published}
+           # A model of per-protein vectors sees no residues: the embedding's peaks are in "embedding".
+           "longest_record": None if embedding else longest_record_memory(data, run_dir), "published": published,
+           "embedding": embedding}
     path = results / f"{dataset}-{recipe.name}-{doc['date']}.json"
     write_doc(path, doc)
     return path
@@ -339,10 +419,18 @@ def _sources(rows: list[dict], published: list[dict], command: str) -> str:
         longest = d.get("longest_record") or {}
         mem = (f"; one training step on the longest record ({longest['length']:,}) peaks at "
                f"{longest['peak_rss_mb']:,.0f} MB") if "length" in longest else ""
+        emb = d.get("embedding")
+        embed = ""
+        if emb and emb["partitions"]:
+            parts = emb["partitions"].values()
+            embed = (f"`sublocal embed {emb['model']} PARTITION.fasta -o PARTITION.h5 --pool {emb['pool']}` for each "
+                     f"partition ({sum(p['residues'] for p in parts):,} residues in "
+                     f"{sum(p['seconds'] for p in parts) / 60:,.0f} min, peak RSS "
+                     f"{max(p['peak_rss_mb'] for p in parts):,.0f} MB), merged into FEATURES.h5, then ")
         lines.append(f"- {d['label']}: `benchmarks/results/accuracy/{d['file']}` (data {d['data']['name']}, SHA-256 "
                      f"{d['data']['sha256'][:12]}...; commit {d['commit'][:10]}; {d['machine']['cpu']}, "
                      f"{d['machine']['threads']} threads; peak RSS of its last sitting {d['peak_rss_mb']:,.0f} MB{mem}): "
-                     f"`sublocal train DATA --cv {' '.join(d['flags'])}`.")
+                     f"{embed}`sublocal train DATA --cv {' '.join(d['flags'])}`.")
     for p in published:
         lines.append(f"- {p['name']}: {p.get('source', 'published')}.")
     return "\n".join(lines)

