@@ -190,14 +190,21 @@ def _table_rows(data: Path) -> list[tuple[str, str, str]]:
         return [(row[i], row[q], row[p]) for row in reader if row]
 
 
-def embedded_features(data: Path, run_dir: Path, model: str, pool: str) -> tuple[Path, dict]:
+def features_dir(runs: Path, dataset: str, model: str, pool: str) -> Path:
+    """Where the embeddings of ``dataset`` by ``model`` pooled by ``pool`` are kept, shared by every
+    recipe that trains on them: ``RUNS/<dataset>-embed-<model>-<pool>``."""
+    slug = "".join(c if c.isalnum() or c in "-_." else "_" for c in Path(model).name)
+    return runs / f"{dataset}-embed-{slug}-{pool}"
+
+
+def embedded_features(data: Path, folder: Path, model: str, pool: str) -> tuple[Path, dict]:
     """The per-protein features of every record of ``data`` by ``sublocal embed MODEL --pool POOL``,
-    in ``RUN_DIR-features/`` beside the run: one FASTA and one embedding file per partition (an embedding that
-    takes hours is kept a partition at a time, and a later sitting embeds only what is missing),
-    then merged into ``features.h5``. Returns its path and each partition's embedding time."""
+    in ``folder`` (:func:`features_dir`): one FASTA and one embedding file per partition (an
+    embedding that takes hours is kept a partition at a time, and a later sitting embeds only what
+    is missing), then merged into ``features.h5``. Returns its path and each partition's embedding
+    time."""
     from sublocal_kernels.data import EmbeddingWriter, open_embeddings
 
-    folder = run_dir.with_name(run_dir.name + "-features")
     folder.mkdir(parents=True, exist_ok=True)
     merged, log = folder / "features.h5", folder / "embed.json"
     info = json.loads(log.read_text()) if log.is_file() else {"model": model, "pool": pool, "partitions": {}}
@@ -244,7 +251,7 @@ def run_recipe(dataset: str, data: Path, recipe: Recipe, runs: Path, folds: tupl
     folds = folds if folds is not None else recipe.folds
     embedding, features = None, ()
     if recipe.embed:
-        path, embedding = embedded_features(data, run_dir, *recipe.embed)
+        path, embedding = embedded_features(data, features_dir(runs, dataset, *recipe.embed), *recipe.embed)
         features = ("--features", str(path))
     cmd = ["train", str(data), "--cv", "--out", str(run_dir), *recipe.flags, *extra, *features, "--no-progress"]
     if folds:

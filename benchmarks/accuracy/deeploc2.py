@@ -29,7 +29,10 @@ Recipes, sized to finish a fold within about an hour on the 2-core CI-class CPU:
   (``h_avg || h_final || c_final``, 5,700 numbers per protein) of the published weights, frozen.
   The proteins are embedded once, a partition at a time (``sublocal embed unirep-1900 --pool
   unirep``: some 18 minutes a partition here; a later sitting embeds only the partitions
-  missing), and kept in the run directory; the folds then take seconds an epoch.
+  missing), and kept beside the run directories for every recipe that uses them; the folds then
+  take seconds an epoch.
+- ``unirep-mlp-single``: the same MLP as a single-label classifier of the proteins with one
+  location (``--single-label-only``), on the same embeddings.
 - ``alstm-single``: the A-LSTM recipe as a single-label classifier on the proteins with one
   location (``--single-label-only``): the measurement behind ``--select-by``'s single-label
   default.
@@ -59,10 +62,15 @@ RECIPES = {r.name: r for r in (
     Recipe("unirep-mlp", _ML + ("--model", "mlp", "--hidden", "32", "--epochs", "30", "--lr", "1e-3",
                                 "--batch-size", "64", "--test-each-epoch"),
            "MLP on UniRep-1900 fusion vectors (frozen), 30 epochs", embed=("unirep-1900", "unirep")),
+    Recipe("unirep-mlp-single", ("--single-label-only", "--model", "mlp", "--hidden", "32", "--epochs", "30",
+                                 "--lr", "1e-3", "--batch-size", "64", "--test-each-epoch"),
+           "MLP on UniRep-1900 fusion vectors (frozen), 30 epochs, one location per protein",
+           embed=("unirep-1900", "unirep")),
     Recipe("alstm-single", ("--single-label-only", "--model", "alstm") + _LSTM,
            "A-LSTM, 64 units, full length, 10 epochs, one location per protein"),
 )}
-ORDER = ["kmer", "kmer-balanced", "kmer-heldout", "alstm", "alstm-balanced", "rlstm", "unirep-mlp", "alstm-single"]
+ORDER = ["kmer", "kmer-balanced", "kmer-heldout", "alstm", "alstm-balanced", "rlstm", "unirep-mlp",
+         "unirep-mlp-single", "alstm-single"]
 # DeepLoc 2.0's own cross-validation figures on this set. The paper's tables were not readable
 # here; the ProtT5 figures are as quoted from the paper's Table 1 by bivekpok/esm_deeploc
 # (DEEPLoc_experiment_report.txt), not checked against the paper. ESM1b's cross-validation

@@ -131,7 +131,8 @@ def test_embedding_recipe_embeds_each_partition_once_and_trains_on_the_merge(tmp
                                  "--device", "cpu"), "MLP, tiny", embed=(str(weights), "unirep"))
     path = run_recipe("planted", data, recipe, tmp_path / "runs", None, tmp_path / "results", [])
     doc = json.loads(path.read_text())
-    folder = tmp_path / "runs" / "planted-tiny-mlp-features"
+    folder = tmp_path / "runs" / "planted-embed-model_weights.npz-unirep"
+    assert crossval.features_dir(tmp_path / "runs", "planted", str(weights), "unirep") == folder
     assert sorted(p.name for p in folder.glob("partition-*.h5")) == [f"partition-{k}.h5" for k in range(3)]
     parts = doc["embedding"]["partitions"]
     assert sorted(parts) == ["0", "1", "2"] and sum(p["records"] for p in parts.values()) == 36
@@ -149,5 +150,5 @@ def test_embedding_recipe_embeds_each_partition_once_and_trains_on_the_merge(tmp
     # An interrupted embedding (no merge, one partition missing) redoes only that partition.
     (folder / "features.h5").unlink()
     (folder / "partition-2.h5").unlink()
-    crossval.embedded_features(data, tmp_path / "runs" / "planted-tiny-mlp", str(weights), "unirep")
+    crossval.embedded_features(data, folder, str(weights), "unirep")
     assert (folder / "partition-0.h5").stat().st_mtime_ns == stamp and (folder / "partition-2.h5").is_file()
