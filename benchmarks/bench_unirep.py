@@ -60,7 +60,7 @@ import numpy as np
 import torch
 
 from benchmarks.common import (RESULTS_DIR, BenchSpec, Shape, git_commit, measure_bandwidth, measure_peak,
-                               replace_section, write_doc)
+                               replace_section, write_doc, write_fasta)
 
 UNIREP_DIR = RESULTS_DIR / "unirep"
 START, END = "<!-- unirep-table:start -->", "<!-- unirep-table:end -->"
@@ -124,14 +124,6 @@ def random_residues(n: int, seed) -> str:
     g = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     p = np.array(list(COMPOSITION.values()))
     return "".join(g.choice(np.array(list(COMPOSITION)), size=n, p=p / p.sum()))
-
-
-def write_fasta(path: Path, records) -> None:
-    with open(path, "w") as fh:
-        for rid, seq in records:
-            fh.write(f">{rid}\n")
-            for k in range(0, len(seq), 80):
-                fh.write(seq[k:k + 80] + "\n")
 
 
 def _child_env(threads: int) -> dict:

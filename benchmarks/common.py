@@ -249,6 +249,15 @@ def _dtype_name(dtype: torch.dtype) -> str:
     return str(dtype).replace("torch.", "")
 
 
+def write_fasta(path, records) -> None:
+    """``(id, sequence)`` pairs as FASTA, 80 letters a line."""
+    with open(path, "w") as fh:
+        for rid, seq in records:
+            fh.write(f">{rid}\n")
+            for k in range(0, len(seq), 80):
+                fh.write(seq[k:k + 80] + "\n")
+
+
 def machine_slug(info: dict) -> str:
     name = info.get("gpu") or "cpu"
     return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")

@@ -142,10 +142,11 @@ from sublocal_kernels.training import load_checkpoint
 from sublocal_kernels.training.evaluation import _loss_sum
 ck = load_checkpoint({str(folds[0])!r})
 cfg = ck.meta["train_config"]
-only = cfg.get("single_label_only", False)
-recs = load_records({str(data)!r}, "auto", cfg["alphabet"], ck.classes, multi_label=cfg["multi_label"] or only)
-if only:
-    recs = [r for r in recs if len(r.labels) == 1]
+if cfg.get("single_label_only", False):
+    from sublocal_kernels.training.data import single_label_records
+    recs = single_label_records(load_records({str(data)!r}, "auto", cfg["alphabet"], None, multi_label=True), "")
+else:
+    recs = load_records({str(data)!r}, "auto", cfg["alphabet"], ck.classes, multi_label=cfg["multi_label"])
 longest = max(range(len(recs)), key=lambda i: len(recs[i].sequence))
 ds = SequenceDataset([recs[longest]], ck.classes, cfg["alphabet"], cfg["max_length"], multi_label=cfg["multi_label"])
 model = ck.model.train()
@@ -164,36 +165,15 @@ print(json.dumps({{"id": recs[longest].id, "length": len(recs[longest].sequence)
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-_ID, _SEQUENCE, _PARTITION = ("id", "acc", "accession"), ("sequence",), ("partition", "fold")
-
-
-def _table_rows(data: Path) -> list[tuple[str, str, str]]:
-    """``(id, sequence, partition)`` of every row of a CSV/TSV table, as written (the readers'
-    id, sequence and partition columns, matched without case)."""
-    import csv
-    import gzip
-
-    opener = gzip.open if data.suffix == ".gz" else open
-    with opener(data, "rt", newline="") as fh:
-        sample = fh.readline()
-        fh.seek(0)
-        reader = csv.reader(fh, delimiter="\t" if "\t" in sample else ",")
-        head = [h.strip().lower() for h in next(reader)]
-
-        def column(names):
-            found = [i for i, h in enumerate(head) if h in names]
-            if not found:
-                raise SystemExit(f"{data}: no {names[0]!r} column (columns: {', '.join(head)})")
-            return found[0]
-
-        i, q, p = column(_ID), column(_SEQUENCE), column(_PARTITION)
-        return [(row[i], row[q], row[p]) for row in reader if row]
-
-
 def features_dir(runs: Path, dataset: str, model: str, pool: str) -> Path:
     """Where the embeddings of ``dataset`` by ``model`` pooled by ``pool`` are kept, shared by every
-    recipe that trains on them: ``RUNS/<dataset>-embed-<model>-<pool>``."""
+    recipe that trains on them: ``RUNS/<dataset>-embed-<model>-<pool>`` (a model given as a path
+    adds a hash of the whole path, so two checkpoints called alike do not share a folder)."""
+    import hashlib
+
     slug = "".join(c if c.isalnum() or c in "-_." else "_" for c in Path(model).name)
+    if os.sep in model or Path(model).exists():
+        slug += "-" + hashlib.sha256(str(Path(model).resolve()).encode()).hexdigest()[:8]
     return runs / f"{dataset}-embed-{slug}-{pool}"
 
 
@@ -201,43 +181,56 @@ def embedded_features(data: Path, folder: Path, model: str, pool: str) -> tuple[
     """The per-protein features of every record of ``data`` by ``sublocal embed MODEL --pool POOL``,
     in ``folder`` (:func:`features_dir`): one FASTA and one embedding file per partition (an
     embedding that takes hours is kept a partition at a time, and a later sitting embeds only what
-    is missing), then merged into ``features.h5``. Returns its path and each partition's embedding
-    time."""
-    from sublocal_kernels.data import EmbeddingWriter, open_embeddings
+    is missing), then merged into ``features.h5``. The records are the training reader's (its ids,
+    duplicates merged; U and O kept, as UniRep reads them). ``embed.json`` records the data's
+    SHA-256, the model and the pooling: a folder made from other data or another model is refused,
+    not reused. Returns the merged file's path and each partition's embedding time."""
+    import contextlib
+
+    from benchmarks.common import write_fasta
+    from sublocal_kernels.data import EmbeddingWriter, load_records, open_embeddings
 
     folder.mkdir(parents=True, exist_ok=True)
     merged, log = folder / "features.h5", folder / "embed.json"
-    info = json.loads(log.read_text()) if log.is_file() else {"model": model, "pool": pool, "partitions": {}}
+    made = {"data": data.name, "data_sha256": sha256(data), "model": model, "pool": pool}
+    info = json.loads(log.read_text()) if log.is_file() else dict(made, partitions={})
+    if {k: info.get(k) for k in made if k != "data"} != {k: v for k, v in made.items() if k != "data"}:
+        raise SystemExit(f"{folder}: its embeddings are of {info.get('data')} (SHA-256 "
+                         f"{str(info.get('data_sha256'))[:12]}...) by {info.get('model')} --pool {info.get('pool')}, "
+                         f"not of {data} by {model} --pool {pool}: remove the folder to embed again")
     if merged.is_file():
         return merged, info
     parts: dict[str, list[tuple[str, str]]] = {}
-    for rid, seq, part in _table_rows(data):
-        parts.setdefault(part, []).append((rid, seq))
+    for r in load_records(data, "auto", "protein-full", multi_label=True):
+        parts.setdefault("all" if r.partition is None else str(r.partition), []).append((r.id, r.sequence))
     for part, rows in sorted(parts.items()):
         out = folder / f"partition-{part}.h5"
         if out.is_file():
             continue
         fasta = folder / f"partition-{part}.fasta"
-        fasta.write_text("".join(f">{rid}\n{seq}\n" for rid, seq in rows))
+        write_fasta(fasta, rows)
         t0 = time.perf_counter()
         proc = subprocess.Popen([sys.executable, "-m", "sublocal_kernels.cli", "embed", model, str(fasta),
                                  "-o", str(out), "--pool", pool])
         _, status, usage = os.wait4(proc.pid, 0)
         if os.waitstatus_to_exitcode(status) != 0:
             raise SystemExit(f"sublocal embed {model} {fasta}: exit status {os.waitstatus_to_exitcode(status)}")
-        info["partitions"][part] = {"records": len(rows), "residues": sum(len(s) for _, s in rows),
+        info["partitions"][part] = {"records": len(rows), "residues": sum(len(q) for _, q in rows),
                                     "seconds": round(time.perf_counter() - t0, 1),
                                     "peak_rss_mb": round(usage.ru_maxrss / 1024, 1)}
         log.write_text(json.dumps(info, indent=1))
-    readers = [open_embeddings(folder / f"partition-{part}.h5") for part in sorted(parts)]
-    first = readers[0]
-    with EmbeddingWriter(merged, kind=first.kind, model=str(first.attrs.get("model", model)),
-                         pool=str(first.attrs.get("pool", pool)), dim=first.dim) as writer:
-        for reader in readers:
-            for rid in reader.ids:
-                writer.write(rid, reader[rid])
-    for reader in readers:
-        reader.close()
+    with contextlib.ExitStack() as stack:
+        readers = {part: stack.enter_context(open_embeddings(folder / f"partition-{part}.h5")) for part in sorted(parts)}
+        for part, reader in readers.items():
+            if sorted(reader.ids) != sorted(rid for rid, _ in parts[part]):
+                raise SystemExit(f"{folder / f'partition-{part}.h5'}: its ids are not partition {part}'s of {data}: "
+                                 "remove it to embed that partition again")
+        first = readers[sorted(parts)[0]]
+        with EmbeddingWriter(merged, kind=first.kind, model=str(first.attrs.get("model", model)),
+                             pool=str(first.attrs.get("pool", pool)), dim=first.dim) as writer:
+            for reader in readers.values():
+                for rid in reader.ids:
+                    writer.write(rid, reader[rid])
     return merged, info
 
 
@@ -337,24 +330,22 @@ def table(docs: list[dict], order: list[str], published: list[dict], command: st
     rows = [by[n] for n in order if n in by] + [d for d in docs if d["recipe"] not in order]
     if not rows:
         return "No results yet: run `" + command + "`."
-    # The data set's own kind first (with the published figures); then recipes trained the other
-    # way (a multi-label set read with --single-label-only), in a table of their own figures.
-    kinds = sorted({d["multi_label"] for d in rows}, key=lambda m: m != rows[0]["multi_label"])
+    # The data set read as it is, beside the published figures; then the recipes that read a
+    # multi-label set with --single-label-only, in a table of their own (their figures are of
+    # other records and other metrics).
+    single = [d for d in rows if "--single-label-only" in d["flags"]]
+    main = [d for d in rows if d not in single]
     parts = []
-    for multi in kinds:
-        group = [d for d in rows if d["multi_label"] == multi]
-        lines = [] if multi == kinds[0] else [_single_caption(group), ""]
-        lines += ["| model | " + " | ".join(_HEADS[k] for k in _KEYS[multi]) + " | folds run | s / epoch |",
-                  "|---|" + "---|" * (len(_KEYS[multi]) + 2)]
-        for d in group:
-            n = len(d["folds_run"]) + len(d["folds_missing"])
-            lines.append(f"| {d['label']} | " + " | ".join(_pm(d, k) for k in _KEYS[multi])
-                         + f" | {', '.join(d['folds_run'])} of {n} | {d['time_per_epoch_s'] or '-'} |")
-        for p in published if multi == kinds[0] else []:
+    if main or any(p["figures"] for p in published):
+        multi = main[0]["multi_label"] if main else True
+        lines = _rows(main, _KEYS[multi])
+        for p in published:
             if p["figures"]:
                 cells = [p["figures"].get(k, "-") for k in _KEYS[multi]]
                 lines.append(f"| {p['name']} (published) | " + " | ".join(str(c) for c in cells) + " | all | - |")
         parts.append("\n".join(lines))
+    if single:
+        parts.append("\n".join([_single_caption(single), ""] + _rows(single, _KEYS[False])))
     parts += [_selection(d, d["multi_label"]) for d in rows if d.get("selection")]
     parts += [w for n in order if n in by and n + "-balanced" in by for w in [_weights(by[n], by[n + "-balanced"])] if w]
     parts += [_ensemble(d, _KEYS[d["multi_label"]][0]) for d in rows if d.get("test")]
@@ -366,8 +357,19 @@ _KEYS = {True: ("micro_f1", "macro_f1", "jaccard", "subset_accuracy", "macro_mcc
          False: ("accuracy", "mcc", "macro_f1", "macro_mcc")}
 
 
+def _rows(docs: list[dict], keys) -> list[str]:
+    """A table's header and one row per results file: mean ± std over the folds run."""
+    lines = ["| model | " + " | ".join(_HEADS[k] for k in keys) + " | folds run | s / epoch |",
+             "|---|" + "---|" * (len(keys) + 2)]
+    for d in docs:
+        n = len(d["folds_run"]) + len(d["folds_missing"])
+        lines.append(f"| {d['label']} | " + " | ".join(_pm(d, k) for k in keys)
+                     + f" | {', '.join(d['folds_run'])} of {n} | {d['time_per_epoch_s'] or '-'} |")
+    return lines
+
+
 def _single_caption(group: list[dict]) -> str:
-    kept = ", ".join(sorted({f"{d['data']['records']:,}" for d in group}))
+    kept = ", ".join(f"{n:,}" for n in sorted({d["data"]["records"] for d in group}))
     return (f"Single-label, on the records with exactly one label (`--single-label-only`: {kept} records; the "
             "figures are not comparable with the multi-label table's)")
 

@@ -27,10 +27,13 @@ def prepare_data(cfg: TrainConfig, classes=None, warn: bool = False
     Without ``classes`` (training: the classes come from the data) fewer than two classes is a
     :class:`~sublocal_kernels.data.DataFormatError`. ``warn``: a :class:`DataWarning` for each
     empty split and for each class too small to reach every split."""
-    records = load_records(cfg.data, cfg.format, cfg.alphabet, classes,
-                           multi_label=cfg.multi_label or cfg.single_label_only)
     if cfg.single_label_only:
-        records = single_label_records(records, cfg.data, warn)
+        # Read without the classes: a label found only with others (left out here) is no error;
+        # the dataset names any kept record whose label the classes lack.
+        records = load_records(cfg.data, cfg.format, cfg.alphabet, None, multi_label=True)
+        records = single_label_records(records, cfg.data, warn or classes is not None)
+    else:
+        records = load_records(cfg.data, cfg.format, cfg.alphabet, classes, multi_label=cfg.multi_label)
     if cfg.test_partition is not None:
         held = str(cfg.test_partition)
         found = sorted({str(r.partition) for r in records if r.partition is not None}, key=lambda v: (len(v), v))
@@ -82,7 +85,8 @@ def prepare_data(cfg: TrainConfig, classes=None, warn: bool = False
 
 def single_label_records(records, data, warn: bool = False) -> list:
     """The records of ``records`` with exactly one label (``--single-label-only``); ``warn``: a
-    :class:`DataWarning` saying how many were left out. None left is a ``DataFormatError``."""
+    :class:`DataWarning` saying how many were left out (training, and evaluating a checkpoint).
+    None left is a ``DataFormatError``."""
     kept = [r for r in records if len(r.labels) == 1]
     several = sum(len(r.labels) > 1 for r in records)
     unlabelled = len(records) - len(kept) - several

@@ -47,7 +47,8 @@ def flush_denormal(enabled: bool = True):
 
 def _start_intra_op_pool() -> None:
     """Start every intra-op thread now: an elementwise op of two chunks of ATen's grain size
-    (32,768 elements) per thread is split over all of them (about 256 KB a thread, once)."""
+    (32,768 elements) per thread is split over all of them (256 KB a thread, on each entry of a
+    block that turns the flush on: once per training loop)."""
     torch.ones(max(1, torch.get_num_threads()) * 65536).mul_(2.0)
 
 

@@ -88,25 +88,32 @@ def test_class_weight_table_compares_the_folds_both_ran():
     assert crossval._weights(doc(["1"], [(0.1, 0.5)]), doc(["0"], [(0.4, 0.6)])) == ""
 
 
-def _doc(recipe, multi, figures, records):
+def _doc(recipe, multi, figures, records, flags=("--model", "x")):
     return {"recipe": recipe, "label": recipe.upper(), "multi_label": multi, "folds_run": ["0"], "folds_missing": ["1"],
             "mean": figures, "std": {k: 0.0 for k in figures}, "time_per_epoch_s": 1.5, "file": f"{recipe}.json",
             "data": {"name": "d.csv", "sha256": "ab" * 32, "records": records}, "commit": "c" * 40,
-            "machine": {"cpu": "CPU", "threads": 2}, "peak_rss_mb": 10.0, "flags": ["--model", "x"]}
+            "machine": {"cpu": "CPU", "threads": 2}, "peak_rss_mb": 10.0, "flags": list(flags)}
 
 
 def test_single_label_recipes_of_a_multi_label_set_get_their_own_table():
     multi = _doc("m", True, {"micro_f1": 0.6, "macro_f1": 0.5, "jaccard": 0.5, "subset_accuracy": 0.3,
                              "macro_mcc": 0.4}, 100)
-    single = _doc("s", False, {"accuracy": 0.7, "mcc": 0.6, "macro_f1": 0.55, "macro_mcc": 0.5}, 70)
+    single = _doc("s", False, {"accuracy": 0.7, "mcc": 0.6, "macro_f1": 0.55, "macro_mcc": 0.5}, 1000,
+                  ("--single-label-only", "--model", "x"))
     published = [{"name": "Paper", "figures": {"micro_f1": "0.73"}, "source": "a table"}]
-    text = table([single, multi], ["m", "s"], published, "python -m x")
-    first, caption, second = text.split("\n\n")[:3]
-    assert first.splitlines()[0].startswith("| model | micro F1 |") and "| M | 0.600 |" in first
-    assert "| Paper (published) | 0.73 |" in first
-    assert caption.startswith("Single-label, on the records with exactly one label (`--single-label-only`: 70 ")
-    assert "| model | accuracy | MCC | macro F1 | mean MCC |" in second and "| S | 0.700 | 0.600 |" in second
-    assert "Paper" not in second and text.count("| model |") == 2
+    for order in (["m", "s"], ["s", "m"]):  # whichever comes first, the set's own kind leads
+        text = table([single, multi], order, published, "python -m x")
+        first, caption, second = text.split("\n\n")[:3]
+        assert first.splitlines()[0].startswith("| model | micro F1 |") and "| M | 0.600 |" in first
+        assert "| Paper (published) | 0.73 |" in first
+        assert caption.startswith("Single-label, on the records with exactly one label (`--single-label-only`: "
+                                  "1,000 records")
+        assert "| model | accuracy | MCC | macro F1 | mean MCC |" in second and "| S | 0.700 | 0.600 |" in second
+        assert "Paper" not in second and text.count("| model |") == 2
+    # Only the single-label recipe run so far: the published figures keep their own columns.
+    first, caption, second = table([single], ["m", "s"], published, "python -m x").split("\n\n")[:3]
+    assert first.splitlines()[0].startswith("| model | micro F1 |") and "| Paper (published) | 0.73 |" in first
+    assert caption.startswith("Single-label") and "| S | 0.700 |" in second
 
 
 def test_embedding_recipe_embeds_each_partition_once_and_trains_on_the_merge(tmp_path):
@@ -125,14 +132,17 @@ def test_embedding_recipe_embeds_each_partition_once_and_trains_on_the_merge(tmp
     for i in range(36):
         seq = "".join(rng.choice(list("ACDEFGHIKLMNPQRSTVWY"), int(rng.integers(15, 60))))
         rows.append(f"P{i:03d},{i % 3},{int(i % 2 == 0)},{int(i % 2 == 1 or i % 5 == 0)},{seq}")
+    rows.append(rows[3].replace(",1,0,", ",0,1,", 1))  # P002 again, another label: one record, merged
     data = tmp_path / "set.csv"
     data.write_text("\n".join(rows) + "\n")
     recipe = Recipe("tiny-mlp", ("--multi-label", "--model", "mlp", "--hidden", "4", "--epochs", "2",
                                  "--device", "cpu"), "MLP, tiny", embed=(str(weights), "unirep"))
     path = run_recipe("planted", data, recipe, tmp_path / "runs", None, tmp_path / "results", [])
     doc = json.loads(path.read_text())
-    folder = tmp_path / "runs" / "planted-embed-model_weights.npz-unirep"
-    assert crossval.features_dir(tmp_path / "runs", "planted", str(weights), "unirep") == folder
+    folder = crossval.features_dir(tmp_path / "runs", "planted", str(weights), "unirep")
+    assert folder.name.startswith("planted-embed-model_weights.npz-") and folder.name.endswith("-unirep")
+    assert crossval.features_dir(tmp_path / "runs", "planted", "unirep-1900", "unirep").name == \
+        "planted-embed-unirep-1900-unirep"  # a published model's name, no path
     assert sorted(p.name for p in folder.glob("partition-*.h5")) == [f"partition-{k}.h5" for k in range(3)]
     parts = doc["embedding"]["partitions"]
     assert sorted(parts) == ["0", "1", "2"] and sum(p["records"] for p in parts.values()) == 36
@@ -152,3 +162,9 @@ def test_embedding_recipe_embeds_each_partition_once_and_trains_on_the_merge(tmp
     (folder / "partition-2.h5").unlink()
     crossval.embedded_features(data, folder, str(weights), "unirep")
     assert (folder / "partition-0.h5").stat().st_mtime_ns == stamp and (folder / "partition-2.h5").is_file()
+    # Other data, or another pooling, is refused rather than trained on stale vectors.
+    other = tmp_path / "other.csv"
+    other.write_text("\n".join(rows[:-3]) + "\n")
+    for args in ((other, folder, str(weights), "unirep"), (data, folder, str(weights), "mean")):
+        with pytest.raises(SystemExit, match="remove the folder to embed again"):
+            crossval.embedded_features(*args)
