@@ -78,8 +78,9 @@ def add_train(sub):
     p.add_argument("--select-by", default=None, choices=list(SELECT_BY),
                    help="the validation figure that picks the best checkpoint (loss: the lowest; the others: the "
                         f"highest, ties to the lower loss). Default: {DEFAULT_SELECT_BY[False]} for single-label data, "
-                        f"{DEFAULT_SELECT_BY[True]} for multi-label (measured on DeepLoc 2.0 and the lncRNA set: "
-                        "README, 'Accuracy'). The last epoch is kept too (OUT/last)")
+                        f"{DEFAULT_SELECT_BY[True]} for multi-label (measured on DeepLoc 2.0, its single-location "
+                        "proteins for single-label, and the lncRNA set: README, 'Accuracy'). The last epoch is "
+                        "kept too (OUT/last)")
     p.add_argument("--patience", type=_non_negative, default=0,
                    help="stop after this many epochs without a gain in the --select-by figure (0: never)")
     p.add_argument("--class-weight", default=None, metavar="balanced|FILE",
