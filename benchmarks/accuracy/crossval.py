@@ -165,6 +165,18 @@ print(json.dumps({{"id": recs[longest].id, "length": len(recs[longest].sequence)
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def _sublocal(args: list[str]) -> tuple[float, float]:
+    """``sublocal ARGS`` in a fresh process: its wall seconds and its own peak RSS in MB
+    (RUSAGE_CHILDREN would be the largest of every child so far); a failure ends the benchmark."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "sublocal_kernels.cli", *args])
+    _, status, usage = os.wait4(proc.pid, 0)
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0:
+        raise SystemExit(f"sublocal {' '.join(args)}: exit status {code}")
+    return time.perf_counter() - t0, usage.ru_maxrss / 1024
+
+
 def features_dir(runs: Path, dataset: str, model: str, pool: str) -> Path:
     """Where the embeddings of ``dataset`` by ``model`` pooled by ``pool`` are kept, shared by every
     recipe that trains on them: ``RUNS/<dataset>-embed-<model>-<pool>`` (a model given as a path
@@ -194,7 +206,7 @@ def embedded_features(data: Path, folder: Path, model: str, pool: str) -> tuple[
     merged, log = folder / "features.h5", folder / "embed.json"
     made = {"data": data.name, "data_sha256": sha256(data), "model": model, "pool": pool}
     info = json.loads(log.read_text()) if log.is_file() else dict(made, partitions={})
-    if {k: info.get(k) for k in made if k != "data"} != {k: v for k, v in made.items() if k != "data"}:
+    if any(info.get(k) != made[k] for k in ("data_sha256", "model", "pool")):
         raise SystemExit(f"{folder}: its embeddings are of {info.get('data')} (SHA-256 "
                          f"{str(info.get('data_sha256'))[:12]}...) by {info.get('model')} --pool {info.get('pool')}, "
                          f"not of {data} by {model} --pool {pool}: remove the folder to embed again")
@@ -209,15 +221,9 @@ def embedded_features(data: Path, folder: Path, model: str, pool: str) -> tuple[
             continue
         fasta = folder / f"partition-{part}.fasta"
         write_fasta(fasta, rows)
-        t0 = time.perf_counter()
-        proc = subprocess.Popen([sys.executable, "-m", "sublocal_kernels.cli", "embed", model, str(fasta),
-                                 "-o", str(out), "--pool", pool])
-        _, status, usage = os.wait4(proc.pid, 0)
-        if os.waitstatus_to_exitcode(status) != 0:
-            raise SystemExit(f"sublocal embed {model} {fasta}: exit status {os.waitstatus_to_exitcode(status)}")
+        seconds, peak = _sublocal(["embed", model, str(fasta), "-o", str(out), "--pool", pool])
         info["partitions"][part] = {"records": len(rows), "residues": sum(len(q) for _, q in rows),
-                                    "seconds": round(time.perf_counter() - t0, 1),
-                                    "peak_rss_mb": round(usage.ru_maxrss / 1024, 1)}
+                                    "seconds": round(seconds, 1), "peak_rss_mb": round(peak, 1)}
         log.write_text(json.dumps(info, indent=1))
     with contextlib.ExitStack() as stack:
         readers = {part: stack.enter_context(open_embeddings(folder / f"partition-{part}.h5")) for part in sorted(parts)}
@@ -251,15 +257,7 @@ def run_recipe(dataset: str, data: Path, recipe: Recipe, runs: Path, folds: tupl
         cmd += ["--only-folds", ",".join(folds)]
     if (run_dir / "config.json").is_file():
         cmd.append("--resume")
-    t0 = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "sublocal_kernels.cli", *cmd])
-    # This child's own peak (RUSAGE_CHILDREN would be the largest of every child so far).
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    seconds = time.perf_counter() - t0
-    if proc.returncode != 0:
-        raise SystemExit(f"sublocal {' '.join(cmd)}: exit status {proc.returncode}")
-    peak = usage.ru_maxrss / 1024
+    seconds, peak = _sublocal(cmd)
     cv = json.loads((run_dir / "cv.json").read_text())
     summaries = [json.loads((Path(f["dir"]) / "summary.json").read_text()) for f in cv["folds"]]
     doc = {"dataset": dataset, "recipe": recipe.name, "label": recipe.label, "note": recipe.note,
