@@ -31,6 +31,10 @@ Recipes, sized to finish a fold within about an hour on the 2-core CI-class CPU:
   unirep``: about 13 minutes a partition on a quiet machine here, 3,900 residues a second; a
   later sitting embeds only the partitions missing), and kept beside the run directories for
   every recipe that uses them; a fold then takes about 4 minutes (7 s an epoch).
+- ``unirep-mlp-balanced``: the same MLP with ``--class-weight balanced`` (per-label positive
+  weights): the class-weight measurement on the best model here.
+- ``unirep-mlp-heldout``: the same MLP over partitions 0-3 with partition 4 held out of every
+  fold: the neural fold ensemble against each of its members on data none of them saw.
 - ``unirep-mlp-single``: the same MLP as a single-label classifier of the proteins with one
   location (``--single-label-only``), on the same embeddings: it overfits within its 30 epochs,
   so its selection table is the single-label measurement behind ``--select-by``'s default.
@@ -62,6 +66,12 @@ RECIPES = {r.name: r for r in (
     Recipe("unirep-mlp", _ML + ("--model", "mlp", "--hidden", "32", "--epochs", "30", "--lr", "1e-3",
                                 "--batch-size", "64", "--test-each-epoch"),
            "MLP on UniRep-1900 fusion vectors (frozen), 30 epochs", embed=("unirep-1900", "unirep")),
+    Recipe("unirep-mlp-balanced", _ML + ("--model", "mlp", "--hidden", "32", "--epochs", "30", "--lr", "1e-3",
+                                         "--batch-size", "64", "--test-each-epoch", "--class-weight", "balanced"),
+           "MLP on UniRep-1900 fusion vectors (frozen), 30 epochs, balanced", embed=("unirep-1900", "unirep")),
+    Recipe("unirep-mlp-heldout", _ML + ("--model", "mlp", "--hidden", "32", "--epochs", "30", "--lr", "1e-3",
+                                        "--batch-size", "64", "--test-partition", "4"),
+           "MLP on UniRep-1900 fusion vectors, partition 4 held out of 4 folds", embed=("unirep-1900", "unirep")),
     Recipe("unirep-mlp-single", ("--single-label-only", "--model", "mlp", "--hidden", "32", "--epochs", "30",
                                  "--lr", "1e-3", "--batch-size", "64", "--test-each-epoch"),
            "MLP on UniRep-1900 fusion vectors (frozen), 30 epochs, one location per protein",
@@ -70,7 +80,7 @@ RECIPES = {r.name: r for r in (
            "A-LSTM, 64 units, full length, 10 epochs, one location per protein"),
 )}
 ORDER = ["kmer", "kmer-balanced", "kmer-heldout", "alstm", "alstm-balanced", "rlstm", "unirep-mlp",
-         "unirep-mlp-single", "alstm-single"]
+         "unirep-mlp-balanced", "unirep-mlp-heldout", "unirep-mlp-single", "alstm-single"]
 # DeepLoc 2.0's own cross-validation figures on this set. The paper's tables were not readable
 # here; the ProtT5 figures are as quoted from the paper's Table 1 by bivekpok/esm_deeploc
 # (DEEPLoc_experiment_report.txt), not checked against the paper. ESM1b's cross-validation
