@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import json
+import math
 import os
 import platform
 import subprocess
@@ -38,12 +39,12 @@ from pathlib import Path
 from benchmarks.common import RESULTS_DIR, _cpu_name, git_commit, replace_section, sha256, write_doc
 
 ACCURACY_DIR = RESULTS_DIR / "accuracy"
-RULES = ("loss", "accuracy", "mcc", "macro-f1", "micro-f1", "jaccard")
+RULES = ("loss", "accuracy", "mcc", "macro-f1", "micro-f1", "jaccard", "macro-auc")
 # The history's name of each rule's figure (val_/test_ prefixed), single-label and multi-label.
 _FIGURE = {False: {"loss": "loss", "accuracy": "accuracy", "mcc": "mcc", "macro-f1": "macro_f1",
                    "micro-f1": "accuracy"},
            True: {"loss": "loss", "accuracy": "subset_accuracy", "mcc": "macro_mcc", "macro-f1": "macro_f1",
-                  "micro-f1": "micro_f1", "jaccard": "jaccard"}}
+                  "micro-f1": "micro_f1", "jaccard": "jaccard", "macro-auc": "macro_auc"}}
 
 
 @dataclass(frozen=True)
@@ -121,12 +122,22 @@ def selection_table(summaries: list[dict], multi: bool) -> dict:
         for rule, fig in list(names.items()) + [("last", None)]:
             if rule == "last":
                 row = history[-1]
+            elif f"val_{fig}" not in history[0]:
+                continue  # a run from before the figure was recorded
             else:
                 sign = -1.0 if rule == "loss" else 1.0
-                row = max(history, key=lambda h: (sign * h[f"val_{fig}"], -h["val_loss"], -h["epoch"]))
-            picked.setdefault(rule, []).append({"epoch": row["epoch"], **{k: row[f"test_{k}"] for k in keys}})
+                row = max(history, key=lambda h: (sign * _finite(h[f"val_{fig}"]), -h["val_loss"], -h["epoch"]))
+            picked.setdefault(rule, []).append({"epoch": row["epoch"], **{k: row.get(f"test_{k}") for k in keys}})
+    # A rule's row averages the folds that recorded it; a figure some fold lacks is left out.
     return {rule: {"folds": len(rows), "epochs": [r["epoch"] for r in rows],
-                   **{k: sum(r[k] for r in rows) / len(rows) for k in keys}} for rule, rows in picked.items()}
+                   **{k: sum(r[k] for r in rows) / len(rows) for k in keys if all(_finite(r[k]) > -math.inf
+                                                                                  for r in rows)}}
+            for rule, rows in picked.items()}
+
+
+def _finite(value) -> float:
+    """A history figure for comparing: an undefined one (None, NaN) ranks below every other."""
+    return float(value) if value is not None and math.isfinite(value) else -math.inf
 
 
 def longest_record_memory(data: Path, run_dir: Path) -> dict | None:
@@ -312,8 +323,8 @@ def newest(results: Path, dataset: str) -> list[dict]:
 
 
 def _pm(doc: dict, key: str) -> str:
-    if key not in doc["mean"]:
-        return "-"
+    if doc["mean"].get(key) is None:
+        return "-"  # a run from before the figure was recorded, or undefined on its data
     if len(doc["folds_run"]) < 2:
         return f"{doc['mean'][key]:.3f}"  # one fold: no spread to show
     return f"{doc['mean'][key]:.3f} ± {doc['std'][key]:.3f}"
@@ -351,7 +362,7 @@ def table(docs: list[dict], order: list[str], published: list[dict], command: st
     return "\n\n".join(parts)
 
 
-_KEYS = {True: ("micro_f1", "macro_f1", "jaccard", "subset_accuracy", "macro_mcc"),
+_KEYS = {True: ("micro_f1", "macro_f1", "jaccard", "subset_accuracy", "macro_mcc", "macro_auc"),
          False: ("accuracy", "mcc", "macro_f1", "macro_mcc")}
 
 
@@ -373,11 +384,11 @@ def _single_caption(group: list[dict]) -> str:
 
 
 _HEADS = {"micro_f1": "micro F1", "macro_f1": "macro F1", "jaccard": "Jaccard", "subset_accuracy": "subset acc.",
-          "macro_mcc": "mean MCC", "accuracy": "accuracy", "mcc": "MCC"}
+          "macro_mcc": "mean MCC", "macro_auc": "macro AUC", "accuracy": "accuracy", "mcc": "MCC"}
 
 
 def _selection(doc: dict, multi: bool) -> str:
-    keys = ("macro_f1", "micro_f1", "jaccard", "macro_mcc") if multi else ("accuracy", "macro_f1", "mcc")
+    keys = ("macro_f1", "micro_f1", "jaccard", "macro_mcc", "macro_auc") if multi else ("accuracy", "macro_f1", "mcc")
     sel = doc["selection"]
     lines = [f"{doc['label']}: the test figures of the epoch each `--select-by` rule keeps (by validation; "
              f"mean over folds {', '.join(doc['folds_run'])}; `last`: the final epoch)", "",
@@ -386,7 +397,7 @@ def _selection(doc: dict, multi: bool) -> str:
         if rule in sel:
             r = sel[rule]
             mark = " (default)" if rule == doc["select_by"] else ""
-            lines.append(f"| {rule}{mark} | " + " | ".join(f"{r[k]:.3f}" for k in keys)
+            lines.append(f"| {rule}{mark} | " + " | ".join(f"{r[k]:.3f}" if k in r else "-" for k in keys)
                          + f" | {', '.join(map(str, r['epochs']))} |")
     return "\n".join(lines)
 

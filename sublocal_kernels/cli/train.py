@@ -79,8 +79,9 @@ def add_train(sub):
                    help="the validation figure that picks the best checkpoint (loss: the lowest; the others: the "
                         f"highest, ties to the lower loss). Default: {DEFAULT_SELECT_BY[False]} for single-label data, "
                         f"{DEFAULT_SELECT_BY[True]} for multi-label (measured on DeepLoc 2.0, its single-location "
-                        "proteins for single-label, and the lncRNA set: README, 'Accuracy'). The last epoch is "
-                        "kept too (OUT/last)")
+                        "proteins for single-label, and the lncRNA set: README, 'Accuracy'). jaccard and "
+                        "macro-auc (the labels' mean ROC AUC) are multi-label only. The last epoch is kept too "
+                        "(OUT/last)")
     p.add_argument("--patience", type=_non_negative, default=0,
                    help="stop after this many epochs without a gain in the --select-by figure (0: never)")
     p.add_argument("--class-weight", default=None, metavar="balanced|FILE",

@@ -43,7 +43,7 @@ from .config import TrainConfig, resume_differences
 from .data import cv_folds, prepare_data
 from .distributed import DistributedContext, barrier, distributed_context, resolve_device
 from .evaluation import evaluate_model, run_model
-from .metrics import classification_report, confusion_matrix, multilabel_report, tune_thresholds
+from .metrics import classification_report, confusion_matrix, multilabel_report, ranking_scores, tune_thresholds
 from .rundir import RUN_FILES
 from .run import _json_ready, hold_run_directory
 
@@ -51,7 +51,8 @@ __all__ = ["cross_validate", "HEADLINE"]
 
 #: the figures averaged over folds (single-label, multi-label)
 HEADLINE = {False: ("accuracy", "mcc", "macro_mcc", "macro_f1"),
-            True: ("subset_accuracy", "jaccard", "micro_f1", "macro_f1", "macro_mcc", "hamming_accuracy")}
+            True: ("subset_accuracy", "jaccard", "micro_f1", "macro_f1", "macro_mcc", "hamming_accuracy",
+                   "macro_auc")}
 
 
 def fold_dir(out: str, name: str) -> str:
@@ -207,6 +208,13 @@ def _assemble(cfg: TrainConfig, ds, names, folds, device, say) -> dict:
                "report": _headline(fold_summary.get("test"), multi)}
         if fold_summary.get("test_last"):
             row["report_last"] = _headline(fold_summary["test_last"], multi)
+        if multi and row["report"] is not None and "macro_auc" not in row["report"]:
+            # A fold trained before the reports had ROC AUC: its best model's test probabilities
+            # are these, so its figures are computed here.
+            ranking = ranking_scores(ds.targets[idx], probs, ds.classes)
+            row["report"]["macro_auc"] = ranking["macro_auc"]
+            for c, v in ranking["per_class"].items():
+                row["report"]["per_class"][c]["auc"] = v["auc"]
         rows.append(row)
         members.append(ck)
     done = np.flatnonzero(fold_of >= 0)
@@ -245,18 +253,24 @@ def _assemble(cfg: TrainConfig, ds, names, folds, device, say) -> dict:
 
 
 def _headline(report: dict | None, multi: bool) -> dict | None:
-    """A report's headline figures and its per-class MCC and F1 (no confusion matrices)."""
+    """A report's headline figures and its per-class MCC, F1 and ROC AUC (no confusion matrices)."""
     if report is None:
         return None
-    out = {k: report[k] for k in HEADLINE[multi] + ("loss", "n") if k in report}
-    out["per_class"] = {c: {"mcc": v["mcc"], "f1": v["f1"], "support": v["support"]}
+    # A figure undefined on its data (an AUC where a label has one class only) is NaN here; the
+    # run's JSON files store it as null.
+    out = {k: _nan(report[k]) for k in HEADLINE[multi] + ("loss", "n") if k in report}
+    out["per_class"] = {c: {k: _nan(v[k]) for k in ("mcc", "f1", "support", "auc") if k in v}
                         for c, v in report["per_class"].items()}
     return out
 
 
+def _nan(value):
+    return math.nan if value is None else value
+
+
 def _spread(reports, multi: bool) -> tuple[dict, dict]:
     """Mean and standard deviation (the sample's, ``ddof=1``; 0 for one fold) over folds of each
-    headline figure and of each class's MCC."""
+    headline figure and of each class's MCC (and, multi-label, ROC AUC)."""
     reports = [r for r in reports if r is not None]
     mean, std = {}, {}
     if not reports:
@@ -268,9 +282,12 @@ def _spread(reports, multi: bool) -> tuple[dict, dict]:
 
     for key in HEADLINE[multi]:
         mean[key], std[key] = both([r[key] for r in reports])
-    mean["mcc_per_class"], std["mcc_per_class"] = {}, {}
-    for c in reports[0]["per_class"]:
-        mean["mcc_per_class"][c], std["mcc_per_class"][c] = both([r["per_class"][c]["mcc"] for r in reports])
+    for key in ("mcc", "auc"):
+        if not all(key in v for r in reports for v in r["per_class"].values()):
+            continue  # single-label reports have no per-class AUC
+        mean[f"{key}_per_class"], std[f"{key}_per_class"] = {}, {}
+        for c in reports[0]["per_class"]:
+            mean[f"{key}_per_class"][c], std[f"{key}_per_class"][c] = both([r["per_class"][c][key] for r in reports])
     return mean, std
 
 

@@ -1,8 +1,10 @@
 """Classification metrics: from a confusion matrix (accuracy, per-class MCC and F1, macro means), and
-for multi-label predictions (micro/macro F1, Jaccard, subset accuracy, per-class thresholds)."""
+for multi-label predictions (micro/macro F1, Jaccard, subset accuracy, per-class thresholds, and
+the threshold-free ROC AUC and average precision)."""
 
 from __future__ import annotations
 
+import math
 import warnings
 from typing import Sequence
 
@@ -13,19 +15,20 @@ from ..plots import plot_confusion, plot_multilabel_confusion  # noqa: F401  (th
 
 __all__ = ["confusion_matrix", "classification_report", "format_report", "plot_confusion", "tune_thresholds",
            "predict_labels", "multilabel_report", "format_multilabel_report", "plot_multilabel_confusion",
-           "SELECT_BY", "THRESHOLD_BY", "selection_score"]
+           "SELECT_BY", "THRESHOLD_BY", "selection_score", "ranking_scores"]
 
 #: what ``--select-by`` may name: the validation figure that picks the best epoch (``loss``: the
 #: lowest; every other: the highest). ``accuracy`` is subset accuracy for multi-label data,
 #: ``mcc`` the multi-class MCC (single-label) or the mean per-label MCC (multi-label); for
-#: single-label data ``micro-f1`` equals accuracy and ``jaccard`` is refused.
-SELECT_BY = ("loss", "accuracy", "mcc", "macro-f1", "micro-f1", "jaccard")
+#: single-label data ``micro-f1`` equals accuracy, and ``jaccard`` and ``macro-auc`` (the mean of
+#: the labels' ROC AUC, LncLocFormer's selection figure) are refused.
+SELECT_BY = ("loss", "accuracy", "mcc", "macro-f1", "micro-f1", "jaccard", "macro-auc")
 #: how per-label thresholds are tuned (``--threshold-by``): each label's F1, or its MCC (DeepLoc 2.0).
 THRESHOLD_BY = ("f1", "mcc")
 
 _REPORT_KEY = {"accuracy": ("accuracy", "subset_accuracy"), "mcc": ("mcc", "macro_mcc"),
                "macro-f1": ("macro_f1", "macro_f1"), "micro-f1": ("accuracy", "micro_f1"),
-               "jaccard": (None, "jaccard")}
+               "jaccard": (None, "jaccard"), "macro-auc": (None, "macro_auc")}
 
 
 def selection_score(report: dict, metric: str) -> float:
@@ -37,9 +40,13 @@ def selection_score(report: dict, metric: str) -> float:
         raise ValueError(f"--select-by must be one of {', '.join(SELECT_BY)}, got {metric!r}")
     key = _REPORT_KEY[metric][1 if report.get("multi_label") else 0]
     if key is None:
-        raise ValueError(f"--select-by {metric} applies to multi-label data only (with one label per sequence the "
-                         "sample-averaged Jaccard index is the accuracy: use --select-by accuracy)")
-    return float(report[key])
+        raise ValueError(f"--select-by {metric} applies to multi-label data only" + (
+            " (with one label per sequence the sample-averaged Jaccard index is the accuracy: use --select-by "
+            "accuracy)" if metric == "jaccard" else " (for one label per sequence use --select-by accuracy or mcc)"))
+    value = float(report[key])
+    # An undefined figure (no label of the validation set has both positives and negatives, for
+    # an AUC) never beats a defined one.
+    return value if math.isfinite(value) else -math.inf
 
 
 def _skm():
@@ -176,14 +183,44 @@ def predict_labels(probs, thresholds: Sequence[float], top_one: bool = False) ->
     return pred
 
 
+def ranking_scores(targets, probs, classes: Sequence[str]) -> dict:
+    """The threshold-free figures of ``probs (N, K)`` against 0/1 ``targets (N, K)``, from
+    scikit-learn: per class the ROC AUC and the average precision (the area under the
+    precision-recall curve), their means over the classes where they are defined
+    (``macro_auc``, ``macro_ap``) and the ROC AUC of every (sequence, label) pair pooled
+    (``micro_auc``). A class with no positive or no negative among the ``N`` has no AUC (NaN;
+    no positive: no average precision either), and is left out of the means; NaN if none is
+    defined. They say how well the probabilities rank, which F1 and MCC at a tuned threshold
+    hide when a label is rare or the signal weak."""
+    skm = _skm()
+    targets = (np.asarray(targets) > 0.5).astype(np.int64)
+    probs = np.asarray(probs, dtype=np.float64)
+    per = {}
+    n = len(targets)
+    for k, name in enumerate(classes):
+        pos = int(targets[:, k].sum())
+        per[name] = {"auc": float(skm.roc_auc_score(targets[:, k], probs[:, k])) if 0 < pos < n else math.nan,
+                     "ap": float(skm.average_precision_score(targets[:, k], probs[:, k])) if pos > 0 else math.nan}
+
+    def mean(key):
+        values = [v[key] for v in per.values() if math.isfinite(v[key])]
+        return float(np.mean(values)) if values else math.nan
+
+    flat = targets.ravel()
+    micro = float(skm.roc_auc_score(flat, probs.ravel())) if 0 < flat.sum() < flat.size else math.nan
+    return {"macro_auc": mean("auc"), "micro_auc": micro, "macro_ap": mean("ap"), "per_class": per}
+
+
 def multilabel_report(targets, probs, thresholds: Sequence[float], classes: Sequence[str],
                       top_one: bool = False) -> dict:
     """Multi-label metrics of ``probs (N, K)`` against 0/1 ``targets (N, K)`` with per-class
     ``thresholds`` (and ``top_one``: see :func:`predict_labels`), all from scikit-learn: micro
     and macro F1, the sample-averaged Jaccard index, subset accuracy (every label of a sequence
-    right), ``hamming_accuracy`` (1 - Hamming loss), and per class MCC, F1,
-    precision, recall, support and the 2x2 confusion matrix ``[[tn, fp], [fn, tp]]``. The
-    macro F1 averages the classes with support (as :func:`classification_report` does)."""
+    right), ``hamming_accuracy`` (1 - Hamming loss), the threshold-free ``macro_auc``,
+    ``micro_auc`` and ``macro_ap`` (:func:`ranking_scores`), and per class MCC, F1, precision,
+    recall, support, ROC AUC, average precision and the 2x2 confusion matrix ``[[tn, fp], [fn,
+    tp]]``. The macro F1 averages the classes with support (as :func:`classification_report`
+    does)."""
     skm = _skm()
     targets = (np.asarray(targets) > 0.5).astype(np.int64)
     probs = np.asarray(probs, dtype=np.float64)
@@ -205,6 +242,9 @@ def multilabel_report(targets, probs, thresholds: Sequence[float], classes: Sequ
                          "f1": float(f1[k]), "precision": float(precision[k]), "recall": float(recall[k]),
                          "support": int(support[k]), "threshold": float(thresholds[k]),
                          "confusion": confusion[k].astype(np.int64).tolist()}
+    ranking = ranking_scores(targets, probs, classes) if n else None
+    for name in classes:
+        per[name].update(ranking["per_class"][name] if ranking else {"auc": math.nan, "ap": math.nan})
     present = [v for v in per.values() if v["support"] > 0]
     return {
         "n": int(n),
@@ -216,6 +256,8 @@ def multilabel_report(targets, probs, thresholds: Sequence[float], classes: Sequ
         "hamming_accuracy": 1.0 - float(skm.hamming_loss(targets, pred)) if n else 0.0,
         "top_one": bool(top_one),
         "macro_mcc": float(np.mean([v["mcc"] for v in present])) if present else 0.0,
+        **({k: ranking[k] for k in ("macro_auc", "micro_auc", "macro_ap")} if ranking
+           else {"macro_auc": math.nan, "micro_auc": math.nan, "macro_ap": math.nan}),
         "per_class": per,
         "classes": list(classes),
         "thresholds": [float(t) for t in thresholds],
@@ -228,13 +270,15 @@ def format_multilabel_report(report: dict) -> str:
     width = max(8, max(len(c) for c in classes))
     lines = [f"n={report['n']}  micro F1={report['micro_f1']:.4f}  macro F1={report['macro_f1']:.4f}  "
              f"Jaccard={report['jaccard']:.4f}  subset accuracy={report['subset_accuracy']:.4f}  "
-             f"1-Hamming={report.get('hamming_accuracy', float('nan')):.4f}  macro MCC={report['macro_mcc']:.4f}",
+             f"1-Hamming={report.get('hamming_accuracy', float('nan')):.4f}  macro MCC={report['macro_mcc']:.4f}  "
+             f"macro AUC={report.get('macro_auc', float('nan')):.4f}  micro AUC={report.get('micro_auc', float('nan')):.4f}",
              "",
-             f"{'class':<{width}}  {'MCC':>7}  {'F1':>7}  {'prec':>7}  {'recall':>7}  {'thresh':>7}  {'n':>6}  "
-             f"{'tn':>6} {'fp':>6} {'fn':>6} {'tp':>6}"]
+             f"{'class':<{width}}  {'MCC':>7}  {'F1':>7}  {'prec':>7}  {'recall':>7}  {'AUC':>7}  {'AP':>7}  "
+             f"{'thresh':>7}  {'n':>6}  {'tn':>6} {'fp':>6} {'fn':>6} {'tp':>6}"]
     for c in classes:
         v = report["per_class"][c]
         (tn, fp), (fn, tp) = v["confusion"]
         lines.append(f"{c:<{width}}  {v['mcc']:7.4f}  {v['f1']:7.4f}  {v['precision']:7.4f}  {v['recall']:7.4f}  "
+                     f"{v.get('auc', math.nan):7.4f}  {v.get('ap', math.nan):7.4f}  "
                      f"{v['threshold']:7.4f}  {v['support']:6d}  {tn:6d} {fp:6d} {fn:6d} {tp:6d}")
     return "\n".join(lines)

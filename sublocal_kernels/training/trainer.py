@@ -70,9 +70,8 @@ def check_config(cfg: TrainConfig) -> None:
     if cfg.single_label_only and cfg.multi_label:
         raise ValueError("--single-label-only and --multi-label exclude each other: --single-label-only trains one "
                          "label per record on the records that have exactly one")
-    if cfg.selection == "jaccard" and not cfg.multi_label:
-        raise ValueError("--select-by jaccard applies to multi-label data only (with one label per sequence the "
-                         "sample-averaged Jaccard index is the accuracy: use --select-by accuracy)")
+    if cfg.selection in ("jaccard", "macro-auc") and not cfg.multi_label:
+        selection_score({"multi_label": False}, cfg.selection)  # the refusal, with its reason
     if cfg.schedule not in SCHEDULES:
         raise ValueError(f"--schedule must be one of {', '.join(SCHEDULES)}, got {cfg.schedule!r}")
     if cfg.threshold_by not in THRESHOLD_BY:
@@ -311,7 +310,7 @@ class _ClassifierRun:
             if self.multi:
                 say(f"test (best checkpoint, epoch {state['best_epoch']}, its validation thresholds): micro F1 "
                     f"{report['micro_f1']:.4f}, macro F1 {report['macro_f1']:.4f}, Jaccard {report['jaccard']:.4f}, "
-                    f"subset accuracy {report['subset_accuracy']:.4f}")
+                    f"subset accuracy {report['subset_accuracy']:.4f}, macro AUC {report['macro_auc']:.4f}")
             else:
                 say(f"test (best checkpoint, epoch {state['best_epoch']}): accuracy {report['accuracy']:.4f}, "
                     f"macro MCC {report['macro_mcc']:.4f}, macro F1 {report['macro_f1']:.4f}")
@@ -327,6 +326,7 @@ class _ClassifierRun:
 
 def _figures(report: dict) -> dict:
     """The headline figures of a validation or test report, for the history."""
-    keys = ("loss", "micro_f1", "macro_f1", "jaccard", "subset_accuracy", "hamming_accuracy", "macro_mcc") \
+    keys = ("loss", "micro_f1", "macro_f1", "jaccard", "subset_accuracy", "hamming_accuracy", "macro_mcc",
+            "macro_auc") \
         if report.get("multi_label") else ("loss", "accuracy", "mcc", "macro_mcc", "macro_f1")
     return {k: report[k] for k in keys}

@@ -28,21 +28,25 @@ def test_run_recipe_writes_a_complete_results_file(tmp_path):
     assert doc["folds_run"] == ["0", "2"] and doc["folds_missing"] == ["1"]
     assert doc["command"].startswith("sublocal train ") and "--only-folds 0,2" in doc["command"]
     assert doc["multi_label"] and doc["select_by"] == "macro-f1"
-    assert set(doc["mean"]) >= {"micro_f1", "macro_f1", "jaccard", "subset_accuracy", "macro_mcc"}
+    assert set(doc["mean"]) >= {"micro_f1", "macro_f1", "jaccard", "subset_accuracy", "macro_mcc", "macro_auc"}
+    # Fold k of this table holds one label pattern (record i has pattern i % 3 and fold i % 3), so
+    # no label has both classes in a test fold: the ROC AUC is undefined (null), shown as "-".
+    assert doc["mean"]["macro_auc"] is None
     assert doc["time_per_epoch_s"] > 0 and doc["peak_rss_mb"] > 0
     assert doc["longest_record"]["length"] == max(len(line.split("\t")[1]) for line in
                                                    data.read_text().splitlines()[1:])
     assert doc["longest_record"]["peak_rss_mb"] >= doc["longest_record"]["before_step_rss_mb"]
     sel = doc["selection"]
-    assert set(sel) == {"loss", "accuracy", "mcc", "macro-f1", "micro-f1", "jaccard", "last"}
+    assert set(sel) == {"loss", "accuracy", "mcc", "macro-f1", "micro-f1", "jaccard", "macro-auc", "last"}
     assert all(v["folds"] == 2 and len(v["epochs"]) == 2 for v in sel.values())
     # A second sitting resumes the same run directory and adds the missing fold.
     path = run_recipe("planted", data, recipe, tmp_path / "runs", ("1",), tmp_path / "results", published)
     doc = json.loads(path.read_text())
     assert doc["folds_run"] == ["0", "1", "2"] and doc["folds_missing"] == [] and "--resume" in doc["command"]
     text = table(newest(tmp_path / "results", "planted"), ["tiny-tcn"], published, "python -m x")
-    assert text.splitlines()[0].startswith("| model | micro F1 | macro F1 | Jaccard | subset acc. | mean MCC |")
-    assert "| TCN, tiny | " in text and "| 0, 1, 2 of 3 |" in text
+    assert text.splitlines()[0].startswith("| model | micro F1 | macro F1 | Jaccard | subset acc. | mean MCC | "
+                                           "macro AUC |")
+    assert "| TCN, tiny | " in text and " | - | 0, 1, 2 of 3 |" in text
     assert f"{doc['mean']['micro_f1']:.3f} ± {doc['std']['micro_f1']:.3f}" in text
     assert "| Somebody (published) | 0.70 | - |" in text
 
@@ -63,6 +67,14 @@ def test_selection_table_takes_each_rules_epoch():
     assert sel["last"]["epochs"] == [4]
     assert selection_table([{"history": [{k: v for k, v in history[0].items() if not k.startswith("test_")}]}],
                            multi=True) == {}
+    # A run from before the AUC was recorded has no macro-auc rule; the other rules stand.
+    assert "macro-auc" not in sel and sel["loss"]["epochs"] == [2]
+    # An undefined validation AUC (null in the run's JSON) ranks below every defined one.
+    for h, auc in zip(history, (None, 0.6, 0.7, float("nan"))):
+        h.update(val_macro_auc=auc, test_macro_auc=auc)
+    sel = selection_table([{"history": history}], multi=True)
+    assert sel["macro-auc"]["epochs"] == [3] and sel["macro-auc"]["macro_auc"] == 0.7
+    assert "macro_auc" not in sel["last"]  # undefined on the last epoch's test: left out
 
 
 def test_dataset_commands_list_their_recipes():

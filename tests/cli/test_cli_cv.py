@@ -293,6 +293,28 @@ def test_select_by_picks_the_epoch_of_its_figure(capsys, tmp_path):
     assert accs[runs["accuracy"]["best_epoch"] - 1] > accs[runs["loss"]["best_epoch"] - 1]
 
 
+def test_select_by_macro_auc_keeps_the_epoch_of_best_ranking(capsys, tmp_path):
+    """Multi-label, ``--select-by macro-auc`` (LncLocFormer's rule) keeps the epoch of the highest
+    validation macro ROC AUC; each epoch's AUC is the scikit-learn figure of its predictions."""
+    data = planted_rna_table(tmp_path / "rna.tsv", n=120, folds=4)
+    out = str(tmp_path / "auc")
+    status, stdout, err = run_cli(capsys, "train", data, "--multi-label", "--alphabet", "rna", "--model", "tcn",
+                                  "--channels", "8", "--num-levels", "2", "--epochs", "4", "--lr", "3e-2",
+                                  "--select-by", "macro-auc", "--test-partition", "3", "--out", out, "--no-progress",
+                                  "--device", "cpu")
+    assert status == 0, err
+    summary = json.load(open(os.path.join(out, "summary.json")))
+    aucs = [h["val_macro_auc"] for h in summary["history"]]
+    losses = [h["val_loss"] for h in summary["history"]]
+    assert summary["select_by"] == "macro-auc" and all(0.0 <= a <= 1.0 for a in aucs)
+    tied = np.flatnonzero(np.array(aucs) == max(aucs))
+    assert summary["best_epoch"] == int(tied[np.argmin(np.array(losses)[tied])]) + 1
+    assert 0.0 <= summary["test"]["macro_auc"] <= 1.0 and "macro AUC" in stdout
+    status, stdout, err = run_cli(capsys, "evaluate", out, data)
+    assert status == 0, err
+    assert "macro AUC=" in stdout and "AUC" in stdout.split("class")[1].splitlines()[0]
+
+
 def test_patience_stops_and_a_resume_does_not_go_on(capsys, tmp_path, tiny_fasta):
     out = str(tmp_path / "stop")
     args = ["train", tiny_fasta, "--out", out, "--select-by", "loss", "--patience", "2", "--lr", "1e-12",
@@ -318,6 +340,7 @@ def test_step_schedule_sets_the_rate(capsys, tmp_path, tiny_fasta):
 
 @pytest.mark.parametrize("argv, code, message", [
     (["--select-by", "jaccard"], 2, "--select-by jaccard applies to multi-label data only"),
+    (["--select-by", "macro-auc"], 2, "--select-by macro-auc applies to multi-label data only"),
     (["--top-one"], 2, "--top-one applies to multi-label runs only"),
     (["--threshold-by", "mcc"], 2, "--threshold-by applies to multi-label runs only"),
     (["--cv", "--val-partition", "1"], 2, "--val-partition does not apply to --cv"),

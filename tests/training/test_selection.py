@@ -10,8 +10,8 @@ from sublocal_kernels.data import SequenceDataset
 from sublocal_kernels.data.readers import Record
 from sublocal_kernels.training import TrainConfig
 from sublocal_kernels.training.data import class_weights, cv_folds, read_class_weights
-from sublocal_kernels.training.metrics import (multilabel_report, predict_labels, selection_score,
-                                               tune_thresholds)
+from sublocal_kernels.training.metrics import (multilabel_report, predict_labels, ranking_scores,
+                                               selection_score, tune_thresholds)
 from sublocal_kernels.training.run import learning_rate
 
 skm = pytest.importorskip("sklearn.metrics")
@@ -25,8 +25,12 @@ def test_selection_score_reads_the_named_figure():
     assert [selection_score(single, m) for m in ("accuracy", "mcc", "macro-f1", "micro-f1")] == [0.8, 0.6, 0.5, 0.8]
     assert [selection_score(multi, m) for m in ("accuracy", "mcc", "macro-f1", "micro-f1", "jaccard")] == \
         [0.4, 0.45, 0.55, 0.65, 0.6]
-    with pytest.raises(ValueError, match="multi-label data only"):
-        selection_score(single, "jaccard")
+    assert selection_score(dict(multi, macro_auc=0.7), "macro-auc") == 0.7
+    # An AUC undefined on the validation set (no label with both classes) never wins.
+    assert selection_score(dict(multi, macro_auc=math.nan), "macro-auc") == -math.inf
+    for metric in ("jaccard", "macro-auc"):
+        with pytest.raises(ValueError, match=f"--select-by {metric} applies to multi-label data only"):
+            selection_score(dict(single, macro_auc=0.7), metric)
     with pytest.raises(ValueError, match="--select-by must be one of"):
         selection_score(single, "auc")
 
@@ -38,6 +42,53 @@ def _planted_probs(seed=0, n=400, K=4):
     targets = (rng.random((n, K)) < np.array([0.5, 0.2, 0.08, 0.35])[:K]).astype(np.int64)
     logits = 1.5 * (targets - 0.5) + rng.normal(0, 1.0, (n, K)) - np.array([1.5, 0.5, 2.0, -0.5])[:K]
     return targets, 1 / (1 + np.exp(-logits))
+
+
+def _hand_auc(truth, scores):
+    """ROC AUC as the Mann-Whitney statistic: over every (positive, negative) pair, 1 where the
+    positive scores higher, 1/2 on a tie."""
+    pos, neg = scores[truth == 1], scores[truth == 0]
+    return float(((pos[:, None] > neg[None, :]) + 0.5 * (pos[:, None] == neg[None, :])).mean())
+
+
+def _hand_ap(truth, scores):
+    """Average precision with distinct scores: the precision at the rank of each positive,
+    averaged over the positives."""
+    order = np.argsort(-scores, kind="stable")
+    hits = np.cumsum(truth[order])
+    return float(np.mean([hits[i] / (i + 1) for i in range(len(order)) if truth[order][i]]))
+
+
+def test_ranking_scores_equal_the_hand_computation():
+    targets, probs = _planted_probs(seed=3, n=300)
+    classes = list("abcd")
+    got = ranking_scores(targets, probs, classes)
+    aucs = [_hand_auc(targets[:, k], probs[:, k]) for k in range(4)]
+    aps = [_hand_ap(targets[:, k], probs[:, k]) for k in range(4)]
+    assert [got["per_class"][c]["auc"] for c in classes] == pytest.approx(aucs, abs=1e-12)
+    assert [got["per_class"][c]["ap"] for c in classes] == pytest.approx(aps, abs=1e-12)
+    assert got["macro_auc"] == pytest.approx(np.mean(aucs)) and got["macro_ap"] == pytest.approx(np.mean(aps))
+    assert got["micro_auc"] == pytest.approx(_hand_auc(targets.ravel(), probs.ravel()), abs=1e-12)
+    # The planted scores separate every label (each AUC well above chance); shuffled, they do not.
+    assert min(aucs) > 0.75
+    shuffled = ranking_scores(targets, np.random.default_rng(0).permutation(probs), classes)
+    assert abs(shuffled["macro_auc"] - 0.5) < 0.1
+    # Ties count one half: constant scores give 0.5 exactly.
+    assert ranking_scores(targets, np.full(probs.shape, 0.3), classes)["macro_auc"] == 0.5
+
+
+def test_ranking_scores_leave_out_undefined_labels():
+    targets, probs = _planted_probs(seed=4, n=200)
+    targets[:, 1] = 0  # no positive: neither AUC nor AP
+    targets[:, 2] = 1  # no negative: no AUC; AP is the positives' share, 1
+    got = ranking_scores(targets, probs, list("abcd"))
+    assert math.isnan(got["per_class"]["b"]["auc"]) and math.isnan(got["per_class"]["b"]["ap"])
+    assert math.isnan(got["per_class"]["c"]["auc"]) and got["per_class"]["c"]["ap"] == pytest.approx(1.0)
+    assert got["macro_auc"] == pytest.approx(np.mean([_hand_auc(targets[:, k], probs[:, k]) for k in (0, 3)]))
+    report = multilabel_report(targets, probs, [0.5] * 4, list("abcd"))
+    assert report["macro_auc"] == got["macro_auc"] and math.isnan(report["per_class"]["b"]["auc"])
+    none = ranking_scores(np.zeros((5, 2)), np.random.default_rng(1).random((5, 2)), ["x", "y"])
+    assert math.isnan(none["macro_auc"]) and math.isnan(none["micro_auc"]) and math.isnan(none["macro_ap"])
 
 
 def test_mcc_thresholds_maximise_each_label_mcc():
