@@ -404,22 +404,27 @@ def _selection(doc: dict, multi: bool) -> str:
 
 def _weights(plain: dict, weighted: dict) -> str:
     """Per-label MCC (mean over the folds both ran) without and with ``--class-weight
-    balanced``, the smallest labels first."""
+    balanced``, the smallest labels first; and the ROC AUC where both runs have it."""
     common = [f for f in plain["folds_run"] if f in weighted["folds_run"]]
     if not common:
         return ""
 
-    def mcc(doc, c):
-        rows = [f["report"]["per_class"][c]["mcc"] for f in doc["folds"] if f["fold"] in common]
-        return sum(rows) / len(rows)
+    def mean(doc, c, key):
+        rows = [f["report"]["per_class"][c].get(key) for f in doc["folds"] if f["fold"] in common]
+        return sum(rows) / len(rows) if all(isinstance(r, (int, float)) for r in rows) else None
 
     support = {c: sum(f["report"]["per_class"][c]["support"] for f in plain["folds"] if f["fold"] in common)
                for c in plain["classes"]}
-    lines = [f"Per-label MCC, {plain['label']} against the same with `--class-weight balanced` (mean over folds "
-             f"{', '.join(common)}; smallest labels first)", "", "| label | proteins in these test folds | MCC | "
-             "MCC, balanced |", "|---|---|---|---|"]
+    keys = ["mcc"] + (["auc"] if all(mean(d, c, "auc") is not None for d in (plain, weighted)
+                                     for c in plain["classes"]) else [])
+    heads = {"mcc": "MCC", "auc": "ROC AUC"}
+    lines = [f"Per-label figures, {plain['label']} against the same with `--class-weight balanced` (mean over "
+             f"folds {', '.join(common)}; smallest labels first)", "",
+             "| label | proteins in these test folds | " + " | ".join(f"{heads[k]} | {heads[k]}, balanced" for k in keys)
+             + " |", "|---|---|" + "---|---|" * len(keys)]
     for c in sorted(plain["classes"], key=lambda c: support[c]):
-        lines.append(f"| {c} | {support[c]:,} | {mcc(plain, c):.3f} | {mcc(weighted, c):.3f} |")
+        lines.append(f"| {c} | {support[c]:,} | "
+                     + " | ".join(f"{mean(plain, c, k):.3f} | {mean(weighted, c, k):.3f}" for k in keys) + " |")
     return "\n".join(lines)
 
 

@@ -98,6 +98,17 @@ def test_class_weight_table_compares_the_folds_both_ran():
     lines = text.splitlines()
     assert lines[-2] == "| Rare | 10 | 0.100 | 0.400 |" and lines[-1] == "| Common | 90 | 0.500 | 0.600 |"
     assert crossval._weights(doc(["1"], [(0.1, 0.5)]), doc(["0"], [(0.4, 0.6)])) == ""
+    # With each label's ROC AUC in both runs' folds, the table shows it too; one run without it
+    # (trained before the reports had it) leaves the column out.
+    plain, weighted = doc(["0", "1"], [(0.1, 0.5), (0.3, 0.7)]), doc(["0"], [(0.4, 0.6)])
+    for d, aucs in ((plain, [(0.6, 0.8), (0.7, 0.9)]), (weighted, [(0.65, 0.85)])):
+        for row, (rare, common) in zip(d["folds"], aucs):
+            row["report"]["per_class"]["Rare"]["auc"], row["report"]["per_class"]["Common"]["auc"] = rare, common
+    lines = crossval._weights(plain, weighted).splitlines()
+    assert lines[2] == "| label | proteins in these test folds | MCC | MCC, balanced | ROC AUC | ROC AUC, balanced |"
+    assert lines[-2] == "| Rare | 10 | 0.100 | 0.400 | 0.600 | 0.650 |"
+    del weighted["folds"][0]["report"]["per_class"]["Rare"]["auc"]
+    assert "AUC" not in crossval._weights(plain, weighted)
 
 
 def _doc(recipe, multi, figures, records, flags=("--model", "x")):
