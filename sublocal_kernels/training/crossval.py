@@ -314,8 +314,10 @@ def _describe(summary: dict, multi: bool) -> str:
                  + ", ".join(f"{k} {oof[k]:.4f}" for k in keys if k in oof and not math.isnan(oof[k])))
     if "test" in summary:
         t = summary["test"]
-        best = max(m[keys[0]] for m in t["members"])
-        lines.append(f"held-out test ({t['n']}): ensemble {keys[0]} {t['ensemble'][keys[0]]:.4f}, best fold model "
-                     f"{best:.4f}")
+        # Each figure of the ensemble beside the range of its members' (the best member differs
+        # from one figure to the next).
+        lines.append(f"held-out test ({t['n']}), the ensemble against its members (lowest..highest): " + ", ".join(
+            f"{k} {t['ensemble'][k]:.4f} ({min(m[k] for m in t['members']):.4f}.."
+            f"{max(m[k] for m in t['members']):.4f})" for k in keys if not math.isnan(t["ensemble"][k])))
     lines.append(f"ensemble: {summary['ensemble']}")
     return "\n".join(lines)

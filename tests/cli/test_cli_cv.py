@@ -205,12 +205,17 @@ def test_held_out_partition_scores_the_ensemble_and_each_member(capsys, tmp_path
     data2 = tmp_path / "rna5.tsv"
     data2.write_text("\n".join([text[0]] + [line[:-1] + str(i % 5) for i, line in enumerate(text[1:])]) + "\n")
     out = str(tmp_path / "cv")
-    _cv(capsys, str(data2), out, "--multi-label", "--alphabet", "rna", "--model", "kmer", "--k", "4",
-        "--test-partition", "4", "--no-progress")
+    stdout = _cv(capsys, str(data2), out, "--multi-label", "--alphabet", "rna", "--model", "kmer", "--k", "4",
+                 "--test-partition", "4", "--no-progress")
     cv = _summary(out)
     assert [f["fold"] for f in cv["folds"]] == ["0", "1", "2", "3"]
     assert cv["test"]["n"] == 30 and len(cv["test"]["members"]) == 4
-    assert cv["test"]["ensemble"]["micro_f1"] > 0.5
+    assert cv["test"]["ensemble"]["micro_f1"] > 0.5 and cv["test"]["ensemble"]["macro_auc"] > 0.5
+    # The summary line gives each figure of the ensemble beside its members' range.
+    line = next(x for x in stdout.splitlines() if x.startswith("held-out test (30)"))
+    f1 = [m["micro_f1"] for m in cv["test"]["members"]]
+    assert f"micro_f1 {cv['test']['ensemble']['micro_f1']:.4f} ({min(f1):.4f}..{max(f1):.4f})" in line
+    assert "macro_auc" in line
 
 
 def _imbalanced(tmp_path, seed=0):
