@@ -270,14 +270,20 @@ def _nan(value):
 
 def _spread(reports, multi: bool) -> tuple[dict, dict]:
     """Mean and standard deviation (the sample's, ``ddof=1``; 0 for one fold) over folds of each
-    headline figure and of each class's MCC (and, multi-label, ROC AUC)."""
+    headline figure and of each class's MCC (and, multi-label, ROC AUC), over the folds where
+    it is defined."""
     reports = [r for r in reports if r is not None]
     mean, std = {}, {}
     if not reports:
         return mean, std
 
     def both(values):
+        # Over the folds where the figure is defined (a label's AUC is not, in a test fold that
+        # lacks it); NaN where no fold has it.
         values = np.asarray(values, dtype=np.float64)
+        values = values[~np.isnan(values)]
+        if not len(values):
+            return math.nan, math.nan
         return float(values.mean()), float(values.std(ddof=1)) if len(values) > 1 else 0.0
 
     for key in HEADLINE[multi]:

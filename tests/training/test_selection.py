@@ -234,3 +234,21 @@ def test_loss_weights_enter_the_loss():
     bce = -(w * B.targets * torch.log(p) + (1 - B.targets) * torch.log(1 - p)).sum() / 2
     assert float(_loss_sum(logits, B, True, w)) == pytest.approx(float(bce), rel=1e-6)
     assert math.isfinite(float(_loss_sum(logits, B, True)))
+
+
+def test_fold_spread_skips_the_folds_where_an_auc_is_undefined():
+    from sublocal_kernels.training.crossval import HEADLINE, _spread
+
+    def report(auc_rare, macro_auc):
+        figures = {k: 0.5 for k in HEADLINE[True]}
+        figures["macro_auc"] = macro_auc
+        return {**figures, "per_class": {"Rare": {"mcc": 0.1, "auc": auc_rare},
+                                         "Common": {"mcc": 0.3, "auc": 0.8}}}
+
+    # Fold 3's test split has no 'Rare' record: its AUC there is undefined, not zero.
+    mean, std = _spread([report(0.6, 0.7), report(0.7, 0.75), report(math.nan, 0.8)], multi=True)
+    assert mean["auc_per_class"]["Rare"] == pytest.approx(0.65)
+    assert std["auc_per_class"]["Rare"] == pytest.approx(np.std([0.6, 0.7], ddof=1))
+    assert mean["macro_auc"] == pytest.approx(0.75) and mean["mcc_per_class"]["Common"] == pytest.approx(0.3)
+    mean, _ = _spread([report(math.nan, 0.7)], multi=True)
+    assert math.isnan(mean["auc_per_class"]["Rare"])
