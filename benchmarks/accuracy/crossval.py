@@ -12,7 +12,9 @@ folds of a recipe can be spread over several sittings), then writes a results fi
 - the recipe's flags and the exact command;
 - every fold's test figures (best checkpoint by the recipe's ``--select-by``), their mean and
   standard deviation, the pooled out-of-fold report, which folds were run and which not;
-- seconds per epoch, and the peak resident memory of the training process;
+- seconds per epoch, and the peak resident memory of the training process; each sitting's date,
+  commit, folds trained, seconds and peak (a sitting that trains no fold re-scores the run at
+  its commit), and their total and maximum;
 - for recipes trained with ``--test-each-epoch``: what each selection rule would have chosen
   (the validation figure's best epoch, ties to the lower validation loss) and that epoch's test
   figures, and the last epoch's: the measurement behind ``--select-by``'s defaults;
@@ -266,28 +268,51 @@ def run_recipe(dataset: str, data: Path, recipe: Recipe, runs: Path, folds: tupl
     cmd = ["train", str(data), "--cv", "--out", str(run_dir), *recipe.flags, *extra, *features, "--no-progress"]
     if folds:
         cmd += ["--only-folds", ",".join(folds)]
-    if (run_dir / "config.json").is_file():
+    resumed = (run_dir / "config.json").is_file()
+    if resumed:
         cmd.append("--resume")
+    # The sittings that built this run directory before this one, from the newest results file
+    # written from it (a fresh run directory has none).
+    before = _sittings(results, dataset, recipe.name, run_dir) if resumed else []
     seconds, peak = _sublocal(cmd)
     cv = json.loads((run_dir / "cv.json").read_text())
     summaries = [json.loads((Path(f["dir"]) / "summary.json").read_text()) for f in cv["folds"]]
+    date, commit = _dt.date.today().isoformat(), git_commit()
+    done_before = {f for s in before for f in s["folds_trained"]}
+    sittings = before + [{"date": date, "commit": commit,
+                          "folds_trained": [f["fold"] for f in cv["folds"] if f["fold"] not in done_before],
+                          "seconds": round(seconds, 1), "peak_rss_mb": round(peak, 1)}]
     doc = {"dataset": dataset, "recipe": recipe.name, "label": recipe.label, "note": recipe.note,
-           "date": _dt.date.today().isoformat(), "commit": git_commit(), "machine": _machine(),
+           "date": date, "commit": commit, "machine": _machine(),
            "data": {"name": data.name, "sha256": sha256(data), "records": _records(cv)},
            "flags": list(recipe.flags) + list(extra) + (["--features", "FEATURES.h5"] if features else []),
            "command": "sublocal " + " ".join(cmd),
            "multi_label": cv["multi_label"], "select_by": cv["select_by"], "classes": cv["classes"],
            "folds_run": [f["fold"] for f in cv["folds"]], "folds_missing": cv.get("folds_missing", []),
            "folds": cv["folds"], "mean": cv["mean"], "std": cv["std"], "oof": _strip(cv["oof"]),
-           "test": cv.get("test"), "seconds": round(seconds, 1),
+           # Every sitting's time and peak memory add up here; a sitting that trained no fold (it
+           # only re-scored the run, at a newer commit) is listed with its own.
+           "test": cv.get("test"), "seconds": round(sum(s["seconds"] for s in sittings), 1),
            "time_per_epoch_s": _mean([f["time_per_epoch_s"] for f in cv["folds"] if f["time_per_epoch_s"]]),
-           "peak_rss_mb": round(peak, 1), "selection": selection_table(summaries, cv["multi_label"]),
+           "peak_rss_mb": max(s["peak_rss_mb"] for s in sittings), "sittings": sittings,
+           "selection": selection_table(summaries, cv["multi_label"]),
            # A model of per-protein vectors sees no residues: the embedding's peaks are in "embedding".
            "longest_record": None if embedding else longest_record_memory(data, run_dir), "published": published,
            "embedding": embedding}
     path = results / f"{dataset}-{recipe.name}-{doc['date']}.json"
     write_doc(path, doc)
     return path
+
+
+def _sittings(results: Path, dataset: str, recipe: str, run_dir: Path) -> list[dict]:
+    """The sittings recorded by the newest results file of ``recipe`` written from ``run_dir``
+    (a file from before sittings were recorded counts as one sitting that trained its folds)."""
+    docs = [d for d in newest_files(results, dataset, recipe) if f"--out {run_dir} " in d["command"]]
+    if not docs:
+        return []
+    doc = docs[-1]
+    return doc.get("sittings") or [{"date": doc["date"], "commit": doc["commit"], "folds_trained": doc["folds_run"],
+                                    "seconds": doc["seconds"], "peak_rss_mb": doc["peak_rss_mb"]}]
 
 
 def _records(cv: dict) -> int:
@@ -309,17 +334,21 @@ def _strip(report: dict) -> dict:
     return out
 
 
-def newest(results: Path, dataset: str) -> list[dict]:
-    """The newest results file of each recipe of ``dataset``, in recipe-name order."""
-    docs: dict[str, tuple[str, dict]] = {}
+def newest_files(results: Path, dataset: str, recipe: str | None = None) -> list[dict]:
+    """Every results file of ``dataset`` (of one ``recipe``, if named), oldest first (by date,
+    then name), each with its file name as ``file``."""
+    docs = []
     for path in sorted(results.glob(f"{dataset}-*.json")):
         doc = json.loads(path.read_text())
-        if doc.get("dataset") != dataset:
-            continue
-        key = doc["recipe"]
-        if key not in docs or (doc["date"], path.name) >= docs[key][0]:
-            docs[key] = ((doc["date"], path.name), dict(doc, file=path.name))
-    return [docs[k][1] for k in sorted(docs)]
+        if doc.get("dataset") == dataset and recipe in (None, doc["recipe"]):
+            docs.append(((doc["date"], path.name), dict(doc, file=path.name)))
+    return [d for _, d in sorted(docs, key=lambda x: x[0])]
+
+
+def newest(results: Path, dataset: str) -> list[dict]:
+    """The newest results file of each recipe of ``dataset``, in recipe-name order."""
+    docs = {d["recipe"]: d for d in newest_files(results, dataset)}
+    return [docs[k] for k in sorted(docs)]
 
 
 def _pm(doc: dict, key: str) -> str:

@@ -43,12 +43,24 @@ def test_run_recipe_writes_a_complete_results_file(tmp_path):
     path = run_recipe("planted", data, recipe, tmp_path / "runs", ("1",), tmp_path / "results", published)
     doc = json.loads(path.read_text())
     assert doc["folds_run"] == ["0", "1", "2"] and doc["folds_missing"] == [] and "--resume" in doc["command"]
+    # Each sitting is on record (the file of the same day was replaced), and a third that trains
+    # nothing re-scores the run: its time adds, its folds are none.
+    assert [s["folds_trained"] for s in doc["sittings"]] == [["0", "2"], ["1"]]
+    path = run_recipe("planted", data, recipe, tmp_path / "runs", None, tmp_path / "results", published)
+    doc = json.loads(path.read_text())
+    assert [s["folds_trained"] for s in doc["sittings"]] == [["0", "2"], ["1"], []]
+    assert doc["seconds"] == pytest.approx(sum(s["seconds"] for s in doc["sittings"]), abs=0.2)
+    assert doc["peak_rss_mb"] == max(s["peak_rss_mb"] for s in doc["sittings"])
+    assert all(s["commit"] == doc["commit"] for s in doc["sittings"])
     text = table(newest(tmp_path / "results", "planted"), ["tiny-tcn"], published, "python -m x")
     assert text.splitlines()[0].startswith("| model | micro F1 | macro F1 | Jaccard | subset acc. | mean MCC | "
                                            "macro AUC |")
     assert "| TCN, tiny | " in text and " | - | 0, 1, 2 of 3 |" in text
     assert f"{doc['mean']['micro_f1']:.3f} ± {doc['std']['micro_f1']:.3f}" in text
     assert "| Somebody (published) | 0.70 | - |" in text
+    # A run directory made afresh starts its own record.
+    path = run_recipe("planted", data, recipe, tmp_path / "runs2", ("0",), tmp_path / "results", published)
+    assert [s["folds_trained"] for s in json.loads(path.read_text())["sittings"]] == [["0"]]
 
 
 def test_selection_table_takes_each_rules_epoch():
