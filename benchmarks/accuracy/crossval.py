@@ -464,6 +464,23 @@ def _ensemble(doc: dict, key: str) -> str:
             f"{_HEADS[key]} {t['ensemble'][key]:.3f}; its members' {min(members):.3f} to {max(members):.3f}.")
 
 
+def _commits(doc: dict) -> str:
+    """Which commit trained which folds, and which re-scored the run (a sitting that trained
+    none), from the results file's sittings (older files: one commit)."""
+    sittings = doc.get("sittings")
+    if not sittings:
+        return f"commit {doc['commit'][:10]}"
+    trained: dict[str, list[str]] = {}
+    for s in sittings:
+        if s["folds_trained"]:
+            trained.setdefault(s["commit"][:10], []).extend(s["folds_trained"])
+    text = "; ".join(f"fold{'s' if len(folds) > 1 else ''} {', '.join(folds)} trained at {commit}"
+                     for commit, folds in trained.items())
+    if not sittings[-1]["folds_trained"]:
+        text += f"; scored at {sittings[-1]['commit'][:10]}"
+    return text
+
+
 def _sources(rows: list[dict], published: list[dict], command: str) -> str:
     lines = [f"`{command} --readme README.md` regenerates these tables from the newest results file of each "
              "recipe (`s / epoch` of the k-mer models: the fit, one pass):"]
@@ -480,8 +497,8 @@ def _sources(rows: list[dict], published: list[dict], command: str) -> str:
                      f"{sum(p['seconds'] for p in parts) / 60:,.0f} min, peak RSS "
                      f"{max(p['peak_rss_mb'] for p in parts):,.0f} MB), merged into FEATURES.h5, then ")
         lines.append(f"- {d['label']}: `benchmarks/results/accuracy/{d['file']}` (data {d['data']['name']}, SHA-256 "
-                     f"{d['data']['sha256'][:12]}...; commit {d['commit'][:10]}; {d['machine']['cpu']}, "
-                     f"{d['machine']['threads']} threads; peak RSS of its last sitting {d['peak_rss_mb']:,.0f} MB{mem}): "
+                     f"{d['data']['sha256'][:12]}...; {_commits(d)}; {d['machine']['cpu']}, "
+                     f"{d['machine']['threads']} threads; peak RSS {d['peak_rss_mb']:,.0f} MB{mem}): "
                      f"{embed}`sublocal train DATA --cv {' '.join(d['flags'])}`.")
     for p in published:
         lines.append(f"- {p['name']}: {p.get('source', 'published')}.")

@@ -203,3 +203,12 @@ def test_embedding_recipe_embeds_each_partition_once_and_trains_on_the_merge(tmp
     for args in ((other, folder, str(weights), "unirep"), (data, folder, str(weights), "mean")):
         with pytest.raises(SystemExit, match="remove the folder to embed again"):
             crossval.embedded_features(*args)
+
+
+def test_sources_say_which_commit_trained_which_folds():
+    doc = {"commit": "3" * 40, "sittings": [{"commit": "1" * 40, "folds_trained": ["0", "1"]},
+                                            {"commit": "2" * 40, "folds_trained": ["2"]},
+                                            {"commit": "3" * 40, "folds_trained": []}]}
+    assert crossval._commits(doc) == ("folds 0, 1 trained at 1111111111; fold 2 trained at 2222222222; "
+                                      "scored at 3333333333")
+    assert crossval._commits({"commit": "abcdef1234567"}) == "commit abcdef1234"  # a file without sittings
