@@ -118,7 +118,8 @@ def _flag(name: str) -> str:
 def resume_differences(given, saved, resumable=RESUMABLE) -> list[str]:
     """``"--flag VALUE (checkpoint: VALUE)"`` for every setting outside ``resumable`` in
     which ``given`` differs from ``saved`` (two configs of one dataclass: :class:`TrainConfig`
-    or ``sublocal pretrain``'s; model arguments one by one; DATA compared as an absolute path)."""
+    or ``sublocal pretrain``'s; model arguments one by one; DATA and --features compared as
+    files: the same absolute path, or two paths to one file, through a link)."""
     out = []
     for f in dataclasses.fields(given):
         a, b = getattr(given, f.name), getattr(saved, f.name)
@@ -132,8 +133,17 @@ def resume_differences(given, saved, resumable=RESUMABLE) -> list[str]:
                 if a.get(key) != b.get(key):
                     out.append(f"{_flag(key)} {show(a, key)} (checkpoint: {show(b, key)})")
         elif f.name in ("data", "features") and a is not None and b is not None:
-            if os.path.abspath(a) != os.path.abspath(b):
+            if not _same_file(a, b):
                 out.append(f"{_flag(f.name)} {a!r} (checkpoint: {b!r})")
         elif a != b:
             out.append(f"{_flag(f.name)} {a!r} (checkpoint: {b!r})")
     return out
+
+
+def _same_file(a: str, b: str) -> bool:
+    if os.path.abspath(a) == os.path.abspath(b):
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them is gone: not the same file
+        return False

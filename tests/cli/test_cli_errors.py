@@ -268,3 +268,19 @@ def test_command_leaves_the_process_group_it_joined(capsys, bad_fasta):
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
+
+
+def test_resume_takes_the_same_data_through_a_link_but_not_another_file(tiny_fasta, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert run_cli(capsys, "train", tiny_fasta, "--out", run, "--epochs", "1", *TINY)[0] == 0
+    # The data's folder reached through a symbolic link (a moved run tree, a renamed cache): one file.
+    link = tmp_path / "linked"
+    os.symlink(os.path.dirname(tiny_fasta), link)
+    got, _, err = run_cli(capsys, "train", str(link / os.path.basename(tiny_fasta)), "--out", run, "--resume",
+                          "--epochs", "2", *TINY)
+    assert got == 0, err
+    # A copy is another file: refused, naming both paths.
+    copy = tmp_path / "copy.fasta"
+    copy.write_bytes(open(tiny_fasta, "rb").read())
+    got, _, err = run_cli(capsys, "train", str(copy), "--out", run, "--resume", "--epochs", "3", *TINY)
+    assert got == 1 and f"DATA '{copy}' (checkpoint: '{tiny_fasta}')" in one_error(err, "train")
