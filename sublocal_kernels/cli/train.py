@@ -399,8 +399,10 @@ def cmd_evaluate(args) -> int:
     print(text)
     if args.out:
         os.makedirs(args.out, exist_ok=True)
+        from ..training.run import _json_ready
+
         with open(os.path.join(args.out, "report.json"), "w") as fh:
-            json.dump(report, fh, indent=1)
+            json.dump(_json_ready(report), fh, indent=1)  # strict JSON: an undefined AUC is null
         with open(os.path.join(args.out, "report.txt"), "w") as fh:
             fh.write(text + "\n")
         print(f"wrote {plot_confusion(report, os.path.join(args.out, 'confusion.png'))}")

@@ -105,9 +105,13 @@ def test_evaluate_and_predict_multi_label(multi_run, multi_fasta, tmp_path, caps
     status, stdout, err = run_cli(capsys, "evaluate", multi_run, multi_fasta[0], "--out", tmp_path / "ev")
     assert status == 0, err
     assert "micro F1=" in stdout and "Jaccard=" in stdout and "subset accuracy=" in stdout
-    report = json.load(open(tmp_path / "ev" / "report.json"))
+    # Strict JSON (an undefined AUC is null, never NaN), with the threshold-free figures.
+    report = json.loads(open(tmp_path / "ev" / "report.json").read(),
+                        parse_constant=lambda c: pytest.fail(f"report.json holds {c}"))
     assert report["multi_label"] is True and report["n"] == len(multi_fasta[1].records)
-    assert set(report["per_class"]["Nucleus"]) >= {"mcc", "precision", "recall", "f1", "confusion", "threshold"}
+    assert set(report["per_class"]["Nucleus"]) >= {"mcc", "precision", "recall", "f1", "confusion", "threshold",
+                                                   "auc", "ap"}
+    assert 0.0 <= report["macro_auc"] <= 1.0 and "macro AUC=" in stdout
     assert open(tmp_path / "ev" / "confusion.png", "rb").read(4) == b"\x89PNG"
     # predict: sigmoid probabilities and the set of classes at or over their thresholds.
     fasta = tmp_path / "p.fasta"
