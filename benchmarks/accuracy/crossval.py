@@ -426,6 +426,10 @@ def _selection(doc: dict, multi: bool) -> str:
         if rule in sel:
             r = sel[rule]
             mark = " (default)" if rule == doc["select_by"] else ""
+            if r["folds"] < max(v["folds"] for v in sel.values()):
+                # Folds trained before the rule's figure was recorded lack it: a mean over other
+                # folds, not comparable with the rows above it.
+                mark += f" ({r['folds']} of {max(v['folds'] for v in sel.values())} folds: the newer)"
             lines.append(f"| {rule}{mark} | " + " | ".join(f"{r[k]:.3f}" if k in r else "-" for k in keys)
                          + f" | {', '.join(map(str, r['epochs']))} |")
     return "\n".join(lines)

@@ -212,3 +212,15 @@ def test_sources_say_which_commit_trained_which_folds():
     assert crossval._commits(doc) == ("folds 0, 1 trained at 1111111111; fold 2 trained at 2222222222; "
                                       "scored at 3333333333")
     assert crossval._commits({"commit": "abcdef1234567"}) == "commit abcdef1234"  # a file without sittings
+
+
+def test_selection_rows_over_fewer_folds_say_so():
+    figures = {"macro_f1": 0.5, "micro_f1": 0.6, "jaccard": 0.55, "macro_mcc": 0.44}
+    doc = {"label": "M", "folds_run": ["0", "1", "2"], "select_by": "macro-f1", "selection": {
+        "loss": {"folds": 3, "epochs": [1, 2, 3], **figures},
+        "macro-f1": {"folds": 3, "epochs": [3, 3, 3], **figures},
+        "macro-auc": {"folds": 1, "epochs": [3], **figures, "macro_auc": 0.8},
+        "last": {"folds": 3, "epochs": [3, 3, 3], **figures}}}
+    lines = crossval._selection(doc, multi=True).splitlines()
+    assert "| macro-f1 (default) | 0.500 | 0.600 | 0.550 | 0.440 | - | 3, 3, 3 |" in lines
+    assert "| macro-auc (1 of 3 folds: the newer) | 0.500 | 0.600 | 0.550 | 0.440 | 0.800 | 3 |" in lines
