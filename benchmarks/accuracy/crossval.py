@@ -386,7 +386,7 @@ def table(docs: list[dict], order: list[str], published: list[dict], command: st
         parts.append("\n".join([_single_caption(single), ""] + _rows(single, _KEYS[False])))
     parts += [_selection(d, d["multi_label"]) for d in rows if d.get("selection")]
     parts += [w for n in order if n in by and n + "-balanced" in by for w in [_weights(by[n], by[n + "-balanced"])] if w]
-    parts += [_ensemble(d, _KEYS[d["multi_label"]][0]) for d in rows if d.get("test")]
+    parts += [_ensemble(d) for d in rows if d.get("test")]
     parts.append(_sources(rows, published, command))
     return "\n\n".join(parts)
 
@@ -461,11 +461,14 @@ def _weights(plain: dict, weighted: dict) -> str:
     return "\n".join(lines)
 
 
-def _ensemble(doc: dict, key: str) -> str:
+def _ensemble(doc: dict) -> str:
+    """The held-out records' figures of the fold ensemble, each beside its members' range."""
     t = doc["test"]
-    members = [m[key] for m in t["members"]]
-    return (f"{doc['label']} on the held-out records ({t['n']:,}, in no fold): the fold ensemble's "
-            f"{_HEADS[key]} {t['ensemble'][key]:.3f}; its members' {min(members):.3f} to {max(members):.3f}.")
+    keys = [k for k in _KEYS[doc["multi_label"]] if t["ensemble"].get(k) is not None
+            and all(m.get(k) is not None for m in t["members"])]
+    figures = "; ".join(f"{_HEADS[k]} {t['ensemble'][k]:.3f} (members {min(m[k] for m in t['members']):.3f} to "
+                        f"{max(m[k] for m in t['members']):.3f})" for k in keys)
+    return f"{doc['label']} on the held-out records ({t['n']:,}, in no fold): the fold ensemble's {figures}."
 
 
 def _commits(doc: dict) -> str:

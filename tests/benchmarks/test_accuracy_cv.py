@@ -224,3 +224,16 @@ def test_selection_rows_over_fewer_folds_say_so():
     lines = crossval._selection(doc, multi=True).splitlines()
     assert "| macro-f1 (default) | 0.500 | 0.600 | 0.550 | 0.440 | - | 3, 3, 3 |" in lines
     assert "| macro-auc (1 of 3 folds: the newer) | 0.500 | 0.600 | 0.550 | 0.440 | 0.800 | 3 |" in lines
+
+
+def test_ensemble_line_gives_each_figure_beside_the_members_range():
+    def fig(f1, auc):
+        return {"micro_f1": f1, "macro_f1": f1 - 0.1, "jaccard": f1, "subset_accuracy": 0.3, "macro_mcc": 0.4,
+                "macro_auc": auc}
+
+    doc = {"label": "M", "multi_label": True,
+           "test": {"n": 1234, "ensemble": fig(0.64, 0.88), "members": [fig(0.61, 0.85), fig(0.62, None)]}}
+    text = crossval._ensemble(doc)
+    assert text.startswith("M on the held-out records (1,234, in no fold): the fold ensemble's micro F1 0.640 "
+                           "(members 0.610 to 0.620); macro F1 0.540 (members 0.510 to 0.520);")
+    assert "macro AUC" not in text  # a member without it: left out
