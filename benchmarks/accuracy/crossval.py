@@ -419,6 +419,7 @@ _HEADS = {"micro_f1": "micro F1", "macro_f1": "macro F1", "jaccard": "Jaccard", 
 def _selection(doc: dict, multi: bool) -> str:
     keys = ("macro_f1", "micro_f1", "jaccard", "macro_mcc", "macro_auc") if multi else ("accuracy", "macro_f1", "mcc")
     sel = doc["selection"]
+    most = max(v["folds"] for v in sel.values())
     lines = [f"{doc['label']}: the test figures of the epoch each `--select-by` rule keeps (by validation; "
              f"mean over folds {', '.join(doc['folds_run'])}; `last`: the final epoch)", "",
              "| kept by | " + " | ".join(_HEADS[k] for k in keys) + " | epochs kept |", "|---|" + "---|" * (len(keys) + 1)]
@@ -426,10 +427,10 @@ def _selection(doc: dict, multi: bool) -> str:
         if rule in sel:
             r = sel[rule]
             mark = " (default)" if rule == doc["select_by"] else ""
-            if r["folds"] < max(v["folds"] for v in sel.values()):
+            if r["folds"] < most:
                 # Folds trained before the rule's figure was recorded lack it: a mean over other
                 # folds, not comparable with the rows above it.
-                mark += f" ({r['folds']} of {max(v['folds'] for v in sel.values())} folds: the newer)"
+                mark += f" ({r['folds']} of {most} folds: the newer)"
             lines.append(f"| {rule}{mark} | " + " | ".join(f"{r[k]:.3f}" if k in r else "-" for k in keys)
                          + f" | {', '.join(map(str, r['epochs']))} |")
     return "\n".join(lines)

@@ -53,6 +53,8 @@ COMMAND = "python -m benchmarks.accuracy.deeploc2 ../shared/data/deeploc2/swissp
 _ML = ("--multi-label",)
 _LSTM = ("--hidden-size", "64", "--epochs", "10", "--lr", "1e-3", "--batch-size", "32", "--max-tokens", "32768",
          "--test-each-epoch")
+# The MLP on frozen UniRep-1900 fusion vectors, as every unirep-mlp* recipe trains it.
+_MLP = ("--model", "mlp", "--hidden", "32", "--epochs", "30", "--lr", "1e-3", "--batch-size", "64")
 RECIPES = {r.name: r for r in (
     Recipe("kmer", _ML + ("--model", "kmer", "--k", "2"), "k-mer (k ≤ 2) + logistic regression"),
     Recipe("kmer-balanced", _ML + ("--model", "kmer", "--k", "2", "--class-weight", "balanced"),
@@ -63,17 +65,13 @@ RECIPES = {r.name: r for r in (
     Recipe("alstm-balanced", _ML + ("--model", "alstm", "--class-weight", "balanced") + _LSTM,
            "A-LSTM, 64 units, full length, 10 epochs, balanced"),
     Recipe("rlstm", _ML + ("--model", "rlstm") + _LSTM, "R-LSTM, 64 units, full length, 10 epochs"),
-    Recipe("unirep-mlp", _ML + ("--model", "mlp", "--hidden", "32", "--epochs", "30", "--lr", "1e-3",
-                                "--batch-size", "64", "--test-each-epoch"),
+    Recipe("unirep-mlp", _ML + _MLP + ("--test-each-epoch",),
            "MLP on UniRep-1900 fusion vectors (frozen), 30 epochs", embed=("unirep-1900", "unirep")),
-    Recipe("unirep-mlp-balanced", _ML + ("--model", "mlp", "--hidden", "32", "--epochs", "30", "--lr", "1e-3",
-                                         "--batch-size", "64", "--test-each-epoch", "--class-weight", "balanced"),
+    Recipe("unirep-mlp-balanced", _ML + _MLP + ("--test-each-epoch", "--class-weight", "balanced"),
            "MLP on UniRep-1900 fusion vectors (frozen), 30 epochs, balanced", embed=("unirep-1900", "unirep")),
-    Recipe("unirep-mlp-heldout", _ML + ("--model", "mlp", "--hidden", "32", "--epochs", "30", "--lr", "1e-3",
-                                        "--batch-size", "64", "--test-partition", "4"),
+    Recipe("unirep-mlp-heldout", _ML + _MLP + ("--test-partition", "4"),
            "MLP on UniRep-1900 fusion vectors, partition 4 held out of 4 folds", embed=("unirep-1900", "unirep")),
-    Recipe("unirep-mlp-single", ("--single-label-only", "--model", "mlp", "--hidden", "32", "--epochs", "30",
-                                 "--lr", "1e-3", "--batch-size", "64", "--test-each-epoch"),
+    Recipe("unirep-mlp-single", ("--single-label-only",) + _MLP + ("--test-each-epoch",),
            "MLP on UniRep-1900 fusion vectors (frozen), 30 epochs, one location per protein",
            embed=("unirep-1900", "unirep")),
     Recipe("alstm-single", ("--single-label-only", "--model", "alstm") + _LSTM,

@@ -190,7 +190,7 @@ def ranking_scores(targets, probs, classes: Sequence[str]) -> dict:
     (``macro_auc``, ``macro_ap``) and the ROC AUC of every (sequence, label) pair pooled
     (``micro_auc``). A class with no positive or no negative among the ``N`` has no AUC (NaN;
     no positive: no average precision either), and is left out of the means; NaN if none is
-    defined. They say how well the probabilities rank, which F1 and MCC at a tuned threshold
+    defined (as for no records at all). They say how well the probabilities rank, which F1 and MCC at a tuned threshold
     hide when a label is rare or the signal weak."""
     skm = _skm()
     targets = (np.asarray(targets) > 0.5).astype(np.int64)
@@ -242,9 +242,9 @@ def multilabel_report(targets, probs, thresholds: Sequence[float], classes: Sequ
                          "f1": float(f1[k]), "precision": float(precision[k]), "recall": float(recall[k]),
                          "support": int(support[k]), "threshold": float(thresholds[k]),
                          "confusion": confusion[k].astype(np.int64).tolist()}
-    ranking = ranking_scores(targets, probs, classes) if n else None
+    ranking = ranking_scores(targets.reshape(n, K), probs.reshape(n, K), classes)
     for name in classes:
-        per[name].update(ranking["per_class"][name] if ranking else {"auc": math.nan, "ap": math.nan})
+        per[name].update(ranking["per_class"][name])
     present = [v for v in per.values() if v["support"] > 0]
     return {
         "n": int(n),
@@ -256,8 +256,7 @@ def multilabel_report(targets, probs, thresholds: Sequence[float], classes: Sequ
         "hamming_accuracy": 1.0 - float(skm.hamming_loss(targets, pred)) if n else 0.0,
         "top_one": bool(top_one),
         "macro_mcc": float(np.mean([v["mcc"] for v in present])) if present else 0.0,
-        **({k: ranking[k] for k in ("macro_auc", "micro_auc", "macro_ap")} if ranking
-           else {"macro_auc": math.nan, "micro_auc": math.nan, "macro_ap": math.nan}),
+        **{k: ranking[k] for k in ("macro_auc", "micro_auc", "macro_ap")},
         "per_class": per,
         "classes": list(classes),
         "thresholds": [float(t) for t in thresholds],
